@@ -1,0 +1,189 @@
+"""Shared fixtures: isolation from this machine's pip configuration, builders, servers."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typing_extensions import Self
+
+from tests.builders import build_sdist, build_wheel
+from wheelhouse.store import Store
+
+# The test machine carries a pip configuration of its own (extra indexes,
+# find-links, constraints). No test may depend on it or be disturbed by it.
+_ISOLATION = {
+    "PIP_CONFIG_FILE": os.devnull,
+    "PIP_NO_INPUT": "1",
+    "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    "PIP_NO_CACHE_DIR": "1",
+    "UV_NO_CONFIG": "1",
+    "UV_NO_CACHE": "1",
+    "UV_PYTHON_DOWNLOADS": "never",
+}
+
+
+def isolated_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for subprocesses: no PIP_*/UV_*/WHEELHOUSE_* from outside."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PIP_", "UV_", "WHEELHOUSE_"))
+    }
+    env.update(_ISOLATION)
+    env.update(extra or {})
+    return env
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # In-process code (the CLI run through main()) sees the same isolation.
+    for key in [k for k in os.environ if k.startswith(("PIP_", "UV_", "WHEELHOUSE_"))]:
+        del os.environ[key]
+    os.environ.update(_ISOLATION)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    """A fresh store for one test."""
+    return Store.open(tmp_path / "store")
+
+
+@pytest.fixture
+def store_env(store: Store) -> dict[str, str]:
+    """Environment for a wheelhouse subprocess using the test's store."""
+    return isolated_env({"WHEELHOUSE_STORE": str(store.root)})
+
+
+WheelFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def make_wheel(tmp_path: Path) -> WheelFactory:
+    """Build a wheel into tmp_path/dists (see tests.builders.build_wheel)."""
+    return functools.partial(build_wheel, tmp_path / "dists")
+
+
+@pytest.fixture
+def make_sdist(tmp_path: Path) -> WheelFactory:
+    """Build an sdist into tmp_path/dists (see tests.builders.build_sdist)."""
+    return functools.partial(build_sdist, tmp_path / "dists")
+
+
+def run(argv: list[str], *, env: dict[str, str] | None = None, check: bool = True,
+        cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run a subprocess with the isolated environment, capturing text output."""
+    proc = subprocess.run(
+        argv,
+        env=env if env is not None else isolated_env(),
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{argv} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+def wheelhouse(*args: str, env: dict[str, str], check: bool = True,
+               timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI (``python -m wheelhouse``) in a subprocess."""
+    return run([sys.executable, "-m", "wheelhouse", *args], env=env, check=check,
+               timeout=timeout)
+
+
+class Venv:
+    """A fresh virtual environment (without pip; pip runs from outside with --python)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.bin = root / ("Scripts" if os.name == "nt" else "bin")
+        self.python = self.bin / ("python.exe" if os.name == "nt" else "python")
+
+    def pip(self, *args: str, check: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the test environment's pip against this venv."""
+        return run([sys.executable, "-m", "pip", "--python", str(self.python), *args],
+                   env=env, check=check)
+
+    def installed(self) -> dict[str, str]:
+        """Map normalised project name to version, as the venv's Python sees it."""
+        code = (
+            "import importlib.metadata as m, json, re;"
+            "print(json.dumps({re.sub(r'[-_.]+','-',d.metadata['Name']).lower(): d.version"
+            " for d in m.distributions()}))"
+        )
+        out = run([str(self.python), "-c", code]).stdout
+        import json
+
+        result: dict[str, str] = json.loads(out)
+        return result
+
+
+@pytest.fixture
+def venv(tmp_path: Path) -> Venv:
+    """A fresh venv with no packages (not even pip)."""
+    root = tmp_path / "venv"
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent))
+    if uv:
+        run([uv, "venv", "--quiet", "--python", sys.executable, str(root)])
+    else:
+        run([sys.executable, "-m", "venv", "--without-pip", str(root)])
+    return Venv(root)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class LocalIndex:
+    """A directory served over HTTP on 127.0.0.1 (port 0) in a thread."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def serve_dir() -> Iterator[Callable[[Path], LocalIndex]]:
+    """Serve directories over HTTP for the duration of a test: ``serve_dir(path).url``."""
+    servers: list[LocalIndex] = []
+
+    def start(root: Path) -> LocalIndex:
+        server = LocalIndex(root).__enter__()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)

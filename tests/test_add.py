@@ -1,0 +1,261 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.builders import build_wheel, corrupt_zip, metadata_text
+from wheelhouse.add import add_paths
+from wheelhouse.errors import HouseError, InvalidInputError
+from wheelhouse.house import House, Manifest
+from wheelhouse.store import Store
+
+if TYPE_CHECKING:
+    from tests.conftest import WheelFactory
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.endswith(".lock")
+    }
+
+
+def test_add_links_files_and_writes_manifest(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory, make_sdist: WheelFactory
+) -> None:
+    wheel = make_wheel("Demo_Pkg", "1.0", requires_python=">=3.8")
+    sdist = make_sdist("demo-pkg", "1.0")
+    house = House.open(tmp_path / "house", create=True)
+
+    result = add_paths(house, store, [wheel, sdist])
+
+    assert [e.filename for e in result.added] == ["demo_pkg-1.0-py3-none-any.whl",
+                                                  "demo_pkg-1.0.tar.gz"]
+    manifest = house.read_manifest()
+    by_name = manifest.by_filename()
+    w = by_name["demo_pkg-1.0-py3-none-any.whl"]
+    assert (w.project, w.version, w.kind, w.requires_python) == ("demo-pkg", "1.0", "wheel",
+                                                                 ">=3.8")
+    assert w.sha256 == hashlib.sha256(wheel.read_bytes()).hexdigest()
+    assert w.size == wheel.stat().st_size
+    assert w.origin == wheel.absolute().as_uri()
+    # The file under its real name is the blob itself (a hard link).
+    assert house.file_path(w.filename).samefile(store.blob_path(w.sha256))
+    # PEP 658: the metadata file is byte-identical to the METADATA inside the wheel.
+    with zipfile.ZipFile(wheel) as zf:
+        inner = zf.read("demo_pkg-1.0.dist-info/METADATA")
+    metadata_file = house.file_path(w.filename + ".metadata")
+    assert metadata_file.read_bytes() == inner
+    assert w.metadata_sha256 == hashlib.sha256(inner).hexdigest()
+    s = by_name["demo_pkg-1.0.tar.gz"]
+    assert (s.kind, s.metadata_sha256) == ("sdist", None)
+    meta = store.read_meta(w.sha256)
+    assert meta is not None and meta.tags == ("py3-none-any",)
+    assert house.verify() == []
+
+
+def test_adding_twice_is_a_no_op_and_reuses_the_store(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory
+) -> None:
+    wheel = make_wheel("demo", "1.0")
+    house = House.open(tmp_path / "house", create=True)
+    add_paths(house, store, [wheel])
+    before = _tree(house.root)
+    again = add_paths(house, store, [wheel])
+    assert (again.added, [e.filename for e in again.unchanged], again.reused) == (
+        (), ["demo-1.0-py3-none-any.whl"], 1
+    )
+    assert _tree(house.root) == before
+
+
+def test_add_directory_recursively(tmp_path: Path, store: Store) -> None:
+    build_wheel(tmp_path / "in" / "a", "alpha", "1.0")
+    build_wheel(tmp_path / "in" / "b", "beta", "2.0")
+    build_wheel(tmp_path / "in" / ".hidden", "gamma", "3.0")
+    (tmp_path / "in" / "README.txt").write_text("not a distribution")
+    house = House.open(tmp_path / "house", create=True)
+    result = add_paths(house, store, [tmp_path / "in"])
+    assert sorted(e.project for e in result.added) == ["alpha", "beta"]
+
+
+def test_manifest_is_deterministic(tmp_path: Path, make_wheel: WheelFactory) -> None:
+    wheels = [make_wheel(n, "1.0") for n in ("zeta", "alpha", "mid")]
+    houses = []
+    for i, order in enumerate([wheels, list(reversed(wheels))]):
+        store = Store.open(tmp_path / f"store{i}")
+        house = House.open(tmp_path / f"house{i}", create=True)
+        for w in order:
+            add_paths(house, store, [w])
+        houses.append(house.manifest_path.read_bytes())
+    assert houses[0] == houses[1]
+    assert [e["project"] for e in json.loads(houses[0])["files"]] == ["alpha", "mid", "zeta"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        pytest.param("not-a-zip", "not a readable zip archive", id="not-a-zip"),
+        pytest.param("name-mismatch", "metadata says 'other'", id="name-mismatch"),
+        pytest.param("version-mismatch", "metadata says 2.0", id="version-mismatch"),
+        pytest.param("no-metadata", "found: none", id="no-metadata"),
+        pytest.param("bad-name", "invalid distribution file name", id="bad-name"),
+    ],
+)
+def test_bad_files_are_refused_and_nothing_is_added(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory, setup: str, message: str
+) -> None:
+    good = make_wheel("good", "1.0")
+    bad_dir = tmp_path / "bad"
+    if setup == "not-a-zip":
+        bad = build_wheel(bad_dir, "broken", "1.0")
+        corrupt_zip(bad)
+    elif setup == "name-mismatch":
+        bad = build_wheel(bad_dir, "demo", "1.0", metadata=metadata_text("other", "1.0"))
+    elif setup == "version-mismatch":
+        bad = build_wheel(bad_dir, "demo", "1.0", metadata=metadata_text("demo", "2.0"))
+    elif setup == "no-metadata":
+        bad_dir.mkdir()
+        bad = bad_dir / "demo-1.0-py3-none-any.whl"
+        with zipfile.ZipFile(bad, "w") as zf:
+            zf.writestr("demo.py", "")
+    else:
+        bad_dir.mkdir()
+        bad = bad_dir / "demo 1.0.whl"
+        shutil.copy(good, bad)
+    house = House.open(tmp_path / "house", create=True)
+    manifest_before = house.manifest_path.read_bytes()
+
+    with pytest.raises(InvalidInputError) as info:
+        add_paths(house, store, [good, bad])
+
+    assert message in str(info.value)
+    assert "nothing was added" in str(info.value)
+    assert house.manifest_path.read_bytes() == manifest_before
+    assert list(house.files_dir.iterdir()) == []
+    if setup != "bad-name":  # (that one holds the good wheel's bytes under a bad name)
+        # The bad bytes never got a name in the store.
+        assert not store.has(hashlib.sha256(bad.read_bytes()).hexdigest())
+
+
+def test_same_filename_different_bytes_is_refused(
+    tmp_path: Path, store: Store
+) -> None:
+    first = build_wheel(tmp_path / "one", "demo", "1.0", files={"demo.py": b"one = 1\n"})
+    second = build_wheel(tmp_path / "two", "demo", "1.0", files={"demo.py": b"two = 2\n"})
+    house = House.open(tmp_path / "house", create=True)
+    add_paths(house, store, [first])
+    before = _tree(house.root)
+    with pytest.raises(HouseError) as info:
+        add_paths(house, store, [second])
+    text = str(info.value)
+    assert hashlib.sha256(first.read_bytes()).hexdigest() in text
+    assert hashlib.sha256(second.read_bytes()).hexdigest() in text
+    assert _tree(house.root) == before
+    with pytest.raises(InvalidInputError, match="two different files are named"):
+        add_paths(House.open(tmp_path / "h2", create=True), store, [first, second])
+
+
+def test_missing_path_is_named(tmp_path: Path, store: Store) -> None:
+    house = House.open(tmp_path / "house", create=True)
+    with pytest.raises(InvalidInputError, match=r"nope\.whl"):
+        add_paths(house, store, [tmp_path / "nope.whl"])
+
+
+def test_house_path_that_is_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "house"
+    path.write_text("I am a file")
+    with pytest.raises(HouseError, match="not a directory"):
+        House.open(path, create=True)
+    assert path.read_text() == "I am a file"
+
+
+def test_refuses_to_turn_a_non_empty_directory_into_a_house(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("keep")
+    with pytest.raises(HouseError, match="not empty and is not a house"):
+        House.open(tmp_path, create=True)
+
+
+def test_house_on_another_filesystem_gets_verified_copies(
+    store: Store, make_wheel: WheelFactory
+) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == store.root.stat().st_dev:
+        pytest.skip("needs a second file system (/dev/shm) to test copying across devices")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=shm) as other:
+        house = House.open(Path(other) / "house", create=True)
+        wheel = make_wheel("demo", "1.0")
+        (entry,) = add_paths(house, store, [wheel]).added
+        copy = house.file_path(entry.filename)
+        assert copy.read_bytes() == wheel.read_bytes()
+        assert copy.stat().st_ino != store.blob_path(entry.sha256).stat().st_ino
+        assert house.verify() == []
+
+
+def test_verify_reports_changed_missing_and_stray_files(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory
+) -> None:
+    house = House.open(tmp_path / "house", create=True)
+    add_paths(house, store, [make_wheel("a", "1.0"), make_wheel("b", "1.0")])
+    a = house.file_path("a-1.0-py3-none-any.whl")
+    data = bytearray(a.read_bytes())
+    data[10] ^= 0xFF
+    a.unlink()  # break the hard link first, as an editor would
+    a.write_bytes(bytes(data))
+    house.file_path("b-1.0-py3-none-any.whl").unlink()
+    (house.files_dir / "stray-1.0-py3-none-any.whl").write_bytes(b"x")
+    problems = {(p.path, p.problem.split(":")[0]) for p in house.verify()}
+    assert problems == {
+        ("files/a-1.0-py3-none-any.whl", "hash mismatch"),
+        ("files/b-1.0-py3-none-any.whl", "missing"),
+        ("files/stray-1.0-py3-none-any.whl", "not in the manifest"),
+    }
+    assert store.verify().ok  # the store's blob was not touched
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(b"{not json", "not valid JSON", id="not-json"),
+        pytest.param(b'{"format": 7, "files": []}', "format version 7", id="future-format"),
+        pytest.param(
+            json.dumps({"format": 1, "files": [{
+                "filename": "../evil-1.0-py3-none-any.whl", "sha256": "a" * 64, "size": 1,
+                "kind": "wheel", "project": "evil", "version": "1.0"}]}).encode(),
+            "path separator", id="traversal-in-manifest",
+        ),
+        pytest.param(
+            json.dumps({"format": 1, "files": [{
+                "filename": "evil-1.0-py3-none-any.whl", "sha256": "../x", "size": 1,
+                "kind": "wheel", "project": "evil", "version": "1.0"}]}).encode(),
+            "not a sha256", id="bad-digest",
+        ),
+    ],
+)
+def test_bad_manifest_is_refused(tmp_path: Path, content: bytes, message: str) -> None:
+    (tmp_path / "wheelhouse.json").write_bytes(content)
+    with pytest.raises(Exception, match=message) as info:
+        House.open(tmp_path)
+    from wheelhouse.errors import WheelhouseError
+
+    assert isinstance(info.value, WheelhouseError)
+
+
+def test_manifest_round_trips() -> None:
+    from wheelhouse.house import FileEntry
+    from wheelhouse.store import Sha256
+
+    entry = FileEntry("demo-1.0-py3-none-any.whl", Sha256("a" * 64), 10, "wheel", "demo", "1.0",
+                      requires_python=">=3.9", metadata_sha256=Sha256("b" * 64),
+                      origin="https://example.invalid/demo", upload_time="2024-01-01T00:00:00Z",
+                      yanked="broken", targets=("cp312-manylinux_2_28_x86_64",))
+    manifest = Manifest((entry,))
+    assert Manifest.parse(manifest.render(), source="x") == manifest

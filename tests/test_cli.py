@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.builders import build_wheel, corrupt_zip
+from tests.conftest import WheelFactory, wheelhouse
+from wheelhouse.cli import main
+from wheelhouse.store import Store
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def test_python_m_wheelhouse_add_ls_verify(
+    tmp_path: Path, store_env: dict[str, str], make_wheel: WheelFactory,
+    make_sdist: WheelFactory,
+) -> None:
+    make_wheel("demo", "1.0")
+    make_sdist("demo", "1.0")
+    house = tmp_path / "house"
+    out = wheelhouse("add", str(tmp_path / "dists"), "-o", str(house), env=store_env)
+    assert "2 added" in out.stdout
+
+    listing = wheelhouse("ls", str(house), env=store_env).stdout
+    assert "demo-1.0-py3-none-any.whl" in listing and "demo-1.0.tar.gz" in listing
+
+    data = json.loads(wheelhouse("ls", str(house), "--json", env=store_env).stdout)
+    assert [d["filename"] for d in data] == ["demo-1.0-py3-none-any.whl", "demo-1.0.tar.gz"]
+
+    ok = wheelhouse("verify", str(house), "--with-store", env=store_env)
+    assert "0 problem(s)" in ok.stdout and "0 bad" in ok.stdout
+
+
+def test_verify_catches_a_flipped_byte_in_the_store(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wheel = make_wheel("demo", "1.0")
+    assert main(["--store", str(store.root), "add", str(wheel), "-o", str(tmp_path / "h")]) == 0
+    blob = next(p for _, p in store.iter_blobs() if p.stat().st_size == wheel.stat().st_size)
+    blob.chmod(0o644)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    blob.write_bytes(bytes(data))  # in place: the house's hard link changes too
+    capsys.readouterr()
+
+    assert main(["--store", str(store.root), "verify"]) == 3
+    out = capsys.readouterr().out
+    assert f"BAD  {blob}" in out and "1 bad" in out
+
+    assert main(["--store", str(store.root), "verify", str(tmp_path / "h")]) == 3
+    assert "hash mismatch" in capsys.readouterr().out
+
+    assert main(["--store", str(store.root), "verify", "--quarantine"]) == 3
+    assert main(["--store", str(store.root), "verify"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        pytest.param(["add", "{missing}", "-o", "{house}"], 1, "no such file or directory",
+                     id="missing-input"),
+        pytest.param(["add", "{notzip}", "-o", "{house}"], 1, "not a readable zip archive",
+                     id="not-a-zip"),
+        pytest.param(["add", "{wheel}", "-o", "{file}"], 1, "is not a directory",
+                     id="house-is-a-file"),
+        pytest.param(["ls", "{missing}"], 1, "no house at", id="ls-no-house"),
+        pytest.param(["add", "{wheel}"], 2, "Missing option", id="usage-error"),
+        pytest.param(["frobnicate"], 2, "No such command", id="unknown-command"),
+    ],
+)
+def test_errors_are_one_clear_line_without_traceback(
+    tmp_path: Path, store_env: dict[str, str], argv: list[str], code: int, message: str
+) -> None:
+    wheel = build_wheel(tmp_path / "in", "demo", "1.0")
+    notzip = build_wheel(tmp_path / "bad", "broken", "1.0")
+    corrupt_zip(notzip)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    subst = {"missing": str(tmp_path / "missing"), "house": str(tmp_path / "house"),
+             "notzip": str(notzip), "wheel": str(wheel), "file": str(afile)}
+    proc = wheelhouse(*[a.format(**subst) for a in argv], env=store_env, check=False)
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    if code == 1:
+        assert proc.stderr.startswith("error: ")
+
+
+def test_store_option_reads_environment_and_says_so(
+    tmp_path: Path, store_env: dict[str, str]
+) -> None:
+    help_text = wheelhouse("--help", env=store_env).stdout
+    assert "WHEELHOUSE_STORE" in help_text
+    wheel = build_wheel(tmp_path / "in", "demo", "1.0")
+    env = dict(store_env, WHEELHOUSE_STORE=str(tmp_path / "env-store"))
+    wheelhouse("add", str(wheel), "-o", str(tmp_path / "h"), env=env)
+    assert Store.open(tmp_path / "env-store", create=False).verify().checked == 2
+
+
+def test_terminal_escapes_from_packages_are_neutralised(
+    tmp_path: Path, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.builders import metadata_text
+
+    wheel = build_wheel(tmp_path / "in", "demo", "1.0",
+                        metadata=metadata_text("demo\x1b[2J", "1.0"))
+    code = main(["--store", str(store.root), "add", str(wheel), "-o", str(tmp_path / "h")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "\x1b" not in err

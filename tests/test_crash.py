@@ -1,0 +1,72 @@
+"""SIGKILL at any point of ``add`` leaves the store and the house consistent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from tests.builders import build_wheel
+from tests.conftest import isolated_env, wheelhouse
+from wheelhouse.house import House
+from wheelhouse.store import Store
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _assert_consistent(store_root: Path, house_root: Path) -> None:
+    store = Store.open(store_root)  # opening cleans the debris of the dead writer
+    assert store.verify().ok, "a blob does not match its name"
+    assert list(store.tmp_dir.iterdir()) == []
+    if (house_root / "wheelhouse.json").exists():
+        house = House.open(house_root)
+        manifest = house.read_manifest()  # never half-written: it parses
+        for entry in manifest.files:
+            assert house.file_path(entry.filename).is_file()
+        problems = [p for p in house.verify() if p.problem != "not in the manifest"]
+        assert problems == []
+        # A file linked before the kill but not yet in the manifest is whole.
+        for path in house.files_dir.iterdir():
+            if path.name.endswith(".whl"):
+                assert store.has(__import__("hashlib").sha256(path.read_bytes()).hexdigest())
+
+
+def test_sigkill_during_add_leaves_store_consistent(tmp_path: Path) -> None:
+    dists = tmp_path / "dists"
+    for i in range(6):
+        build_wheel(dists, f"big{i}", "1.0", padding=8 * 1024 * 1024)
+    env = isolated_env({"WHEELHOUSE_STORE": str(tmp_path / "store")})
+    argv = [sys.executable, "-m", "wheelhouse", "add", str(dists), "-o", "HOUSE", "-j", "2"]
+
+    # Measure a full run, then kill runs at points spread across it.
+    start = time.monotonic()
+    wheelhouse("add", str(dists), "-o", str(tmp_path / "reference"), env=env)
+    full = time.monotonic() - start
+    (tmp_path / "store").rename(tmp_path / "store-ref")
+
+    delays = [full * f for f in (0.35, 0.45, 0.55, 0.65, 0.75, 0.85)]
+    interrupted = 0
+    for n, delay in enumerate(delays):
+        store_root = tmp_path / f"store{n}"
+        house_root = tmp_path / f"house{n}"
+        run_env = dict(env, WHEELHOUSE_STORE=str(store_root))
+        proc = subprocess.Popen([a.replace("HOUSE", str(house_root)) for a in argv],
+                                env=run_env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        manifest = house_root / "wheelhouse.json"
+        if not manifest.exists() or len(House.open(house_root).read_manifest().files) < 6:
+            interrupted += 1
+        _assert_consistent(store_root, house_root)
+        # And the next run finishes the job.
+        wheelhouse("add", str(dists), "-o", str(house_root), env=run_env)
+        house = House.open(house_root)
+        assert len(house.read_manifest().files) == 6
+        assert house.verify() == []
+    assert interrupted >= 3, "the kills came too late to test anything"

@@ -1,0 +1,51 @@
+"""wheelhouse: offline and reproducible Python installs, from a content-addressed store."""
+
+from wheelhouse.add import AddResult, add_paths
+from wheelhouse.errors import (
+    BuildError,
+    FormatVersionError,
+    HashMismatchError,
+    HouseError,
+    IntegrityError,
+    InvalidDistributionError,
+    InvalidFilenameError,
+    InvalidInputError,
+    InvalidTargetError,
+    LockTimeoutError,
+    NetworkError,
+    PipError,
+    StoreError,
+    WheelhouseError,
+)
+from wheelhouse.filenames import DistFilename, parse_filename
+from wheelhouse.house import FileEntry, House, Manifest
+from wheelhouse.store import BlobMeta, Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AddResult",
+    "BlobMeta",
+    "BuildError",
+    "DistFilename",
+    "FileEntry",
+    "FormatVersionError",
+    "HashMismatchError",
+    "House",
+    "HouseError",
+    "IntegrityError",
+    "InvalidDistributionError",
+    "InvalidFilenameError",
+    "InvalidInputError",
+    "InvalidTargetError",
+    "LockTimeoutError",
+    "Manifest",
+    "NetworkError",
+    "PipError",
+    "Store",
+    "StoreError",
+    "WheelhouseError",
+    "__version__",
+    "add_paths",
+    "parse_filename",
+]

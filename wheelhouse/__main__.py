@@ -1,0 +1,5 @@
+"""``python -m wheelhouse``."""
+
+from wheelhouse.cli import run
+
+run()

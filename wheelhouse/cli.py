@@ -1,0 +1,202 @@
+"""The command line: parse, call the library, print, map errors to exit codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from wheelhouse import __version__
+from wheelhouse.add import add_paths
+from wheelhouse.errors import WheelhouseError
+from wheelhouse.house import FileEntry, House
+from wheelhouse.store import Store
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    r"""Make text from packages safe for a terminal: escape control characters.
+
+    >>> clean("evil\\x1b[31mred")
+    'evil\\\\x1b[31mred'
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _echo(text: str = "", *, err: bool = False) -> None:
+    click.echo(clean(text), err=err)
+
+
+class Context:
+    """Options shared by every command."""
+
+    def __init__(self, store: Path | None, verbose: int, quiet: bool) -> None:
+        self.store_path = store
+        self.verbose = verbose
+        self.quiet = quiet
+
+    def store(self, *, create: bool = True) -> Store:
+        """Open the store the user chose (or the default)."""
+        return Store.open(self.store_path, create=create)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="wheelhouse")
+@click.option(
+    "--store",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="WHEELHOUSE_STORE",
+    show_envvar=True,
+    help="The content-addressed store (default: the per-user cache directory).",
+)
+@click.option("-v", "--verbose", count=True, help="Say more (repeat for debug output).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+@click.pass_context
+def cli(ctx: click.Context, store: Path | None, verbose: int, quiet: bool) -> None:
+    """Offline and reproducible Python installs: build, serve and carry wheel houses."""
+    level = logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=logging.ERROR if quiet else level, format="%(message)s")
+    ctx.obj = Context(store, verbose, quiet)
+
+
+house_option = click.option(
+    "-o",
+    "--house",
+    "house_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The house directory to write (created if missing).",
+)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@house_option
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), help="Files to process at once.")
+@pass_ctx
+def add(obj: Context, paths: tuple[Path, ...], house_path: Path, jobs: int | None) -> None:
+    """Add wheels and sdists (files, or directories of them) to a house."""
+    store = obj.store()
+    house = House.open(house_path, create=True)
+    result = add_paths(house, store, list(paths), jobs=jobs)
+    if not obj.quiet:
+        _echo(
+            f"{house.root}: {len(result.added)} added, {len(result.unchanged)} already there "
+            f"({result.reused} reused from the store)"
+        )
+
+
+def _entry_json(e: FileEntry) -> dict[str, Any]:
+    return e.to_dict()
+
+
+@cli.command(name="ls")
+@click.argument("house_path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the files as JSON.")
+def ls(house_path: Path, as_json: bool) -> None:
+    """List the files in a house."""
+    manifest = House.open(house_path).read_manifest()
+    if as_json:
+        click.echo(json.dumps([_entry_json(e) for e in manifest.files], indent=1))
+        return
+    if not manifest.files:
+        _echo("(empty house)")
+        return
+    width = max(len(e.filename) for e in manifest.files)
+    for e in manifest.files:
+        flags = " yanked" if e.yanked is not None else ""
+        _echo(f"{e.filename:<{width}}  {_size(e.size):>9}  sha256:{e.sha256[:16]}{flags}")
+    total = sum(e.size for e in manifest.files)
+    _echo(f"{len(manifest.files)} file(s), {_size(total)}")
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+@cli.command()
+@click.argument("houses", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--with-store", is_flag=True, help="Also re-hash the store when houses are named."
+)
+@click.option(
+    "--quarantine", is_flag=True, help="Move store blobs that fail to the store's quarantine/."
+)
+@pass_ctx
+def verify(obj: Context, houses: tuple[Path, ...], with_store: bool, quarantine: bool) -> None:
+    """Re-hash a store and/or houses; exit non-zero on any mismatch.
+
+    With no HOUSE, checks the store. Every blob must hash to its name; every
+    house file must match the manifest.
+    """
+    failed = False
+    if not houses or with_store:
+        store = obj.store(create=False)
+        report = store.verify(quarantine=quarantine)
+        for bad in report.bad:
+            actual = f"sha256={bad.actual}" if bad.actual else "unreadable"
+            moved = f" (moved to {bad.quarantined_to})" if bad.quarantined_to else ""
+            _echo(f"BAD  {bad.path}: named sha256={bad.expected}, content {actual}{moved}")
+        if not obj.quiet:
+            _echo(f"store {store.root}: {report.checked} blob(s), {len(report.bad)} bad")
+        failed |= not report.ok
+    for path in houses:
+        house = House.open(path)
+        problems = house.verify()
+        for p in problems:
+            _echo(f"BAD  {house.root / p.path}: {p.problem}")
+        if not obj.quiet:
+            count = len(house.read_manifest().files)
+            _echo(f"house {house.root}: {count} file(s), {len(problems)} problem(s)")
+        failed |= bool(problems)
+    if failed:
+        raise click.exceptions.Exit(3)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code (0 ok, 1 bad input, 2 usage, 3 integrity, ...)."""
+    try:
+        result = cli.main(args=list(argv) if argv is not None else None,
+                          prog_name="wheelhouse", standalone_mode=False)
+    except WheelhouseError as e:
+        _echo(f"error: {e}", err=True)
+        return e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        _echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        _echo("interrupted", err=True)
+        return 130
+    except OSError as e:
+        # A file-system failure we did not anticipate: still no traceback.
+        _echo(f"error: {e}", err=True)
+        return 1
+    # With standalone_mode=False, click returns the code of a raised Exit.
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Distribution contents: what a wheel or sdist says about itself (core metadata)."""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING
+
+from packaging.metadata import parse_email
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from wheelhouse.errors import InvalidDistributionError
+
+if TYPE_CHECKING:
+    from packaging.utils import NormalizedName
+
+    from wheelhouse.filenames import DistFilename, Kind
+
+__all__ = ["DistInfo", "parse_core_metadata", "read_dist_info"]
+
+# A METADATA file larger than this is not metadata; refuse rather than read it.
+_MAX_METADATA = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CoreMetadata:
+    """The few core-metadata fields wheelhouse needs."""
+
+    #: The ``Name`` field, normalised.
+    name: NormalizedName
+    #: The ``Version`` field.
+    version: Version
+    #: The ``Requires-Python`` field, if any.
+    requires_python: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DistInfo:
+    """What wheelhouse learned from one distribution file."""
+
+    #: The validated file name.
+    filename: DistFilename
+    #: The raw core metadata (wheel METADATA or sdist PKG-INFO), if the file has one.
+    metadata: bytes | None
+    #: ``Requires-Python`` from the metadata, if any.
+    requires_python: str | None
+
+    @property
+    def kind(self) -> Kind:
+        """``"wheel"`` or ``"sdist"``."""
+        return self.filename.kind
+
+    @property
+    def metadata_sha256(self) -> str | None:
+        """The sha256 of the raw metadata bytes (what PEP 658 advertises)."""
+        if self.metadata is None:
+            return None
+        return hashlib.sha256(self.metadata).hexdigest()
+
+
+def parse_core_metadata(data: bytes, *, source: str) -> CoreMetadata:
+    r"""Read Name, Version and Requires-Python from core metadata bytes.
+
+    >>> m = parse_core_metadata(b"Metadata-Version: 2.1\\nName: Demo_Pkg\\nVersion: 1.0\\n",
+    ...                         source="x")
+    >>> (m.name, str(m.version), m.requires_python)
+    ('demo-pkg', '1.0', None)
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidDistributionError(source, f"metadata is not UTF-8: {e}") from e
+    raw, _unparsed = parse_email(text)
+    name, version = raw.get("name"), raw.get("version")
+    if not name or not version:
+        raise InvalidDistributionError(source, "metadata lacks a Name or Version field")
+    try:
+        parsed_version = Version(version)
+    except InvalidVersion as e:
+        raise InvalidDistributionError(source, f"metadata has an invalid Version {version!r}") from e
+    requires_python = raw.get("requires_python")
+    return CoreMetadata(canonicalize_name(name), parsed_version, requires_python or None)
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    if info.file_size > _MAX_METADATA:
+        raise ValueError(f"{info.filename} is {info.file_size} bytes")
+    return archive.read(info)
+
+
+def _wheel_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes:
+    try:
+        with zipfile.ZipFile(fileobj) as zf:
+            candidates = [
+                info
+                for info in zf.infolist()
+                if info.filename.count("/") == 1
+                and info.filename.endswith(".dist-info/METADATA")
+            ]
+            # The .dist-info directory's name may be spelled differently from
+            # the file name (older wheels); match it by normalised project name.
+            own = [
+                info
+                for info in candidates
+                if canonicalize_name(info.filename.split("/")[0][: -len(".dist-info")]
+                                     .rsplit("-", 1)[0]) == fn.name
+            ]
+            if len(own) != 1:
+                found = ", ".join(i.filename for i in candidates) or "none"
+                raise InvalidDistributionError(
+                    source, f"expected one {fn.name}-*.dist-info/METADATA, found: {found}"
+                )
+            wheel_file = own[0].filename.rsplit("/", 1)[0] + "/WHEEL"
+            if wheel_file not in zf.NameToInfo:
+                raise InvalidDistributionError(source, f"{wheel_file} is missing")
+            return _read_member(zf, own[0])
+    except InvalidDistributionError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as e:
+        raise InvalidDistributionError(source, f"not a readable zip archive: {e}") from e
+
+
+def _sdist_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes | None:
+    # PEP 625/643: the sdist holds <name>-<version>/PKG-INFO. Older sdists may
+    # name the top directory differently; accept any single top-level PKG-INFO.
+    try:
+        if fn.filename.endswith(".zip"):
+            with zipfile.ZipFile(fileobj) as zf:
+                for info in zf.infolist():
+                    if info.filename.count("/") == 1 and info.filename.endswith("/PKG-INFO"):
+                        return _read_member(zf, info)
+                return None
+        with tarfile.open(fileobj=fileobj, mode="r:gz") as tf:
+            for member in tf:
+                if member.name.count("/") == 1 and member.name.endswith("/PKG-INFO"):
+                    if not member.isfile() or member.size > _MAX_METADATA:
+                        raise InvalidDistributionError(source, "PKG-INFO is not a regular file")
+                    extracted = tf.extractfile(member)
+                    assert extracted is not None
+                    return extracted.read()
+            return None
+    except InvalidDistributionError:
+        raise
+    except (tarfile.TarError, zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise InvalidDistributionError(source, f"not a readable archive: {e}") from e
+
+
+def read_dist_info(fileobj: IO[bytes], fn: DistFilename, *, source: str) -> DistInfo:
+    """Read a distribution's metadata from an open file and check it matches its name.
+
+    *source* names the file in error messages. A wheel must carry exactly one
+    ``.dist-info/METADATA`` whose Name and Version agree with the file name; an
+    sdist's PKG-INFO is optional (old sdists lack it) but must agree when present.
+    """
+    if fn.kind == "wheel":
+        metadata: bytes | None = _wheel_metadata(fileobj, fn, source)
+    else:
+        metadata = _sdist_metadata(fileobj, fn, source)
+    requires_python = None
+    if metadata is not None:
+        core = parse_core_metadata(metadata, source=source)
+        if core.name != fn.name:
+            raise InvalidDistributionError(
+                source, f"file name says project {fn.name!r} but its metadata says {core.name!r}"
+            )
+        if core.version != fn.version:
+            raise InvalidDistributionError(
+                source,
+                f"file name says version {fn.version} but its metadata says {core.version}",
+            )
+        requires_python = core.requires_python
+    return DistInfo(fn, metadata, requires_python)

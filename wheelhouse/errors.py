@@ -1,0 +1,153 @@
+"""The one exception hierarchy: every error wheelhouse raises descends from WheelhouseError.
+
+Every message says what went wrong, with the offending value, and — for a user
+mistake — what to do next. The CLI maps the classes to exit codes in one place
+(``EXIT_CODES`` below).
+"""
+
+from __future__ import annotations
+
+
+class WheelhouseError(Exception):
+    """Root of every error wheelhouse raises."""
+
+    #: Exit code the CLI uses for this kind of failure.
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        #: What went wrong.
+        self.message = message
+        #: What the user can do about it, if anything.
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class InvalidInputError(WheelhouseError, ValueError):
+    """The user handed us something we cannot accept (bad name, bad file, bad option)."""
+
+
+class InvalidFilenameError(InvalidInputError):
+    """A file name is not a valid, safe wheel or sdist name."""
+
+    def __init__(self, filename: str, reason: str) -> None:
+        #: The rejected file name.
+        self.filename = filename
+        #: Why it was rejected.
+        self.reason = reason
+        super().__init__(
+            f"invalid distribution file name ({reason}): {filename!r}",
+            hint="wheel names look like 'name-1.0-py3-none-any.whl', "
+            "sdists like 'name-1.0.tar.gz'",
+        )
+
+
+class InvalidDistributionError(InvalidInputError):
+    """A wheel or sdist whose contents are unreadable or disagree with its name."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        #: The file that was read.
+        self.path = path
+        #: What is wrong with it.
+        self.reason = reason
+        super().__init__(f"{path}: not a valid distribution ({reason})")
+
+
+class InvalidTargetError(InvalidInputError):
+    """A target (Python version, platform, implementation, ABI) we cannot understand."""
+
+
+class IntegrityError(WheelhouseError):
+    """Bytes on disk are not the bytes they claim to be."""
+
+    exit_code = 3
+
+
+class HashMismatchError(IntegrityError):
+    """A file's sha256 differs from the one expected."""
+
+    def __init__(self, path: str, expected: str, actual: str) -> None:
+        #: The file (or blob) that was checked.
+        self.path = path
+        #: The sha256 it should have.
+        self.expected = expected
+        #: The sha256 it has.
+        self.actual = actual
+        super().__init__(
+            f"hash mismatch for {path}: expected sha256={expected}, got sha256={actual}",
+            hint="the file was corrupted or changed; run 'wheelhouse verify' and rebuild it",
+        )
+
+
+class StoreError(WheelhouseError):
+    """The content-addressed store cannot be used (missing, read-only, wrong format)."""
+
+
+class HouseError(WheelhouseError):
+    """A house cannot be read or written (not a directory, bad manifest, conflict)."""
+
+
+class FormatVersionError(WheelhouseError):
+    """An on-disk format carries a version this wheelhouse does not know."""
+
+    def __init__(self, what: str, path: str, found: object, supported: object) -> None:
+        #: Which format (store, manifest, bundle).
+        self.what = what
+        #: Where it was read from.
+        self.path = path
+        #: The version found on disk.
+        self.found = found
+        #: The version(s) this wheelhouse understands.
+        self.supported = supported
+        super().__init__(
+            f"{path}: {what} format version {found!r} is not supported "
+            f"(this wheelhouse reads version {supported!r})",
+            hint="upgrade wheelhouse, or point it at a different directory",
+        )
+
+
+class LockTimeoutError(WheelhouseError):
+    """An exclusive lock could not be taken in time."""
+
+    def __init__(self, lock_path: str, timeout: float) -> None:
+        #: The lock file.
+        self.lock_path = lock_path
+        #: How long we waited, in seconds.
+        self.timeout = timeout
+        super().__init__(
+            f"could not take the lock {lock_path} within {timeout:g}s",
+            hint="another wheelhouse process is using it; wait for it to finish",
+        )
+
+
+class NetworkError(WheelhouseError):
+    """A download or index request failed."""
+
+    exit_code = 4
+
+
+class BuildError(WheelhouseError):
+    """Building a wheel from source failed."""
+
+    exit_code = 5
+
+
+class PipError(WheelhouseError):
+    """A pip subprocess failed; keeps its argv, return code and the tail of stderr."""
+
+    exit_code = 5
+
+    def __init__(self, argv: list[str], returncode: int, stderr_tail: str) -> None:
+        #: The command that was run.
+        self.argv = argv
+        #: Its exit status.
+        self.returncode = returncode
+        #: The last lines it wrote to stderr.
+        self.stderr_tail = stderr_tail
+        super().__init__(
+            f"pip failed with exit code {returncode}: {' '.join(argv)}\n{stderr_tail}".rstrip()
+        )

@@ -1,0 +1,407 @@
+"""A house and its manifest: a self-contained directory of distribution files."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import filelock
+from packaging.utils import canonicalize_name
+
+from wheelhouse.errors import (
+    FormatVersionError,
+    HashMismatchError,
+    HouseError,
+    InvalidFilenameError,
+    LockTimeoutError,
+)
+from wheelhouse.filenames import parse_filename, validate_component
+from wheelhouse.store import Sha256, Store, parse_sha256, sha256_file
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+__all__ = [
+    "FILES_DIR",
+    "MANIFEST_FORMAT",
+    "MANIFEST_NAME",
+    "FileEntry",
+    "House",
+    "HouseProblem",
+    "Manifest",
+]
+
+log = logging.getLogger(__name__)
+
+#: The manifest format version this wheelhouse writes and reads.
+MANIFEST_FORMAT = 1
+#: The manifest's file name inside a house.
+MANIFEST_NAME = "wheelhouse.json"
+#: The directory inside a house holding the distribution files.
+FILES_DIR = "files"
+#: Suffix of PEP 658 metadata files next to each wheel.
+METADATA_SUFFIX = ".metadata"
+_LOCK_NAME = ".wheelhouse.lock"
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One distribution file in a house, as the manifest records it."""
+
+    #: The file's real name (also its name under ``files/``).
+    filename: str
+    #: Its sha256.
+    sha256: Sha256
+    #: Its size in bytes.
+    size: int
+    #: ``"wheel"`` or ``"sdist"``.
+    kind: str
+    #: Normalised project name.
+    project: str
+    #: Version string.
+    version: str
+    #: ``Requires-Python`` from its metadata, if any.
+    requires_python: str | None = None
+    #: sha256 of its core metadata (served as ``<filename>.metadata``), wheels only.
+    metadata_sha256: Sha256 | None = None
+    #: Where it came from: a URL, or ``local:<path>`` for ``add``.
+    origin: str | None = None
+    #: Upstream upload time (ISO 8601, UTC), when known (PEP 700).
+    upload_time: str | None = None
+    #: ``None`` if not yanked, else the reason (possibly empty) (PEP 592).
+    yanked: str | None = None
+    #: Targets this file serves (empty: not recorded).
+    targets: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's JSON object for this file (``None`` fields omitted)."""
+        out: dict[str, Any] = {
+            "filename": self.filename,
+            "sha256": self.sha256,
+            "size": self.size,
+            "kind": self.kind,
+            "project": self.project,
+            "version": self.version,
+        }
+        for key in ("requires_python", "metadata_sha256", "origin", "upload_time", "yanked"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.targets:
+            out["targets"] = list(self.targets)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> FileEntry:
+        """Validate and build an entry from its manifest JSON object."""
+        filename = raw["filename"]
+        if not isinstance(filename, str):
+            raise TypeError("filename must be a string")
+        parsed = parse_filename(filename)
+        entry = cls(
+            filename=filename,
+            sha256=parse_sha256(raw["sha256"]),
+            size=int(raw["size"]),
+            kind=str(raw["kind"]),
+            project=str(raw["project"]),
+            version=str(raw["version"]),
+            requires_python=_opt_str(raw.get("requires_python")),
+            metadata_sha256=(
+                parse_sha256(raw["metadata_sha256"]) if raw.get("metadata_sha256") else None
+            ),
+            origin=_opt_str(raw.get("origin")),
+            upload_time=_opt_str(raw.get("upload_time")),
+            yanked=_opt_str(raw.get("yanked")),
+            targets=tuple(str(t) for t in raw.get("targets", ())),
+        )
+        if entry.kind != parsed.kind or canonicalize_name(entry.project) != parsed.name:
+            raise ValueError(f"entry for {filename!r} disagrees with its file name")
+        if entry.size < 0:
+            raise ValueError(f"negative size for {filename!r}")
+        return entry
+
+
+def _opt_str(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """The list of files a house holds; the single source of truth for its index."""
+
+    #: The files, sorted by project then file name.
+    files: tuple[FileEntry, ...] = ()
+    #: Format version.
+    format: int = field(default=MANIFEST_FORMAT)
+
+    def __post_init__(self) -> None:
+        ordered = tuple(sorted(self.files, key=lambda e: (e.project, e.filename)))
+        object.__setattr__(self, "files", ordered)
+
+    def by_filename(self) -> dict[str, FileEntry]:
+        """Map file name to entry."""
+        return {e.filename: e for e in self.files}
+
+    def projects(self) -> dict[str, list[FileEntry]]:
+        """Map normalised project name to its entries (sorted)."""
+        out: dict[str, list[FileEntry]] = {}
+        for e in self.files:
+            out.setdefault(e.project, []).append(e)
+        return out
+
+    def with_files(self, entries: Iterable[FileEntry]) -> Manifest:
+        """A new manifest with *entries* added or replacing those of the same name."""
+        merged = self.by_filename()
+        for e in entries:
+            merged[e.filename] = e
+        return replace(self, files=tuple(merged.values()))
+
+    def without(self, filenames: Iterable[str]) -> Manifest:
+        """A new manifest without the named files."""
+        drop = set(filenames)
+        return replace(self, files=tuple(e for e in self.files if e.filename not in drop))
+
+    def render(self) -> bytes:
+        """Serialise to stable JSON bytes (same manifest, same bytes)."""
+        data = {"format": self.format, "files": [e.to_dict() for e in self.files]}
+        return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=True).encode() + b"\n"
+
+    @classmethod
+    def parse(cls, data: bytes, *, source: str) -> Manifest:
+        """Parse manifest bytes; refuse an unknown format or any invalid entry."""
+        try:
+            raw = json.loads(data)
+        except ValueError as e:
+            raise HouseError(f"{source}: manifest is not valid JSON ({e})") from e
+        if not isinstance(raw, dict):
+            raise HouseError(f"{source}: manifest is not a JSON object")
+        if raw.get("format") != MANIFEST_FORMAT:
+            raise FormatVersionError("manifest", source, raw.get("format"), MANIFEST_FORMAT)
+        entries = []
+        problems = []
+        seen: set[str] = set()
+        for i, item in enumerate(raw.get("files", [])):
+            try:
+                entry = FileEntry.from_dict(item)
+            except (KeyError, TypeError, ValueError, InvalidFilenameError) as e:
+                problems.append(f"files[{i}]: {e}")
+                continue
+            if entry.filename in seen:
+                problems.append(f"files[{i}]: duplicate file name {entry.filename!r}")
+            seen.add(entry.filename)
+            entries.append(entry)
+        if problems:
+            raise HouseError(f"{source}: invalid manifest:\n  " + "\n  ".join(problems))
+        return cls(tuple(entries))
+
+
+@dataclass(frozen=True, slots=True)
+class HouseProblem:
+    """Something ``verify`` found wrong in a house."""
+
+    #: The file concerned (relative to the house).
+    path: str
+    #: What is wrong.
+    problem: str
+
+
+class House:
+    """A house directory: ``wheelhouse.json`` plus ``files/`` (and, later, ``simple/``).
+
+    A house is self-contained: its files are hard links to (or copies of) store
+    blobs, so it keeps working when copied elsewhere, without the store.
+    """
+
+    def __init__(self, root: Path) -> None:
+        #: The house directory.
+        self.root = root
+
+    def __repr__(self) -> str:
+        return f"House({str(self.root)!r})"
+
+    @classmethod
+    def open(cls, path: Path | str, *, create: bool = False) -> House:
+        """Open the house at *path*; create an empty one if asked and it does not exist."""
+        root = Path(path).expanduser().absolute()
+        house = cls(root)
+        if root.exists() and not root.is_dir():
+            raise HouseError(
+                f"house path {root} exists and is not a directory",
+                hint="name a new or existing directory with -o",
+            )
+        manifest = root / MANIFEST_NAME
+        if manifest.is_file():
+            house.read_manifest()  # validates the format early
+            return house
+        if not create:
+            raise HouseError(
+                f"no house at {root} (no {MANIFEST_NAME})",
+                hint="create one with 'wheelhouse add FILES -o DIR'",
+            )
+        if root.exists() and any(p.name != _LOCK_NAME for p in root.iterdir()):
+            raise HouseError(
+                f"{root} is not empty and is not a house",
+                hint="name a new or empty directory with -o",
+            )
+        try:
+            (root / FILES_DIR).mkdir(parents=True, exist_ok=True)
+            house.write_manifest(Manifest())
+        except OSError as e:
+            raise HouseError(f"cannot create a house at {root}: {e.strerror or e}") from e
+        return house
+
+    # -- paths and manifest ----------------------------------------------
+
+    @property
+    def files_dir(self) -> Path:
+        """The directory holding the distribution files."""
+        return self.root / FILES_DIR
+
+    @property
+    def manifest_path(self) -> Path:
+        """The manifest file."""
+        return self.root / MANIFEST_NAME
+
+    def file_path(self, filename: str) -> Path:
+        """The path of a file in the house (the name is validated as one component)."""
+        return self.files_dir / validate_component(filename)
+
+    def read_manifest(self) -> Manifest:
+        """Read and validate the manifest."""
+        try:
+            data = self.manifest_path.read_bytes()
+        except OSError as e:
+            raise HouseError(f"cannot read {self.manifest_path}: {e.strerror or e}") from e
+        return Manifest.parse(data, source=str(self.manifest_path))
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        """Write the manifest atomically."""
+        write_atomic(self.manifest_path, manifest.render())
+
+    @contextlib.contextmanager
+    def lock(self, *, timeout: float = 600.0) -> Iterator[None]:
+        """Hold the house's exclusive lock while changing it."""
+        path = self.root / _LOCK_NAME
+        flock = filelock.FileLock(str(path), timeout=timeout)
+        try:
+            flock.acquire()
+        except filelock.Timeout as e:
+            raise LockTimeoutError(str(path), timeout) from e
+        try:
+            yield
+        finally:
+            flock.release()
+
+    # -- changing --------------------------------------------------------
+
+    def link_from_store(self, store: Store, entry: FileEntry) -> None:
+        """Put a store blob (and its metadata blob) into ``files/`` under its real name."""
+        self._link_blob(store, entry.sha256, self.file_path(entry.filename))
+        if entry.metadata_sha256 is not None:
+            self._link_blob(
+                store,
+                entry.metadata_sha256,
+                self.file_path(entry.filename + METADATA_SUFFIX),
+            )
+
+    def _link_blob(self, store: Store, sha256: Sha256, dest: Path) -> None:
+        # Already right? A stat and, if the inode is the blob's, nothing to do.
+        blob = store.blob_path(sha256)
+        try:
+            if dest.is_file() and not dest.is_symlink() and blob.samefile(dest):
+                return
+        except OSError:
+            pass
+        if not blob.is_file():
+            raise HouseError(f"blob sha256={sha256} for {dest.name} is missing from {store.root}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=".part")
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            tmp.unlink()
+            try:
+                os.link(blob, tmp)
+            except OSError as e:
+                if e.errno not in (
+                    errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP
+                ):
+                    raise
+                # Across file systems: copy, verify, fsync, then rename into place.
+                shutil.copyfile(blob, tmp)
+                actual, _ = sha256_file(tmp)
+                if actual != sha256:
+                    raise HashMismatchError(str(blob), sha256, actual) from None
+                with tmp.open("rb+") as f:
+                    os.fsync(f.fileno())
+            tmp.replace(dest)
+        except OSError as e:
+            raise HouseError(f"cannot write {dest}: {e.strerror or e}") from e
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def unlink_file(self, entry: FileEntry) -> None:
+        """Remove a file (and its metadata file) from ``files/``."""
+        self.file_path(entry.filename).unlink(missing_ok=True)
+        self.file_path(entry.filename + METADATA_SUFFIX).unlink(missing_ok=True)
+
+    # -- checking --------------------------------------------------------
+
+    def verify(self) -> list[HouseProblem]:
+        """Re-hash every file against the manifest; list missing, changed and stray files."""
+        manifest = self.read_manifest()
+        problems: list[HouseProblem] = []
+        expected: set[str] = set()
+        for e in manifest.files:
+            expected.add(e.filename)
+            checks: list[tuple[str, Sha256, int | None]] = [(e.filename, e.sha256, e.size)]
+            if e.metadata_sha256 is not None:
+                expected.add(e.filename + METADATA_SUFFIX)
+                checks.append((e.filename + METADATA_SUFFIX, e.metadata_sha256, None))
+            for name, sha, size in checks:
+                path = self.files_dir / name
+                rel = f"{FILES_DIR}/{name}"
+                if path.is_symlink() or not path.is_file():
+                    problems.append(HouseProblem(rel, "missing"))
+                    continue
+                actual, actual_size = sha256_file(path)
+                if actual != sha:
+                    problems.append(
+                        HouseProblem(rel, f"hash mismatch: expected sha256={sha}, got {actual}")
+                    )
+                elif size is not None and actual_size != size:
+                    problems.append(HouseProblem(rel, f"size {actual_size}, expected {size}"))
+        if self.files_dir.is_dir():
+            for path in sorted(self.files_dir.iterdir()):
+                if path.name not in expected and not path.name.startswith(".tmp-"):
+                    problems.append(HouseProblem(f"{FILES_DIR}/{path.name}", "not in the manifest"))
+        return problems
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write *data* to *path* atomically: temp file in the same directory, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.chmod(0o644)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,549 @@
+"""The content-addressed store: immutable blobs named by their sha256, shared by every house."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import re
+import stat
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, NewType
+
+import filelock
+import platformdirs
+
+from wheelhouse.errors import (
+    FormatVersionError,
+    HashMismatchError,
+    LockTimeoutError,
+    StoreError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+__all__ = [
+    "STORE_FORMAT",
+    "BadBlob",
+    "BlobMeta",
+    "Sha256",
+    "Store",
+    "StoreVerifyReport",
+    "default_store_root",
+    "parse_sha256",
+    "sha256_file",
+]
+
+log = logging.getLogger(__name__)
+
+#: The store layout version this wheelhouse writes and reads.
+STORE_FORMAT = 1
+#: Name of the marker file that makes a directory a store.
+MARKER = "wheelhouse-store.json"
+
+#: A validated lowercase hex sha256 digest.
+Sha256 = NewType("Sha256", str)
+
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+_CHUNK = 1024 * 1024
+# A temp file whose writer is gone (or older than this) is debris from a crash.
+_STALE_TMP_SECONDS = 24 * 3600
+
+
+def parse_sha256(value: str) -> Sha256:
+    """Validate a lowercase hex sha256 digest.
+
+    >>> parse_sha256("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")[:8]
+    'e3b0c442'
+    """
+    if not _HEX64.match(value):
+        raise StoreError(f"not a sha256 hex digest: {value!r}")
+    return Sha256(value)
+
+
+def sha256_file(path: Path) -> tuple[Sha256, int]:
+    """Hash a file in one streaming pass; return its sha256 and size."""
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return Sha256(h.hexdigest()), size
+
+
+def default_store_root() -> Path:
+    """The per-user default store directory (``WHEELHOUSE_STORE`` is read by the CLI)."""
+    return platformdirs.user_cache_path("wheelhouse")
+
+
+def _fsync_dir(path: Path) -> None:
+    # Make a rename or link durable. Not every platform can open a directory.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _describe_oserror(e: OSError) -> str:
+    return e.strerror or str(e)
+
+
+@dataclass(frozen=True, slots=True)
+class BlobMeta:
+    """What wheelhouse learned from a distribution blob, kept beside it in the store."""
+
+    #: The blob's sha256.
+    sha256: Sha256
+    #: Its size in bytes.
+    size: int
+    #: ``"wheel"`` or ``"sdist"``.
+    kind: str
+    #: Normalised project name.
+    name: str
+    #: Version string, as parsed from the metadata.
+    version: str
+    #: The file name it was first stored under.
+    filename: str
+    #: Its compatibility tags (wheels), sorted.
+    tags: tuple[str, ...] = ()
+    #: ``Requires-Python``, if the metadata has one.
+    requires_python: str | None = None
+    #: sha256 of the core metadata (also stored as a blob), if the file has metadata.
+    metadata_sha256: Sha256 | None = None
+    #: Format version of this record.
+    format: int = field(default=STORE_FORMAT)
+
+    def to_json(self) -> bytes:
+        """Serialise to stable JSON bytes."""
+        data = asdict(self)
+        data["tags"] = list(self.tags)
+        return json.dumps(data, sort_keys=True, indent=1).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes, *, source: str) -> BlobMeta:
+        """Parse a record written by :meth:`to_json`; refuse an unknown format."""
+        try:
+            raw: dict[str, Any] = json.loads(data)
+            if raw.get("format") != STORE_FORMAT:
+                raise FormatVersionError("blob metadata", source, raw.get("format"), STORE_FORMAT)
+            raw["tags"] = tuple(raw.get("tags", ()))
+            meta = cls(**raw)
+            parse_sha256(meta.sha256)
+            if meta.metadata_sha256 is not None:
+                parse_sha256(meta.metadata_sha256)
+            return meta
+        except FormatVersionError:
+            raise
+        except (ValueError, TypeError, StoreError) as e:
+            raise StoreError(f"{source}: unreadable blob metadata ({e})") from e
+
+
+@dataclass(frozen=True, slots=True)
+class BadBlob:
+    """A blob whose bytes do not match its name."""
+
+    #: The sha256 the blob is named by.
+    expected: str
+    #: The sha256 of its bytes (``None`` if it could not be read).
+    actual: str | None
+    #: Where it is (or was, before quarantine).
+    path: Path
+    #: Where it was moved to, if quarantined.
+    quarantined_to: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreVerifyReport:
+    """The result of re-hashing blobs."""
+
+    #: How many blobs were checked.
+    checked: int
+    #: The ones that failed.
+    bad: tuple[BadBlob, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when every blob matched its name."""
+        return not self.bad
+
+
+class Store:
+    """A content-addressed store rooted at a directory.
+
+    Layout (format 1)::
+
+        wheelhouse-store.json        {"format": 1}
+        blobs/sha256/ab/abcdef…      immutable, read-only, named by sha256
+        meta/sha256/ab/abcdef….json  BlobMeta
+        tmp/                         temp files of writers in flight
+        quarantine/                  blobs verify found corrupt
+        locks/                       filelock files for exclusive steps
+
+    Writers need no lock: a blob is written into ``tmp/``, hashed while written,
+    fsynced, then linked into place under its name. An existing blob is never
+    rewritten.
+    """
+
+    def __init__(self, root: Path) -> None:
+        #: The store directory.
+        self.root = root
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    # -- opening ---------------------------------------------------------
+
+    @classmethod
+    def open(cls, root: Path | str | None = None, *, create: bool = True) -> Store:
+        """Open the store at *root* (default: the per-user cache), creating it if asked.
+
+        Refuses a directory that holds something else, or a store whose format
+        version is unknown.
+        """
+        path = Path(root) if root is not None else default_store_root()
+        path = path.expanduser().absolute()
+        store = cls(path)
+        marker = path / MARKER
+        try:
+            data = marker.read_bytes()
+        except FileNotFoundError:
+            if not create:
+                raise StoreError(
+                    f"no wheelhouse store at {path}",
+                    hint="pass --store DIR (or set WHEELHOUSE_STORE) to an existing store",
+                ) from None
+            store._create()
+        except NotADirectoryError:
+            raise StoreError(f"store path {path} is not a directory") from None
+        except OSError as e:
+            raise StoreError(f"cannot read store at {path}: {_describe_oserror(e)}") from e
+        else:
+            store._check_marker(data)
+        if create:
+            store.clean_tmp()
+        return store
+
+    def _check_marker(self, data: bytes) -> None:
+        marker = self.root / MARKER
+        try:
+            found = json.loads(data).get("format")
+        except (ValueError, AttributeError) as e:
+            raise StoreError(f"{marker} is not a store marker ({e})") from e
+        if found != STORE_FORMAT:
+            raise FormatVersionError("store", str(marker), found, STORE_FORMAT)
+
+    def _create(self) -> None:
+        try:
+            if self.root.exists():
+                if not self.root.is_dir():
+                    raise StoreError(f"store path {self.root} is not a directory")
+                if any(self.root.iterdir()):
+                    raise StoreError(
+                        f"{self.root} is not empty and is not a wheelhouse store",
+                        hint="choose an empty or new directory for --store",
+                    )
+            for sub in ("blobs/sha256", "meta/sha256", "tmp", "locks"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            payload = json.dumps({"format": STORE_FORMAT}).encode() + b"\n"
+            # Publish the marker atomically; a concurrent creator may win the race.
+            tmp = self._write_tmp_bytes(payload)
+            try:
+                os.link(tmp, self.root / MARKER)
+            except FileExistsError:
+                self._check_marker((self.root / MARKER).read_bytes())
+            finally:
+                tmp.unlink(missing_ok=True)
+        except OSError as e:
+            raise StoreError(
+                f"cannot create a store at {self.root}: {_describe_oserror(e)}",
+                hint="pass --store DIR (or set WHEELHOUSE_STORE) to a writable directory",
+            ) from e
+
+    # -- paths -----------------------------------------------------------
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Where writers put files in flight (same file system as the blobs)."""
+        return self.root / "tmp"
+
+    def blob_path(self, sha256: str) -> Path:
+        """The path a blob with this digest has (whether or not it exists)."""
+        sha = parse_sha256(sha256)
+        return self.root / "blobs" / "sha256" / sha[:2] / sha
+
+    def meta_path(self, sha256: str) -> Path:
+        """The path of a blob's metadata record."""
+        sha = parse_sha256(sha256)
+        return self.root / "meta" / "sha256" / sha[:2] / f"{sha}.json"
+
+    def has(self, sha256: str) -> bool:
+        """Is this blob in the store? (A stat, not a download.)."""
+        return self.blob_path(sha256).is_file()
+
+    def open_blob(self, sha256: str) -> IO[bytes]:
+        """Open a blob for reading."""
+        try:
+            return self.blob_path(sha256).open("rb")
+        except FileNotFoundError:
+            raise StoreError(f"blob sha256={sha256} is not in the store {self.root}") from None
+
+    def iter_blobs(self) -> Iterator[tuple[str, Path]]:
+        """Yield ``(name, path)`` of every file under ``blobs/sha256/``, sorted."""
+        base = self.root / "blobs" / "sha256"
+        if not base.is_dir():
+            return
+        for fan in sorted(base.iterdir()):
+            if fan.is_dir() and not fan.is_symlink():
+                for blob in sorted(fan.iterdir()):
+                    yield blob.name, blob
+
+    # -- writing ---------------------------------------------------------
+
+    def _mkstemp(self) -> tuple[int, Path]:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix=f"{os.getpid()}.", suffix=".part")
+        return fd, Path(name)
+
+    def _write_tmp_bytes(self, data: bytes) -> Path:
+        fd, path = self._mkstemp()
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path
+
+    def write_temp(self, src: IO[bytes]) -> tuple[Path, Sha256, int]:
+        """Stream *src* into a new temp file, hashing as it goes; fsync it.
+
+        The caller owns the temp file: publish it with :meth:`publish` or delete it.
+        """
+        try:
+            fd, path = self._mkstemp()
+        except OSError as e:
+            raise StoreError(
+                f"cannot write to the store at {self.root}: {_describe_oserror(e)}",
+                hint="pass --store DIR (or set WHEELHOUSE_STORE) to a writable directory",
+            ) from e
+        h = hashlib.sha256()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as f:
+                while chunk := src.read(_CHUNK):
+                    h.update(chunk)
+                    f.write(chunk)
+                    size += len(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            path.unlink(missing_ok=True)
+            raise StoreError(
+                f"cannot write to the store at {self.root}: {_describe_oserror(e)}"
+            ) from e
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path, Sha256(h.hexdigest()), size
+
+    def publish(self, tmp: Path, sha256: Sha256) -> Path:
+        """Move a verified, fsynced temp file into place as blob *sha256*.
+
+        Atomic: the blob appears whole or not at all. An existing blob is kept
+        as it is (same name, same bytes) and the temp file is dropped.
+        """
+        final = self.blob_path(sha256)
+        try:
+            tmp.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                # link, not rename: it never replaces an existing blob.
+                os.link(tmp, final)
+            except FileExistsError:
+                pass
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                    raise
+                # File systems without hard links: rename is still atomic, and
+                # an existing blob of that name holds the same bytes.
+                if not final.exists():
+                    tmp.rename(final)
+            _fsync_dir(final.parent)
+        except OSError as e:
+            raise StoreError(
+                f"cannot write to the store at {self.root}: {_describe_oserror(e)}"
+            ) from e
+        finally:
+            tmp.unlink(missing_ok=True)
+        return final
+
+    def put_stream(
+        self,
+        src: IO[bytes],
+        *,
+        expected_sha256: str | None = None,
+        check: Callable[[Path, Sha256], None] | None = None,
+        source: str = "<stream>",
+    ) -> tuple[Sha256, int]:
+        """Store bytes read from *src*; return their sha256 and size.
+
+        *expected_sha256*, when given, must match (else HashMismatchError naming
+        *source* and nothing is stored). *check*, when given, is called with the
+        temp file before it is published, so bad content never gets a real name.
+        """
+        tmp, sha, size = self.write_temp(src)
+        try:
+            if expected_sha256 is not None and sha != expected_sha256:
+                raise HashMismatchError(source, expected_sha256, sha)
+            if check is not None:
+                check(tmp, sha)
+            self.publish(tmp, sha)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return sha, size
+
+    def put_file(self, path: Path, *, expected_sha256: str | None = None) -> tuple[Sha256, int]:
+        """Copy a file into the store (always a copy: the user's file may change later)."""
+        with path.open("rb") as f:
+            return self.put_stream(f, expected_sha256=expected_sha256, source=str(path))
+
+    def put_bytes(self, data: bytes) -> Sha256:
+        """Store a small byte string (such as extracted core metadata)."""
+        sha = Sha256(hashlib.sha256(data).hexdigest())
+        if self.has(sha):
+            return sha
+        try:
+            tmp = self._write_tmp_bytes(data)
+        except OSError as e:
+            raise StoreError(
+                f"cannot write to the store at {self.root}: {_describe_oserror(e)}"
+            ) from e
+        self.publish(tmp, sha)
+        return sha
+
+    # -- metadata records ------------------------------------------------
+
+    def read_meta(self, sha256: str) -> BlobMeta | None:
+        """The metadata record of a blob, or None if there is none yet."""
+        path = self.meta_path(sha256)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        meta = BlobMeta.from_json(data, source=str(path))
+        if meta.sha256 != sha256:
+            raise StoreError(f"{path}: record is for sha256={meta.sha256}, not {sha256}")
+        return meta
+
+    def write_meta(self, meta: BlobMeta) -> None:
+        """Write a blob's metadata record atomically."""
+        path = self.meta_path(meta.sha256)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._write_tmp_bytes(meta.to_json())
+            tmp.replace(path)
+        except OSError as e:
+            raise StoreError(
+                f"cannot write to the store at {self.root}: {_describe_oserror(e)}"
+            ) from e
+
+    # -- upkeep ----------------------------------------------------------
+
+    def clean_tmp(self) -> int:
+        """Remove temp files left by writers that died; return how many went."""
+        removed = 0
+        try:
+            entries = list(self.tmp_dir.iterdir())
+        except OSError:
+            return 0
+        now = time.time()
+        for entry in entries:
+            pid_text = entry.name.split(".", 1)[0]
+            try:
+                age = now - entry.lstat().st_mtime
+            except OSError:
+                continue
+            alive = pid_text.isdigit() and _pid_alive(int(pid_text))
+            if alive and age < _STALE_TMP_SECONDS:
+                continue
+            with contextlib.suppress(OSError):
+                entry.unlink()
+                removed += 1
+        if removed:
+            log.info("removed %d stale temp file(s) from %s", removed, self.tmp_dir)
+        return removed
+
+    @contextlib.contextmanager
+    def lock(self, name: str = "store", *, timeout: float = 600.0) -> Iterator[None]:
+        """Hold an exclusive, cross-process lock named *name* (for gc and the like)."""
+        path = self.root / "locks" / f"{name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        flock = filelock.FileLock(str(path), timeout=timeout)
+        try:
+            flock.acquire()
+        except filelock.Timeout as e:
+            raise LockTimeoutError(str(path), timeout) from e
+        try:
+            yield
+        finally:
+            flock.release()
+
+    def verify(self, *, quarantine: bool = False, jobs: int | None = None) -> StoreVerifyReport:
+        """Re-hash every blob; report (and optionally quarantine) any that do not match."""
+        blobs = list(self.iter_blobs())
+
+        def check(item: tuple[str, Path]) -> BadBlob | None:
+            name, path = item
+            if path.is_symlink() or not path.is_file():
+                return BadBlob(name, None, path)
+            try:
+                actual, _ = sha256_file(path)
+            except OSError:
+                return BadBlob(name, None, path)
+            return None if actual == name else BadBlob(name, actual, path)
+
+        with ThreadPoolExecutor(max_workers=jobs or min(8, (os.cpu_count() or 1) + 2)) as pool:
+            results = [r for r in pool.map(check, blobs) if r is not None]
+        if quarantine:
+            results = [self._quarantine(bad) for bad in results]
+        return StoreVerifyReport(len(blobs), tuple(results))
+
+    def _quarantine(self, bad: BadBlob) -> BadBlob:
+        qdir = self.root / "quarantine"
+        qdir.mkdir(parents=True, exist_ok=True)
+        dest = qdir / f"{bad.path.name}.{int(time.time())}"
+        bad.path.replace(dest)
+        # The metadata record described the good bytes; it goes too.
+        if _HEX64.match(bad.expected):
+            self.meta_path(bad.expected).unlink(missing_ok=True)
+        log.warning("quarantined %s to %s", bad.path, dest)
+        return BadBlob(bad.expected, bad.actual, bad.path, dest)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists but not ours
+    return True
