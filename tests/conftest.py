@@ -145,8 +145,14 @@ def venv(tmp_path: Path) -> Venv:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    requests: list[str]
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def send_head(self) -> Any:
+        self.requests.append(f"{self.command} {self.path}")
+        return super().send_head()
 
 
 class LocalIndex:
@@ -154,7 +160,10 @@ class LocalIndex:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        handler = functools.partial(_QuietHandler, directory=str(root))
+        #: "GET /path" for every request served, in order.
+        self.requests: list[str] = []
+        handler_class = type("Handler", (_QuietHandler,), {"requests": self.requests})
+        handler = functools.partial(handler_class, directory=str(root))
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

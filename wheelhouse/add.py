@@ -211,8 +211,10 @@ def add_paths(
             house.link_from_store(store, entry)
         for entry in unchanged:
             house.link_from_store(store, entry)  # repairs a missing link, else a stat
+        new_manifest = manifest.with_files(added) if added else manifest
         if added:
-            house.write_manifest(manifest.with_files(added))
+            house.write_manifest(new_manifest)
+        house.write_index(new_manifest, previous=manifest)
     reused = sum(1 for _, was_there in stored if was_there)
     log.info("added %d file(s), %d unchanged, %d reused from the store",
              len(added), len(unchanged), reused)

@@ -170,6 +170,53 @@ def verify(obj: Context, houses: tuple[Path, ...], with_store: bool, quarantine:
         raise click.exceptions.Exit(3)
 
 
+@cli.command()
+@click.argument("house_path", type=click.Path(path_type=Path))
+@pass_ctx
+def index(obj: Context, house_path: Path) -> None:
+    """Rewrite a house's simple index (simple/, find-links.html) from its manifest.
+
+    Pages already right are left alone; anything else under simple/ is removed.
+    """
+    stats = House.open(house_path).reindex()
+    if not obj.quiet:
+        _echo(f"{house_path}: {stats.rendered} page(s), {stats.written} written, "
+              f"{stats.removed} stray entr{'y' if stats.removed == 1 else 'ies'} removed")
+
+
+@cli.command()
+@click.argument("house_path", type=click.Path(path_type=Path))
+@click.argument("selector", metavar="FILE_OR_SPEC")
+@click.option("--reason", default="", help="Why (shown by pip when it picks a yanked file).")
+@click.option("--undo", is_flag=True, help="Un-yank instead.")
+@pass_ctx
+def yank(obj: Context, house_path: Path, selector: str, reason: str, undo: bool) -> None:
+    """Yank files (PEP 592): pip and uv skip them unless pinned exactly.
+
+    FILE_OR_SPEC is a file name in the house, or a requirement such as
+    'demo==1.0' (every file of the matching versions).
+    """
+    changed = House.open(house_path).yank(selector, reason=reason, undo=undo)
+    if not obj.quiet:
+        for e in changed:
+            _echo(f"{'un-yanked' if undo else 'yanked'} {e.filename}")
+
+
+@cli.command()
+@click.argument("house_path", type=click.Path(path_type=Path))
+@click.argument("selector", metavar="FILE_OR_SPEC")
+@pass_ctx
+def remove(obj: Context, house_path: Path, selector: str) -> None:
+    """Remove files from a house and its index (the store keeps the blobs).
+
+    FILE_OR_SPEC is a file name in the house, or a requirement such as 'demo<2'.
+    """
+    removed = House.open(house_path).remove(selector)
+    if not obj.quiet:
+        for e in removed:
+            _echo(f"removed {e.filename}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code (0 ok, 1 bad input, 2 usage, 3 integrity, ...)."""
     try:

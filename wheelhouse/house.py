@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import filelock
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from wheelhouse.errors import (
@@ -21,9 +23,19 @@ from wheelhouse.errors import (
     HashMismatchError,
     HouseError,
     InvalidFilenameError,
+    InvalidInputError,
     LockTimeoutError,
 )
 from wheelhouse.filenames import parse_filename, validate_component
+from wheelhouse.index import (
+    FIND_LINKS_PAGE,
+    SIMPLE_DIR,
+    render_find_links,
+    render_index,
+    render_project_pages,
+    render_root_html,
+    render_root_json,
+)
 from wheelhouse.store import Sha256, Store, parse_sha256, sha256_file
 
 if TYPE_CHECKING:
@@ -50,6 +62,8 @@ FILES_DIR = "files"
 #: Suffix of PEP 658 metadata files next to each wheel.
 METADATA_SUFFIX = ".metadata"
 _LOCK_NAME = ".wheelhouse.lock"
+#: File in ``simple/`` recording the sha256 of the manifest the index shows.
+INDEX_STATE = ".manifest-sha256"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +136,7 @@ class FileEntry:
             yanked=_opt_str(raw.get("yanked")),
             targets=tuple(str(t) for t in raw.get("targets", ())),
         )
-        if entry.kind != parsed.kind or canonicalize_name(entry.project) != parsed.name:
+        if entry.kind != parsed.kind or entry.project != parsed.name:
             raise ValueError(f"entry for {filename!r} disagrees with its file name")
         if entry.size < 0:
             raise ValueError(f"negative size for {filename!r}")
@@ -258,6 +272,7 @@ class House:
         try:
             (root / FILES_DIR).mkdir(parents=True, exist_ok=True)
             house.write_manifest(Manifest())
+            house.write_index(Manifest())
         except OSError as e:
             raise HouseError(f"cannot create a house at {root}: {e.strerror or e}") from e
         return house
@@ -317,6 +332,11 @@ class House:
             )
 
     def _link_blob(self, store: Store, sha256: Sha256, dest: Path) -> None:
+        if self.files_dir.is_symlink():
+            raise HouseError(
+                f"{self.files_dir} is a symbolic link; wheelhouse writes only inside the house",
+                hint="replace it with a real directory",
+            )
         # Already right? A stat and, if the inode is the blob's, nothing to do.
         blob = store.blob_path(sha256)
         try:
@@ -357,6 +377,148 @@ class House:
         self.file_path(entry.filename).unlink(missing_ok=True)
         self.file_path(entry.filename + METADATA_SUFFIX).unlink(missing_ok=True)
 
+    # -- the index -------------------------------------------------------
+
+    def _index_state_path(self) -> Path:
+        return self.root / SIMPLE_DIR / INDEX_STATE
+
+    def write_index(self, manifest: Manifest, *, previous: Manifest | None = None) -> IndexStats:
+        """Bring ``simple/`` and the find-links page in line with *manifest*.
+
+        With *previous* (the manifest the index was last written from), only
+        the pages of projects whose files changed are rendered and written.
+        Without it — or when the index on disk was not written from
+        *previous* — every page is rendered and compared with what is on disk,
+        and anything under ``simple/`` that does not belong is removed: a
+        hand-edited index is rewritten, not trusted. Each page is replaced
+        atomically; project pages go before the root page, so a reader never
+        sees a link to a page that does not exist yet.
+        """
+        simple = self.root / SIMPLE_DIR
+        _own_dir(simple)
+        state = hashlib.sha256(manifest.render()).hexdigest()
+        if previous is not None and _read_text(self._index_state_path()) == hashlib.sha256(
+            previous.render()
+        ).hexdigest():
+            stats = self._write_index_incremental(manifest, previous)
+        else:
+            stats = self._write_index_full(manifest)
+        write_atomic(self._index_state_path(), state.encode() + b"\n")
+        return stats
+
+    def _write_index_incremental(self, manifest: Manifest, previous: Manifest) -> IndexStats:
+        old, new = previous.projects(), manifest.projects()
+        changed = sorted(p for p in new if old.get(p) != new[p])
+        gone = sorted(p for p in old if p not in new)
+        pages: dict[str, bytes] = {}
+        for project in changed:
+            pages.update(render_project_pages(project, new[project]))
+        if set(old) != set(new):
+            pages[f"{SIMPLE_DIR}/index.html"] = render_root_html(new)
+            pages[f"{SIMPLE_DIR}/index.json"] = render_root_json(new)
+        if changed or gone:
+            pages[FIND_LINKS_PAGE] = render_find_links(manifest.files)
+        written = self._write_pages(pages, compare=False)
+        for project in gone:
+            _remove_tree(self.root / SIMPLE_DIR / project)
+        return IndexStats(rendered=len(pages), written=written, removed=len(gone))
+
+    def _write_index_full(self, manifest: Manifest) -> IndexStats:
+        pages = render_index(manifest)
+        written = self._write_pages(pages, compare=True)
+        removed = 0
+        simple = self.root / SIMPLE_DIR
+        wanted_dirs = {path.split("/")[1] for path in pages if path.count("/") == 2}
+        for child in sorted(simple.iterdir()):
+            rel = f"{SIMPLE_DIR}/{child.name}"
+            if child.name == INDEX_STATE or rel in pages:
+                continue
+            if child.name in wanted_dirs and child.is_dir() and not child.is_symlink():
+                for grandchild in sorted(child.iterdir()):
+                    if f"{rel}/{grandchild.name}" not in pages:
+                        _remove_tree(grandchild)
+                        removed += 1
+                continue
+            _remove_tree(child)
+            removed += 1
+        return IndexStats(rendered=len(pages), written=written, removed=removed)
+
+    def _write_pages(self, pages: dict[str, bytes], *, compare: bool) -> int:
+        # Project pages first, then the root pages and the flat page.
+        def order(path: str) -> tuple[int, str]:
+            return (0 if path.count("/") == 2 else 1, path)
+
+        written = 0
+        for rel in sorted(pages, key=order):
+            path = self.root / rel
+            if rel.count("/") == 2:
+                _own_dir(path.parent)
+            if compare and not path.is_symlink():
+                try:
+                    if path.read_bytes() == pages[rel]:
+                        continue
+                except OSError:
+                    pass
+            if path.is_symlink() or path.is_dir():
+                _remove_tree(path)
+            write_atomic(path, pages[rel])
+            written += 1
+        return written
+
+    def reindex(self) -> IndexStats:
+        """Rewrite the whole index from the manifest (``wheelhouse index``)."""
+        with self.lock():
+            manifest = self.read_manifest()
+            missing = [
+                e.filename + METADATA_SUFFIX
+                for e in manifest.files
+                if e.metadata_sha256 is not None
+                and not (self.files_dir / (e.filename + METADATA_SUFFIX)).is_file()
+            ]
+            for name in missing:
+                self._restore_metadata_file(manifest.by_filename()[name[: -len(METADATA_SUFFIX)]])
+            return self.write_index(manifest)
+
+    def _restore_metadata_file(self, entry: FileEntry) -> None:
+        # The .metadata file went missing: extract it again from the wheel,
+        # and only if its hash is the one the manifest advertises.
+        from wheelhouse.dists import read_dist_info
+
+        with self.file_path(entry.filename).open("rb") as f:
+            info = read_dist_info(f, parse_filename(entry.filename), source=entry.filename)
+        if info.metadata is None or info.metadata_sha256 != entry.metadata_sha256:
+            raise HashMismatchError(
+                f"{entry.filename} (METADATA)", str(entry.metadata_sha256), str(info.metadata_sha256)
+            )
+        write_atomic(self.file_path(entry.filename + METADATA_SUFFIX), info.metadata)
+
+    def yank(self, selector: str, *, reason: str = "", undo: bool = False) -> list[FileEntry]:
+        """Mark the files *selector* names as yanked (PEP 592), or not with *undo*."""
+        with self.lock():
+            manifest = self.read_manifest()
+            chosen = select_files(manifest, selector)
+            changed = [replace(e, yanked=None if undo else reason) for e in chosen]
+            new_manifest = manifest.with_files(changed)
+            self.write_manifest(new_manifest)
+            self.write_index(new_manifest, previous=manifest)
+            return changed
+
+    def remove(self, selector: str) -> list[FileEntry]:
+        """Take the files *selector* names out of the house and its index.
+
+        Their blobs stay in the store (``gc`` reclaims them).
+        """
+        with self.lock():
+            manifest = self.read_manifest()
+            chosen = select_files(manifest, selector)
+            new_manifest = manifest.without(e.filename for e in chosen)
+            # Index and manifest first, files last: nobody is sent to a missing file.
+            self.write_index(new_manifest, previous=manifest)
+            self.write_manifest(new_manifest)
+            for entry in chosen:
+                self.unlink_file(entry)
+            return chosen
+
     # -- checking --------------------------------------------------------
 
     def verify(self) -> list[HouseProblem]:
@@ -388,6 +550,70 @@ class House:
                 if path.name not in expected and not path.name.startswith(".tmp-"):
                     problems.append(HouseProblem(f"{FILES_DIR}/{path.name}", "not in the manifest"))
         return problems
+
+
+@dataclass(frozen=True, slots=True)
+class IndexStats:
+    """What :meth:`House.write_index` did."""
+
+    #: Pages rendered.
+    rendered: int
+    #: Pages written (the others were already right on disk).
+    written: int
+    #: Stray entries removed from ``simple/``.
+    removed: int
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _own_dir(path: Path) -> None:
+    """Make *path* a real directory we own (a symlink or file in its place is removed)."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    path.mkdir(exist_ok=True)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a file, a symlink (never its target) or a directory tree."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path)
+
+
+def select_files(manifest: Manifest, selector: str) -> list[FileEntry]:
+    """The entries a FILE_OR_SPEC selector names: a file name, or a requirement.
+
+    ``demo-1.0-py3-none-any.whl`` selects that file; ``demo==1.0`` or
+    ``demo<2`` every file of the matching versions; ``demo`` every file of
+    the project. Nothing matching is an error naming the selector.
+    """
+    if selector.endswith((".whl", ".tar.gz", ".zip")):
+        entry = manifest.by_filename().get(selector)
+        if entry is None:
+            raise InvalidInputError(f"no file named {selector!r} in the house")
+        return [entry]
+    try:
+        req = Requirement(selector)
+    except InvalidRequirement as e:
+        raise InvalidInputError(
+            f"not a file name or a requirement: {selector!r} ({e})",
+            hint="name a file in the house, or a requirement such as 'demo==1.0'",
+        ) from e
+    project = canonicalize_name(req.name)
+    matches = [
+        e
+        for e in manifest.files
+        if e.project == project and req.specifier.contains(e.version, prereleases=True)
+    ]
+    if not matches:
+        raise InvalidInputError(f"no file in the house matches {selector!r}")
+    return matches
 
 
 def write_atomic(path: Path, data: bytes) -> None:

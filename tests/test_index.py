@@ -1,0 +1,309 @@
+"""The index pages: PEP 503/691/592/629/658/714/700, checked with pypi-simple's parser."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+from pypi_simple import DistributionPackage, IndexPage, ProjectPage
+
+from tests.builders import build_sdist, build_wheel, metadata_text
+from wheelhouse.add import add_paths
+from wheelhouse.house import FileEntry, House, Manifest
+from wheelhouse.index import render_index
+from wheelhouse.store import Sha256, Store
+
+GOLDEN = Path(__file__).parent / "data" / "golden"
+NASTY = 'has "quotes" & <tags> \u00e9\u4e2d'
+
+
+def _entry(filename: str, project: str, version: str, n: int, **kw: object) -> FileEntry:
+    return FileEntry(
+        filename=filename, sha256=Sha256(f"{n:x}" * 64), size=100 * n, project=project,
+        version=version, kind="wheel" if filename.endswith(".whl") else "sdist",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+GOLDEN_MANIFEST = Manifest((
+    _entry("demo_pkg-1.0-py3-none-any.whl", "demo-pkg", "1.0", 1, requires_python=">=3.8,<4",
+           metadata_sha256=Sha256("a" * 64), upload_time="2024-03-01T12:00:00.000000Z"),
+    _entry("demo_pkg-1.0.tar.gz", "demo-pkg", "1.0", 2, requires_python=">=3.8,<4"),
+    _entry("demo_pkg-2.0-py3-none-any.whl", "demo-pkg", "2.0", 3,
+           metadata_sha256=Sha256("b" * 64), yanked=NASTY),
+    _entry("demo_pkg-10.0-py3-none-any.whl", "demo-pkg", "10.0", 5,
+           metadata_sha256=Sha256("c" * 64), yanked=""),
+    _entry("other-0.1-cp312-abi3-manylinux_2_28_x86_64.whl", "other", "0.1", 4,
+           metadata_sha256=Sha256("d" * 64)),
+))
+
+
+def test_rendering_matches_golden_files() -> None:
+    pages = render_index(GOLDEN_MANIFEST)
+    if os.environ.get("REGEN_GOLDEN"):
+        for rel, data in pages.items():
+            (GOLDEN / rel).parent.mkdir(parents=True, exist_ok=True)
+            (GOLDEN / rel).write_bytes(data)
+    on_disk = {
+        str(p.relative_to(GOLDEN)): p.read_bytes() for p in GOLDEN.rglob("*") if p.is_file()
+    }
+    assert pages == on_disk
+
+
+def test_rendering_is_deterministic() -> None:
+    shuffled = Manifest(tuple(reversed(GOLDEN_MANIFEST.files)))
+    assert render_index(shuffled) == render_index(GOLDEN_MANIFEST)
+
+
+def _packages_from_html(house: Path, project: str) -> list[DistributionPackage]:
+    page = house / "simple" / project / "index.html"
+    parsed = ProjectPage.from_html(project, page.read_bytes(), base_url=page.as_uri())
+    assert parsed.repository_version == "1.1"
+    return parsed.packages
+
+
+def _packages_from_json(house: Path, project: str) -> ProjectPage:
+    page = house / "simple" / project / "index.json"
+    data = json.loads(page.read_bytes())
+    assert data["meta"]["api-version"] == "1.1"
+    return ProjectPage.from_json_data(data, base_url=page.parent.as_uri() + "/")
+
+
+def test_pypi_simple_reads_every_page_identically(tmp_path: Path) -> None:
+    """HTML and JSON agree with the manifest on every field a client reads."""
+    manifest = Manifest(GOLDEN_MANIFEST.files)
+    house = tmp_path / "house"
+    for rel, data in render_index(manifest).items():
+        (house / rel).parent.mkdir(parents=True, exist_ok=True)
+        (house / rel).write_bytes(data)
+
+    root = IndexPage.from_html((house / "simple" / "index.html").read_bytes())
+    assert root.projects == ["demo-pkg", "other"]
+    root_json = json.loads((house / "simple" / "index.json").read_bytes())
+    assert [p["name"] for p in root_json["projects"]] == ["demo-pkg", "other"]
+
+    for project, entries in manifest.projects().items():
+        html_packages = _packages_from_html(house, project)
+        json_page = _packages_from_json(house, project)
+        assert json_page.versions == sorted({e.version for e in entries},
+                                            key=lambda v: tuple(int(x) for x in v.split(".")))
+        for html_pkg, json_pkg, entry in zip(html_packages, json_page.packages, entries,
+                                             strict=True):
+            expected_url = (house / "files" / entry.filename).as_uri()
+            assert html_pkg.filename == json_pkg.filename == entry.filename
+            assert html_pkg.url == expected_url
+            assert json_pkg.url == expected_url
+            assert html_pkg.digests == json_pkg.digests == {"sha256": entry.sha256}
+            assert html_pkg.requires_python == json_pkg.requires_python == entry.requires_python
+            assert html_pkg.is_yanked == json_pkg.is_yanked == (entry.yanked is not None)
+            # PEP 592: an empty data-yanked and JSON `true` both mean "yanked, no reason".
+            assert (html_pkg.yanked_reason or None) == json_pkg.yanked_reason == (
+                entry.yanked or None
+            )
+            assert html_pkg.has_metadata == (True if entry.metadata_sha256 else None)
+            assert json_pkg.has_metadata == bool(entry.metadata_sha256)
+            if entry.metadata_sha256:
+                assert html_pkg.metadata_digests == json_pkg.metadata_digests == {
+                    "sha256": entry.metadata_sha256
+                }
+            assert json_pkg.size == entry.size
+            if entry.upload_time is None:
+                assert json_pkg.upload_time is None
+            else:
+                assert json_pkg.upload_time is not None
+                assert json_pkg.upload_time.isoformat() == "2024-03-01T12:00:00+00:00"
+
+    # The flat page lists every file with the same data.
+    flat = ProjectPage.from_html("", (house / "find-links.html").read_bytes(),
+                                 base_url=(house / "find-links.html").as_uri())
+    assert [p.filename for p in flat.packages] == sorted(e.filename for e in manifest.files)
+    assert {p.url for p in flat.packages} == {
+        (house / "files" / e.filename).as_uri() for e in manifest.files
+    }
+
+
+def test_nasty_strings_round_trip_through_html_and_json(tmp_path: Path) -> None:
+    pages = render_index(GOLDEN_MANIFEST)
+    html_page = pages["simple/demo-pkg/index.html"]
+    assert b"<tags>" not in html_page and b'"quotes"' not in html_page
+    packages = ProjectPage.from_html("demo-pkg", html_page).packages
+    assert {p.filename: p.yanked_reason for p in packages}[
+        "demo_pkg-2.0-py3-none-any.whl"] == NASTY
+    assert {p.filename: p.requires_python for p in packages}[
+        "demo_pkg-1.0-py3-none-any.whl"] == ">=3.8,<4"
+    data = json.loads(pages["simple/demo-pkg/index.json"])
+    assert {f["filename"]: f["yanked"] for f in data["files"]}[
+        "demo_pkg-2.0-py3-none-any.whl"] == NASTY
+    assert all(b < 0x80 for b in pages["simple/demo-pkg/index.json"])
+
+
+@pytest.fixture
+def built_house(tmp_path: Path, store: Store) -> House:
+    dists = tmp_path / "dists"
+    build_wheel(dists, "Demo.Pkg", "1.0", requires_python=">=3.8")
+    build_sdist(dists, "Demo.Pkg", "1.0", requires_python=">=3.8")
+    build_wheel(dists, "zeta", "0.1")
+    house = House.open(tmp_path / "house", create=True)
+    add_paths(house, store, [dists])
+    return house
+
+
+def test_metadata_files_are_byte_identical_and_advertised(built_house: House) -> None:
+    manifest = built_house.read_manifest()
+    for entry in manifest.files:
+        if entry.kind != "wheel":
+            continue
+        with zipfile.ZipFile(built_house.file_path(entry.filename)) as zf:
+            (name,) = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA")]
+            inner = zf.read(name)
+        sidecar = built_house.file_path(entry.filename + ".metadata").read_bytes()
+        assert sidecar == inner
+        (pkg,) = [p for p in _packages_from_html(built_house.root, entry.project)
+                  if p.filename == entry.filename]
+        assert pkg.metadata_digests == {"sha256": hashlib.sha256(inner).hexdigest()}
+    sdist = [p for p in _packages_from_html(built_house.root, "demo-pkg")
+             if p.filename.endswith(".tar.gz")]
+    assert sdist[0].has_metadata is None
+
+
+def _page_stamps(house: House) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(house.root)): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in sorted((house.root / "simple").rglob("*"))
+        if p.is_file() and p.name != ".manifest-sha256"
+    } | {"find-links.html": ((house.root / "find-links.html").stat().st_ino, 0)}
+
+
+def test_adding_one_project_rewrites_only_its_pages(
+    built_house: House, store: Store, tmp_path: Path
+) -> None:
+    before = _page_stamps(built_house)
+    new = build_wheel(tmp_path / "more", "newcomer", "1.0")
+    add_paths(built_house, store, [new])
+    after = _page_stamps(built_house)
+    changed = {k for k in after if before.get(k) != after[k]}
+    assert changed == {
+        "simple/newcomer/index.html", "simple/newcomer/index.json",
+        "simple/index.html", "simple/index.json", "find-links.html",
+    }
+    # And what was written equals a full render.
+    assert render_index(built_house.read_manifest()) == {
+        rel: (built_house.root / rel).read_bytes() for rel in render_index(
+            built_house.read_manifest())
+    }
+
+
+def test_new_version_of_existing_project_leaves_root_alone(
+    built_house: House, store: Store, tmp_path: Path
+) -> None:
+    before = _page_stamps(built_house)
+    add_paths(built_house, store, [build_wheel(tmp_path / "more", "zeta", "0.2")])
+    after = _page_stamps(built_house)
+    assert {k for k in after if before.get(k) != after[k]} == {
+        "simple/zeta/index.html", "simple/zeta/index.json", "find-links.html",
+    }
+
+
+def test_remove_takes_a_file_out_of_every_page(built_house: House) -> None:
+    built_house.remove("demo_pkg-1.0.tar.gz")
+    assert not built_house.file_path("demo_pkg-1.0.tar.gz").exists()
+    every_page = b"".join(
+        p.read_bytes() for p in built_house.root.rglob("*") if p.suffix in {".html", ".json"}
+    )
+    assert b"demo_pkg-1.0.tar.gz" not in every_page
+    assert [p.filename for p in _packages_from_html(built_house.root, "demo-pkg")] == [
+        "demo_pkg-1.0-py3-none-any.whl"
+    ]
+    built_house.remove("zeta")
+    assert not (built_house.root / "simple" / "zeta").exists()
+    root = IndexPage.from_html((built_house.root / "simple" / "index.html").read_bytes())
+    assert root.projects == ["demo-pkg"]
+    assert built_house.verify() == []
+
+
+def test_yank_and_unyank_by_spec(built_house: House) -> None:
+    built_house.yank("demo.pkg==1.0", reason="broken <build>")
+    packages = _packages_from_html(built_house.root, "demo-pkg")
+    assert {(p.filename, p.yanked_reason) for p in packages} == {
+        ("demo_pkg-1.0-py3-none-any.whl", "broken <build>"),
+        ("demo_pkg-1.0.tar.gz", "broken <build>"),
+    }
+    built_house.yank("demo-pkg", undo=True)
+    assert not any(p.is_yanked for p in _packages_from_html(built_house.root, "demo-pkg"))
+
+
+@pytest.mark.parametrize("selector", ["nothing-1.0-py3-none-any.whl", "demo-pkg>5", "not a spec"])
+def test_selectors_that_match_nothing_are_errors(built_house: House, selector: str) -> None:
+    from wheelhouse.errors import InvalidInputError
+
+    before = built_house.manifest_path.read_bytes()
+    with pytest.raises(InvalidInputError, match=r"match|no file|not a file name"):
+        built_house.remove(selector)
+    assert built_house.manifest_path.read_bytes() == before
+
+
+def test_hand_edited_index_is_rewritten_not_trusted(built_house: House, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "index.html").write_text("precious")
+    simple = built_house.root / "simple"
+    (simple / "zeta" / "index.html").write_text("<a href='http://evil.invalid/x.whl'>x</a>")
+    (simple / "stray").mkdir()
+    (simple / "stray" / "index.html").write_text("stray")
+    (simple / "junk.txt").write_text("junk")
+    for child in (simple / "demo-pkg").iterdir():
+        child.unlink()
+    (simple / "demo-pkg").rmdir()
+    (simple / "demo-pkg").symlink_to(outside)
+
+    stats = built_house.reindex()
+
+    assert stats.written >= 3
+    assert (outside / "index.html").read_text() == "precious"
+    assert not (simple / "demo-pkg").is_symlink()
+    assert not (simple / "stray").exists() and not (simple / "junk.txt").exists()
+    expected = render_index(built_house.read_manifest())
+    for rel, data in expected.items():
+        assert (built_house.root / rel).read_bytes() == data
+    # A second run finds nothing to do.
+    assert built_house.reindex().written == 0
+
+
+def test_index_restores_a_deleted_metadata_file(built_house: House) -> None:
+    sidecar = built_house.file_path("zeta-0.1-py3-none-any.whl.metadata")
+    original = sidecar.read_bytes()
+    sidecar.unlink()
+    built_house.reindex()
+    assert sidecar.read_bytes() == original
+
+
+def test_wheel_without_readable_metadata_is_refused_at_add(
+    tmp_path: Path, store: Store
+) -> None:
+    from wheelhouse.errors import InvalidInputError
+
+    bad = build_wheel(tmp_path / "bad", "demo", "1.0", metadata="this is not: metadata\n")
+    house = House.open(tmp_path / "house", create=True)
+    with pytest.raises(InvalidInputError, match="lacks a Name or Version"):
+        add_paths(house, store, [bad])
+
+
+def test_metadata_with_nasty_requires_python_is_escaped(tmp_path: Path, store: Store) -> None:
+    wheel = build_wheel(tmp_path / "d", "demo", "1.0", metadata=metadata_text(
+        "demo", "1.0", requires_python='>=3.8"><script>alert(1)</script>'))
+    house = House.open(tmp_path / "house", create=True)
+    add_paths(house, store, [wheel])
+    page = (house.root / "simple" / "demo" / "index.html").read_bytes()
+    assert b"<script>" not in page
+    (pkg,) = _packages_from_html(house.root, "demo")
+    assert pkg.requires_python == '>=3.8"><script>alert(1)</script>'
+
+
+def test_dataclass_fields_cover_pep700() -> None:
+    names = {f.name for f in dataclasses.fields(FileEntry)}
+    assert {"upload_time", "yanked", "size", "requires_python", "metadata_sha256"} <= names

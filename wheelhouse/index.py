@@ -1,0 +1,197 @@
+"""The simple index: PEP 503/691 pages (with PEP 592, 629, 658/714, 700) rendered from a manifest.
+
+Every function here is pure: data in, bytes out. Writing the pages is
+:meth:`wheelhouse.house.House.write_index`'s job.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import TYPE_CHECKING, Any
+
+from packaging.version import InvalidVersion, Version
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from wheelhouse.house import FileEntry, Manifest
+
+__all__ = [
+    "API_VERSION",
+    "FIND_LINKS_PAGE",
+    "JSON_CONTENT_TYPE",
+    "SIMPLE_DIR",
+    "project_page_paths",
+    "render_find_links",
+    "render_index",
+    "render_project_html",
+    "render_project_json",
+    "render_project_pages",
+    "render_root_html",
+    "render_root_json",
+]
+
+#: Repository API version (PEP 629 meta tag, PEP 691 ``meta.api-version``).
+#: 1.1 is PEP 700 (``versions``, ``size``, ``upload-time``).
+API_VERSION = "1.1"
+#: The PEP 691 JSON media type.
+JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
+#: Directory of the index inside a house.
+SIMPLE_DIR = "simple"
+#: The flat page listing every file, for ``pip --find-links URL``.
+FIND_LINKS_PAGE = "find-links.html"
+#: From ``simple/<project>/``, the way to ``files/``.
+_FILES_FROM_PROJECT = "../../files/"
+
+
+def _attr(value: str) -> str:
+    return html.escape(value, quote=True)
+
+
+def _page(title: str, body: Iterable[str]) -> bytes:
+    lines = [
+        "<!DOCTYPE html>",
+        "<html>",
+        "  <head>",
+        '    <meta charset="utf-8">',
+        f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
+        f"    <title>{html.escape(title)}</title>",
+        "  </head>",
+        "  <body>",
+        *(f"    {line}" for line in body),
+        "  </body>",
+        "</html>",
+        "",
+    ]
+    # Non-ASCII text travels as character references: the bytes are pure ASCII.
+    return "\n".join(lines).encode("ascii", "xmlcharrefreplace")
+
+
+def _json(data: Mapping[str, Any]) -> bytes:
+    # ensure_ascii: any string from a package travels as \\u escapes, never raw.
+    return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=True).encode() + b"\n"
+
+
+def _anchor(entry: FileEntry, prefix: str) -> str:
+    attrs = [f'href="{_attr(prefix + entry.filename)}#sha256={entry.sha256}"']
+    if entry.requires_python:
+        attrs.append(f'data-requires-python="{_attr(entry.requires_python)}"')
+    if entry.metadata_sha256:
+        # PEP 714 name, and the PEP 658 name older clients read.
+        attrs.append(f'data-core-metadata="sha256={entry.metadata_sha256}"')
+        attrs.append(f'data-dist-info-metadata="sha256={entry.metadata_sha256}"')
+    if entry.yanked is not None:
+        attrs.append(f'data-yanked="{_attr(entry.yanked)}"')
+    return f"<a {' '.join(attrs)}>{html.escape(entry.filename)}</a><br>"
+
+
+def render_root_html(projects: Iterable[str]) -> bytes:
+    """The PEP 503 root page listing every (normalised) project name.
+
+    >>> b'<a href="demo-pkg/">demo-pkg</a>' in render_root_html(["demo-pkg"])
+    True
+    """
+    body = [f'<a href="{_attr(p)}/">{html.escape(p)}</a><br>' for p in sorted(projects)]
+    return _page("Simple index", body)
+
+
+def render_root_json(projects: Iterable[str]) -> bytes:
+    """The PEP 691 root: ``{"meta": …, "projects": [{"name": …}]}``.
+
+    >>> json.loads(render_root_json(["b", "a"]))["projects"]
+    [{'name': 'a'}, {'name': 'b'}]
+    """
+    return _json(
+        {"meta": {"api-version": API_VERSION}, "projects": [{"name": p} for p in sorted(projects)]}
+    )
+
+
+def _sorted_files(files: Iterable[FileEntry]) -> list[FileEntry]:
+    return sorted(files, key=lambda e: e.filename)
+
+
+def render_project_html(project: str, files: Sequence[FileEntry]) -> bytes:
+    """The PEP 503 page of one project: one anchor per file, relative to the page.
+
+    Each anchor carries ``#sha256=``, and where they apply
+    ``data-requires-python`` (escaped), ``data-core-metadata`` and
+    ``data-dist-info-metadata`` (PEP 714/658), ``data-yanked`` (PEP 592).
+    """
+    body = [f"<h1>Links for {html.escape(project)}</h1>"]
+    body.extend(_anchor(e, _FILES_FROM_PROJECT) for e in _sorted_files(files))
+    return _page(f"Links for {project}", body)
+
+
+def _version_key(version: str) -> tuple[int, Version | str]:
+    try:
+        return (1, Version(version))
+    except InvalidVersion:
+        return (0, version)
+
+
+def render_project_json(project: str, files: Sequence[FileEntry]) -> bytes:
+    """The PEP 691 JSON page of one project, with the PEP 700 fields."""
+    out_files = []
+    for e in _sorted_files(files):
+        item: dict[str, Any] = {
+            "filename": e.filename,
+            "url": _FILES_FROM_PROJECT + e.filename,
+            "hashes": {"sha256": e.sha256},
+            "requires-python": e.requires_python,
+            "size": e.size,
+            "yanked": e.yanked if e.yanked else e.yanked is not None,
+        }
+        metadata: dict[str, str] | bool = (
+            {"sha256": e.metadata_sha256} if e.metadata_sha256 else False
+        )
+        item["core-metadata"] = metadata
+        item["dist-info-metadata"] = metadata
+        if e.upload_time is not None:
+            item["upload-time"] = e.upload_time
+        out_files.append(item)
+    versions = sorted({e.version for e in files}, key=_version_key)
+    return _json(
+        {
+            "meta": {"api-version": API_VERSION},
+            "name": project,
+            "versions": versions,
+            "files": out_files,
+        }
+    )
+
+
+def render_find_links(files: Iterable[FileEntry]) -> bytes:
+    """A flat page linking every file, for ``pip --find-links``; it sits at the house's root."""
+    body = [_anchor(e, "files/") for e in _sorted_files(files)]
+    return _page("Links", body)
+
+
+def project_page_paths(project: str) -> tuple[str, str]:
+    """Paths (relative to the house) of a project's HTML and JSON pages."""
+    return (f"{SIMPLE_DIR}/{project}/index.html", f"{SIMPLE_DIR}/{project}/index.json")
+
+
+def render_project_pages(project: str, files: Sequence[FileEntry]) -> dict[str, bytes]:
+    """Both pages of one project, keyed by their path relative to the house."""
+    html_path, json_path = project_page_paths(project)
+    return {
+        html_path: render_project_html(project, files),
+        json_path: render_project_json(project, files),
+    }
+
+
+def render_index(manifest: Manifest) -> dict[str, bytes]:
+    """Every index page of a house, keyed by path relative to the house.
+
+    Same manifest, same bytes: pages are sorted and carry no clock.
+    """
+    projects = manifest.projects()
+    pages = {
+        f"{SIMPLE_DIR}/index.html": render_root_html(projects),
+        f"{SIMPLE_DIR}/index.json": render_root_json(projects),
+        FIND_LINKS_PAGE: render_find_links(manifest.files),
+    }
+    for project, files in projects.items():
+        pages.update(render_project_pages(project, files))
+    return pages
