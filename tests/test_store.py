@@ -154,11 +154,14 @@ def test_concurrent_writers_from_several_processes(tmp_path: Path) -> None:
 
 def test_read_only_store_gives_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store.open(tmp_path / "s")
+    real_open = os.open
 
-    def erofs(*args: object, **kwargs: object) -> tuple[int, str]:
-        raise OSError(errno.EROFS, "Read-only file system")
+    def erofs(path: str, flags: int, mode: int = 0o777, **kwargs: object) -> int:
+        if flags & os.O_CREAT and str(path).startswith(str(store.root)):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_open(path, flags, mode)
 
-    monkeypatch.setattr("tempfile.mkstemp", erofs)
+    monkeypatch.setattr(os, "open", erofs)
     with pytest.raises(StoreError, match="Read-only file system") as info:
         store.put_stream(io.BytesIO(b"data"))
     assert "--store" in str(info.value)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from wheelhouse._fs import read_small
 from wheelhouse.dists import read_dist_info
-from wheelhouse.errors import HouseError, InvalidInputError, WheelhouseError
+from wheelhouse.errors import HashMismatchError, HouseError, InvalidInputError, WheelhouseError
 from wheelhouse.filenames import DistFilename, parse_filename
 from wheelhouse.house import FileEntry, House
-from wheelhouse.store import BlobMeta, Sha256, Store, sha256_file
+from wheelhouse.store import BlobMeta, Sha256, Store, adopt_temp_files_for, sha256_file
 
 __all__ = ["AddResult", "add_paths", "collect_dist_paths", "store_distribution"]
 
@@ -63,55 +67,89 @@ def collect_dist_paths(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def store_distribution(store: Store, path: Path) -> tuple[FileEntry, bool]:
-    """Put one wheel or sdist into the store, checked; return its house entry.
+@dataclass(slots=True)
+class _Prepared:
+    """A checked distribution whose bytes may still wait in temp files."""
 
-    The second value is True when the store already had the bytes. A file
-    whose name is unsafe, whose archive is unreadable or whose metadata
-    disagrees with its name never gets a blob name.
+    entry: FileEntry
+    reused: bool
+    temps: list[tuple[Path, Sha256]]
+    meta: BlobMeta | None
+
+
+# Files up to this size are read once into memory (hash, check and copy from
+# one read); larger ones are streamed.
+_IN_MEMORY = 8 * 1024 * 1024
+
+
+def _prepare(store: Store, path: Path, *, durable: bool) -> _Prepared:
+    """Check one wheel or sdist and stage its bytes in the store's tmp/.
+
+    Known bytes (a stat) are not copied again. New bytes are checked from the
+    very bytes that get stored, and left for :meth:`Store.publish_many` to name.
     """
     fn = parse_filename(path.name)
     origin = path.absolute().as_uri()
     try:
-        sha, size = sha256_file(path)
+        data = read_small(str(path), _IN_MEMORY)
+        if data is None:
+            sha, size = sha256_file(path)
+        else:
+            sha, size = Sha256(hashlib.sha256(data).hexdigest()), len(data)
     except OSError as e:
         raise InvalidInputError(f"cannot read {path}: {e.strerror or e}") from e
     if store.has(sha):
         meta = store.read_meta(sha)
         if meta is not None and meta.filename == fn.filename:
-            return _entry(fn, meta, origin), True
+            return _Prepared(_entry(fn, meta, origin), True, [], None)
         # Known bytes under a new name (or no record yet): check them against it.
         with store.open_blob(sha) as f:
             info = read_dist_info(f, fn, source=str(path))
-        meta = _write_meta(store, fn, sha, size, info.requires_python, info.metadata, meta)
-        return _entry(fn, meta, origin), True
+        meta, temps = _make_meta(store, fn, sha, size, info.requires_python, info.metadata,
+                                 durable=durable)
+        return _Prepared(_entry(fn, meta, origin), True, temps, meta)
 
-    metadata: list[bytes | None] = []
-    requires_python: list[str | None] = []
+    if data is not None:
+        info = read_dist_info(io.BytesIO(data), fn, source=str(path))
+        tmp, _ = store.write_temp_bytes(data, durable=durable)
+    else:
+        with path.open("rb") as src:
+            tmp, tmp_sha, size = store.write_temp(src, durable=durable)
+        try:
+            if tmp_sha != sha:
+                # The file changed between the first hash and the copy.
+                raise HashMismatchError(str(path), sha, tmp_sha)
+            with tmp.open("rb") as f:
+                info = read_dist_info(f, fn, source=str(path))
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    try:
+        meta, temps = _make_meta(store, fn, sha, size, info.requires_python, info.metadata,
+                                 durable=durable)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return _Prepared(_entry(fn, meta, origin), False, [(tmp, sha), *temps], meta)
 
-    def check(tmp: Path, tmp_sha: Sha256) -> None:
-        with tmp.open("rb") as f:
-            info = read_dist_info(f, fn, source=str(path))
-        metadata.append(info.metadata)
-        requires_python.append(info.requires_python)
 
-    with path.open("rb") as src:
-        # The file may change between the first hash and the copy: insist on the same bytes.
-        sha2, size = store.put_stream(src, expected_sha256=sha, check=check, source=str(path))
-    meta = _write_meta(store, fn, sha2, size, requires_python[0], metadata[0], None)
-    return _entry(fn, meta, origin), False
-
-
-def _write_meta(
+def _make_meta(
     store: Store,
     fn: DistFilename,
     sha: Sha256,
     size: int,
     requires_python: str | None,
     metadata: bytes | None,
-    existing: BlobMeta | None,
-) -> BlobMeta:
-    metadata_sha = store.put_bytes(metadata) if metadata is not None else None
+    *,
+    durable: bool,
+) -> tuple[BlobMeta, list[tuple[Path, Sha256]]]:
+    temps: list[tuple[Path, Sha256]] = []
+    metadata_sha: Sha256 | None = None
+    if metadata is not None and fn.kind == "wheel":
+        metadata_sha = Sha256(hashlib.sha256(metadata).hexdigest())
+        if not store.has(metadata_sha):
+            tmp, _ = store.write_temp_bytes(metadata, durable=durable)
+            temps.append((tmp, metadata_sha))
     meta = BlobMeta(
         sha256=sha,
         size=size,
@@ -121,11 +159,30 @@ def _write_meta(
         filename=fn.filename,
         tags=fn.tag_strings,
         requires_python=requires_python,
-        metadata_sha256=metadata_sha if fn.kind == "wheel" else None,
+        metadata_sha256=metadata_sha,
     )
-    if existing is None:
-        store.write_meta(meta)
-    return meta
+    return meta, temps
+
+
+def _finish(store: Store, prepared: Sequence[_Prepared]) -> None:
+    """Publish every staged blob (one flush for the batch), then record metadata."""
+    items = [t for p in prepared for t in p.temps]
+    store.publish_many(items)
+    for p in prepared:
+        if p.meta is not None:
+            store.write_meta(p.meta)
+
+
+def store_distribution(store: Store, path: Path) -> tuple[FileEntry, bool]:
+    """Put one wheel or sdist into the store, checked; return its house entry.
+
+    The second value is True when the store already had the bytes. A file
+    whose name is unsafe, whose archive is unreadable or whose metadata
+    disagrees with its name never gets a blob name.
+    """
+    prepared = _prepare(store, path, durable=True)
+    _finish(store, [prepared])
+    return prepared.entry, prepared.reused
 
 
 def _entry(fn: DistFilename, meta: BlobMeta, origin: str) -> FileEntry:
@@ -140,6 +197,61 @@ def _entry(fn: DistFilename, meta: BlobMeta, origin: str) -> FileEntry:
         metadata_sha256=meta.metadata_sha256,
         origin=origin,
     )
+
+
+# Below this many files, processes cost more to start than they save.
+_PROCESS_THRESHOLD = 400
+
+
+def _prepare_one(store: Store, path: Path) -> _Prepared | str:
+    try:
+        return _prepare(store, path, durable=False)
+    except WheelhouseError as e:
+        return str(e)  # a string crosses a process boundary safely
+
+
+def _prepare_chunk(store_root: str, paths: list[str]) -> list[_Prepared | str]:
+    store = Store(Path(store_root))
+    return [_prepare_one(store, Path(p)) for p in paths]
+
+
+def _prepare_all(store: Store, files: list[Path], *, jobs: int | None) -> list[_Prepared | str]:
+    """Check and stage every file: threads for a few (large) files, processes for many.
+
+    Small wheels are dominated by Python-level work that holds the GIL, so a
+    large batch is spread over processes; a few large files are dominated by
+    hashing and copying, which release the GIL, so threads do.
+    """
+    cpus = os.cpu_count() or 1
+    if len(files) >= _PROCESS_THRESHOLD and cpus > 1 and jobs != 1:
+        # Imported here: multiprocessing costs ~0.1 s to import, wasted on small adds.
+        from concurrent.futures import ProcessPoolExecutor
+
+        workers = min(jobs or cpus, cpus)
+        size = max(50, len(files) // (workers * 8))
+        chunks = [[str(p) for p in files[i : i + size]] for i in range(0, len(files), size)]
+        with ProcessPoolExecutor(
+            max_workers=workers, initializer=adopt_temp_files_for, initargs=(os.getpid(),)
+        ) as pool:
+            results = pool.map(_prepare_chunk, [str(store.root)] * len(chunks), chunks)
+            return [item for chunk in results for item in chunk]
+    workers = jobs or min(8, cpus + 2)
+    if workers == 1:
+        return [_prepare_one(store, p) for p in files]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda p: _prepare_one(store, p), files))
+
+
+class _Clock:
+    """Phase timings, logged at debug level (``wheelhouse -vv add``)."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        log.debug("%s: %.3f s", phase, now - self.last)
+        self.last = now
 
 
 def add_paths(
@@ -162,23 +274,24 @@ def add_paths(
             "no wheels or sdists found in: " + ", ".join(repr(str(p)) for p in paths)
         )
 
-    def one(path: Path) -> tuple[FileEntry, bool] | WheelhouseError:
-        try:
-            result = store_distribution(store, path)
-        except WheelhouseError as e:
-            return e
-        if progress is not None:
-            progress(result[0])
-        return result
-
-    workers = jobs or min(8, (os.cpu_count() or 1) + 2)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        outcomes = list(pool.map(one, files))
-
-    problems = [str(o) for o in outcomes if isinstance(o, WheelhouseError)]
-    stored = [o for o in outcomes if not isinstance(o, WheelhouseError)]
+    clock = _Clock()
+    outcomes = _prepare_all(store, files, jobs=jobs)
+    clock.lap("check and stage")
+    problems = [o for o in outcomes if isinstance(o, str)]
+    stored = [o for o in outcomes if not isinstance(o, str)]
+    if progress is not None:
+        for p in stored:
+            progress(p.entry)
+    if problems:
+        # Bad bytes never get a blob name; good ones may still be staged.
+        for p in stored:
+            for tmp, _ in p.temps:
+                tmp.unlink(missing_ok=True)
+    else:
+        _finish(store, stored)
+        clock.lap("publish")
     incoming: dict[str, FileEntry] = {}
-    for entry, _ in stored:
+    for entry in (p.entry for p in stored):
         prior = incoming.get(entry.filename)
         if prior is not None and prior.sha256 != entry.sha256:
             problems.append(
@@ -214,8 +327,10 @@ def add_paths(
         new_manifest = manifest.with_files(added) if added else manifest
         if added:
             house.write_manifest(new_manifest)
+        clock.lap("link and manifest")
         house.write_index(new_manifest, previous=manifest)
-    reused = sum(1 for _, was_there in stored if was_there)
+        clock.lap("index")
+    reused = sum(1 for p in stored if p.reused)
     log.info("added %d file(s), %d unchanged, %d reused from the store",
              len(added), len(unchanged), reused)
     return AddResult(tuple(added), tuple(unchanged), reused)

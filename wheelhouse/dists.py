@@ -73,16 +73,51 @@ def parse_core_metadata(data: bytes, *, source: str) -> CoreMetadata:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise InvalidDistributionError(source, f"metadata is not UTF-8: {e}") from e
-    raw, _unparsed = parse_email(text)
-    name, version = raw.get("name"), raw.get("version")
+    fast = _scan_headers(text)
+    if fast is not None:
+        name, version, requires_python_raw = fast
+    else:
+        raw, _unparsed = parse_email(text)
+        name, version = raw.get("name"), raw.get("version")
+        requires_python_raw = raw.get("requires_python")
     if not name or not version:
         raise InvalidDistributionError(source, "metadata lacks a Name or Version field")
     try:
         parsed_version = Version(version)
     except InvalidVersion as e:
         raise InvalidDistributionError(source, f"metadata has an invalid Version {version!r}") from e
-    requires_python = raw.get("requires_python")
-    return CoreMetadata(canonicalize_name(name), parsed_version, requires_python or None)
+    return CoreMetadata(canonicalize_name(name), parsed_version, requires_python_raw or None)
+
+
+_WANTED = {"name": 0, "version": 1, "requires-python": 2}
+
+
+def _scan_headers(text: str) -> tuple[str | None, str | None, str | None] | None:
+    """Read Name, Version and Requires-Python from plain one-line headers, quickly.
+
+    Returns None for anything unusual (a wanted field folded over lines, given
+    twice, or RFC 2047-encoded), and the caller falls back to packaging's full
+    parser: this is a fast path for the common case, not a second parser.
+    """
+    found: list[str | None] = [None, None, None]
+    last_wanted = False
+    for line in text.split("\n"):
+        line = line.rstrip("\r")
+        if not line:
+            break  # end of the header block
+        if line[0] in " \t":
+            if last_wanted:
+                return None
+            continue
+        key, sep, value = line.partition(":")
+        index = _WANTED.get(key.strip().lower())
+        last_wanted = index is not None
+        if index is None:
+            continue
+        if not sep or found[index] is not None or "=?" in value:
+            return None
+        found[index] = value.strip()
+    return found[0], found[1], found[2]
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:

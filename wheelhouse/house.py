@@ -18,6 +18,7 @@ import filelock
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from wheelhouse._fs import write_atomic, write_many_atomic
 from wheelhouse.errors import (
     FormatVersionError,
     HashMismatchError,
@@ -189,8 +190,16 @@ class Manifest:
 
     def render(self) -> bytes:
         """Serialise to stable JSON bytes (same manifest, same bytes)."""
-        data = {"format": self.format, "files": [e.to_dict() for e in self.files]}
-        return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=True).encode() + b"\n"
+        # One file per line: readable, diff-friendly, and written by the fast C encoder.
+        lines = [
+            json.dumps(e.to_dict(), sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+            for e in self.files
+        ]
+        body = ",\n".join(lines)
+        text = f'{{"format":{self.format},"files":[\n{body}\n]}}\n' if lines else (
+            f'{{"format":{self.format},"files":[]}}\n'
+        )
+        return text.encode()
 
     @classmethod
     def parse(cls, data: bytes, *, source: str) -> Manifest:
@@ -241,6 +250,8 @@ class House:
     def __init__(self, root: Path) -> None:
         #: The house directory.
         self.root = root
+        self._cache: tuple[tuple[int, int, int], Manifest] | None = None
+        self._digests: dict[int, tuple[Manifest, str]] = {}
 
     def __repr__(self) -> str:
         return f"House({str(self.root)!r})"
@@ -294,16 +305,35 @@ class House:
         return self.files_dir / validate_component(filename)
 
     def read_manifest(self) -> Manifest:
-        """Read and validate the manifest."""
+        """Read and validate the manifest (parsed again only when the file changed)."""
         try:
-            data = self.manifest_path.read_bytes()
+            with self.manifest_path.open("rb") as f:
+                st = os.fstat(f.fileno())
+                signature = (st.st_ino, st.st_size, st.st_mtime_ns)
+                if self._cache is not None and self._cache[0] == signature:
+                    return self._cache[1]
+                data = f.read()
         except OSError as e:
             raise HouseError(f"cannot read {self.manifest_path}: {e.strerror or e}") from e
-        return Manifest.parse(data, source=str(self.manifest_path))
+        manifest = Manifest.parse(data, source=str(self.manifest_path))
+        self._cache = (signature, manifest)
+        self._digests[id(manifest)] = (manifest, hashlib.sha256(data).hexdigest())
+        return manifest
 
     def write_manifest(self, manifest: Manifest) -> None:
         """Write the manifest atomically."""
-        write_atomic(self.manifest_path, manifest.render())
+        data = manifest.render()
+        write_atomic(self.manifest_path, data)
+        self._cache = None
+        self._digests[id(manifest)] = (manifest, hashlib.sha256(data).hexdigest())
+
+    def _digest(self, manifest: Manifest) -> str:
+        # The sha256 of a manifest's rendering, remembered from when it was read
+        # or written (rendering 50,000 entries again costs more than the index work).
+        known = self._digests.get(id(manifest))
+        if known is not None and known[0] is manifest:
+            return known[1]
+        return hashlib.sha256(manifest.render()).hexdigest()
 
     @contextlib.contextmanager
     def lock(self, *, timeout: float = 600.0) -> Iterator[None]:
@@ -337,15 +367,26 @@ class House:
                 f"{self.files_dir} is a symbolic link; wheelhouse writes only inside the house",
                 hint="replace it with a real directory",
             )
-        # Already right? A stat and, if the inode is the blob's, nothing to do.
         blob = store.blob_path(sha256)
         try:
-            if dest.is_file() and not dest.is_symlink() and blob.samefile(dest):
-                return
+            # The common case: a new name. link() creates it whole or not at all.
+            os.link(blob, dest)
+            return
+        except FileExistsError:
+            # Already right? If the inode is the blob's, nothing to do.
+            try:
+                if not dest.is_symlink() and blob.samefile(dest):
+                    return
+            except OSError:
+                pass
+        except FileNotFoundError:
+            if not blob.is_file():
+                raise HouseError(
+                    f"blob sha256={sha256} for {dest.name} is missing from {store.root}"
+                ) from None
+            # files/ itself is missing: made below.
         except OSError:
-            pass
-        if not blob.is_file():
-            raise HouseError(f"blob sha256={sha256} for {dest.name} is missing from {store.root}")
+            pass  # no hard links here: copy below
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=".part")
         os.close(fd)
@@ -396,10 +437,10 @@ class House:
         """
         simple = self.root / SIMPLE_DIR
         _own_dir(simple)
-        state = hashlib.sha256(manifest.render()).hexdigest()
-        if previous is not None and _read_text(self._index_state_path()) == hashlib.sha256(
-            previous.render()
-        ).hexdigest():
+        state = self._digest(manifest)
+        if previous is not None and _read_text(self._index_state_path()) == self._digest(
+            previous
+        ):
             stats = self._write_index_incremental(manifest, previous)
         else:
             stats = self._write_index_full(manifest)
@@ -448,7 +489,7 @@ class House:
         def order(path: str) -> tuple[int, str]:
             return (0 if path.count("/") == 2 else 1, path)
 
-        written = 0
+        todo: dict[Path, bytes] = {}
         for rel in sorted(pages, key=order):
             path = self.root / rel
             if rel.count("/") == 2:
@@ -461,9 +502,9 @@ class House:
                     pass
             if path.is_symlink() or path.is_dir():
                 _remove_tree(path)
-            write_atomic(path, pages[rel])
-            written += 1
-        return written
+            todo[path] = pages[rel]
+        write_many_atomic(todo)
+        return len(todo)
 
     def reindex(self) -> IndexStats:
         """Rewrite the whole index from the manifest (``wheelhouse index``)."""
@@ -614,20 +655,3 @@ def select_files(manifest: Manifest, selector: str) -> list[FileEntry]:
     if not matches:
         raise InvalidInputError(f"no file in the house matches {selector!r}")
     return matches
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write *data* to *path* atomically: temp file in the same directory, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.chmod(0o644)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

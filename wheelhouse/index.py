@@ -70,7 +70,9 @@ def _page(title: str, body: Iterable[str]) -> bytes:
 
 def _json(data: Mapping[str, Any]) -> bytes:
     # ensure_ascii: any string from a package travels as \\u escapes, never raw.
-    return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=True).encode() + b"\n"
+    return json.dumps(
+        data, sort_keys=True, ensure_ascii=True, separators=(",", ":")
+    ).encode() + b"\n"
 
 
 def _anchor(entry: FileEntry, prefix: str) -> str:

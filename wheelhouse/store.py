@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
+import itertools
 import json
 import logging
 import os
 import re
+import secrets
 import stat
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NewType
 
 import filelock
 import platformdirs
 
+from wheelhouse._fs import fsync_dir, rename_noreplace, sync_files
 from wheelhouse.errors import (
     FormatVersionError,
     HashMismatchError,
@@ -28,7 +30,7 @@ from wheelhouse.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
 __all__ = [
     "STORE_FORMAT",
@@ -53,6 +55,21 @@ MARKER = "wheelhouse-store.json"
 Sha256 = NewType("Sha256", str)
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+_TOKEN = secrets.token_hex(4)
+_COUNTER = itertools.count()
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_BLOB_MODE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+_LAYOUT = frozenset({"blobs", "meta", "tmp", "locks", "quarantine", MARKER})
+# A helper process stages temp files on behalf of its parent: they carry the
+# parent's pid, so clean_tmp keeps them while the parent lives.
+_OWNER_PID: int | None = None
+
+
+def adopt_temp_files_for(parent_pid: int) -> None:
+    """In a helper process: name temp files after *parent_pid*, with a fresh token."""
+    global _OWNER_PID, _TOKEN
+    _OWNER_PID = parent_pid
+    _TOKEN = secrets.token_hex(4)
 _CHUNK = 1024 * 1024
 # A temp file whose writer is gone (or older than this) is debris from a crash.
 _STALE_TMP_SECONDS = 24 * 3600
@@ -83,20 +100,6 @@ def sha256_file(path: Path) -> tuple[Sha256, int]:
 def default_store_root() -> Path:
     """The per-user default store directory (``WHEELHOUSE_STORE`` is read by the CLI)."""
     return platformdirs.user_cache_path("wheelhouse")
-
-
-def _fsync_dir(path: Path) -> None:
-    # Make a rename or link durable. Not every platform can open a directory.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _describe_oserror(e: OSError) -> str:
@@ -130,9 +133,10 @@ class BlobMeta:
 
     def to_json(self) -> bytes:
         """Serialise to stable JSON bytes."""
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["tags"] = list(self.tags)
-        return json.dumps(data, sort_keys=True, indent=1).encode() + b"\n"
+        # Compact: the C encoder, one line (indent would use the slow Python one).
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode() + b"\n"
 
     @classmethod
     def from_json(cls, data: bytes, *, source: str) -> BlobMeta:
@@ -252,13 +256,19 @@ class Store:
             if self.root.exists():
                 if not self.root.is_dir():
                     raise StoreError(f"store path {self.root} is not a directory")
-                if any(self.root.iterdir()):
+                # Our own layout may be there already: another process is
+                # creating the same store right now.
+                if any(p.name not in _LAYOUT for p in self.root.iterdir()):
                     raise StoreError(
                         f"{self.root} is not empty and is not a wheelhouse store",
                         hint="choose an empty or new directory for --store",
                     )
-            for sub in ("blobs/sha256", "meta/sha256", "tmp", "locks"):
+            for sub in ("tmp", "locks"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
+            # All 256 fan-out directories up front: no mkdir on the hot path.
+            for sub in ("blobs/sha256", "meta/sha256"):
+                for i in range(256):
+                    (self.root / sub / f"{i:02x}").mkdir(parents=True, exist_ok=True)
             payload = json.dumps({"format": STORE_FORMAT}).encode() + b"\n"
             # Publish the marker atomically; a concurrent creator may win the race.
             tmp = self._write_tmp_bytes(payload)
@@ -284,12 +294,12 @@ class Store:
     def blob_path(self, sha256: str) -> Path:
         """The path a blob with this digest has (whether or not it exists)."""
         sha = parse_sha256(sha256)
-        return self.root / "blobs" / "sha256" / sha[:2] / sha
+        return Path(f"{self.root}/blobs/sha256/{sha[:2]}/{sha}")
 
     def meta_path(self, sha256: str) -> Path:
         """The path of a blob's metadata record."""
         sha = parse_sha256(sha256)
-        return self.root / "meta" / "sha256" / sha[:2] / f"{sha}.json"
+        return Path(f"{self.root}/meta/sha256/{sha[:2]}/{sha}.json")
 
     def has(self, sha256: str) -> bool:
         """Is this blob in the store? (A stat, not a download.)."""
@@ -315,8 +325,20 @@ class Store:
     # -- writing ---------------------------------------------------------
 
     def _mkstemp(self) -> tuple[int, Path]:
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix=f"{os.getpid()}.", suffix=".part")
+        # <pid>.<random>.<n>.part: the pid lets clean_tmp tell live writers from
+        # dead ones; O_EXCL makes a clash (another process, same pid) an error,
+        # never a shared file. Cheaper than tempfile.mkstemp's retries.
+        owner = _OWNER_PID or os.getpid()
+        name = f"{self.root}/tmp/{owner}.{_TOKEN}.{next(_COUNTER)}.part"
+        try:
+            # Read-only from birth: the fd stays writable, the published blob is not.
+            fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | _O_CLOEXEC, _BLOB_MODE)
+        except FileNotFoundError:
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | _O_CLOEXEC, _BLOB_MODE)
+        except FileExistsError:
+            fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix=f"{owner}.", suffix=".part")
+            os.fchmod(fd, _BLOB_MODE)
         return fd, Path(name)
 
     def _write_tmp_bytes(self, data: bytes) -> Path:
@@ -331,10 +353,12 @@ class Store:
             raise
         return path
 
-    def write_temp(self, src: IO[bytes]) -> tuple[Path, Sha256, int]:
-        """Stream *src* into a new temp file, hashing as it goes; fsync it.
+    def write_temp(self, src: IO[bytes], *, durable: bool = True) -> tuple[Path, Sha256, int]:
+        """Stream *src* into a new temp file, hashing as it goes; fsync it if *durable*.
 
-        The caller owns the temp file: publish it with :meth:`publish` or delete it.
+        The caller owns the temp file: publish it with :meth:`publish` (or, for
+        a batch written with ``durable=False``, :meth:`publish_many`, which
+        flushes the whole batch at once) or delete it.
         """
         try:
             fd, path = self._mkstemp()
@@ -352,7 +376,8 @@ class Store:
                     f.write(chunk)
                     size += len(chunk)
                 f.flush()
-                os.fsync(f.fileno())
+                if durable:
+                    os.fsync(f.fileno())
         except OSError as e:
             path.unlink(missing_ok=True)
             raise StoreError(
@@ -363,7 +388,54 @@ class Store:
             raise
         return path, Sha256(h.hexdigest()), size
 
-    def publish(self, tmp: Path, sha256: Sha256) -> Path:
+    def write_temp_bytes(self, data: bytes, *, durable: bool = True) -> tuple[Path, Sha256]:
+        """Write a byte string to a temp file; return it and its sha256."""
+        try:
+            fd, path = self._mkstemp()
+        except OSError as e:
+            raise StoreError(
+                f"cannot write to the store at {self.root}: {_describe_oserror(e)}",
+                hint="pass --store DIR (or set WHEELHOUSE_STORE) to a writable directory",
+            ) from e
+        try:
+            with os.fdopen(fd, "wb", buffering=0) as f:
+                view = memoryview(data)
+                while view:
+                    view = view[f.write(view) or 0 :]
+                if durable:
+                    os.fsync(f.fileno())
+        except OSError as e:
+            path.unlink(missing_ok=True)
+            raise StoreError(
+                f"cannot write to the store at {self.root}: {_describe_oserror(e)}"
+            ) from e
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path, Sha256(hashlib.sha256(data).hexdigest())
+
+    def publish_many(self, items: Sequence[tuple[Path, Sha256]]) -> None:
+        """Publish a batch of temp files written with ``durable=False``.
+
+        The batch's data is flushed to disk first (one ``syncfs`` on Linux), so
+        every blob is durable before it gets its name; then each is linked into
+        place; then the new directory entries are flushed.
+        """
+        try:
+            sync_files(tmp for tmp, _ in items)
+        except OSError as e:
+            for tmp, _ in items:
+                tmp.unlink(missing_ok=True)
+            raise StoreError(f"cannot flush the store at {self.root}: {_describe_oserror(e)}") from e
+        parents: dict[Path, None] = {}
+        for tmp, sha in items:
+            parents[self.publish(tmp, sha, sync_dir=False).parent] = None
+        try:
+            sync_files(parents)
+        except OSError as e:
+            raise StoreError(f"cannot flush the store at {self.root}: {_describe_oserror(e)}") from e
+
+    def publish(self, tmp: Path, sha256: Sha256, *, sync_dir: bool = True) -> Path:
         """Move a verified, fsynced temp file into place as blob *sha256*.
 
         Atomic: the blob appears whole or not at all. An existing blob is kept
@@ -371,21 +443,17 @@ class Store:
         """
         final = self.blob_path(sha256)
         try:
-            tmp.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-            final.parent.mkdir(parents=True, exist_ok=True)
+            # Temp files are created read-only (see _mkstemp): no chmod here.
+            # rename_noreplace never replaces an existing blob.
             try:
-                # link, not rename: it never replaces an existing blob.
-                os.link(tmp, final)
-            except FileExistsError:
-                pass
-            except OSError as e:
-                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                rename_noreplace(str(tmp), str(final))
+            except FileNotFoundError:
+                if not tmp.exists():
                     raise
-                # File systems without hard links: rename is still atomic, and
-                # an existing blob of that name holds the same bytes.
-                if not final.exists():
-                    tmp.rename(final)
-            _fsync_dir(final.parent)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                rename_noreplace(str(tmp), str(final))
+            if sync_dir:
+                fsync_dir(final.parent)
         except OSError as e:
             raise StoreError(
                 f"cannot write to the store at {self.root}: {_describe_oserror(e)}"
@@ -447,7 +515,13 @@ class Store:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
-        meta = BlobMeta.from_json(data, source=str(path))
+        try:
+            meta = BlobMeta.from_json(data, source=str(path))
+        except FormatVersionError:
+            raise
+        except StoreError as e:
+            log.warning("ignoring %s", e)
+            return None
         if meta.sha256 != sha256:
             raise StoreError(f"{path}: record is for sha256={meta.sha256}, not {sha256}")
         return meta
@@ -455,10 +529,25 @@ class Store:
     def write_meta(self, meta: BlobMeta) -> None:
         """Write a blob's metadata record atomically."""
         path = self.meta_path(meta.sha256)
+        data = meta.to_json()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._write_tmp_bytes(meta.to_json())
-            tmp.replace(path)
+            # Derived data, rebuilt from the blob if lost: no fsync needed, and an
+            # unreadable (torn) record is treated as missing (see read_meta) and
+            # replaced atomically below.
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | _O_CLOEXEC, 0o644)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | _O_CLOEXEC, 0o644)
+            except FileExistsError:
+                fd, tmp = self._mkstemp()
+                with os.fdopen(fd, "wb", buffering=0) as f:
+                    f.write(data)
+                tmp.chmod(0o644)
+                tmp.replace(path)
+                return
+            with os.fdopen(fd, "wb", buffering=0) as f:
+                f.write(data)
         except OSError as e:
             raise StoreError(
                 f"cannot write to the store at {self.root}: {_describe_oserror(e)}"

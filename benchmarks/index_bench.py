@@ -1,0 +1,225 @@
+"""Benchmark: ingest + index, full re-render and one-project updates, against the peers.
+
+Usage::
+
+    python benchmarks/index_bench.py [--sizes 1000,10000,50000] [--runs 3]
+                                     [--where disk,shm] [--disk-dir DIR] [--settle 20]
+
+Tasks, each on the same synthetic wheels (generated here, never committed):
+
+(a) ingest + full index: ``wheelhouse add DIR`` (hash, copy into the store,
+    extract METADATA, link, manifest, HTML+JSON pages) vs ``simple503 -e``
+    (hashes, PEP 658 metadata, HTML pages; in place, no store);
+(b) full re-render from the manifest: ``wheelhouse index`` (HTML + JSON pages
+    with hashes, requires-python, metadata, and the find-links page) vs
+    ``piprepo build`` and ``dir2pi`` (file names only, no hashes);
+(c) one new version of an existing project: ``wheelhouse add ONE.whl`` (whole
+    command; its index phase is reported separately) vs ``dumb-pypi`` with
+    ``--previous-package-list`` (incremental) and without (cold).
+
+Following ../shared/BENCHMARKING.md: the scratch area is emptied once at the
+start, every run gets its own fresh directory (hard-linked copies), nothing is
+deleted until the end, medians of --runs with min-max, peak memory per command
+(from wait4), and runs on disk and in memory (/dev/shm) reported apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _corpus import make_corpus, write_wheel
+
+PEERS = {
+    "simple503": "simple503",
+    "piprepo": "piprepo",
+    "dir2pi": "dir2pi",
+    "dumb-pypi": "dumb-pypi",
+}
+
+
+@dataclass
+class Result:
+    """Timings of one tool on one task."""
+
+    seconds: list[float] = field(default_factory=list)
+    peak_mb: list[float] = field(default_factory=list)
+    extra: list[float] = field(default_factory=list)  # e.g. the index phase of `add`
+
+    def summary(self) -> str:
+        """Median and range."""
+        med = statistics.median(self.seconds)
+        return f"{med:.3f} ({min(self.seconds):.3f}-{max(self.seconds):.3f})"
+
+
+def timed(argv: list[str], *, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> tuple[float, float, str]:
+    """Run a command; return wall seconds, peak RSS in MB, and its stderr."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed ({proc.returncode}):\n{stderr[-3000:]}")
+    return elapsed, usage.ru_maxrss / 1024, stderr
+
+
+def copy_tree(src: Path, dst: Path, *, skip: tuple[str, ...] = ()) -> Path:
+    """Cheap fresh copy: hard links for files, new directories."""
+    dst.mkdir(parents=True)
+    for entry in src.iterdir():
+        if entry.name in skip:
+            continue
+        subprocess.run(["cp", "-al", str(entry), str(dst / entry.name)], check=True)
+    return dst
+
+
+def tool(name: str) -> str:
+    """The peer's executable, next to this interpreter or on PATH."""
+    local = Path(sys.executable).parent / name
+    found = str(local) if local.exists() else shutil.which(name)
+    if not found:
+        raise SystemExit(f"{name} not found: install the peers (nox -s benchmarks does)")
+    return found
+
+
+def settle(seconds: float) -> None:
+    """Flush and let the disk go quiet before measuring."""
+    os.sync()
+    time.sleep(seconds)
+
+
+def bench_location(root: Path, sizes: list[int], runs: int, settle_s: float,
+                   table: list[str]) -> None:
+    """Run every task at every size under *root*."""
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "WHEELHOUSE_"))}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    wh = [sys.executable, "-m", "wheelhouse"]
+    for n in sizes:
+        corpus = make_corpus(root / f"corpus-{n}", n)
+        extra_dir = root / f"extra-{n}"
+        extra_dir.mkdir()
+        # A new version of an existing project, for the one-project update.
+        new_wheel = write_wheel(extra_dir, n)  # index n continues the sequence
+        names = sorted(p.name for p in corpus.glob("*.whl"))
+        settle(settle_s)
+        results: dict[tuple[str, str], Result] = {}
+
+        def record(task: str, name: str, secs: float, mb: float, extra: float | None = None,
+                   results: dict[tuple[str, str], Result] = results) -> None:
+            r = results.setdefault((task, name), Result())
+            r.seconds.append(secs)
+            r.peak_mb.append(mb)
+            if extra is not None:
+                r.extra.append(extra)
+
+        built_house: Path | None = None
+        for run in range(runs):
+            rd = root / f"run-{n}-{run}"
+            rd.mkdir()
+            # (a) ingest + full index
+            inp = copy_tree(corpus, rd / "wh-in", skip=(".complete",))
+            house = rd / "wh-house"
+            secs, mb, _ = timed([*wh, "--store", str(rd / "store"), "add", str(inp),
+                                 "-o", str(house)], env=env)
+            record("a", "wheelhouse add", secs, mb)
+            built_house = built_house or house
+            s503 = copy_tree(corpus, rd / "s503", skip=(".complete",))
+            secs, mb, _ = timed([tool("simple503"), "-e", str(s503)], env=env)
+            record("a", "simple503 -e", secs, mb)
+            settle(settle_s / 4)
+
+            # (b) full re-render from the manifest
+            h = copy_tree(built_house, rd / "wh-reindex", skip=("simple", "find-links.html"))
+            secs, mb, _ = timed([*wh, "index", str(h)], env=env)
+            record("b", "wheelhouse index", secs, mb)
+            p = copy_tree(corpus, rd / "piprepo", skip=(".complete",))
+            secs, mb, _ = timed([tool("piprepo"), "build", str(p)], env=env)
+            record("b", "piprepo build", secs, mb)
+            d = copy_tree(corpus, rd / "dir2pi", skip=(".complete",))
+            secs, mb, _ = timed([tool("dir2pi"), str(d)], env=env)
+            record("b", "dir2pi", secs, mb)
+            settle(settle_s / 4)
+
+            # (c) one-project update
+            h = copy_tree(built_house, rd / "wh-update")
+            secs, mb, err = timed([*wh, "-vv", "--store", str(rd / "store"), "add",
+                                   str(new_wheel), "-o", str(h)], env=env)
+            m = re.search(r"^index: ([0-9.]+) s$", err, re.MULTILINE)
+            record("c", "wheelhouse add (one file)", secs, mb, float(m.group(1)) if m else None)
+            lists = rd / "lists"
+            lists.mkdir()
+            (lists / "old.txt").write_text("\n".join(names) + "\n")
+            (lists / "new.txt").write_text("\n".join([*names, new_wheel.name]) + "\n")
+            dp = rd / "dumb-pypi"
+            secs, mb, _ = timed([tool("dumb-pypi"), "--package-list", str(lists / "old.txt"),
+                                 "--output-dir", str(dp), "--packages-url", "../../files/",
+                                 "--no-generate-timestamp"], env=env)
+            record("c", "dumb-pypi (cold)", secs, mb)
+            secs, mb, _ = timed([tool("dumb-pypi"), "--package-list", str(lists / "new.txt"),
+                                 "--previous-package-list", str(lists / "old.txt"),
+                                 "--output-dir", str(dp), "--packages-url", "../../files/",
+                                 "--no-generate-timestamp"], env=env)
+            record("c", "dumb-pypi (incremental)", secs, mb)
+            settle(settle_s / 4)
+
+        for task in ("a", "b", "c"):
+            ours = next(r for (t, name), r in results.items() if t == task
+                        and name.startswith("wheelhouse"))
+            base = statistics.median(ours.seconds)
+            for (t, name), r in results.items():
+                if t != task:
+                    continue
+                ratio = statistics.median(r.seconds) / base
+                extra = (f"; index phase {statistics.median(r.extra) * 1000:.0f} ms"
+                         if r.extra else "")
+                table.append(
+                    f"| {n:,} | ({task}) | {name} | "
+                    f"{r.summary()} | {max(r.peak_mb):.0f} | {ratio:.2f}x{extra} |"
+                )
+        print("\n".join(table[-len(results):]), flush=True)
+    print(f"(scratch left in {root}; delete it when the disk is idle)", flush=True)
+
+
+def main() -> int:
+    """Parse options and run the chosen locations."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000,50000")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--where", default="disk,shm")
+    parser.add_argument("--disk-dir", default="/var/tmp/wheelhouse-bench")
+    parser.add_argument("--settle", type=float, default=20.0,
+                        help="seconds to let the disk settle before measuring")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    for where in args.where.split(","):
+        root = Path(args.disk_dir) if where == "disk" else Path("/dev/shm/wheelhouse-bench")
+        table = [
+            f"\n### {where} ({root})\n",
+            "| wheels | task | tool | median s (min-max) | peak MB | time vs wheelhouse |",
+            "|---|---|---|---|---|---|",
+        ]
+        print("\n".join(table), flush=True)
+        bench_location(root, sizes, args.runs, args.settle if where == "disk" else 0.0, table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""File-system primitives: durable batches, atomic writes, directory syncs."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+__all__ = [
+    "fsync_dir",
+    "read_small",
+    "rename_noreplace",
+    "sync_files",
+    "write_atomic",
+    "write_many_atomic",
+]
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    # syncfs(2) flushes one file system in a single call: the cheap way to make a
+    # batch of thousands of new files durable before they are published.
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        func = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int]
+    func.restype = ctypes.c_int
+    return func
+
+
+_SYNCFS = _load_syncfs()
+
+
+def _load_renameat2() -> Callable[[bytes, bytes], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        func = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    at_fdcwd, rename_noreplace = -100, 1
+
+    def call(src: bytes, dst: bytes) -> int:
+        if func(at_fdcwd, src, at_fdcwd, dst, rename_noreplace) == 0:
+            return 0
+        return ctypes.get_errno()
+
+    return call
+
+
+_RENAMEAT2 = _load_renameat2()
+
+
+def rename_noreplace(src: str, dst: str) -> bool:
+    """Atomically give *src* the name *dst* unless *dst* exists; never replace it.
+
+    Returns False (and leaves *src* in place) when *dst* already exists. One
+    ``renameat2(RENAME_NOREPLACE)`` on Linux; elsewhere, or on a file system
+    without it, ``link`` then ``unlink``, which is just as safe.
+    """
+    if _RENAMEAT2 is not None:
+        err = _RENAMEAT2(os.fsencode(src), os.fsencode(dst))
+        if err == 0:
+            return True
+        if err == errno.EEXIST:
+            return False
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise OSError(err, os.strerror(err), dst)
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        return False
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        # No hard links here either: a plain rename, after a check. Two writers
+        # racing here hold the same bytes (same name, same sha256).
+        if os.path.exists(dst):  # noqa: PTH110
+            return False
+        os.rename(src, dst)  # noqa: PTH104
+        return True
+    os.unlink(src)  # noqa: PTH108
+    return True
+
+
+def fsync_dir(path: Path) -> None:
+    """Make renames and links in *path* durable (where the platform allows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def sync_files(paths: Iterable[Path]) -> None:
+    """Make the data of every file in *paths* durable, as one fsync each would.
+
+    On Linux one ``syncfs`` per file system does it; elsewhere each file is
+    fsynced. Raises OSError if the data cannot be flushed.
+    """
+    paths = list(paths)
+    if not paths:
+        return
+    if _SYNCFS is not None:
+        devices: dict[int, Path] = {}
+        for path in paths:
+            devices.setdefault(path.stat().st_dev, path)
+        for path in devices.values():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                if _SYNCFS(fd) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, os.strerror(err), str(path))
+            finally:
+                os.close(fd)
+        return
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def read_small(path: str, limit: int) -> bytes | None:
+    """Read a whole file if it is at most *limit* bytes (else None), with few syscalls."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            return None
+        chunks = []
+        while chunk := os.read(fd, max(size, 65536)):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write *data* to *path* atomically: temp file in the same directory, fsync, rename."""
+    write_many_atomic({path: data}, mode=mode)
+
+
+_TOKEN = os.urandom(4).hex()
+_COUNT = iter(range(1 << 62))
+
+
+def _create_temp(directory: Path, mode: int) -> tuple[int, Path]:
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        name = directory / f".tmp-{os.getpid()}.{_TOKEN}.{next(_COUNT)}.part"
+        try:
+            # Created with its final mode (umask aside): no chmod later.
+            return os.open(name, flags, mode), name
+        except FileExistsError:
+            continue
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
+    return fd, Path(tmp)
+
+
+def write_many_atomic(files: Mapping[Path, bytes], *, mode: int = 0o644) -> None:
+    """Write many files atomically, in the order given, with one durability flush.
+
+    Every file is written to a temp file beside its destination, the batch is
+    flushed to disk, then each temp file is renamed over its destination: a
+    reader sees the old bytes or the new, never a mix, and a crash leaves at
+    most ``.tmp-*.part`` files.
+    """
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files.items():
+            fd, tmp = _create_temp(path.parent, mode)
+            temps.append((tmp, path))
+            with os.fdopen(fd, "wb", buffering=0) as f:
+                f.write(data)
+        sync_files(tmp for tmp, _ in temps)
+        for tmp, path in temps:
+            tmp.replace(path)
+    finally:
+        for tmp, _ in temps:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
