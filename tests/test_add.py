@@ -259,3 +259,21 @@ def test_manifest_round_trips() -> None:
                       yanked="broken", targets=("cp312-manylinux_2_28_x86_64",))
     manifest = Manifest((entry,))
     assert Manifest.parse(manifest.render(), source="x") == manifest
+
+
+@pytest.mark.parametrize(
+    "entry_kwargs",
+    [
+        pytest.param({}, id="minimal"),
+        pytest.param({"requires_python": '>=3.8,<4 "\u00e9\\\n', "yanked": "", "origin": "x",
+                      "upload_time": "2024-01-01T00:00:00Z", "targets": ("a", "b"),
+                      "metadata_sha256": "b" * 64}, id="every-field"),
+    ],
+)
+def test_manifest_lines_are_exactly_json(entry_kwargs: dict[str, object]) -> None:
+    from wheelhouse.house import FileEntry
+
+    entry = FileEntry("demo-1.0-py3-none-any.whl", "a" * 64, 10, "wheel",  # type: ignore[arg-type]
+                      "demo", "1.0", **entry_kwargs)  # type: ignore[arg-type]
+    assert entry.to_json_line() == json.dumps(entry.to_dict(), sort_keys=True,
+                                              separators=(",", ":"))

@@ -188,6 +188,7 @@ def write_many_atomic(files: Mapping[Path, bytes], *, mode: int = 0o644) -> None
     most ``.tmp-*.part`` files.
     """
     temps: list[tuple[Path, Path]] = []
+    renamed = 0
     try:
         for path, data in files.items():
             fd, tmp = _create_temp(path.parent, mode)
@@ -195,9 +196,10 @@ def write_many_atomic(files: Mapping[Path, bytes], *, mode: int = 0o644) -> None
             with os.fdopen(fd, "wb", buffering=0) as f:
                 f.write(data)
         sync_files(tmp for tmp, _ in temps)
-        for tmp, path in temps:
+        for done, (tmp, path) in enumerate(temps, 1):
             tmp.replace(path)
+            renamed = done
     finally:
-        for tmp, _ in temps:
+        for tmp, _ in temps[renamed:]:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()

@@ -6,8 +6,10 @@ import contextlib
 import errno
 import hashlib
 import json
+import json.encoder
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -31,8 +33,8 @@ from wheelhouse.filenames import parse_filename, validate_component
 from wheelhouse.index import (
     FIND_LINKS_PAGE,
     SIMPLE_DIR,
+    iter_index_pages,
     render_find_links,
-    render_index,
     render_project_pages,
     render_root_html,
     render_root_json,
@@ -63,6 +65,10 @@ FILES_DIR = "files"
 #: Suffix of PEP 658 metadata files next to each wheel.
 METADATA_SUFFIX = ".metadata"
 _LOCK_NAME = ".wheelhouse.lock"
+_PAGE_BATCH = 2000
+_quote = json.encoder.encode_basestring_ascii
+# PEP 503 normalised names: what a project directory under simple/ may be called.
+_CANONICAL = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
 #: File in ``simple/`` recording the sha256 of the manifest the index shows.
 INDEX_STATE = ".manifest-sha256"
 
@@ -114,13 +120,41 @@ class FileEntry:
             out["targets"] = list(self.targets)
         return out
 
+    def to_json_line(self) -> str:
+        """One line of compact JSON for this entry, keys sorted (the manifest's format).
+
+        Equal to ``json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))``,
+        assembled directly because a manifest may hold 50,000 entries.
+        """
+        q = _quote
+        # Keys in sorted order.
+        parts = ['"filename":' + q(self.filename)]
+        parts.append('"kind":' + q(self.kind))
+        if self.metadata_sha256 is not None:
+            parts.append('"metadata_sha256":' + q(self.metadata_sha256))
+        if self.origin is not None:
+            parts.append('"origin":' + q(self.origin))
+        parts.append('"project":' + q(self.project))
+        if self.requires_python is not None:
+            parts.append('"requires_python":' + q(self.requires_python))
+        parts.append('"sha256":' + q(self.sha256))
+        parts.append(f'"size":{int(self.size)}')
+        if self.targets:
+            parts.append('"targets":[' + ",".join(q(t) for t in self.targets) + "]")
+        if self.upload_time is not None:
+            parts.append('"upload_time":' + q(self.upload_time))
+        parts.append('"version":' + q(self.version))
+        if self.yanked is not None:
+            parts.append('"yanked":' + q(self.yanked))
+        return "{" + ",".join(parts) + "}"
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> FileEntry:
         """Validate and build an entry from its manifest JSON object."""
         filename = raw["filename"]
         if not isinstance(filename, str):
             raise TypeError("filename must be a string")
-        parsed = parse_filename(filename)
+        validate_component(filename)
         entry = cls(
             filename=filename,
             sha256=parse_sha256(raw["sha256"]),
@@ -137,7 +171,17 @@ class FileEntry:
             yanked=_opt_str(raw.get("yanked")),
             targets=tuple(str(t) for t in raw.get("targets", ())),
         )
-        if entry.kind != parsed.kind or entry.project != parsed.name:
+        # The project names a directory under simple/: it must be canonical.
+        # And it must be the file's own project (a cheap check for wheels,
+        # whose first name part is the project; the full parse for sdists).
+        if not _CANONICAL.match(entry.project):
+            raise ValueError(f"project name {entry.project!r} is not normalised")
+        if entry.kind == "wheel" and filename.endswith(".whl"):
+            consistent = canonicalize_name(filename.split("-", 1)[0]) == entry.project
+        else:
+            parsed = parse_filename(filename)
+            consistent = (parsed.kind, parsed.name) == (entry.kind, entry.project)
+        if not consistent:
             raise ValueError(f"entry for {filename!r} disagrees with its file name")
         if entry.size < 0:
             raise ValueError(f"negative size for {filename!r}")
@@ -191,10 +235,7 @@ class Manifest:
     def render(self) -> bytes:
         """Serialise to stable JSON bytes (same manifest, same bytes)."""
         # One file per line: readable, diff-friendly, and written by the fast C encoder.
-        lines = [
-            json.dumps(e.to_dict(), sort_keys=True, ensure_ascii=True, separators=(",", ":"))
-            for e in self.files
-        ]
+        lines = [e.to_json_line() for e in self.files]
         body = ",\n".join(lines)
         text = f'{{"format":{self.format},"files":[\n{body}\n]}}\n' if lines else (
             f'{{"format":{self.format},"files":[]}}\n'
@@ -451,22 +492,42 @@ class House:
         old, new = previous.projects(), manifest.projects()
         changed = sorted(p for p in new if old.get(p) != new[p])
         gone = sorted(p for p in old if p not in new)
-        pages: dict[str, bytes] = {}
-        for project in changed:
-            pages.update(render_project_pages(project, new[project]))
-        if set(old) != set(new):
-            pages[f"{SIMPLE_DIR}/index.html"] = render_root_html(new)
-            pages[f"{SIMPLE_DIR}/index.json"] = render_root_json(new)
-        if changed or gone:
-            pages[FIND_LINKS_PAGE] = render_find_links(manifest.files)
-        written = self._write_pages(pages, compare=False)
+
+        def pages_in_order() -> Iterator[tuple[str, bytes]]:
+            for project in changed:
+                yield from render_project_pages(project, new[project]).items()
+            if set(old) != set(new):
+                yield f"{SIMPLE_DIR}/index.html", render_root_html(new)
+                yield f"{SIMPLE_DIR}/index.json", render_root_json(new)
+            if changed or gone:
+                yield FIND_LINKS_PAGE, render_find_links(manifest.files)
+
+        rendered = written = 0
+        batch: dict[str, bytes] = {}
+        for rel, data in pages_in_order():
+            rendered += 1
+            batch[rel] = data
+            if len(batch) >= _PAGE_BATCH:
+                written += self._write_pages(batch, compare=False)
+                batch = {}
+        written += self._write_pages(batch, compare=False)
         for project in gone:
             _remove_tree(self.root / SIMPLE_DIR / project)
-        return IndexStats(rendered=len(pages), written=written, removed=len(gone))
+        return IndexStats(rendered=rendered, written=written, removed=len(gone))
 
     def _write_index_full(self, manifest: Manifest) -> IndexStats:
-        pages = render_index(manifest)
-        written = self._write_pages(pages, compare=True)
+        # Pages are rendered and written in batches: memory stays flat however
+        # many projects there are. Project pages come before the root pages.
+        pages: set[str] = set()
+        written = 0
+        batch: dict[str, bytes] = {}
+        for rel, data in iter_index_pages(manifest):
+            pages.add(rel)
+            batch[rel] = data
+            if len(batch) >= _PAGE_BATCH:
+                written += self._write_pages(batch, compare=True)
+                batch = {}
+        written += self._write_pages(batch, compare=True)
         removed = 0
         simple = self.root / SIMPLE_DIR
         wanted_dirs = {path.split("/")[1] for path in pages if path.count("/") == 2}
@@ -485,23 +546,39 @@ class House:
         return IndexStats(rendered=len(pages), written=written, removed=removed)
 
     def _write_pages(self, pages: dict[str, bytes], *, compare: bool) -> int:
-        # Project pages first, then the root pages and the flat page.
+        # Project pages first, then the root pages and the flat page. Each
+        # directory is listed once (scandir) rather than stat-ing every page;
+        # anything that is not a regular file where a page belongs (a
+        # symlink, a directory) is removed, never followed.
         def order(path: str) -> tuple[int, str]:
             return (0 if path.count("/") == 2 else 1, path)
 
+        listings: dict[str, dict[str, os.DirEntry[str]]] = {}
+
+        def listing(rel_dir: str) -> dict[str, os.DirEntry[str]]:
+            if rel_dir not in listings:
+                directory = self.root / rel_dir
+                if rel_dir != ".":
+                    _own_dir(directory)
+                with os.scandir(directory) as it:
+                    listings[rel_dir] = {e.name: e for e in it}
+            return listings[rel_dir]
+
         todo: dict[Path, bytes] = {}
         for rel in sorted(pages, key=order):
+            rel_dir, _, name = rel.rpartition("/")
             path = self.root / rel
-            if rel.count("/") == 2:
-                _own_dir(path.parent)
-            if compare and not path.is_symlink():
-                try:
-                    if path.read_bytes() == pages[rel]:
-                        continue
-                except OSError:
-                    pass
-            if path.is_symlink() or path.is_dir():
-                _remove_tree(path)
+            found = listing(rel_dir or ".").get(name)
+            if found is not None:
+                if found.is_symlink() or not found.is_file(follow_symlinks=False):
+                    _remove_tree(path)
+                elif compare:
+                    try:
+                        with open(found.path, "rb") as f:  # noqa: PTH123
+                            if f.read() == pages[rel]:
+                                continue
+                    except OSError:
+                        pass
             todo[path] = pages[rel]
         write_many_atomic(todo)
         return len(todo)
@@ -510,11 +587,12 @@ class House:
         """Rewrite the whole index from the manifest (``wheelhouse index``)."""
         with self.lock():
             manifest = self.read_manifest()
+            present = {p.name for p in self.files_dir.iterdir()} if self.files_dir.is_dir() else set()
             missing = [
                 e.filename + METADATA_SUFFIX
                 for e in manifest.files
                 if e.metadata_sha256 is not None
-                and not (self.files_dir / (e.filename + METADATA_SUFFIX)).is_file()
+                and e.filename + METADATA_SUFFIX not in present
             ]
             for name in missing:
                 self._restore_metadata_file(manifest.by_filename()[name[: -len(METADATA_SUFFIX)]])

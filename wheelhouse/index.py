@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from packaging.version import InvalidVersion, Version
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
     from wheelhouse.house import FileEntry, Manifest
 
@@ -22,6 +23,7 @@ __all__ = [
     "FIND_LINKS_PAGE",
     "JSON_CONTENT_TYPE",
     "SIMPLE_DIR",
+    "iter_index_pages",
     "project_page_paths",
     "render_find_links",
     "render_index",
@@ -45,8 +47,12 @@ FIND_LINKS_PAGE = "find-links.html"
 _FILES_FROM_PROJECT = "../../files/"
 
 
+_SPECIAL = re.compile(r"[&<>\"']")
+
+
 def _attr(value: str) -> str:
-    return html.escape(value, quote=True)
+    # Most strings (file names, digests) hold nothing to escape: skip the work.
+    return html.escape(value, quote=True) if _SPECIAL.search(value) else value
 
 
 def _page(title: str, body: Iterable[str]) -> bytes:
@@ -85,7 +91,7 @@ def _anchor(entry: FileEntry, prefix: str) -> str:
         attrs.append(f'data-dist-info-metadata="sha256={entry.metadata_sha256}"')
     if entry.yanked is not None:
         attrs.append(f'data-yanked="{_attr(entry.yanked)}"')
-    return f"<a {' '.join(attrs)}>{html.escape(entry.filename)}</a><br>"
+    return f"<a {' '.join(attrs)}>{_attr(entry.filename)}</a><br>"
 
 
 def render_root_html(projects: Iterable[str]) -> bytes:
@@ -183,17 +189,21 @@ def render_project_pages(project: str, files: Sequence[FileEntry]) -> dict[str, 
     }
 
 
-def render_index(manifest: Manifest) -> dict[str, bytes]:
-    """Every index page of a house, keyed by path relative to the house.
+def iter_index_pages(manifest: Manifest) -> Iterator[tuple[str, bytes]]:
+    """Every index page of a house as ``(path relative to the house, bytes)``.
 
+    Project pages come first, then the root pages and the find-links page, so
+    a writer that follows this order never links to a page not yet written.
     Same manifest, same bytes: pages are sorted and carry no clock.
     """
     projects = manifest.projects()
-    pages = {
-        f"{SIMPLE_DIR}/index.html": render_root_html(projects),
-        f"{SIMPLE_DIR}/index.json": render_root_json(projects),
-        FIND_LINKS_PAGE: render_find_links(manifest.files),
-    }
-    for project, files in projects.items():
-        pages.update(render_project_pages(project, files))
-    return pages
+    for project in sorted(projects):
+        yield from render_project_pages(project, projects[project]).items()
+    yield f"{SIMPLE_DIR}/index.html", render_root_html(projects)
+    yield f"{SIMPLE_DIR}/index.json", render_root_json(projects)
+    yield FIND_LINKS_PAGE, render_find_links(manifest.files)
+
+
+def render_index(manifest: Manifest) -> dict[str, bytes]:
+    """Every index page of a house, keyed by path relative to the house."""
+    return dict(iter_index_pages(manifest))
