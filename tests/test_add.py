@@ -277,3 +277,15 @@ def test_manifest_lines_are_exactly_json(entry_kwargs: dict[str, object]) -> Non
                       "demo", "1.0", **entry_kwargs)  # type: ignore[arg-type]
     assert entry.to_json_line() == json.dumps(entry.to_dict(), sort_keys=True,
                                               separators=(",", ":"))
+
+
+def test_debris_of_a_dead_writer_is_cleaned_on_the_next_change(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory
+) -> None:
+    house = House.open(tmp_path / "house", create=True)
+    debris = [house.files_dir / ".tmp-123.abc.0.part", house.root / ".tmp-9.x.1.part",
+              house.root / "simple" / ".tmp-9.x.2.part"]
+    for path in debris:
+        path.write_bytes(b"half")
+    add_paths(house, store, [make_wheel("demo", "1.0")])
+    assert not any(p.exists() for p in debris)

@@ -20,6 +20,7 @@ from wheelhouse.errors import (
 from wheelhouse.filenames import DistFilename, parse_filename
 from wheelhouse.house import FileEntry, House, Manifest
 from wheelhouse.store import BlobMeta, Store
+from wheelhouse.targets import Target, expand_platform
 
 __version__ = "0.1.0"
 
@@ -44,8 +45,10 @@ __all__ = [
     "PipError",
     "Store",
     "StoreError",
+    "Target",
     "WheelhouseError",
     "__version__",
     "add_paths",
+    "expand_platform",
     "parse_filename",
 ]

@@ -378,7 +378,11 @@ class House:
 
     @contextlib.contextmanager
     def lock(self, *, timeout: float = 600.0) -> Iterator[None]:
-        """Hold the house's exclusive lock while changing it."""
+        """Hold the house's exclusive lock while changing it.
+
+        Temp files found on entry are debris of a writer that died (only the
+        lock holder writes), and are removed.
+        """
         path = self.root / _LOCK_NAME
         flock = filelock.FileLock(str(path), timeout=timeout)
         try:
@@ -386,9 +390,20 @@ class House:
         except filelock.Timeout as e:
             raise LockTimeoutError(str(path), timeout) from e
         try:
+            self._clean_debris()
             yield
         finally:
             flock.release()
+
+    def _clean_debris(self) -> None:
+        for directory in (self.root, self.files_dir, self.root / SIMPLE_DIR):
+            try:
+                names = [p.name for p in directory.iterdir() if p.name.startswith(".tmp-")]
+            except OSError:
+                continue
+            for name in names:
+                with contextlib.suppress(OSError):
+                    (directory / name).unlink()
 
     # -- changing --------------------------------------------------------
 

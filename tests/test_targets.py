@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+import pytest
+from packaging import tags as ptags
+from packaging.utils import parse_wheel_filename
+
+from wheelhouse.errors import InvalidTargetError
+from wheelhouse.targets import (
+    UV_PLATFORMS,
+    Target,
+    expand_platform,
+    parse_platform,
+    parse_python_version,
+)
+
+
+def _pep600(minor: int, arch: str, lowest: int) -> list[str]:
+    """The PEP 600 expectation, computed independently: glibc down, aliases after."""
+    aliases = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+    out = []
+    for m in range(minor, lowest - 1, -1):
+        out.append(f"manylinux_2_{m}_{arch}")
+        if m in aliases:
+            out.append(f"{aliases[m]}_{arch}")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("platform", "expected"),
+    [
+        pytest.param("manylinux_2_28_x86_64", _pep600(28, "x86_64", 5), id="glibc-x86_64"),
+        pytest.param("manylinux_2_28_aarch64", _pep600(28, "aarch64", 17), id="glibc-aarch64"),
+        pytest.param("manylinux2014_x86_64", _pep600(17, "x86_64", 5), id="legacy-2014"),
+        pytest.param("manylinux1_i686", _pep600(5, "i686", 5), id="legacy-1"),
+        pytest.param("x86_64-manylinux_2_28", _pep600(28, "x86_64", 5), id="uv-name"),
+        pytest.param("musllinux_1_2_aarch64",
+                     ["musllinux_1_2_aarch64", "musllinux_1_1_aarch64", "musllinux_1_0_aarch64"],
+                     id="musl"),
+        pytest.param("macosx_14_0_arm64", list(ptags.mac_platforms((14, 0), "arm64")),
+                     id="macos-arm64"),
+        pytest.param("macosx_11_0_x86_64", list(ptags.mac_platforms((11, 0), "x86_64")),
+                     id="macos-x86_64"),
+        pytest.param("win_amd64", ["win_amd64"], id="windows"),
+        pytest.param("linux_x86_64", ["linux_x86_64"], id="plain-linux"),
+        pytest.param("any", [], id="any"),
+    ],
+)
+def test_expand_platform(platform: str, expected: list[str]) -> None:
+    assert expand_platform(platform) == expected
+
+
+def test_macos_accepts_older_versions_and_universal2() -> None:
+    plats = expand_platform("macosx_14_0_arm64")
+    for tag in ("macosx_14_0_arm64", "macosx_11_0_arm64", "macosx_14_0_universal2",
+                "macosx_10_16_universal2"):
+        assert tag in plats
+    assert "macosx_15_0_arm64" not in plats
+
+
+@pytest.mark.parametrize(("name", "tag"), sorted(UV_PLATFORMS.items()))
+def test_uv_platform_names(name: str, tag: str) -> None:
+    assert parse_platform(name) == tag
+    assert expand_platform(name)[0] == tag or tag == "any"
+
+
+@pytest.mark.parametrize(
+    ("name", "tag"),
+    [
+        ("x86_64-unknown-linux-gnu", "manylinux_2_17_x86_64"),
+        ("aarch64-unknown-linux-gnu", "manylinux_2_17_aarch64"),
+        ("x86_64-pc-windows-msvc", "win_amd64"),
+        ("aarch64-apple-darwin", "macosx_13_0_arm64"),
+        ("x86_64-unknown-linux-musl", "musllinux_1_2_x86_64"),
+        ("aarch64-manylinux_2_40", "manylinux_2_40_aarch64"),
+    ],
+)
+def test_well_known_uv_names(name: str, tag: str) -> None:
+    assert parse_platform(name) == tag
+
+
+CP312_AARCH64 = Target.parse(python_version="3.12", platform="manylinux_2_28_aarch64",
+                             implementation="cp")
+CP312_X86_64 = Target.parse(python_version="3.12", platform="manylinux_2_28_x86_64",
+                            implementation="cp")
+CP312_MUSL = Target.parse(python_version="3.12", platform="musllinux_1_2_aarch64",
+                          implementation="cp")
+CP312_MAC = Target.parse(python_version="3.12", platform="macosx_14_0_arm64",
+                         implementation="cp")
+CP312_WIN = Target.parse(python_version="3.12", platform="x86_64-pc-windows-msvc",
+                         implementation="cp")
+CP313T = Target.parse(python_version="3.13", platform="manylinux_2_28_x86_64",
+                      implementation="cp", abi="cp313t")
+
+
+@pytest.mark.parametrize(
+    ("target", "filename", "accepted"),
+    [
+        (CP312_AARCH64, "numpy-2.1.3-cp312-cp312-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+         True),
+        (CP312_AARCH64, "numpy-2.1.3-cp312-cp312-musllinux_1_2_aarch64.whl", False),
+        (CP312_MUSL, "numpy-2.1.3-cp312-cp312-musllinux_1_2_aarch64.whl", True),
+        (CP312_AARCH64, "cryptography-43.0.3-cp39-abi3-manylinux_2_28_aarch64.whl", True),
+        (CP312_X86_64, "cryptography-43.0.3-cp37-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+         True),
+        (CP312_AARCH64, "cryptography-43.0.3-cp37-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+         False),
+        (CP312_MAC, "charset_normalizer-3.4.0-cp312-cp312-macosx_10_13_universal2.whl", True),
+        (CP312_MAC, "charset_normalizer-3.4.0-cp312-cp312-macosx_11_0_arm64.whl", True),
+        (CP312_MAC, "charset_normalizer-3.4.0-cp312-cp312-macosx_10_13_x86_64.whl", False),
+        (CP312_WIN, "pydantic_core-2.23.4-cp312-none-win_amd64.whl", True),
+        (CP312_WIN, "pydantic_core-2.23.4-cp312-cp312-manylinux_2_17_x86_64.whl", False),
+        (CP312_AARCH64, "six-1.16.0-py2.py3-none-any.whl", True),
+        (CP312_WIN, "six-1.16.0-py2.py3-none-any.whl", True),
+        (CP312_X86_64,
+         ("psutil-6.1.0-cp36-abi3-manylinux_2_12_x86_64.manylinux2010_x86_64.manylinux_2_17_x86_64"
+         ".manylinux2014_x86_64.whl"), True),
+        (CP312_X86_64, "PyYAML-5.4.1-cp36-cp36m-manylinux1_x86_64.whl", False),
+        (CP312_X86_64, "simplejson-3.19.3-cp312-cp312-manylinux1_x86_64.whl", True),
+        (CP312_X86_64, "orjson-3.10.11-cp312-cp312-manylinux_2_34_x86_64.whl", False),
+        (CP312_X86_64, "orjson-3.10.11-cp311-cp311-manylinux_2_17_x86_64.whl", False),
+        (CP312_X86_64, "foo-1.0-cp313-abi3-manylinux_2_17_x86_64.whl", False),
+        (CP312_X86_64, "black-24.10.0-py3-none-any.whl", True),
+        (CP312_X86_64, "zstandard-0.23.0-cp312-cp312-linux_x86_64.whl", False),
+        (CP313T, "numpy-2.1.3-cp313-cp313t-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", True),
+        (CP313T, "numpy-2.1.3-cp313-cp313-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", False),
+    ],
+)
+def test_targets_accept_real_wheels(target: Target, filename: str, accepted: bool) -> None:
+    _, _, _, file_tags = parse_wheel_filename(filename)
+    assert target.supports(file_tags) is accepted
+
+
+def test_target_tags_match_packaging_for_the_same_platforms() -> None:
+    target = CP312_X86_64
+    expected = list(dict.fromkeys([
+        *ptags.cpython_tags((3, 12), ["cp312"], target.platform_tags()),
+        *ptags.compatible_tags((3, 12), "cp312", target.platform_tags()),
+    ]))
+    assert target.tags() == expected
+    assert str(target) == "cp312-manylinux_2_28_x86_64"
+
+
+def test_host_target_equals_sys_tags() -> None:
+    assert Target.host().tags() == list(dict.fromkeys(ptags.sys_tags()))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        pytest.param({"python_version": "3"}, "'3'", id="version-too-short"),
+        pytest.param({"python_version": "three.twelve"}, "three.twelve", id="version-words"),
+        pytest.param({"python_version": "2.7"}, "2.7", id="python2"),
+        pytest.param({"platform": "manylinux_2_x_x86_64"}, "manylinux_2_x_x86_64", id="bad-glibc"),
+        pytest.param({"platform": "win_amd64/../x"}, "win_amd64/../x", id="traversal"),
+        pytest.param({"platform": ""}, "", id="empty-platform"),
+        pytest.param({"platform": "foo-bar-baz"}, "foo-bar-baz", id="unknown-uv-name"),
+        pytest.param({"implementation": "cpython!"}, "cpython!", id="bad-implementation"),
+        pytest.param({"abi": "cp312<"}, "cp312<", id="bad-abi"),
+    ],
+)
+def test_bad_targets_are_named(kwargs: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidTargetError) as info:
+        if kwargs.get("platform") == "":
+            parse_platform("")
+        else:
+            Target.parse(**kwargs)
+    assert repr(message) in str(info.value) or message in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("3.12", (3, 12)), ("312", (3, 12)),
+                                                 ("3.9.18", (3, 9)), ("3.13", (3, 13))])
+def test_parse_python_version(text: str, expected: tuple[int, int]) -> None:
+    assert parse_python_version(text) == expected
+
+
+def test_manylinux_below_the_architecture_floor_is_refused() -> None:
+    with pytest.raises(InvalidTargetError, match=r"2\.17"):
+        expand_platform("manylinux_2_12_aarch64")
