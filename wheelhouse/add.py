@@ -9,17 +9,30 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from wheelhouse._fs import read_small
 from wheelhouse.dists import read_dist_info
-from wheelhouse.errors import HashMismatchError, HouseError, InvalidInputError, WheelhouseError
+from wheelhouse.errors import (
+    HashMismatchError,
+    HouseError,
+    IntegrityError,
+    InvalidInputError,
+    WheelhouseError,
+)
 from wheelhouse.filenames import DistFilename, parse_filename
 from wheelhouse.house import FileEntry, House
 from wheelhouse.store import BlobMeta, Sha256, Store, adopt_temp_files_for, sha256_file
 
-__all__ = ["AddResult", "add_paths", "collect_dist_paths", "store_distribution"]
+__all__ = [
+    "AddResult",
+    "Incoming",
+    "add_paths",
+    "collect_dist_paths",
+    "ingest",
+    "store_distribution",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +80,24 @@ def collect_dist_paths(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A file on its way into a house."""
+
+    #: Where its bytes are now.
+    path: Path
+    #: Its real file name (defaults to the path's name).
+    filename: str | None = None
+    #: Where it came from (defaults to the path's file: URL).
+    origin: str | None = None
+    #: Targets it serves (merged with any the house already records).
+    targets: tuple[str, ...] = ()
+    #: The sha256 it must have (an index's or a lock's), if known.
+    expected_sha256: str | None = None
+    #: Upstream upload time (PEP 700), if known.
+    upload_time: str | None = None
+
+
 @dataclass(slots=True)
 class _Prepared:
     """A checked distribution whose bytes may still wait in temp files."""
@@ -82,14 +113,16 @@ class _Prepared:
 _IN_MEMORY = 8 * 1024 * 1024
 
 
-def _prepare(store: Store, path: Path, *, durable: bool) -> _Prepared:
+def _prepare(store: Store, item: Incoming, *, durable: bool) -> _Prepared:
     """Check one wheel or sdist and stage its bytes in the store's tmp/.
 
     Known bytes (a stat) are not copied again. New bytes are checked from the
     very bytes that get stored, and left for :meth:`Store.publish_many` to name.
+    A file whose sha256 differs from the one expected never gets a blob name.
     """
-    fn = parse_filename(path.name)
-    origin = path.absolute().as_uri()
+    path = item.path
+    fn = parse_filename(item.filename or path.name)
+    origin = item.origin or path.absolute().as_uri()
     try:
         data = read_small(str(path), _IN_MEMORY)
         if data is None:
@@ -98,17 +131,37 @@ def _prepare(store: Store, path: Path, *, durable: bool) -> _Prepared:
             sha, size = Sha256(hashlib.sha256(data).hexdigest()), len(data)
     except OSError as e:
         raise InvalidInputError(f"cannot read {path}: {e.strerror or e}") from e
+    if item.expected_sha256 is not None and sha != item.expected_sha256:
+        raise HashMismatchError(origin, item.expected_sha256, sha)
+    prepared = _prepare_known(store, item, fn, origin, sha, size, durable=durable)
+    if prepared is not None:
+        return prepared
+    return _prepare_new(store, item, fn, origin, sha, size, data, durable=durable)
+
+
+def _prepare_known(
+    store: Store, item: Incoming, fn: DistFilename, origin: str, sha: Sha256, size: int,
+    *, durable: bool,
+) -> _Prepared | None:
+    path = item.path
     if store.has(sha):
         meta = store.read_meta(sha)
         if meta is not None and meta.filename == fn.filename:
-            return _Prepared(_entry(fn, meta, origin), True, [], None)
+            return _Prepared(_entry(fn, meta, origin, item), True, [], None)
         # Known bytes under a new name (or no record yet): check them against it.
         with store.open_blob(sha) as f:
             info = read_dist_info(f, fn, source=str(path))
         meta, temps = _make_meta(store, fn, sha, size, info.requires_python, info.metadata,
                                  durable=durable)
-        return _Prepared(_entry(fn, meta, origin), True, temps, meta)
+        return _Prepared(_entry(fn, meta, origin, item), True, temps, meta)
+    return None
 
+
+def _prepare_new(
+    store: Store, item: Incoming, fn: DistFilename, origin: str, sha: Sha256, size: int,
+    data: bytes | None, *, durable: bool,
+) -> _Prepared:
+    path = item.path
     if data is not None:
         info = read_dist_info(io.BytesIO(data), fn, source=str(path))
         tmp, _ = store.write_temp_bytes(data, durable=durable)
@@ -130,7 +183,7 @@ def _prepare(store: Store, path: Path, *, durable: bool) -> _Prepared:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return _Prepared(_entry(fn, meta, origin), False, [(tmp, sha), *temps], meta)
+    return _Prepared(_entry(fn, meta, origin, item), False, [(tmp, sha), *temps], meta)
 
 
 def _make_meta(
@@ -180,12 +233,12 @@ def store_distribution(store: Store, path: Path) -> tuple[FileEntry, bool]:
     whose name is unsafe, whose archive is unreadable or whose metadata
     disagrees with its name never gets a blob name.
     """
-    prepared = _prepare(store, path, durable=True)
+    prepared = _prepare(store, Incoming(path), durable=True)
     _finish(store, [prepared])
     return prepared.entry, prepared.reused
 
 
-def _entry(fn: DistFilename, meta: BlobMeta, origin: str) -> FileEntry:
+def _entry(fn: DistFilename, meta: BlobMeta, origin: str, item: Incoming) -> FileEntry:
     return FileEntry(
         filename=fn.filename,
         sha256=meta.sha256,
@@ -196,6 +249,8 @@ def _entry(fn: DistFilename, meta: BlobMeta, origin: str) -> FileEntry:
         requires_python=meta.requires_python,
         metadata_sha256=meta.metadata_sha256,
         origin=origin,
+        upload_time=item.upload_time,
+        targets=tuple(sorted(set(item.targets))),
     )
 
 
@@ -203,19 +258,29 @@ def _entry(fn: DistFilename, meta: BlobMeta, origin: str) -> FileEntry:
 _PROCESS_THRESHOLD = 400
 
 
-def _prepare_one(store: Store, path: Path) -> _Prepared | str:
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    """An error as plain data: it crosses a process boundary safely."""
+
+    message: str
+    integrity: bool
+
+
+def _prepare_one(store: Store, item: Incoming) -> _Prepared | _Problem:
     try:
-        return _prepare(store, path, durable=False)
+        return _prepare(store, item, durable=False)
     except WheelhouseError as e:
-        return str(e)  # a string crosses a process boundary safely
+        return _Problem(str(e), isinstance(e, IntegrityError))
 
 
-def _prepare_chunk(store_root: str, paths: list[str]) -> list[_Prepared | str]:
+def _prepare_chunk(store_root: str, items: list[Incoming]) -> list[_Prepared | _Problem]:
     store = Store(Path(store_root))
-    return [_prepare_one(store, Path(p)) for p in paths]
+    return [_prepare_one(store, item) for item in items]
 
 
-def _prepare_all(store: Store, files: list[Path], *, jobs: int | None) -> list[_Prepared | str]:
+def _prepare_all(
+    store: Store, files: list[Incoming], *, jobs: int | None
+) -> list[_Prepared | _Problem]:
     """Check and stage every file: threads for a few (large) files, processes for many.
 
     Small wheels are dominated by Python-level work that holds the GIL, so a
@@ -229,7 +294,7 @@ def _prepare_all(store: Store, files: list[Path], *, jobs: int | None) -> list[_
 
         workers = min(jobs or cpus, cpus)
         size = max(50, len(files) // (workers * 8))
-        chunks = [[str(p) for p in files[i : i + size]] for i in range(0, len(files), size)]
+        chunks = [files[i : i + size] for i in range(0, len(files), size)]
         with ProcessPoolExecutor(
             max_workers=workers, initializer=adopt_temp_files_for, initargs=(os.getpid(),)
         ) as pool:
@@ -273,12 +338,30 @@ def add_paths(
         raise InvalidInputError(
             "no wheels or sdists found in: " + ", ".join(repr(str(p)) for p in paths)
         )
+    return ingest(house, store, [Incoming(p) for p in files], jobs=jobs, progress=progress)
 
+
+def ingest(
+    house: House,
+    store: Store,
+    files: Sequence[Incoming],
+    *,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> AddResult:
+    """Check files, put them in *store*, and link them into *house* (one manifest update).
+
+    All or nothing for the house: if any file is bad, or would give a name in
+    the house different bytes, the house does not change and one error lists
+    every problem. Targets are merged with those the house already records.
+    """
+    files = list(files)
     clock = _Clock()
     outcomes = _prepare_all(store, files, jobs=jobs)
     clock.lap("check and stage")
-    problems = [o for o in outcomes if isinstance(o, str)]
-    stored = [o for o in outcomes if not isinstance(o, str)]
+    failures = [o for o in outcomes if isinstance(o, _Problem)]
+    problems = [f.message for f in failures]
+    stored = [o for o in outcomes if not isinstance(o, _Problem)]
     if progress is not None:
         for p in stored:
             progress(p.entry)
@@ -300,7 +383,8 @@ def add_paths(
             )
         incoming[entry.filename] = entry
     if problems:
-        raise InvalidInputError(
+        error = IntegrityError if any(f.integrity for f in failures) else InvalidInputError
+        raise error(
             f"{len(problems)} problem(s); nothing was added:\n  " + "\n  ".join(problems)
         )
 
@@ -320,12 +404,19 @@ def add_paths(
             )
         added = [e for name, e in sorted(incoming.items()) if name not in current]
         unchanged = [current[name] for name in sorted(incoming) if name in current]
+        # Files already there may gain targets (a build for one more platform).
+        retargeted = [
+            replace(current[name], targets=tuple(sorted({*current[name].targets, *e.targets})))
+            for name, e in sorted(incoming.items())
+            if name in current and not set(e.targets) <= set(current[name].targets)
+        ]
         for entry in added:
             house.link_from_store(store, entry)
         for entry in unchanged:
             house.link_from_store(store, entry)  # repairs a missing link, else a stat
-        new_manifest = manifest.with_files(added) if added else manifest
-        if added:
+        changed = added + retargeted
+        new_manifest = manifest.with_files(changed) if changed else manifest
+        if changed:
             house.write_manifest(new_manifest)
         clock.lap("link and manifest")
         house.write_index(new_manifest, previous=manifest)

@@ -170,6 +170,99 @@ def verify(obj: Context, houses: tuple[Path, ...], with_store: bool, quarantine:
         raise click.exceptions.Exit(3)
 
 
+@cli.command(name="build")
+@click.argument("requirements", nargs=-1)
+@click.option("-r", "--requirement", "requirement_files", multiple=True,
+              type=click.Path(path_type=Path, dir_okay=False),
+              help="A requirements file (nested -r/-c, --hash and index options honoured).")
+@click.option("-c", "--constraint", "constraint_files", multiple=True,
+              type=click.Path(path_type=Path, dir_okay=False), help="A constraints file.")
+@house_option
+@click.option("--python-version", "python_versions", multiple=True, metavar="X.Y",
+              help="Target Python version (repeatable).")
+@click.option("--platform", "platforms", multiple=True, metavar="TAG",
+              help="Target platform tag or uv platform name (repeatable); every "
+              "combination with --python-version is a target.")
+@click.option("--python-platform", "python_platforms", multiple=True, metavar="NAME",
+              help="uv-style platform name such as aarch64-unknown-linux-gnu (repeatable).")
+@click.option("--implementation", metavar="IMPL", help="Target implementation (cp, pp).")
+@click.option("--abi", metavar="ABI", help="Target ABI tag (cp312, cp313t, ...).")
+@click.option("-i", "--index-url", help="Base URL of the package index (as pip's).")
+@click.option("--extra-index-url", multiple=True, help="Extra index URL (as pip's).")
+@click.option("-f", "--find-links", multiple=True, help="Find-links location (as pip's).")
+@click.option("--no-index", is_flag=True, help="Ignore package indexes (as pip's).")
+@click.option("--only-binary", multiple=True, help="As pip's --only-binary.")
+@click.option("--no-binary", multiple=True, help="As pip's --no-binary.")
+@click.option("--pre", is_flag=True, help="Include pre-releases (as pip's).")
+@click.option("--isolated", is_flag=True, help="Ignore the user's pip configuration.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), help="Parallel downloads.")
+@click.option("--offline", is_flag=True,
+              help="Never touch the network: reuse the last resolution and the store.")
+@click.option("--refresh", is_flag=True, help="Resolve again even if nothing changed.")
+@click.option("--allow-missing", is_flag=True,
+              help="Report targets that cannot be served instead of failing.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@pass_ctx
+def build_command(
+    obj: Context, requirements: tuple[str, ...], requirement_files: tuple[Path, ...],
+    constraint_files: tuple[Path, ...], house_path: Path, python_versions: tuple[str, ...],
+    platforms: tuple[str, ...], python_platforms: tuple[str, ...], implementation: str | None,
+    abi: str | None, index_url: str | None, extra_index_url: tuple[str, ...],
+    find_links: tuple[str, ...], no_index: bool, only_binary: tuple[str, ...],
+    no_binary: tuple[str, ...], pre: bool, isolated: bool, jobs: int | None, offline: bool,
+    refresh: bool, allow_missing: bool, as_json: bool,
+) -> None:
+    """Build a house from requirements: resolve, download or build, index, lock.
+
+    With no target options the house serves this interpreter. The house gets a
+    report (wheelhouse-report.json) and, per target, a lock under locks/ whose
+    hashes are exactly the house's files.
+    """
+    from wheelhouse.build import build
+    from wheelhouse.targets import Target
+
+    pip_options: list[str] = []
+    if index_url:
+        pip_options += ["--index-url", index_url]
+    for url in extra_index_url:
+        pip_options += ["--extra-index-url", url]
+    for link in find_links:
+        pip_options += ["--find-links", link]
+    if no_index:
+        pip_options.append("--no-index")
+    for value in only_binary:
+        pip_options.append(f"--only-binary={value}")
+    for value in no_binary:
+        pip_options.append(f"--no-binary={value}")
+    if pre:
+        pip_options.append("--pre")
+    all_platforms = [*platforms, *python_platforms]
+    targets: list[Target] = []
+    if python_versions or all_platforms or implementation or abi:
+        for version in python_versions or (None,):
+            for platform in all_platforms or (None,):
+                targets.append(Target.parse(python_version=version, platform=platform,
+                                            implementation=implementation, abi=abi))
+    result = build(
+        requirements, house=house_path, requirement_files=requirement_files,
+        constraint_files=constraint_files, targets=targets, store=obj.store(),
+        pip_options=pip_options, jobs=jobs, offline=offline, refresh=refresh,
+        isolated=isolated, allow_missing=allow_missing,
+    )
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=1))
+        return
+    if not obj.quiet:
+        for name, entries in result.targets.items():
+            _echo(f"{name}: {len(entries)} file(s)")
+        for name, why in result.missing.items():
+            _echo(f"MISSING {name}: {why.splitlines()[0]}")
+        how = "from the last resolution (no network)" if result.from_cache else (
+            f"{len(result.downloaded)} downloaded, {len(result.built)} built, "
+            f"{len(result.reused)} reused from the store")
+        _echo(f"{result.house}: {how} in {result.seconds:.2f} s")
+
+
 @cli.command()
 @click.argument("house_path", type=click.Path(path_type=Path))
 @pass_ctx

@@ -124,6 +124,10 @@ class LockTimeoutError(WheelhouseError):
         )
 
 
+class ResolutionError(WheelhouseError):
+    """The requirements cannot be satisfied for a target (names the package and target)."""
+
+
 class NetworkError(WheelhouseError):
     """A download or index request failed."""
 

@@ -1,0 +1,128 @@
+"""Acquisition: download the files a resolution chose, and build wheels from sources."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from wheelhouse.errors import BuildError, IntegrityError, NetworkError, PipError
+from wheelhouse.filenames import parse_filename
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from wheelhouse._pip import PipRunner
+    from wheelhouse.resolve import Resolved
+
+__all__ = ["BuiltWheel", "build_wheel", "download_files"]
+
+log = logging.getLogger(__name__)
+
+
+def download_files(
+    pip: PipRunner,
+    items: Sequence[Resolved],
+    dest: Path,
+    *,
+    jobs: int,
+    pip_options: Sequence[str] = (),
+    target_options: Sequence[str] = (),
+) -> dict[str, Path]:
+    """Download each item's file with pip (honouring the user's index, auth, proxy, CA).
+
+    Files go to *dest*; the result maps each item's URL to its local path.
+    pip checks the index's sha256 where there is one (hash-checking mode per
+    chunk); the caller checks every byte again before anything enters the store.
+    Downloads run as *jobs* pip processes in parallel. *target_options*
+    (``--platform`` and friends) let pip fetch wheels for another platform.
+    """
+    if not items:
+        return {}
+    chunks: list[list[Resolved]] = [[] for _ in range(max(1, min(jobs, len(items))))]
+    for i, item in enumerate(sorted(items, key=lambda r: r.url)):
+        chunks[i % len(chunks)].append(item)
+
+    def run(index: int, chunk: list[Resolved]) -> dict[str, Path]:
+        folder = dest / f"chunk-{index}"
+        folder.mkdir(parents=True, exist_ok=True)
+        reqs = folder.with_suffix(".txt")
+        all_hashed = all(r.sha256 for r in chunk)
+        lines = [
+            f"{r.url}" + (f" --hash=sha256:{r.sha256}" if r.sha256 else "") for r in chunk
+        ]
+        reqs.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        args = ["download", "--no-deps", "--quiet", "--dest", str(folder), "-r", str(reqs),
+                *pip_options, *target_options]
+        if all_hashed:
+            args.append("--require-hashes")
+        try:
+            pip(args)
+        except PipError as e:
+            names = ", ".join(f"{r.name} {r.version}" for r in chunk)
+            if "DO NOT MATCH THE HASHES" in e.stderr_tail:
+                raise IntegrityError(
+                    f"a downloaded file does not match its hash; nothing entered the store:\n"
+                    f"{e.stderr_tail}",
+                    hint="the index or a proxy served different bytes; do not trust them",
+                ) from e
+            raise NetworkError(
+                f"downloading {names} failed:\n{e.stderr_tail}",
+                hint="files already downloaded stay in the store; run the build again",
+            ) from e
+        out = {}
+        for r in chunk:
+            path = folder / r.filename
+            if not path.is_file():
+                raise NetworkError(f"pip did not save {r.filename} from {r.url}")
+            out[r.url] = path
+        return out
+
+    result: dict[str, Path] = {}
+    with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
+        for part in pool.map(run, range(len(chunks)), chunks):
+            result.update(part)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltWheel:
+    """A wheel built here from an sdist or a source tree."""
+
+    #: The wheel file (in a temp directory).
+    path: Path
+    #: What it was built from (an sdist file name or a source spec).
+    built_from: str
+    #: True if it is pure (``py3-none-any`` and the like): it serves every target.
+    pure: bool
+
+
+def build_wheel(pip: PipRunner, item: Resolved, source: str, dest: Path,
+                *, pip_options: Sequence[str] = (), origin: str | None = None) -> BuiltWheel:
+    """Build one wheel with ``pip wheel --no-deps`` and check it is what was asked for.
+
+    Building runs the project's own build code, in a temp directory, never in
+    the store or a house. The wheel must carry the resolved name and version.
+    """
+    out = dest / f"build-{item.name}-{item.version}"
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        pip(["wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), *pip_options, source])
+    except PipError as e:
+        raise BuildError(
+            f"building {item.name} {item.version} from {source} failed:\n{e.stderr_tail}",
+            hint="the build needs its compilers and build dependencies; see the log above",
+        ) from e
+    wheels = sorted(p for p in out.iterdir() if p.name.endswith(".whl"))
+    if len(wheels) != 1:
+        raise BuildError(f"building {item.name} {item.version} produced {len(wheels)} wheels")
+    fn = parse_filename(wheels[0].name)
+    if fn.name != item.name or str(fn.version) != item.version:
+        raise BuildError(
+            f"building {item.name} {item.version} produced {wheels[0].name}: "
+            "a different project or version"
+        )
+    pure = all(t.platform == "any" and t.abi == "none" for t in fn.tags)
+    return BuiltWheel(wheels[0], origin or source, pure)

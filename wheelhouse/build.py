@@ -1,0 +1,404 @@
+"""The main job: requirement files in, a house that installs offline out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+from wheelhouse._fs import write_atomic
+from wheelhouse._pip import PipRunner, SubprocessPip
+from wheelhouse.acquire import BuiltWheel, build_wheel, download_files
+from wheelhouse.add import Incoming, ingest
+from wheelhouse.errors import InvalidInputError, ResolutionError
+from wheelhouse.house import FileEntry, House
+from wheelhouse.requirements import scan_requirement_files
+from wheelhouse.resolve import Resolved, resolve_target, target_pip_options
+from wheelhouse.store import Store
+from wheelhouse.targets import Target
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["BuildResult", "build"]
+
+log = logging.getLogger(__name__)
+
+#: Inside the house: the last build's resolution, for warm rebuilds.
+CACHE_NAME = ".wheelhouse-build.json"
+#: Inside the house: what the last build did.
+REPORT_NAME = "wheelhouse-report.json"
+#: Inside the house: per-target locks whose hashes are the house's files.
+LOCKS_DIR = "locks"
+_CACHE_FORMAT = 1
+HOST = "host"
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    """What :func:`build` did."""
+
+    #: The house written.
+    house: Path
+    #: For each target name, the files in the house that serve it.
+    targets: dict[str, tuple[FileEntry, ...]]
+    #: File names downloaded in this run.
+    downloaded: tuple[str, ...] = ()
+    #: File names built here from sdists or sources.
+    built: tuple[str, ...] = ()
+    #: File names whose bytes were already in the store.
+    reused: tuple[str, ...] = ()
+    #: True when the last resolution was reused and pip never ran.
+    from_cache: bool = False
+    #: Wall time in seconds.
+    seconds: float = 0.0
+    #: Targets that could not be served, with the reason (with ``allow_missing``).
+    missing: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A summary for ``--json``."""
+        return {
+            "house": str(self.house),
+            "targets": {t: [e.filename for e in files] for t, files in self.targets.items()},
+            "downloaded": list(self.downloaded),
+            "built": list(self.built),
+            "reused": list(self.reused),
+            "from_cache": self.from_cache,
+            "seconds": round(self.seconds, 3),
+            "missing": self.missing,
+        }
+
+
+def _config_fingerprint() -> dict[str, str]:
+    # The user's pip configuration changes what a resolution means: include it.
+    env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("PIP_")}
+    files = [os.environ.get("PIP_CONFIG_FILE", ""), "/etc/pip.conf", "/etc/xdg/pip/pip.conf",
+             str(Path.home() / ".pip" / "pip.conf"),
+             str(Path.home() / ".config" / "pip" / "pip.conf")]
+    if os.environ.get("VIRTUAL_ENV"):
+        files.append(str(Path(os.environ["VIRTUAL_ENV"]) / "pip.conf"))
+    for name in files:
+        if name and name != os.devnull and Path(name).is_file():
+            env[f"file:{name}"] = hashlib.sha256(Path(name).read_bytes()).hexdigest()
+    return env
+
+
+def build(
+    requirements: Sequence[str] = (),
+    *,
+    house: Path | str,
+    requirement_files: Sequence[Path | str] = (),
+    constraint_files: Sequence[Path | str] = (),
+    targets: Sequence[Target] = (),
+    store: Store | None = None,
+    pip_options: Sequence[str] = (),
+    jobs: int | None = None,
+    offline: bool = False,
+    refresh: bool = False,
+    isolated: bool = False,
+    allow_missing: bool = False,
+    pip: PipRunner | None = None,
+) -> BuildResult:
+    """Resolve, acquire and write a house for each target (default: this interpreter).
+
+    *requirements* are requirement strings; *requirement_files* and
+    *constraint_files* are pip requirements files (nested ``-r``/``-c``,
+    ``--hash``, index options all honoured, by pip itself). *pip_options* are
+    passed to every pip run (``--index-url``, ``--find-links``, ``--pre``, ...).
+    A rebuild with the same inputs reuses the last resolution and the store
+    without running pip; *refresh* resolves again; *offline* refuses to.
+    """
+    started = time.perf_counter()
+    store = store or Store.open()
+    house_obj = House.open(house, create=True)
+    pip = pip or SubprocessPip(isolated=isolated)
+    jobs = jobs or min(8, (os.cpu_count() or 1) * 2)
+
+    req_files = [Path(p) for p in requirement_files]
+    con_files = [Path(p) for p in constraint_files]
+    scan = scan_requirement_files(req_files + con_files)
+    problems = []
+    for text in requirements:
+        if "://" in text or text.startswith((".", "/")) or text.endswith((".whl", ".tar.gz")):
+            continue
+        try:
+            Requirement(text)
+        except InvalidRequirement as e:
+            problems.append(f"invalid requirement {text!r}: {str(e).splitlines()[0]}")
+    if problems:
+        raise InvalidInputError("; ".join(problems))
+    if not requirements and not req_files:
+        raise InvalidInputError("nothing to build", hint="name requirements or pass -r FILE")
+
+    host = Target.host()
+    wanted = list(targets) or [host]
+    names = [HOST if t == host else str(t) for t in wanted]
+    requirement_args: list[str] = []
+    for p in req_files:
+        requirement_args += ["-r", str(p.absolute())]
+    for p in con_files:
+        requirement_args += ["-c", str(p.absolute())]
+    requirement_args += list(requirements)
+
+    key = hashlib.sha256(json.dumps({
+        "inputs": scan.digest(), "requirements": list(requirements), "targets": names,
+        "pip_options": list(pip_options), "isolated": isolated,
+        "config": {} if isolated else _config_fingerprint(),
+    }, sort_keys=True).encode()).hexdigest()
+
+    cached = _load_cache(house_obj, key)
+    if cached is not None and not refresh and all(store.has(e["sha256"]) for e in cached):
+        result = _build_from_cache(house_obj, store, cached, names, started)
+        _write_outputs(house_obj, result, names)
+        return result
+    if offline:
+        raise InvalidInputError(
+            "--offline: this house has no earlier resolution of these inputs "
+            "whose files are all in the store",
+            hint="run the build once with the network, then --offline works",
+        )
+
+    with tempfile.TemporaryDirectory(prefix="wheelhouse-build-") as tmp_name:
+        tmp = Path(tmp_name)
+        result = _build_cold(house_obj, store, pip, wanted, names, host, requirement_args,
+                             pip_options, jobs, allow_missing, tmp, started)
+    _save_cache(house_obj, key, result)
+    _write_outputs(house_obj, result, names)
+    return result
+
+
+def _build_cold(
+    house: House, store: Store, pip: PipRunner, wanted: list[Target], names: list[str],
+    host: Target, requirement_args: list[str], pip_options: Sequence[str], jobs: int,
+    allow_missing: bool, tmp: Path, started: float,
+) -> BuildResult:
+    # 1. The host first: it is the only target sdists can be built for, and the
+    #    pure wheels built from them serve every other target too.
+    resolutions: dict[str, list[Resolved]] = {}
+    missing: dict[str, str] = {}
+    host_wanted = HOST in names
+    try:
+        resolutions[HOST] = resolve_target(pip, None, requirement_args, pip_options=pip_options)
+    except ResolutionError as e:
+        if host_wanted and not allow_missing:
+            raise
+        if host_wanted:
+            missing[HOST] = str(e)
+        resolutions[HOST] = []
+
+    built: dict[str, BuiltWheel] = {}  # key: resolved URL of the sdist/source
+    downloads_needed: dict[str, Resolved] = {}
+    for item in resolutions[HOST]:
+        if item.kind in ("wheel", "sdist") and not (item.sha256 and store.has(item.sha256)):
+            downloads_needed[item.url] = item
+    fetched = download_files(pip, list(downloads_needed.values()), tmp / "downloads",
+                             jobs=jobs, pip_options=pip_options)
+
+    def local(item: Resolved) -> Path:
+        if item.url in fetched:
+            return fetched[item.url]
+        assert item.sha256 is not None
+        return store.blob_path(item.sha256)
+
+    wheel_dir = tmp / "built"
+    for item in resolutions[HOST]:
+        if item.kind == "sdist":
+            built[item.url] = build_wheel(pip, item, str(local(item)), tmp / "builds",
+                                          pip_options=pip_options, origin=item.url)
+        elif item.kind == "source":
+            assert item.source_spec is not None
+            built[item.url] = build_wheel(pip, item, item.source_spec, tmp / "builds",
+                                          pip_options=pip_options)
+    pure_dir = wheel_dir / "pure"
+    pure_dir.mkdir(parents=True)
+    for b in built.values():
+        if b.pure:
+            os.link(b.path, pure_dir / b.path.name)
+
+    # 2. Foreign targets: wheels only, plus the pure wheels built above.
+    for target, name in zip(wanted, names, strict=True):
+        if name == HOST:
+            continue
+        try:
+            resolutions[name] = resolve_target(
+                pip, target, requirement_args, pip_options=pip_options,
+                find_links=[str(pure_dir)] if built else [],
+            )
+        except ResolutionError as e:
+            if not allow_missing:
+                raise ResolutionError(
+                    f"{e.message}\n(target {name}: only wheels can serve another platform; "
+                    "a package with only an sdist needs a pure wheel built from it)",
+                    hint=e.hint,
+                ) from e
+            missing[name] = str(e)
+            resolutions[name] = []
+    pure_by_name = {b.path.name: b for b in built.values() if b.pure}
+    for n, (target, name) in enumerate(zip(wanted, names, strict=True)):
+        if name == HOST:
+            continue
+        foreign: dict[str, Resolved] = {}
+        for item in resolutions.get(name, []):
+            if item.filename in pure_by_name and item.url.startswith("file:"):
+                continue
+            if item.url not in fetched and not (item.sha256 and store.has(item.sha256)):
+                foreign[item.url] = item
+        # pip fetches a wheel for another platform only when told that platform.
+        fetched.update(download_files(
+            pip, list(foreign.values()), tmp / f"downloads-{n}", jobs=jobs,
+            pip_options=pip_options, target_options=target_pip_options(target)))
+
+    # 3. Everything into the store and the house, each file tagged with its targets.
+    incoming: dict[str, Incoming] = {}
+    served: dict[str, set[str]] = {}
+    origin_of: dict[str, str] = {}
+    reused: list[str] = []
+    built_names: list[str] = []
+
+    def want(filename: str, path: Path, origin: str, target: str, sha: str | None) -> None:
+        served.setdefault(filename, set()).add(target)
+        if filename not in incoming:
+            incoming[filename] = Incoming(path, filename, origin, (), sha)
+            origin_of[filename] = origin
+
+    for name, items in resolutions.items():
+        if name == HOST and not host_wanted:
+            continue
+        for item in items:
+            if item.kind == "wheel":
+                if item.filename in pure_by_name and item.url.startswith("file:"):
+                    b = pure_by_name[item.filename]
+                    want(b.path.name, b.path, f"built:{b.built_from}", name, None)
+                    built_names.append(b.path.name)
+                    continue
+                if item.url not in fetched:
+                    reused.append(item.filename)
+                want(item.filename, local(item), item.url, name, item.sha256)
+            else:
+                b = built[item.url]
+                want(b.path.name, b.path, f"built:{b.built_from}", name, None)
+                built_names.append(b.path.name)
+    # A pure wheel built for the host serves every target that chose it.
+    files = [
+        Incoming(i.path, i.filename, i.origin, tuple(sorted(served[f])), i.expected_sha256)
+        for f, i in sorted(incoming.items())
+    ]
+    if files:
+        ingest(house, store, files, jobs=jobs)
+    manifest = house.read_manifest().by_filename()
+    per_target = {
+        name: tuple(sorted((manifest[f] for f, ts in served.items() if name in ts),
+                           key=lambda e: e.filename))
+        for name in names
+    }
+    downloaded = sorted({p.name for p in fetched.values()} & set(incoming))
+    return BuildResult(
+        house=house.root, targets=per_target, downloaded=tuple(downloaded),
+        built=tuple(sorted(set(built_names))), reused=tuple(sorted(set(reused))),
+        from_cache=False, seconds=time.perf_counter() - started, missing=missing,
+    )
+
+
+def _load_cache(house: House, key: str) -> list[dict[str, Any]] | None:
+    try:
+        data = json.loads((house.root / CACHE_NAME).read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != _CACHE_FORMAT or data.get("key") != key:
+        return None
+    files = data.get("files")
+    return files if isinstance(files, list) else None
+
+
+def _save_cache(house: House, key: str, result: BuildResult) -> None:
+    files: dict[str, dict[str, Any]] = {}
+    for name, entries in result.targets.items():
+        for e in entries:
+            record = files.setdefault(e.filename, {"filename": e.filename, "sha256": e.sha256,
+                                                   "origin": e.origin, "targets": []})
+            record["targets"].append(name)
+    data = {"format": _CACHE_FORMAT, "key": key, "files": sorted(files.values(),
+                                                                key=lambda r: r["filename"])}
+    write_atomic(house.root / CACHE_NAME, json.dumps(data, indent=1, sort_keys=True).encode())
+
+
+def _build_from_cache(house: House, store: Store, cached: list[dict[str, Any]],
+                      names: list[str], started: float) -> BuildResult:
+    manifest = house.read_manifest().by_filename()
+    missing_in_house = [r for r in cached if r["filename"] not in manifest]
+    if missing_in_house:
+        # The house lost files the store still has: link them back.
+        ingest(house, store, [
+            Incoming(store.blob_path(r["sha256"]), r["filename"], r.get("origin"),
+                     tuple(r["targets"]), r["sha256"])
+            for r in missing_in_house
+        ])
+        manifest = house.read_manifest().by_filename()
+    else:
+        for r in cached:
+            house.link_from_store(store, manifest[r["filename"]])
+    per_target = {
+        name: tuple(manifest[r["filename"]] for r in cached if name in r["targets"])
+        for name in names
+    }
+    return BuildResult(
+        house=house.root, targets=per_target,
+        reused=tuple(r["filename"] for r in cached), from_cache=True,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _write_outputs(house: House, result: BuildResult, names: list[str]) -> None:
+    """The report and, per target, a requirements lock whose hashes are the house's files."""
+    report = {
+        "format": 1,
+        "from_cache": result.from_cache,
+        "seconds": round(result.seconds, 3),
+        "missing": result.missing,
+        "targets": {
+            name: [
+                {
+                    "name": e.project, "version": e.version, "filename": e.filename,
+                    "sha256": e.sha256, "size": e.size, "origin": e.origin,
+                    "action": ("built" if e.filename in result.built
+                               else "downloaded" if e.filename in result.downloaded
+                               else "reused"),
+                }
+                for e in entries
+            ]
+            for name, entries in result.targets.items()
+        },
+    }
+    write_atomic(house.root / REPORT_NAME,
+                 json.dumps(report, indent=1, sort_keys=True).encode() + b"\n")
+    locks = house.root / LOCKS_DIR
+    locks.mkdir(exist_ok=True)
+    for name in names:
+        entries = result.targets.get(name, ())
+        write_atomic(locks / f"{name}.requirements.txt", render_requirements_lock(name, entries))
+
+
+def render_requirements_lock(target: str, entries: Sequence[FileEntry]) -> bytes:
+    """A pip requirements file pinning every project, with the house files' hashes.
+
+    >>> render_requirements_lock("host", []).decode().splitlines()[0]
+    '# wheelhouse lock for target host: every hash is a file in this house'
+    """
+    by_pin: dict[tuple[str, str], list[str]] = {}
+    for e in entries:
+        by_pin.setdefault((e.project, e.version), []).append(e.sha256)
+    lines = [f"# wheelhouse lock for target {target}: every hash is a file in this house",
+             "# pip install --require-hashes --no-index --find-links files -r THIS_FILE"]
+    for (project, version), hashes in sorted(by_pin.items()):
+        hash_lines = " \\\n".join(f"    --hash=sha256:{h}" for h in sorted(hashes))
+        lines.append(f"{project}=={version} \\\n{hash_lines}")
+    return ("\n".join(lines) + "\n").encode()
+

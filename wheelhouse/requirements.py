@@ -1,0 +1,195 @@
+"""Requirement files: checked line by line before pip sees them, and digested for caching."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+from wheelhouse.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["RequirementProblem", "RequirementsScan", "scan_requirement_files"]
+
+# Options a requirements file may hold (pip's). Those that take a value, and
+# whether the value names another requirements file to read.
+_NESTED = {"-r": "requirement", "--requirement": "requirement",
+           "-c": "constraint", "--constraint": "constraint"}
+_WITH_VALUE = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links",
+               "--trusted-host", "--only-binary", "--no-binary", "--use-feature",
+               "--config-settings", "--global-option", "--hash"}
+_FLAGS = {"--no-index", "--pre", "--prefer-binary", "--require-hashes"}
+_EDITABLE = {"-e", "--editable"}
+_HASH = re.compile(r"(sha256|sha384|sha512):[0-9a-fA-F]+\Z")
+_COMMENT = re.compile(r"(^|\s+)#.*$")
+
+
+@dataclass(frozen=True, slots=True)
+class RequirementProblem:
+    """One bad line."""
+
+    #: The file.
+    path: str
+    #: Its 1-based line number.
+    line_number: int
+    #: The line as written.
+    line: str
+    #: What is wrong.
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line_number}: {self.reason}: {self.line.strip()!r}"
+
+
+@dataclass(slots=True)
+class RequirementsScan:
+    """Every requirements file read (nested ones too) and what they ask for."""
+
+    #: Every file read, in order.
+    files: list[Path] = field(default_factory=list)
+    #: Requirement lines found (without options), for reporting.
+    requirements: list[str] = field(default_factory=list)
+    #: True when any line carries ``--hash`` (pip's hash-checking mode).
+    hashes: bool = False
+
+    def digest(self) -> str:
+        """sha256 over every file's path and bytes: the same inputs, the same digest."""
+        h = hashlib.sha256()
+        for path in self.files:
+            h.update(str(path).encode() + b"\0")
+            h.update(path.read_bytes() + b"\0")
+        return h.hexdigest()
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    out: list[tuple[int, str]] = []
+    buffer, start = "", 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = _COMMENT.sub("", raw)
+        if not buffer:
+            start = number
+        if line.endswith("\\"):
+            buffer += line[:-1] + " "
+            continue
+        buffer += line
+        if buffer.strip():
+            out.append((start, buffer))
+        buffer = ""
+    if buffer.strip():
+        out.append((start, buffer))
+    return out
+
+
+def _looks_like_path_or_url(text: str) -> bool:
+    return (
+        "://" in text
+        or text.startswith((".", "/", "~", "file:"))
+        or text.endswith((".whl", ".tar.gz", ".zip"))
+        or "/" in text.split(";")[0]
+    )
+
+
+def scan_requirement_files(paths: list[Path]) -> RequirementsScan:
+    """Read requirements files (and the files they nest) and check every line.
+
+    Raises InvalidInputError naming file:line for each malformed line, each
+    ``-e`` line (an editable install has no wheel to keep) and each missing file.
+    """
+    scan = RequirementsScan()
+    problems: list[str] = []
+    seen: set[Path] = set()
+
+    def read(path: Path, via: str | None) -> None:
+        resolved = path.resolve()
+        if resolved in seen:
+            return
+        seen.add(resolved)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            problems.append(f"{via + ': ' if via else ''}no such requirements file: {str(path)!r}")
+            return
+        except (OSError, UnicodeDecodeError) as e:
+            problems.append(f"cannot read requirements file {str(path)!r}: {e}")
+            return
+        scan.files.append(path)
+        for number, line in _logical_lines(text):
+            where = f"{path}:{number}"
+            # As pip does: the requirement runs up to the first word that
+            # starts with "-"; the rest are options (and may be quoted).
+            tokens = line.split()
+            cut = next((i for i, t in enumerate(tokens) if t.startswith("-")), len(tokens))
+            try:
+                option_words = shlex.split(" ".join(tokens[cut:]), posix=True)
+            except ValueError as e:
+                problems.append(str(RequirementProblem(str(path), number, line, str(e))))
+                continue
+            words = [" ".join(tokens[:cut])] if cut else []
+            words += option_words
+            first = words[0]
+            name, eq, value = first.partition("=")
+            option = name if first.startswith("-") else None
+            if option in _EDITABLE:
+                problems.append(str(RequirementProblem(
+                    str(path), number, line,
+                    "editable requirements have no wheel to keep; list the project's path "
+                    "without -e")))
+                continue
+            if option in _NESTED:
+                target = value if eq else (words[1] if len(words) > 1 else "")
+                if not target:
+                    problems.append(str(RequirementProblem(str(path), number, line,
+                                                           f"{option} needs a file name")))
+                    continue
+                read(path.parent / target, where)
+                continue
+            if option is not None:
+                if option in _WITH_VALUE or option in _FLAGS:
+                    continue
+                problems.append(str(RequirementProblem(str(path), number, line,
+                                                       f"unknown option {option}")))
+                continue
+            requirement, hashes = words[0], _hashes(words[1:])
+            for h in hashes:
+                if not _HASH.match(h):
+                    problems.append(str(RequirementProblem(
+                        str(path), number, line, f"invalid --hash {h!r} (use sha256:<hex>)")))
+            scan.hashes |= bool(hashes)
+            if not requirement:
+                problems.append(str(RequirementProblem(str(path), number, line,
+                                                       "no requirement before the options")))
+                continue
+            scan.requirements.append(requirement)
+            if _looks_like_path_or_url(requirement) or "${" in requirement:
+                continue
+            try:
+                Requirement(requirement)
+            except InvalidRequirement as e:
+                reason = str(e).splitlines()[0]
+                problems.append(str(RequirementProblem(str(path), number, line,
+                                                       f"invalid requirement ({reason})")))
+
+    for p in paths:
+        read(p, None)
+    if problems:
+        raise InvalidInputError(
+            f"{len(problems)} problem(s) in the requirements:\n  " + "\n  ".join(problems),
+            hint="fix the lines above; see 'pip help install' for the file format",
+        )
+    return scan
+
+
+def _hashes(words: list[str]) -> list[str]:
+    hashes: list[str] = []
+    for i, word in enumerate(words):
+        if word.startswith("--hash="):
+            hashes.append(word.split("=", 1)[1])
+        elif word == "--hash" and i + 1 < len(words):
+            hashes.append(words[i + 1])
+    return hashes

@@ -1,0 +1,130 @@
+"""Resolution: requirements to the exact files one target needs, as pip decides them."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from packaging.utils import canonicalize_name
+
+from wheelhouse.errors import InvalidInputError, PipError, ResolutionError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from wheelhouse._pip import PipRunner
+    from wheelhouse.targets import Target
+
+__all__ = ["Resolved", "parse_report", "resolve_target", "target_pip_options"]
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """One distribution pip chose for a target."""
+
+    #: Normalised project name.
+    name: str
+    #: Version.
+    version: str
+    #: Where it comes from (an index file URL, a direct URL, a local path's file: URL).
+    url: str
+    #: ``"wheel"``, ``"sdist"`` or ``"source"`` (a local directory or a VCS checkout).
+    kind: str
+    #: The index's sha256 for the file, when it gave one.
+    sha256: str | None = None
+    #: True when the user asked for it (not only a dependency).
+    requested: bool = False
+    #: A requirement ``pip wheel`` accepts for ``"source"`` items (``git+…@commit``, a path).
+    source_spec: str | None = None
+
+    @property
+    def filename(self) -> str:
+        """The file name at the end of the URL (empty for sources)."""
+        path = urllib.parse.urlsplit(self.url).path
+        return urllib.parse.unquote(path.rsplit("/", 1)[-1]) if self.kind != "source" else ""
+
+
+def parse_report(data: dict[str, Any]) -> list[Resolved]:
+    """Turn ``pip install --dry-run --report`` JSON into :class:`Resolved` items."""
+    if str(data.get("version")) != "1":
+        raise ResolutionError(f"unsupported pip report version {data.get('version')!r}")
+    out = []
+    for item in data.get("install", []):
+        meta = item.get("metadata", {})
+        info = item.get("download_info", {})
+        url = info.get("url", "")
+        name = canonicalize_name(meta.get("name", ""))
+        version = str(meta.get("version", ""))
+        if "archive_info" in info:
+            hashes = info["archive_info"].get("hashes") or {}
+            sha = hashes.get("sha256")
+            if sha is None and str(info["archive_info"].get("hash", "")).startswith("sha256="):
+                sha = info["archive_info"]["hash"].split("=", 1)[1]
+            path = urllib.parse.urlsplit(url).path
+            kind = "wheel" if path.endswith(".whl") else "sdist"
+            out.append(Resolved(name, version, url, kind, sha, bool(item.get("requested"))))
+        elif "dir_info" in info:
+            spec = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
+            out.append(Resolved(name, version, url, "source", None,
+                                bool(item.get("requested")), spec))
+        elif "vcs_info" in info:
+            vcs = info["vcs_info"]
+            spec = f"{vcs['vcs']}+{url}@{vcs['commit_id']}"
+            out.append(Resolved(name, version, url, "source", None,
+                                bool(item.get("requested")), spec))
+        else:
+            raise ResolutionError(f"pip chose {name} {version} from {url!r}, which we cannot keep")
+    return sorted(out, key=lambda r: (r.name, r.version))
+
+
+def target_pip_options(target: Target) -> list[str]:
+    """The pip options that make it choose files for *target*: wheels only, every tag."""
+    args = ["--only-binary=:all:", "--python-version", "{}.{}".format(*target.python_version),
+            "--implementation", target.implementation]
+    for abi in target.abis:
+        args += ["--abi", abi]
+    for platform in target.platform_tags():
+        args += ["--platform", platform]
+    return args
+
+
+def resolve_target(
+    pip: PipRunner,
+    target: Target | None,
+    requirement_args: Sequence[str],
+    *,
+    pip_options: Sequence[str] = (),
+    find_links: Sequence[str] = (),
+) -> list[Resolved]:
+    """Ask pip which distributions *target* needs (``None``: this interpreter).
+
+    For a foreign target pip may only consider wheels (``--only-binary=:all:``);
+    wheels we built from sdists are offered through *find_links*.
+    """
+    with tempfile.TemporaryDirectory(prefix="wheelhouse-resolve-") as tmp:
+        report = Path(tmp) / "report.json"
+        args = ["install", "--dry-run", "--ignore-installed", "--quiet", "--report",
+                str(report), *pip_options]
+        for link in find_links:
+            args += ["--find-links", link]
+        if target is not None:
+            args += ["--target", str(Path(tmp) / "target"), *target_pip_options(target)]
+        args += list(requirement_args)
+        try:
+            pip(args)
+        except PipError as e:
+            where = f"for {target}" if target is not None else "for this interpreter"
+            raise ResolutionError(
+                f"pip could not resolve the requirements {where}:\n{e.stderr_tail}",
+                hint="check the names and versions above and the index pip used "
+                "(pip config list)",
+            ) from e
+        try:
+            data = json.loads(report.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise InvalidInputError(f"pip wrote no readable report: {e}") from e
+    return parse_report(data)
