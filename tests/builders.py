@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import re
 import tarfile
 import textwrap
 import zipfile
@@ -97,6 +98,8 @@ def metadata_text(
     lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", f"Summary: {summary}"]
     if requires_python:
         lines.append(f"Requires-Python: {requires_python}")
+    extras = sorted({m for r in requires_dist for m in re.findall(r"extra == '([^']+)'", r)})
+    lines.extend(f"Provides-Extra: {e}" for e in extras)
     lines.extend(f"Requires-Dist: {r}" for r in requires_dist)
     for key, value in (extra_headers or {}).items():
         lines.append(f"{key}: {value}")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
-from wheelhouse.errors import InvalidInputError, PipError, ResolutionError
+from wheelhouse.errors import BuildError, InvalidInputError, PipError, ResolutionError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -118,6 +118,15 @@ def resolve_target(
             pip(args)
         except PipError as e:
             where = f"for {target}" if target is not None else "for this interpreter"
+            if "metadata-generation-failed" in e.stderr_tail or (
+                "subprocess-exited-with-error" in e.stderr_tail
+            ):
+                # pip ran a package's build code to learn its metadata, and it failed.
+                raise BuildError(
+                    f"a package's build failed while resolving {where}:\n{e.stderr_tail}",
+                    hint="the build needs its compilers and build dependencies; "
+                    "the package is named above",
+                ) from e
             raise ResolutionError(
                 f"pip could not resolve the requirements {where}:\n{e.stderr_tail}",
                 hint="check the names and versions above and the index pip used "

@@ -1,0 +1,264 @@
+"""`wheelhouse build` against a local upstream index, with the real pip."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.builders import build_sdist, build_wheel
+from tests.conftest import LocalIndex, Venv, isolated_env, run, wheelhouse
+from wheelhouse.add import add_paths
+from wheelhouse.build import build
+from wheelhouse.errors import (
+    BuildError,
+    IntegrityError,
+    InvalidInputError,
+    ResolutionError,
+)
+from wheelhouse.house import House
+from wheelhouse.store import Store
+from wheelhouse.targets import Target
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+AARCH64 = "manylinux_2_28_aarch64"
+HOST_TAG = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+MACHINE = platform.machine()
+
+
+@pytest.fixture(scope="module")
+def upstream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An upstream index (itself a house) with wheels for several platforms, sdists,
+    a yanked release, extras and markers."""
+    tmp = tmp_path_factory.mktemp("upstream")
+    d = tmp / "dists"
+    build_wheel(d, "app", "1.0", requires_dist=["lib>=1", "native", "fancy[extra]",
+                                                "never ; python_version < '3'"])
+    build_wheel(d, "lib", "1.0")
+    build_wheel(d, "lib", "2.0")
+    build_wheel(d, "lib", "3.0")  # yanked below: resolvers take 2.0
+    build_wheel(d, "fancy", "1.0", requires_dist=["extradep ; extra == 'extra'"])
+    build_wheel(d, "extradep", "1.0")
+    build_sdist(d, "srconly", "1.0")
+    build_wheel(d, "native", "1.0", tag=f"cp312-cp312-{AARCH64}")
+    build_wheel(d, "native", "1.0", tag=f"{HOST_TAG}-{HOST_TAG}-manylinux_2_17_x86_64")
+    build_wheel(d, "native", "1.0", tag=f"{HOST_TAG}-{HOST_TAG}-manylinux_2_17_aarch64")
+    h = House.open(tmp / "house", create=True)
+    add_paths(h, Store.open(tmp / "store"), [d])
+    h.yank("lib==3.0", reason="broken")
+    return h.root
+
+
+@pytest.fixture
+def upstream(upstream_dir: Path, serve_dir: Callable[[Path], LocalIndex]) -> LocalIndex:
+    return serve_dir(upstream_dir)
+
+
+def _opts(server: LocalIndex) -> list[str]:
+    return ["--index-url", f"{server.url}/simple/"]
+
+
+def test_build_for_this_machine_installs_offline(
+    tmp_path: Path, store: Store, upstream: LocalIndex, venv: Venv
+) -> None:
+    house = tmp_path / "house"
+    req = tmp_path / "requirements.txt"
+    req.write_text("app\nsrconly==1.0\n")
+    result = build(requirement_files=[req], house=house, store=store,
+                   pip_options=_opts(upstream))
+
+    names = sorted(e.filename for e in result.targets["host"])
+    assert names == sorted([
+        "app-1.0-py3-none-any.whl", "extradep-1.0-py3-none-any.whl",
+        "fancy-1.0-py3-none-any.whl", "lib-2.0-py3-none-any.whl",
+        f"native-1.0-{HOST_TAG}-{HOST_TAG}-manylinux_2_17_{MACHINE}.whl",
+        "srconly-1.0-py3-none-any.whl",
+    ])
+    assert result.built == ("srconly-1.0-py3-none-any.whl",)
+    manifest = House.open(house).read_manifest().by_filename()
+    assert manifest["lib-2.0-py3-none-any.whl"].origin == (
+        f"{upstream.url}/files/lib-2.0-py3-none-any.whl")
+    assert manifest["srconly-1.0-py3-none-any.whl"].origin == (
+        f"built:{upstream.url}/files/srconly-1.0.tar.gz")
+    assert all(e.targets == ("host",) for e in result.targets["host"])
+
+    # The network goes away; the house alone must do.
+    upstream.__exit__(None, None, None)
+    venv.pip("install", "--no-index", "--find-links", str(house / "files"), "-r", str(req))
+    installed = venv.installed()
+    assert installed["app"] == "1.0" and installed["srconly"] == "1.0"
+    assert installed["lib"] == "2.0" and installed["extradep"] == "1.0"
+
+    # The lock's hashes are exactly the house's files (the built wheel included).
+    lock = house / "locks" / "host.requirements.txt"
+    fresh = Venv(tmp_path / "venv2")
+    run([sys.executable, "-m", "venv", "--without-pip", str(fresh.root)])
+    fresh.pip("install", "--require-hashes", "--no-index", "--find-links",
+              str(house / "files"), "-r", str(lock))
+    assert fresh.installed() == installed
+
+    report = json.loads((house / "wheelhouse-report.json").read_text())
+    actions = {f["filename"]: f["action"] for f in report["targets"]["host"]}
+    assert actions["srconly-1.0-py3-none-any.whl"] == "built"
+    assert actions["lib-2.0-py3-none-any.whl"] == "downloaded"
+
+
+def test_warm_rebuild_needs_no_network(
+    tmp_path: Path, store: Store, upstream: LocalIndex
+) -> None:
+    house = tmp_path / "house"
+    first = build(["app"], house=house, store=store, pip_options=_opts(upstream))
+    assert not first.from_cache
+    requests_before = len(upstream.requests)
+    upstream.__exit__(None, None, None)  # any request now fails
+
+    again = build(["app"], house=house, store=store, pip_options=_opts(upstream))
+    assert again.from_cache
+    assert {e.filename for e in again.targets["host"]} == {
+        e.filename for e in first.targets["host"]}
+    offline = build(["app"], house=house, store=store, pip_options=_opts(upstream),
+                    offline=True)
+    assert offline.from_cache
+    assert len(upstream.requests) == requests_before
+
+    # Another house on the same machine reuses the store: nothing downloaded twice.
+    upstream2 = LocalIndex(upstream.root).__enter__()
+    try:
+        other = build(["app"], house=tmp_path / "other", store=store,
+                      pip_options=_opts(upstream2))
+    finally:
+        upstream2.__exit__(None, None, None)
+    assert other.downloaded == ()
+    gets = [r for r in upstream2.requests if r.startswith("GET /files/") and
+            not r.endswith(".metadata")]
+    assert gets == []
+
+
+def test_offline_without_a_previous_resolution_is_refused(
+    tmp_path: Path, store: Store, upstream: LocalIndex
+) -> None:
+    with pytest.raises(InvalidInputError, match="--offline"):
+        build(["app"], house=tmp_path / "house", store=store, pip_options=_opts(upstream),
+              offline=True)
+    assert upstream.requests == []
+
+
+def test_foreign_target_gets_wheels_for_it_and_pure_built_wheels(
+    tmp_path: Path, store: Store, upstream: LocalIndex
+) -> None:
+    house = tmp_path / "house"
+    target = Target.parse(python_version="3.12", platform=AARCH64, implementation="cp")
+    result = build(["app", "srconly"], house=house, store=store, targets=[target],
+                   pip_options=_opts(upstream))
+    files = sorted(e.filename for e in result.targets[str(target)])
+    assert f"native-1.0-cp312-cp312-{AARCH64}.whl" in files
+    assert "srconly-1.0-py3-none-any.whl" in files  # built here, pure: serves aarch64 too
+    assert not any("x86_64" in f for f in files)
+    upstream.__exit__(None, None, None)
+    # pip itself agrees the house serves that target, offline.
+    run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--find-links",
+         str(house / "files"), "--platform", AARCH64, "--python-version", "3.12",
+         "--only-binary=:all:", "--target", str(tmp_path / "t"), "app", "srconly"],
+        env=isolated_env())
+
+
+def test_two_targets_share_pure_files(tmp_path: Path, store: Store, upstream: LocalIndex) -> None:
+    arm = Target.parse(python_version="3.12", platform=AARCH64, implementation="cp")
+    result = build(["app"], house=tmp_path / "house", store=store,
+                   targets=[Target.host(), arm], pip_options=_opts(upstream))
+    manifest = House.open(tmp_path / "house").read_manifest().by_filename()
+    assert set(manifest["lib-2.0-py3-none-any.whl"].targets) == {"host", str(arm)}
+    assert manifest[f"native-1.0-cp312-cp312-{AARCH64}.whl"].targets == (str(arm),)
+    assert set(result.targets) == {"host", str(arm)}
+
+
+def test_a_target_nothing_serves_names_package_and_target(
+    tmp_path: Path, store: Store, upstream: LocalIndex
+) -> None:
+    target = Target.parse(python_version="3.12", platform="win_amd64", implementation="cp")
+    with pytest.raises(ResolutionError) as info:
+        build(["app"], house=tmp_path / "house", store=store, targets=[target],
+              pip_options=_opts(upstream))
+    assert "native" in str(info.value) and "cp312-win_amd64" in str(info.value)
+    result = build(["app"], house=tmp_path / "house2", store=store, targets=[target],
+                   pip_options=_opts(upstream), allow_missing=True)
+    assert "cp312-win_amd64" in result.missing
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param("app\nlib==\n", "requirements.txt:2", id="malformed-line"),
+        pytest.param("-e ./somewhere\n", "editable", id="editable"),
+        pytest.param("-r missing.txt\n", "missing.txt", id="missing-nested-file"),
+    ],
+)
+def test_bad_requirement_files_name_file_and_line(
+    tmp_path: Path, store: Store, upstream: LocalIndex, content: str, message: str
+) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text(content)
+    proc = wheelhouse("--store", str(store.root), "build", "-r", str(req), "-o",
+                      str(tmp_path / "house"), "--index-url", f"{upstream.url}/simple/",
+                      env=isolated_env(), check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert upstream.requests == []
+
+
+def test_unknown_package_is_named(tmp_path: Path, store: Store, upstream: LocalIndex) -> None:
+    with pytest.raises(ResolutionError, match="no-such-package"):
+        build(["no-such-package==1.0"], house=tmp_path / "house", store=store,
+              pip_options=_opts(upstream))
+
+
+def test_hash_mismatch_enters_nothing(tmp_path: Path, store: Store, upstream: LocalIndex) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text("lib==1.0 --hash=sha256:" + "0" * 64 + "\n")
+    with pytest.raises((IntegrityError, ResolutionError)) as info:
+        build(requirement_files=[req], house=tmp_path / "house", store=store,
+              pip_options=_opts(upstream))
+    assert "0" * 64 in str(info.value) or "HASH" in str(info.value).upper()
+    assert House.open(tmp_path / "house").read_manifest().files == ()
+
+
+def test_a_failing_sdist_build_names_the_package(
+    tmp_path: Path, store: Store, serve_dir: Callable[[Path], LocalIndex]
+) -> None:
+    d = tmp_path / "dists"
+    sdist = build_sdist(d, "broken", "1.0")
+    # Replace the backend with one that fails.
+    import io
+    import tarfile
+
+    with tarfile.open(sdist) as tf:
+        members = [(m, tf.extractfile(m).read() if m.isfile() else b"")  # type: ignore[union-attr]
+                   for m in tf.getmembers()]
+    with tarfile.open(sdist, "w:gz") as tf:
+        for m, data in members:
+            if m.name.endswith("backend.py"):
+                data += b"\ndef build_wheel(*a, **k):\n    raise SystemExit('boom: no compiler')\n"
+                m.size = len(data)
+            tf.addfile(m, io.BytesIO(data))
+    h = House.open(tmp_path / "up", create=True)
+    add_paths(h, Store.open(tmp_path / "upstore"), [d])
+    server = serve_dir(h.root)
+    with pytest.raises(BuildError) as info:
+        build(["broken"], house=tmp_path / "house", store=store, pip_options=_opts(server))
+    assert "broken" in str(info.value) and "boom: no compiler" in str(info.value)
+    assert info.value.exit_code == 5
+
+
+def test_cli_build_json(tmp_path: Path, store: Store, upstream: LocalIndex) -> None:
+    proc = wheelhouse("--store", str(store.root), "build", "lib", "-o", str(tmp_path / "h"),
+                      "--index-url", f"{upstream.url}/simple/", "--json", env=isolated_env())
+    data = json.loads(proc.stdout)
+    assert data["targets"]["host"] == ["lib-2.0-py3-none-any.whl"]
+    assert data["downloaded"] == ["lib-2.0-py3-none-any.whl"]
+
