@@ -1,13 +1,16 @@
-"""The quick-start demo: make a house from examples/requirements.txt and install from it offline.
+"""The quick-start demo: build a house from examples/requirements.txt and install from it offline.
 
 Usage: python examples/demo.py [OUTPUT_DIR]
 
-1. downloads the wheels the example needs (this step uses the internet, through
-   your own pip configuration);
-2. ``wheelhouse add`` puts them in the content-addressed store and writes a house;
+1. ``wheelhouse build`` resolves the requirements with pip (through your own pip
+   configuration: your index, proxy and CA bundle), downloads the wheels into the
+   content-addressed store, and writes a house with an index, a report and a lock;
+2. ``wheelhouse build`` again: nothing changed, so it answers from the store
+   without touching the network;
 3. ``wheelhouse verify`` re-hashes every file;
-4. a fresh virtual environment installs from the house with the network unused
-   (``pip install --no-index --find-links HOUSE/files``).
+4. a fresh virtual environment installs from the house alone, ignoring every
+   pip configuration (``pip --isolated install --no-index --find-links HOUSE/files``),
+   then again in hash-checking mode from the house's lock.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 
-def step(title: str, argv: list[str]) -> None:
+def step(argv: list[str]) -> None:
     """Print and run one step; stop the demo if it fails."""
     print(f"\n$ {' '.join(argv)}", flush=True)
     subprocess.run(argv, check=True)
@@ -31,24 +34,25 @@ def main() -> int:
     """Run the demo."""
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "demo-house").absolute()
     house = out / "house"
+    requirements = HERE / "requirements.txt"
+    wh = [sys.executable, "-m", "wheelhouse"]
+    step([*wh, "build", "-r", str(requirements), "-o", str(house)])
+    step([*wh, "build", "-r", str(requirements), "-o", str(house)])
+    step([*wh, "ls", str(house)])
+    step([*wh, "verify", str(house)])
     with tempfile.TemporaryDirectory() as tmp:
-        downloads = Path(tmp) / "downloads"
-        step("download", [sys.executable, "-m", "pip", "download", "--only-binary=:all:",
-                          "--dest", str(downloads), "-r", str(HERE / "requirements.txt")])
-        step("add", [sys.executable, "-m", "wheelhouse", "add", str(downloads), "-o", str(house)])
-        step("ls", [sys.executable, "-m", "wheelhouse", "ls", str(house)])
-        step("verify", [sys.executable, "-m", "wheelhouse", "verify", str(house)])
-        env_dir = Path(tmp) / "venv"
-        venv.create(env_dir, with_pip=False)
-        python = env_dir / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
-        # --isolated: ignore pip configuration, so the house alone must suffice.
-        step("offline install", [sys.executable, "-m", "pip", "--isolated",
-                                 "--python", str(python), "install",
-                                 "--no-index", "--find-links", str(house / "files"),
-                                 "-r", str(HERE / "requirements.txt")])
-        step("import", [str(python), "-c",
-                        "import requests; print('requests', requests.__version__, 'works')"])
-    print(f"\nThe house is in {house}; copy it anywhere and install with\n"
+        for n, extra in enumerate((
+            ["-r", str(requirements)],
+            ["--require-hashes", "-r", str(house / "locks" / "host.requirements.txt")],
+        )):
+            env_dir = Path(tmp) / f"venv{n}"
+            venv.create(env_dir, with_pip=False)
+            python = env_dir / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+            step([sys.executable, "-m", "pip", "--isolated", "--python", str(python), "install",
+                  "--no-index", "--find-links", str(house / "files"), *extra])
+            step([str(python), "-c",
+                  "import requests; print('requests', requests.__version__, 'works offline')"])
+    print(f"\nThe house is in {house}. Copy it anywhere and install with\n"
           f"  pip install --no-index --find-links {house / 'files'} -r requirements.txt")
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -25,7 +26,7 @@ from wheelhouse.targets import Target
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
+
 
 AARCH64 = "manylinux_2_28_aarch64"
 HOST_TAG = f"cp{sys.version_info[0]}{sys.version_info[1]}"
@@ -262,3 +263,59 @@ def test_cli_build_json(tmp_path: Path, store: Store, upstream: LocalIndex) -> N
     assert data["targets"]["host"] == ["lib-2.0-py3-none-any.whl"]
     assert data["downloaded"] == ["lib-2.0-py3-none-any.whl"]
 
+
+
+def test_pylock_lists_the_house_files_and_uv_installs_from_it(
+    tmp_path: Path, store: Store, upstream: LocalIndex, venv: Venv
+) -> None:
+    import shutil
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    house = tmp_path / "house"
+    build(["app", "srconly"], house=house, store=store, pip_options=_opts(upstream))
+    lock = house / "locks" / "pylock.host.toml"
+    data = tomllib.loads(lock.read_text())
+    assert data["lock-version"] == "1.0"
+    manifest = House.open(house).read_manifest().by_filename()
+    for package in data["packages"]:
+        for wheel in package["wheels"]:
+            entry = manifest[wheel["name"]]
+            assert wheel["hashes"] == {"sha256": entry.sha256}
+            assert (lock.parent / wheel["path"]).resolve() == (house / "files" / wheel["name"])
+    upstream.__exit__(None, None, None)
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    assert uv is not None
+    run([uv, "pip", "install", "--offline", "--python", str(venv.python), "-r", str(lock)],
+        env=isolated_env())
+    assert venv.installed()["srconly"] == "1.0"
+
+
+def test_lock_with_pip_tools_then_build_from_the_lock(
+    tmp_path: Path, store: Store, upstream: LocalIndex
+) -> None:
+    from wheelhouse.lock import lock
+
+    source = tmp_path / "requirements.in"
+    source.write_text("app\n")
+    out = tmp_path / "requirements.txt"
+    result = lock([source], output=out, pip_options=_opts(upstream))
+    text = out.read_text()
+    assert result.pins == 5
+    assert "lib==2.0" in text and "--hash=sha256:" in text
+    built = build(requirement_files=[out], house=tmp_path / "house", store=store,
+                  pip_options=_opts(upstream))
+    assert {e.project for e in built.targets["host"]} == {"app", "lib", "native", "fancy",
+                                                          "extradep"}
+
+
+def test_lock_for_another_platform_says_how_instead(tmp_path: Path) -> None:
+    from wheelhouse.errors import InvalidTargetError
+    from wheelhouse.lock import lock
+
+    with pytest.raises(InvalidTargetError, match="pip-tools can only lock") as info:
+        lock(["requirements.in"], output=tmp_path / "x.txt", platform="win_amd64")
+    assert "--platform" in str(info.value)

@@ -384,6 +384,42 @@ def _write_outputs(house: House, result: BuildResult, names: list[str]) -> None:
     for name in names:
         entries = result.targets.get(name, ())
         write_atomic(locks / f"{name}.requirements.txt", render_requirements_lock(name, entries))
+        write_atomic(locks / f"pylock.{name}.toml", render_pylock(entries))
+
+
+def _toml_str(value: str) -> str:
+    # A JSON string with ASCII escapes is a valid TOML basic string.
+    return json.dumps(value, ensure_ascii=True)
+
+
+def render_pylock(entries: Sequence[FileEntry]) -> bytes:
+    """A PEP 751 lock (``pylock.<target>.toml``) of the house's files for one target.
+
+    Paths are relative to the lock (``../files/NAME``), so the lock travels with
+    the house.
+
+    >>> render_pylock([]).decode().splitlines()[0]
+    'lock-version = "1.0"'
+    """
+    by_pin: dict[tuple[str, str], list[FileEntry]] = {}
+    for e in entries:
+        by_pin.setdefault((e.project, e.version), []).append(e)
+    lines = ['lock-version = "1.0"', 'created-by = "wheelhouse"']
+    for (project, version), files in sorted(by_pin.items()):
+        lines += ["", "[[packages]]", f"name = {_toml_str(project)}",
+                  f"version = {_toml_str(version)}"]
+        for e in sorted(files, key=lambda f: f.filename):
+            common = [f"name = {_toml_str(e.filename)}",
+                      f"path = {_toml_str('../files/' + e.filename)}",
+                      f"size = {e.size}"]
+            if e.upload_time:
+                common.append(f"upload-time = {e.upload_time}")
+            common.append(f"hashes = {{sha256 = {_toml_str(e.sha256)}}}")
+            if e.kind == "wheel":
+                lines += ["", "[[packages.wheels]]", *common]
+            else:
+                lines += ["", "[packages.sdist]", *common]
+    return ("\n".join(lines) + "\n").encode()
 
 
 def render_requirements_lock(target: str, entries: Sequence[FileEntry]) -> bytes:

@@ -263,6 +263,47 @@ def build_command(
         _echo(f"{result.house}: {how} in {result.seconds:.2f} s")
 
 
+@cli.command(name="lock")
+@click.argument("sources", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-r", "--requirement", "requirement_files", multiple=True,
+              type=click.Path(path_type=Path, dir_okay=False), help="A requirements.in file.")
+@click.option("-c", "--constraint", "constraint_files", multiple=True,
+              type=click.Path(path_type=Path, dir_okay=False), help="A constraints file.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              required=True, help="The lock file to write (requirements.txt).")
+@click.option("-i", "--index-url", help="Base URL of the package index (as pip's).")
+@click.option("--extra-index-url", multiple=True, help="Extra index URL (as pip's).")
+@click.option("-f", "--find-links", multiple=True, help="Find-links location (as pip's).")
+@click.option("--pre", is_flag=True, help="Allow pre-releases.")
+@click.option("-U", "--upgrade", is_flag=True, help="Take the newest allowed versions.")
+@click.option("--python-version", metavar="X.Y", help="Not possible with pip-tools (explains why).")
+@click.option("--platform", metavar="TAG", help="Not possible with pip-tools (explains why).")
+@pass_ctx
+def lock_command(
+    obj: Context, sources: tuple[Path, ...], requirement_files: tuple[Path, ...],
+    constraint_files: tuple[Path, ...], output: Path, index_url: str | None,
+    extra_index_url: tuple[str, ...], find_links: tuple[str, ...], pre: bool, upgrade: bool,
+    python_version: str | None, platform: str | None,
+) -> None:
+    """Lock requirements with pip-tools: every version pinned, every file hashed."""
+    from wheelhouse.lock import lock
+
+    pip_options: list[str] = []
+    if index_url:
+        pip_options += ["--index-url", index_url]
+    for url in extra_index_url:
+        pip_options += ["--extra-index-url", url]
+    for link in find_links:
+        pip_options += ["--find-links", link]
+    if pre:
+        pip_options.append("--pre")
+    result = lock([*sources, *requirement_files], output=output,
+                  constraint_files=constraint_files, pip_options=pip_options, upgrade=upgrade,
+                  python_version=python_version, platform=platform)
+    if not obj.quiet:
+        _echo(f"{result.output}: {result.pins} project(s) pinned with hashes")
+
+
 @cli.command()
 @click.argument("house_path", type=click.Path(path_type=Path))
 @pass_ctx

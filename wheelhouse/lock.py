@@ -1,0 +1,77 @@
+"""Lock files with pip-tools: requirements in, every version pinned and hashed out."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from wheelhouse.errors import InvalidInputError, InvalidTargetError, ResolutionError
+from wheelhouse.requirements import scan_requirement_files
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["LockResult", "lock"]
+
+_TAIL = 25
+
+
+@dataclass(frozen=True, slots=True)
+class LockResult:
+    """What :func:`lock` wrote."""
+
+    #: The lock file.
+    output: Path
+    #: How many projects it pins.
+    pins: int
+
+
+def lock(
+    sources: Sequence[Path | str],
+    *,
+    output: Path | str,
+    constraint_files: Sequence[Path | str] = (),
+    pip_options: Sequence[str] = (),
+    upgrade: bool = False,
+    python_version: str | None = None,
+    platform: str | None = None,
+) -> LockResult:
+    """Compile requirements into a lock with ``--generate-hashes`` (pip-tools' semantics).
+
+    The lock pins every project and lists the sha256 of every file the index
+    offers for that version, so ``wheelhouse build -r LOCK`` is reproducible
+    and runs in pip's hash-checking mode. pip-tools resolves for this
+    interpreter only: for another Python or platform, build the house with
+    ``--python-version``/``--platform``, which writes a lock per target.
+    """
+    if python_version or platform:
+        raise InvalidTargetError(
+            "pip-tools can only lock for the interpreter it runs on",
+            hint="'wheelhouse build --python-version V --platform P' writes a lock per "
+            "target into the house (locks/<target>.requirements.txt and pylock.<target>.toml); "
+            "or run 'wheelhouse lock' under that Python on that platform",
+        )
+    paths = [Path(s) for s in sources]
+    if not paths:
+        raise InvalidInputError("nothing to lock", hint="name a requirements.in file")
+    scan_requirement_files(paths + [Path(c) for c in constraint_files])  # file:line errors
+    out = Path(output)
+    argv = [sys.executable, "-m", "piptools", "compile", "--generate-hashes", "--allow-unsafe",
+            "--strip-extras", "--quiet", "--no-header", "--output-file", str(out)]
+    if upgrade:
+        argv.append("--upgrade")
+    for c in constraint_files:
+        argv += ["-c", str(c)]
+    argv += list(pip_options)
+    argv += [str(p) for p in paths]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-_TAIL:])
+        raise ResolutionError(f"pip-tools could not lock {', '.join(map(str, paths))}:\n{tail}")
+    pins = sum(1 for line in out.read_text(encoding="utf-8").splitlines()
+               if "==" in line and not line.startswith((" ", "#", "-")))
+    return LockResult(out, pins)
