@@ -319,3 +319,25 @@ def test_lock_for_another_platform_says_how_instead(tmp_path: Path) -> None:
     with pytest.raises(InvalidTargetError, match="pip-tools can only lock") as info:
         lock(["requirements.in"], output=tmp_path / "x.txt", platform="win_amd64")
     assert "--platform" in str(info.value)
+
+
+def test_pyproject_dependencies_extras_and_groups(
+    tmp_path: Path, store: Store, upstream: LocalIndex
+) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "proj"\nversion = "0"\ndependencies = ["lib<2"]\n'
+        '[project.optional-dependencies]\nfast = ["native"]\n'
+        '[dependency-groups]\ntest = ["srconly"]\nall = [{include-group = "test"}, "fancy"]\n'
+    )
+    proc = wheelhouse("--store", str(store.root), "build", "--project", str(project),
+                      "--extra", "fast", "--group", "all", "-o", str(tmp_path / "h"),
+                      "--index-url", f"{upstream.url}/simple/", "--json", env=isolated_env())
+    files = json.loads(proc.stdout)["targets"]["host"]
+    assert {f.split("-")[0] for f in files} == {"lib", "native", "srconly", "fancy"}
+    assert "lib-1.0-py3-none-any.whl" in files
+    bad = wheelhouse("--store", str(store.root), "build", "--project", str(project),
+                     "--group", "nope", "-o", str(tmp_path / "h2"), env=isolated_env(),
+                     check=False)
+    assert bad.returncode == 1 and "no dependency group 'nope'" in bad.stderr

@@ -1,6 +1,7 @@
 """wheelhouse: offline and reproducible Python installs, from a content-addressed store."""
 
 from wheelhouse.add import AddResult, add_paths
+from wheelhouse.build import BuildResult, build
 from wheelhouse.errors import (
     BuildError,
     FormatVersionError,
@@ -28,6 +29,7 @@ __all__ = [
     "AddResult",
     "BlobMeta",
     "BuildError",
+    "BuildResult",
     "DistFilename",
     "FileEntry",
     "FormatVersionError",
@@ -49,6 +51,7 @@ __all__ = [
     "WheelhouseError",
     "__version__",
     "add_paths",
+    "build",
     "expand_platform",
     "parse_filename",
 ]

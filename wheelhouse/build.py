@@ -20,13 +20,13 @@ from wheelhouse.acquire import BuiltWheel, build_wheel, download_files
 from wheelhouse.add import Incoming, ingest
 from wheelhouse.errors import InvalidInputError, ResolutionError
 from wheelhouse.house import FileEntry, House
-from wheelhouse.requirements import scan_requirement_files
+from wheelhouse.requirements import requirements_from_pyproject, scan_requirement_files
 from wheelhouse.resolve import Resolved, resolve_target, target_pip_options
 from wheelhouse.store import Store
 from wheelhouse.targets import Target
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 __all__ = ["BuildResult", "build"]
 
@@ -106,6 +106,9 @@ def build(
     isolated: bool = False,
     allow_missing: bool = False,
     pip: PipRunner | None = None,
+    progress: Callable[[str], None] | None = None,
+    extras: Sequence[str] = (),
+    groups: Sequence[str] = (),
 ) -> BuildResult:
     """Resolve, acquire and write a house for each target (default: this interpreter).
 
@@ -115,14 +118,23 @@ def build(
     passed to every pip run (``--index-url``, ``--find-links``, ``--pre``, ...).
     A rebuild with the same inputs reuses the last resolution and the store
     without running pip; *refresh* resolves again; *offline* refuses to.
+    *progress* receives one line per step (the CLI shows them on a terminal).
+    A requirements file named ``pyproject.toml`` contributes its PEP 621
+    dependencies, the optional-dependencies *extras* and the PEP 735 *groups*.
     """
+    say = progress or (lambda _: None)
     started = time.perf_counter()
     store = store or Store.open()
     house_obj = House.open(house, create=True)
     pip = pip or SubprocessPip(isolated=isolated)
     jobs = jobs or min(8, (os.cpu_count() or 1) * 2)
 
-    req_files = [Path(p) for p in requirement_files]
+    req_files = [Path(p) for p in requirement_files if Path(p).name != "pyproject.toml"]
+    requirements = list(requirements)
+    for p in requirement_files:
+        if Path(p).name == "pyproject.toml":
+            # PEP 621 dependencies (and the chosen extras and PEP 735 groups).
+            requirements += requirements_from_pyproject(Path(p), extras=extras, groups=groups)
     con_files = [Path(p) for p in constraint_files]
     scan = scan_requirement_files(req_files + con_files)
     problems = []
@@ -169,7 +181,7 @@ def build(
     with tempfile.TemporaryDirectory(prefix="wheelhouse-build-") as tmp_name:
         tmp = Path(tmp_name)
         result = _build_cold(house_obj, store, pip, wanted, names, host, requirement_args,
-                             pip_options, jobs, allow_missing, tmp, started)
+                             pip_options, jobs, allow_missing, tmp, started, say)
     _save_cache(house_obj, key, result)
     _write_outputs(house_obj, result, names)
     return result
@@ -178,13 +190,14 @@ def build(
 def _build_cold(
     house: House, store: Store, pip: PipRunner, wanted: list[Target], names: list[str],
     host: Target, requirement_args: list[str], pip_options: Sequence[str], jobs: int,
-    allow_missing: bool, tmp: Path, started: float,
+    allow_missing: bool, tmp: Path, started: float, say: Callable[[str], None],
 ) -> BuildResult:
     # 1. The host first: it is the only target sdists can be built for, and the
     #    pure wheels built from them serve every other target too.
     resolutions: dict[str, list[Resolved]] = {}
     missing: dict[str, str] = {}
     host_wanted = HOST in names
+    say("resolving for this interpreter")
     try:
         resolutions[HOST] = resolve_target(pip, None, requirement_args, pip_options=pip_options)
     except ResolutionError as e:
@@ -199,6 +212,9 @@ def _build_cold(
     for item in resolutions[HOST]:
         if item.kind in ("wheel", "sdist") and not (item.sha256 and store.has(item.sha256)):
             downloads_needed[item.url] = item
+    if downloads_needed:
+        say(f"downloading {len(downloads_needed)} file(s) with {min(jobs, len(downloads_needed))}"
+            " parallel pip process(es)")
     fetched = download_files(pip, list(downloads_needed.values()), tmp / "downloads",
                              jobs=jobs, pip_options=pip_options)
 
@@ -210,6 +226,8 @@ def _build_cold(
 
     wheel_dir = tmp / "built"
     for item in resolutions[HOST]:
+        if item.kind in ("sdist", "source"):
+            say(f"building {item.name} {item.version} (runs the package's own build code)")
         if item.kind == "sdist":
             built[item.url] = build_wheel(pip, item, str(local(item)), tmp / "builds",
                                           pip_options=pip_options, origin=item.url)
@@ -227,6 +245,7 @@ def _build_cold(
     for target, name in zip(wanted, names, strict=True):
         if name == HOST:
             continue
+        say(f"resolving for {name}")
         try:
             resolutions[name] = resolve_target(
                 pip, target, requirement_args, pip_options=pip_options,
@@ -252,6 +271,8 @@ def _build_cold(
             if item.url not in fetched and not (item.sha256 and store.has(item.sha256)):
                 foreign[item.url] = item
         # pip fetches a wheel for another platform only when told that platform.
+        if foreign:
+            say(f"downloading {len(foreign)} file(s) for {name}")
         fetched.update(download_files(
             pip, list(foreign.values()), tmp / f"downloads-{n}", jobs=jobs,
             pip_options=pip_options, target_options=target_pip_options(target)))
@@ -292,6 +313,7 @@ def _build_cold(
         for f, i in sorted(incoming.items())
     ]
     if files:
+        say(f"checking {len(files)} file(s) into the store and the house")
         ingest(house, store, files, jobs=jobs)
     manifest = house.read_manifest().by_filename()
     per_target = {

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -201,6 +202,12 @@ def verify(obj: Context, houses: tuple[Path, ...], with_store: bool, quarantine:
 @click.option("--refresh", is_flag=True, help="Resolve again even if nothing changed.")
 @click.option("--allow-missing", is_flag=True,
               help="Report targets that cannot be served instead of failing.")
+@click.option("--project", "project_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Take the dependencies of the project in DIR (its pyproject.toml).")
+@click.option("--extra", "extras", multiple=True,
+              help="With a pyproject.toml: also this optional-dependencies extra.")
+@click.option("--group", "groups", multiple=True,
+              help="With a pyproject.toml: also this PEP 735 dependency group.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @pass_ctx
 def build_command(
@@ -210,7 +217,8 @@ def build_command(
     abi: str | None, index_url: str | None, extra_index_url: tuple[str, ...],
     find_links: tuple[str, ...], no_index: bool, only_binary: tuple[str, ...],
     no_binary: tuple[str, ...], pre: bool, isolated: bool, jobs: int | None, offline: bool,
-    refresh: bool, allow_missing: bool, as_json: bool,
+    refresh: bool, allow_missing: bool, project_dir: Path | None, extras: tuple[str, ...],
+    groups: tuple[str, ...], as_json: bool,
 ) -> None:
     """Build a house from requirements: resolve, download or build, index, lock.
 
@@ -243,11 +251,21 @@ def build_command(
             for platform in all_platforms or (None,):
                 targets.append(Target.parse(python_version=version, platform=platform,
                                             implementation=implementation, abi=abi))
+    started = time.monotonic()
+
+    def progress(line: str) -> None:
+        # On a terminal only: piped output stays quiet (and --json stays pure JSON).
+        if not obj.quiet and sys.stderr.isatty():
+            _echo(f"[{time.monotonic() - started:6.1f}s] {line}", err=True)
+
+    if project_dir is not None:
+        requirement_files = (*requirement_files, project_dir / "pyproject.toml")
     result = build(
         requirements, house=house_path, requirement_files=requirement_files,
+        extras=extras, groups=groups,
         constraint_files=constraint_files, targets=targets, store=obj.store(),
         pip_options=pip_options, jobs=jobs, offline=offline, refresh=refresh,
-        isolated=isolated, allow_missing=allow_missing,
+        isolated=isolated, allow_missing=allow_missing, progress=progress,
     )
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=1))

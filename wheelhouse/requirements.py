@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,9 +14,18 @@ from packaging.requirements import InvalidRequirement, Requirement
 from wheelhouse.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from collections.abc import Sequence
 
-__all__ = ["RequirementProblem", "RequirementsScan", "scan_requirement_files"]
+if TYPE_CHECKING:
+    from pathlib import Path
+from typing import TYPE_CHECKING
+
+__all__ = [
+    "RequirementProblem",
+    "RequirementsScan",
+    "requirements_from_pyproject",
+    "scan_requirement_files",
+]
 
 # Options a requirements file may hold (pip's). Those that take a value, and
 # whether the value names another requirements file to read.
@@ -193,3 +203,70 @@ def _hashes(words: list[str]) -> list[str]:
         elif word == "--hash" and i + 1 < len(words):
             hashes.append(words[i + 1])
     return hashes
+
+
+def requirements_from_pyproject(
+    path: Path, *, extras: Sequence[str] = (), groups: Sequence[str] = ()
+) -> list[str]:
+    """The requirements a ``pyproject.toml`` declares.
+
+    That is its PEP 621 dependencies, the named optional-dependency *extras*,
+    and the named PEP 735 dependency *groups*. Raises InvalidInputError naming the file for anything missing or dynamic.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInputError(f"no such file: {str(path)!r}") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise InvalidInputError(f"{path}: not a readable pyproject.toml ({e})") from e
+    project = data.get("project", {})
+    out: list[str] = []
+    if "dependencies" in project.get("dynamic", []):
+        raise InvalidInputError(
+            f"{path}: [project] dependencies are dynamic, so they cannot be read statically",
+            hint="build the project itself (wheelhouse build ./project) or list the "
+            "dependencies in a requirements file",
+        )
+    out += list(project.get("dependencies", []))
+    optional = project.get("optional-dependencies", {})
+    for extra in extras:
+        if extra not in optional:
+            raise InvalidInputError(
+                f"{path}: no optional-dependencies extra {extra!r}",
+                hint="extras here: " + (", ".join(sorted(optional)) or "none"),
+            )
+        out += list(optional[extra])
+    all_groups = data.get("dependency-groups", {})
+
+    def expand(group: str, seen: tuple[str, ...]) -> list[str]:
+        if group in seen:
+            raise InvalidInputError(f"{path}: dependency group {group!r} includes itself")
+        if group not in all_groups:
+            raise InvalidInputError(
+                f"{path}: no dependency group {group!r}",
+                hint="groups here: " + (", ".join(sorted(all_groups)) or "none"),
+            )
+        items: list[str] = []
+        for item in all_groups[group]:
+            if isinstance(item, dict) and "include-group" in item:
+                items += expand(str(item["include-group"]), (*seen, group))
+            elif isinstance(item, str):
+                items.append(item)
+        return items
+
+    for group in groups:
+        out += expand(group, ())
+    problems = []
+    for text in out:
+        try:
+            Requirement(text)
+        except InvalidRequirement as e:
+            problems.append(f"{path}: invalid requirement {text!r} ({str(e).splitlines()[0]})")
+    if problems:
+        raise InvalidInputError("\n".join(problems))
+    return out
