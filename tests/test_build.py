@@ -341,3 +341,26 @@ def test_pyproject_dependencies_extras_and_groups(
                      "--group", "nope", "-o", str(tmp_path / "h2"), env=isolated_env(),
                      check=False)
     assert bad.returncode == 1 and "no dependency group 'nope'" in bad.stderr
+
+
+def test_sdists_are_kept_with_their_build_dependencies(
+    tmp_path: Path, store: Store, serve_dir: Callable[[Path], LocalIndex]
+) -> None:
+    d = tmp_path / "dists"
+    build_sdist(d, "needsbuild", "1.0", build_requires=["buildhelper>=1"])
+    build_wheel(d, "buildhelper", "1.0")
+    up = House.open(tmp_path / "up", create=True)
+    add_paths(up, Store.open(tmp_path / "upstore"), [d])
+    server = serve_dir(up.root)
+    house = tmp_path / "house"
+    build(["needsbuild"], house=house, store=store, pip_options=_opts(server),
+          keep_sdists=True)
+    files = {e.filename for e in House.open(house).read_manifest().files}
+    assert files == {"needsbuild-1.0.tar.gz", "needsbuild-1.0-py3-none-any.whl",
+                     "buildhelper-1.0-py3-none-any.whl"}
+    server.__exit__(None, None, None)
+    # The offline side can build the sdist from the house alone.
+    run([sys.executable, "-m", "pip", "wheel", "--no-index", "--find-links",
+         str(house / "files"), "--wheel-dir", str(tmp_path / "rebuilt"),
+         str(house / "files" / "needsbuild-1.0.tar.gz")], env=isolated_env())
+    assert (tmp_path / "rebuilt" / "needsbuild-1.0-py3-none-any.whl").is_file()

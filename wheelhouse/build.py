@@ -109,6 +109,7 @@ def build(
     progress: Callable[[str], None] | None = None,
     extras: Sequence[str] = (),
     groups: Sequence[str] = (),
+    keep_sdists: bool = False,
 ) -> BuildResult:
     """Resolve, acquire and write a house for each target (default: this interpreter).
 
@@ -162,7 +163,7 @@ def build(
 
     key = hashlib.sha256(json.dumps({
         "inputs": scan.digest(), "requirements": list(requirements), "targets": names,
-        "pip_options": list(pip_options), "isolated": isolated,
+        "pip_options": list(pip_options), "isolated": isolated, "sdists": keep_sdists,
         "config": {} if isolated else _config_fingerprint(),
     }, sort_keys=True).encode()).hexdigest()
 
@@ -181,7 +182,7 @@ def build(
     with tempfile.TemporaryDirectory(prefix="wheelhouse-build-") as tmp_name:
         tmp = Path(tmp_name)
         result = _build_cold(house_obj, store, pip, wanted, names, host, requirement_args,
-                             pip_options, jobs, allow_missing, tmp, started, say)
+                             pip_options, jobs, allow_missing, tmp, started, say, keep_sdists)
     _save_cache(house_obj, key, result)
     _write_outputs(house_obj, result, names)
     return result
@@ -191,6 +192,7 @@ def _build_cold(
     house: House, store: Store, pip: PipRunner, wanted: list[Target], names: list[str],
     host: Target, requirement_args: list[str], pip_options: Sequence[str], jobs: int,
     allow_missing: bool, tmp: Path, started: float, say: Callable[[str], None],
+    keep_sdists: bool = False,
 ) -> BuildResult:
     # 1. The host first: it is the only target sdists can be built for, and the
     #    pure wheels built from them serve every other target too.
@@ -307,6 +309,9 @@ def _build_cold(
                 b = built[item.url]
                 want(b.path.name, b.path, f"built:{b.built_from}", name, None)
                 built_names.append(b.path.name)
+    if keep_sdists:
+        _keep_sdists(pip, store, resolutions[HOST], built, local, names, want, pip_options,
+                     jobs, tmp, say)
     # A pure wheel built for the host serves every target that chose it.
     files = [
         Incoming(i.path, i.filename, i.origin, tuple(sorted(served[f])), i.expected_sha256)
@@ -327,6 +332,44 @@ def _build_cold(
         built=tuple(sorted(set(built_names))), reused=tuple(sorted(set(reused))),
         from_cache=False, seconds=time.perf_counter() - started, missing=missing,
     )
+
+
+def _keep_sdists(
+    pip: PipRunner, store: Store, host_items: list[Resolved], built: dict[str, BuiltWheel],
+    local: Callable[[Resolved], Path], names: list[str],
+    want: Callable[[str, Path, str, str, str | None], None], pip_options: Sequence[str],
+    jobs: int, tmp: Path, say: Callable[[str], None],
+) -> None:
+    """Add the sdists wheels were built from, and the wheels their builds need."""
+    from wheelhouse.dists import read_build_requires
+    from wheelhouse.filenames import parse_filename
+
+    build_requires: set[str] = set()
+    for item in host_items:
+        if item.kind != "sdist" or item.url not in built:
+            continue
+        path = local(item)
+        for name in names:
+            want(item.filename, path, item.url, name, item.sha256)
+        with path.open("rb") as f:
+            build_requires.update(read_build_requires(f, parse_filename(item.filename),
+                                                      source=item.filename))
+    if not build_requires:
+        return
+    say(f"resolving the build dependencies of the sdists: {', '.join(sorted(build_requires))}")
+    needed = resolve_target(pip, None, sorted(build_requires), pip_options=pip_options)
+    missing = {r.url: r for r in needed
+               if r.kind == "wheel" and not (r.sha256 and store.has(r.sha256))}
+    fetched = download_files(pip, list(missing.values()), tmp / "build-deps", jobs=jobs,
+                             pip_options=pip_options)
+    for r in needed:
+        if r.kind != "wheel":
+            raise ResolutionError(
+                f"the build dependency {r.name} {r.version} has no wheel; an offline build "
+                "could not install it",
+            )
+        path = fetched.get(r.url) or store.blob_path(str(r.sha256))
+        want(r.filename, path, r.url, "sdist-build", r.sha256)
 
 
 def _load_cache(house: House, key: str) -> list[dict[str, Any]] | None:

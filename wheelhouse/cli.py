@@ -208,6 +208,8 @@ def verify(obj: Context, houses: tuple[Path, ...], with_store: bool, quarantine:
               help="With a pyproject.toml: also this optional-dependencies extra.")
 @click.option("--group", "groups", multiple=True,
               help="With a pyproject.toml: also this PEP 735 dependency group.")
+@click.option("--sdists", "keep_sdists", is_flag=True,
+              help="Keep the sdists wheels were built from, with their build dependencies.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @pass_ctx
 def build_command(
@@ -218,7 +220,7 @@ def build_command(
     find_links: tuple[str, ...], no_index: bool, only_binary: tuple[str, ...],
     no_binary: tuple[str, ...], pre: bool, isolated: bool, jobs: int | None, offline: bool,
     refresh: bool, allow_missing: bool, project_dir: Path | None, extras: tuple[str, ...],
-    groups: tuple[str, ...], as_json: bool,
+    groups: tuple[str, ...], keep_sdists: bool, as_json: bool,
 ) -> None:
     """Build a house from requirements: resolve, download or build, index, lock.
 
@@ -262,7 +264,7 @@ def build_command(
         requirement_files = (*requirement_files, project_dir / "pyproject.toml")
     result = build(
         requirements, house=house_path, requirement_files=requirement_files,
-        extras=extras, groups=groups,
+        extras=extras, groups=groups, keep_sdists=keep_sdists,
         constraint_files=constraint_files, targets=targets, store=obj.store(),
         pip_options=pip_options, jobs=jobs, offline=offline, refresh=refresh,
         isolated=isolated, allow_missing=allow_missing, progress=progress,

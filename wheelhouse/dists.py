@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 import tarfile
 import zipfile
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
     from wheelhouse.filenames import DistFilename, Kind
 
-__all__ = ["DistInfo", "parse_core_metadata", "read_dist_info"]
+__all__ = ["DistInfo", "parse_core_metadata", "read_build_requires", "read_dist_info"]
 
 # A METADATA file larger than this is not metadata; refuse rather than read it.
 _MAX_METADATA = 16 * 1024 * 1024
@@ -208,3 +209,48 @@ def read_dist_info(fileobj: IO[bytes], fn: DistFilename, *, source: str) -> Dist
             )
         requires_python = core.requires_python
     return DistInfo(fn, metadata, requires_python)
+
+
+#: What pip assumes when an sdist has no ``[build-system]`` (PEP 517/518).
+DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0",)
+
+
+def read_build_requires(fileobj: IO[bytes], fn: DistFilename, *, source: str) -> list[str]:
+    """The ``build-system.requires`` of an sdist (pip's default when it declares none)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    data: bytes | None = None
+    try:
+        if fn.filename.endswith(".zip"):
+            with zipfile.ZipFile(fileobj) as zf:
+                for info in zf.infolist():
+                    if info.filename.count("/") == 1 and info.filename.endswith("/pyproject.toml"):
+                        data = _read_member(zf, info)
+                        break
+        else:
+            with tarfile.open(fileobj=fileobj, mode="r:gz") as tf:
+                for member in tf:
+                    if member.name.count("/") == 1 and member.name.endswith("/pyproject.toml"):
+                        if member.isfile() and member.size <= _MAX_METADATA:
+                            extracted = tf.extractfile(member)
+                            assert extracted is not None
+                            data = extracted.read()
+                        break
+    except (tarfile.TarError, zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise InvalidDistributionError(source, f"not a readable archive: {e}") from e
+    if data is None:
+        return list(DEFAULT_BUILD_REQUIRES)
+    try:
+        parsed = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise InvalidDistributionError(source, f"pyproject.toml is not valid TOML: {e}") from e
+    system = parsed.get("build-system")
+    if not isinstance(system, dict) or "requires" not in system:
+        return list(DEFAULT_BUILD_REQUIRES)
+    requires = system["requires"]
+    if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+        raise InvalidDistributionError(source, "build-system.requires is not a list of strings")
+    return list(requires)
