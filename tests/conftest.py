@@ -44,6 +44,11 @@ def isolated_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+#: The environment as the test run found it (for the opt-in network tests, which
+#: reach the registry through this machine's own pip configuration).
+ORIGINAL_ENV = dict(os.environ)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # In-process code (the CLI run through main()) sees the same isolation.
     for key in [k for k in os.environ if k.startswith(("PIP_", "UV_", "WHEELHOUSE_"))]:
