@@ -1,29 +1,30 @@
 """wheelhouse: offline and reproducible Python installs, from a content-addressed store."""
 
-from wheelhouse.add import AddResult, add_paths
-from wheelhouse.build import BuildResult, build
-from wheelhouse.errors import (
-    BuildError,
-    FormatVersionError,
-    HashMismatchError,
-    HouseError,
-    IntegrityError,
-    InvalidDistributionError,
-    InvalidFilenameError,
-    InvalidInputError,
-    InvalidTargetError,
-    LockTimeoutError,
-    NetworkError,
-    PipError,
-    StoreError,
-    WheelhouseError,
-)
-from wheelhouse.filenames import DistFilename, parse_filename
-from wheelhouse.house import FileEntry, House, Manifest
-from wheelhouse.store import BlobMeta, Store
-from wheelhouse.targets import Target, expand_platform
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Public names and the module each lives in. Imported on first use (PEP 562):
+# `wheelhouse --help` or a warm rebuild should not pay for modules it never touches.
+_EXPORTS = {
+    "AddResult": "wheelhouse.add",
+    "add_paths": "wheelhouse.add",
+    "BuildResult": "wheelhouse.build",
+    "build": "wheelhouse.build",
+    "BlobMeta": "wheelhouse.store",
+    "Store": "wheelhouse.store",
+    "DistFilename": "wheelhouse.filenames",
+    "parse_filename": "wheelhouse.filenames",
+    "FileEntry": "wheelhouse.house",
+    "House": "wheelhouse.house",
+    "Manifest": "wheelhouse.house",
+    "Target": "wheelhouse.targets",
+    "expand_platform": "wheelhouse.targets",
+    **dict.fromkeys(("BuildError", "FormatVersionError", "HashMismatchError", "HouseError", "IntegrityError", "InvalidDistributionError", "InvalidFilenameError", "InvalidInputError", "InvalidTargetError", "LockTimeoutError", "NetworkError", "PipError", "ResolutionError", "StoreError", "WheelhouseError"), "wheelhouse.errors"),
+}
 
 __all__ = [
     "AddResult",
@@ -45,6 +46,7 @@ __all__ = [
     "Manifest",
     "NetworkError",
     "PipError",
+    "ResolutionError",
     "Store",
     "StoreError",
     "Target",
@@ -55,3 +57,42 @@ __all__ = [
     "expand_platform",
     "parse_filename",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wheelhouse' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from wheelhouse.add import AddResult, add_paths
+    from wheelhouse.build import BuildResult, build
+    from wheelhouse.errors import (
+        BuildError,
+        FormatVersionError,
+        HashMismatchError,
+        HouseError,
+        IntegrityError,
+        InvalidDistributionError,
+        InvalidFilenameError,
+        InvalidInputError,
+        InvalidTargetError,
+        LockTimeoutError,
+        NetworkError,
+        PipError,
+        ResolutionError,
+        StoreError,
+        WheelhouseError,
+    )
+    from wheelhouse.filenames import DistFilename, parse_filename
+    from wheelhouse.house import FileEntry, House, Manifest
+    from wheelhouse.store import BlobMeta, Store
+    from wheelhouse.targets import Target, expand_platform

@@ -12,21 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from wheelhouse._fs import write_atomic
 from wheelhouse._pip import PipRunner, SubprocessPip
-from wheelhouse.acquire import BuiltWheel, build_wheel, download_files
-from wheelhouse.add import Incoming, ingest
 from wheelhouse.errors import InvalidInputError, ResolutionError
 from wheelhouse.house import FileEntry, House
 from wheelhouse.requirements import requirements_from_pyproject, scan_requirement_files
-from wheelhouse.resolve import Resolved, resolve_target, target_pip_options
 from wheelhouse.store import Store
 from wheelhouse.targets import Target
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
+    from wheelhouse.acquire import BuiltWheel
+    from wheelhouse.resolve import Resolved
 
 __all__ = ["BuildResult", "build"]
 
@@ -137,17 +135,9 @@ def build(
             # PEP 621 dependencies (and the chosen extras and PEP 735 groups).
             requirements += requirements_from_pyproject(Path(p), extras=extras, groups=groups)
     con_files = [Path(p) for p in constraint_files]
-    scan = scan_requirement_files(req_files + con_files)
-    problems = []
-    for text in requirements:
-        if "://" in text or text.startswith((".", "/")) or text.endswith((".whl", ".tar.gz")):
-            continue
-        try:
-            Requirement(text)
-        except InvalidRequirement as e:
-            problems.append(f"invalid requirement {text!r}: {str(e).splitlines()[0]}")
-    if problems:
-        raise InvalidInputError("; ".join(problems))
+    # A cheap scan for the cache key; lines are validated below before pip runs
+    # (a warm rebuild reuses inputs that were valid when they were resolved).
+    scan = scan_requirement_files(req_files + con_files, validate=False)
     if not requirements and not req_files:
         raise InvalidInputError("nothing to build", hint="name requirements or pass -r FILE")
 
@@ -172,6 +162,7 @@ def build(
         result = _build_from_cache(house_obj, store, cached, names, started)
         _write_outputs(house_obj, result, names)
         return result
+    _validate_inputs(req_files + con_files, requirements)
     if offline:
         raise InvalidInputError(
             "--offline: this house has no earlier resolution of these inputs "
@@ -188,12 +179,33 @@ def build(
     return result
 
 
+def _validate_inputs(files: list[Path], requirements: Sequence[str]) -> None:
+    """Every requirement line well-formed (file:line errors), before pip runs."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    scan_requirement_files(files)
+    problems = []
+    for text in requirements:
+        if "://" in text or text.startswith((".", "/")) or text.endswith((".whl", ".tar.gz")):
+            continue
+        try:
+            Requirement(text)
+        except InvalidRequirement as e:
+            problems.append(f"invalid requirement {text!r}: {str(e).splitlines()[0]}")
+    if problems:
+        raise InvalidInputError("; ".join(problems))
+
+
 def _build_cold(
     house: House, store: Store, pip: PipRunner, wanted: list[Target], names: list[str],
     host: Target, requirement_args: list[str], pip_options: Sequence[str], jobs: int,
     allow_missing: bool, tmp: Path, started: float, say: Callable[[str], None],
     keep_sdists: bool = False,
 ) -> BuildResult:
+    from wheelhouse.acquire import build_wheel, download_files
+    from wheelhouse.add import Incoming, ingest
+    from wheelhouse.resolve import resolve_target, target_pip_options
+
     # 1. The host first: it is the only target sdists can be built for, and the
     #    pure wheels built from them serve every other target too.
     resolutions: dict[str, list[Resolved]] = {}
@@ -341,8 +353,10 @@ def _keep_sdists(
     jobs: int, tmp: Path, say: Callable[[str], None],
 ) -> None:
     """Add the sdists wheels were built from, and the wheels their builds need."""
+    from wheelhouse.acquire import download_files
     from wheelhouse.dists import read_build_requires
     from wheelhouse.filenames import parse_filename
+    from wheelhouse.resolve import resolve_target
 
     build_requires: set[str] = set()
     for item in host_items:
@@ -400,6 +414,8 @@ def _build_from_cache(house: House, store: Store, cached: list[dict[str, Any]],
     manifest = house.read_manifest().by_filename()
     missing_in_house = [r for r in cached if r["filename"] not in manifest]
     if missing_in_house:
+        from wheelhouse.add import Incoming, ingest
+
         # The house lost files the store still has: link them back.
         ingest(house, store, [
             Incoming(store.blob_path(r["sha256"]), r["filename"], r.get("origin"),

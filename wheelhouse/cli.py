@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from wheelhouse import __version__
-from wheelhouse.add import add_paths
 from wheelhouse.errors import WheelhouseError
 from wheelhouse.house import FileEntry, House
 from wheelhouse.store import Store
@@ -89,6 +88,8 @@ house_option = click.option(
 @pass_ctx
 def add(obj: Context, paths: tuple[Path, ...], house_path: Path, jobs: int | None) -> None:
     """Add wheels and sdists (files, or directories of them) to a house."""
+    from wheelhouse.add import add_paths
+
     store = obj.store()
     house = House.open(house_path, create=True)
     result = add_paths(house, store, list(paths), jobs=jobs)

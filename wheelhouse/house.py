@@ -16,8 +16,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import filelock
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from wheelhouse._fs import write_atomic, write_many_atomic
@@ -383,6 +381,8 @@ class House:
         Temp files found on entry are debris of a writer that died (only the
         lock holder writes), and are removed.
         """
+        import filelock  # only commands that change a house need it
+
         path = self.root / _LOCK_NAME
         flock = filelock.FileLock(str(path), timeout=timeout)
         try:
@@ -727,6 +727,8 @@ def select_files(manifest: Manifest, selector: str) -> list[FileEntry]:
     ``demo<2`` every file of the matching versions; ``demo`` every file of
     the project. Nothing matching is an error naming the selector.
     """
+    from packaging.requirements import InvalidRequirement, Requirement
+
     if selector.endswith((".whl", ".tar.gz", ".zip")):
         entry = manifest.by_filename().get(selector)
         if entry is None:

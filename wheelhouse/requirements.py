@@ -9,8 +9,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from wheelhouse.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -105,12 +103,17 @@ def _looks_like_path_or_url(text: str) -> bool:
     )
 
 
-def scan_requirement_files(paths: list[Path]) -> RequirementsScan:
+def scan_requirement_files(paths: list[Path], *, validate: bool = True) -> RequirementsScan:
     """Read requirements files (and the files they nest) and check every line.
 
     Raises InvalidInputError naming file:line for each malformed line, each
     ``-e`` line (an editable install has no wheel to keep) and each missing file.
+    With *validate* false, requirement strings are not parsed (a cheap scan that
+    still finds every nested file, for a cache key).
     """
+    if validate:
+        from packaging.requirements import InvalidRequirement, Requirement
+
     scan = RequirementsScan()
     problems: list[str] = []
     seen: set[Path] = set()
@@ -176,7 +179,7 @@ def scan_requirement_files(paths: list[Path]) -> RequirementsScan:
                                                        "no requirement before the options")))
                 continue
             scan.requirements.append(requirement)
-            if _looks_like_path_or_url(requirement) or "${" in requirement:
+            if not validate or _looks_like_path_or_url(requirement) or "${" in requirement:
                 continue
             try:
                 Requirement(requirement)
@@ -213,6 +216,8 @@ def requirements_from_pyproject(
     That is its PEP 621 dependencies, the named optional-dependency *extras*,
     and the named PEP 735 dependency *groups*. Raises InvalidInputError naming the file for anything missing or dynamic.
     """
+    from packaging.requirements import InvalidRequirement, Requirement
+
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NewType
 
-import filelock
 import platformdirs
 
 from wheelhouse._fs import fsync_dir, rename_noreplace, sync_files
@@ -582,6 +581,8 @@ class Store:
     @contextlib.contextmanager
     def lock(self, name: str = "store", *, timeout: float = 600.0) -> Iterator[None]:
         """Hold an exclusive, cross-process lock named *name* (for gc and the like)."""
+        import filelock  # only the few exclusive steps need it
+
         path = self.root / "locks" / f"{name}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         flock = filelock.FileLock(str(path), timeout=timeout)
