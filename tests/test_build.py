@@ -25,7 +25,9 @@ from wheelhouse.store import Store
 from wheelhouse.targets import Target
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
+
+    from wheelhouse._pip import PipResult
 
 
 AARCH64 = "manylinux_2_28_aarch64"
@@ -364,3 +366,39 @@ def test_sdists_are_kept_with_their_build_dependencies(
          str(house / "files"), "--wheel-dir", str(tmp_path / "rebuilt"),
          str(house / "files" / "needsbuild-1.0.tar.gz")], env=isolated_env())
     assert (tmp_path / "rebuilt" / "needsbuild-1.0-py3-none-any.whl").is_file()
+
+
+def test_network_down_mid_build_keeps_what_finished_and_leaves_the_house_alone(
+    tmp_path: Path, store: Store, upstream_dir: Path
+) -> None:
+    from wheelhouse._pip import SubprocessPip
+    from wheelhouse.errors import NetworkError
+
+    server = LocalIndex(upstream_dir).__enter__()
+    import threading
+
+    real = SubprocessPip()
+    other_done = threading.Event()
+
+    def flaky_pip(args: Sequence[str], *, cwd: Path | None = None) -> PipResult:
+        if args[0] != "download":
+            return real(args, cwd=cwd)
+        if "app-1.0" in Path(args[args.index("-r") + 1]).read_text():
+            other_done.wait(60)
+            server.__exit__(None, None, None)  # the network goes down mid-build
+            return real(args, cwd=cwd)
+        try:
+            return real(args, cwd=cwd)
+        finally:
+            other_done.set()
+
+    house = tmp_path / "house"
+    with pytest.raises(NetworkError) as info:
+        build(["app"], house=house, store=store, pip_options=_opts(server), pip=flaky_pip,
+              jobs=2)
+    assert "downloading" in str(info.value)
+    assert House.open(house).read_manifest().files == ()  # not half-updated
+    assert store.verify().ok
+    kept = [m for m in (store.read_meta(n) for n, _ in store.iter_blobs()) if m is not None]
+    assert kept, "the chunk that finished is kept in the store"
+    assert all(m.name != "app" for m in kept)

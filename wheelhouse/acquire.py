@@ -7,7 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from wheelhouse.errors import BuildError, IntegrityError, NetworkError, PipError
+from wheelhouse.errors import (
+    BuildError,
+    IntegrityError,
+    NetworkError,
+    PipError,
+    WheelhouseError,
+)
 from wheelhouse.filenames import parse_filename
 
 if TYPE_CHECKING:
@@ -81,9 +87,18 @@ def download_files(
         return out
 
     result: dict[str, Path] = {}
+    failure: WheelhouseError | None = None
     with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
-        for part in pool.map(run, range(len(chunks)), chunks):
-            result.update(part)
+        futures = [pool.submit(run, i, chunk) for i, chunk in enumerate(chunks)]
+        for future in futures:
+            try:
+                result.update(future.result())
+            except WheelhouseError as e:
+                failure = failure or e
+    if failure is not None:
+        # Keep what finished: the caller puts it in the store before giving up.
+        failure.partial = dict(result)  # type: ignore[attr-defined]
+        raise failure
     return result
 
 

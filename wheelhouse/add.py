@@ -32,6 +32,7 @@ __all__ = [
     "collect_dist_paths",
     "ingest",
     "store_distribution",
+    "store_files",
 ]
 
 log = logging.getLogger(__name__)
@@ -236,6 +237,22 @@ def store_distribution(store: Store, path: Path) -> tuple[FileEntry, bool]:
     prepared = _prepare(store, Incoming(path), durable=True)
     _finish(store, [prepared])
     return prepared.entry, prepared.reused
+
+
+def store_files(store: Store, items: Sequence[Incoming]) -> list[FileEntry]:
+    """Put files in the store only (no house), each checked; skip any that fail.
+
+    Used to keep what a failed build did download. A file whose hash differs
+    from the one expected is skipped, never stored.
+    """
+    prepared = []
+    for item in items:
+        try:
+            prepared.append(_prepare(store, item, durable=False))
+        except WheelhouseError as e:
+            log.warning("not kept: %s", e)
+    _finish(store, prepared)
+    return [p.entry for p in prepared]
 
 
 def _entry(fn: DistFilename, meta: BlobMeta, origin: str, item: Incoming) -> FileEntry:

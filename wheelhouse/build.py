@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from wheelhouse._fs import write_atomic
 from wheelhouse._pip import PipRunner, SubprocessPip
-from wheelhouse.errors import InvalidInputError, ResolutionError
+from wheelhouse.errors import InvalidInputError, NetworkError, ResolutionError
 from wheelhouse.house import FileEntry, House
 from wheelhouse.requirements import requirements_from_pyproject, scan_requirement_files
 from wheelhouse.store import Store
@@ -179,6 +179,16 @@ def build(
     return result
 
 
+def _keep_partial(store: Store, partial: dict[str, Path], items: dict[str, Resolved]) -> None:
+    """Put files that did download into the store (not the house) before failing."""
+    from wheelhouse.add import Incoming, store_files
+
+    store_files(store, [
+        Incoming(path, items[url].filename, url, (), items[url].sha256)
+        for url, path in partial.items() if url in items
+    ])
+
+
 def _validate_inputs(files: list[Path], requirements: Sequence[str]) -> None:
     """Every requirement line well-formed (file:line errors), before pip runs."""
     from packaging.requirements import InvalidRequirement, Requirement
@@ -229,8 +239,12 @@ def _build_cold(
     if downloads_needed:
         say(f"downloading {len(downloads_needed)} file(s) with {min(jobs, len(downloads_needed))}"
             " parallel pip process(es)")
-    fetched = download_files(pip, list(downloads_needed.values()), tmp / "downloads",
-                             jobs=jobs, pip_options=pip_options)
+    try:
+        fetched = download_files(pip, list(downloads_needed.values()), tmp / "downloads",
+                                 jobs=jobs, pip_options=pip_options)
+    except NetworkError as e:
+        _keep_partial(store, getattr(e, "partial", {}), downloads_needed)
+        raise
 
     def local(item: Resolved) -> Path:
         if item.url in fetched:
