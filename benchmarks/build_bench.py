@@ -72,6 +72,8 @@ def main() -> int:
     req = root / "requirements.txt"
     req.write_text(REQUIREMENTS)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "WHEELHOUSE_"))}
+    # As an installed package runs: with its bytecode cached.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update({"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     py = sys.executable
     wh = [py, "-m", "wheelhouse"]

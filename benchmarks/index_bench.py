@@ -110,6 +110,7 @@ def bench_location(root: Path, sizes: list[int], runs: int, settle_s: float,
     root.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "WHEELHOUSE_"))}
     env["PIP_CONFIG_FILE"] = os.devnull
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as an installed package runs
     wh = [sys.executable, "-m", "wheelhouse"]
     for n in sizes:
         corpus = make_corpus(root / f"corpus-{n}", n)

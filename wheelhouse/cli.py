@@ -372,6 +372,77 @@ def remove(obj: Context, house_path: Path, selector: str) -> None:
             _echo(f"removed {e.filename}")
 
 
+def _shell_quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)
+
+
+@cli.command(name="serve")
+@click.argument("house_path", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind (0.0.0.0 to let a Docker build reach the host).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="Port (0 picks a free one).")
+@click.option("--print-env", is_flag=True, help="Print the pip/uv variables as shell exports.")
+@pass_ctx
+def serve_command(obj: Context, house_path: Path, host: str, port: int, print_env: bool) -> None:
+    """Serve a house over HTTP until interrupted (GET/HEAD only, nothing outside the house)."""
+    import signal
+    import threading
+
+    from wheelhouse.serve import HouseServer, _open_house, environment_for
+
+    server = HouseServer(_open_house(house_path), host, port)
+    url = server.url
+    if print_env:
+        for key, value in sorted(environment_for(url, {}).items()):
+            click.echo(f"export {key}={_shell_quote(value)}")
+    elif not obj.quiet:
+        _echo(f"serving {server.house.root} at {url}")
+        _echo(f"  pip install --index-url {url}/simple/ PACKAGE")
+        _echo(f"  pip install --no-index --find-links {url}/find-links.html PACKAGE")
+        _echo(f"  uv pip install --default-index {url}/simple/ PACKAGE")
+        _echo("Ctrl-C or SIGTERM stops it.")
+
+    def stop(_signum: int, _frame: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@cli.command(name="run", context_settings={"ignore_unknown_options": True,
+                                           "allow_interspersed_args": False})
+@click.argument("house_path", type=click.Path(path_type=Path))
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535),
+              help="Port (0 picks a free one).")
+def run_cmd(house_path: Path, command: tuple[str, ...], host: str, port: int) -> None:
+    """Serve a house for the length of COMMAND, which installs from it and nothing else.
+
+    Sets PIP_NO_INDEX, PIP_FIND_LINKS, PIP_INDEX_URL and uv's UV_NO_INDEX,
+    UV_FIND_LINKS, UV_INDEX_URL, UV_DEFAULT_INDEX, then exits with COMMAND's status:
+
+        wheelhouse run ./house -- pip install -r requirements.txt
+    """
+    from wheelhouse.serve import run_command
+
+    args = list(command)
+    if args and args[0] == "--":
+        args = args[1:]
+    code = run_command(house_path, args, host=host, port=port)
+    if code == 127:
+        _echo(f"error: command not found: {args[0]}", err=True)
+    raise click.exceptions.Exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code (0 ok, 1 bad input, 2 usage, 3 integrity, ...)."""
     try:

@@ -1,0 +1,257 @@
+"""The server: real pip and uv through `run`, HTTP semantics, and the security table."""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.builders import build_sdist, build_wheel
+from tests.conftest import Venv, isolated_env, run, wheelhouse
+from wheelhouse.add import add_paths
+from wheelhouse.house import House
+from wheelhouse.serve import negotiate, parse_ranges, serving
+from wheelhouse.store import Store
+
+UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+
+
+@pytest.fixture(scope="module")
+def house(tmp_path_factory: pytest.TempPathFactory) -> House:
+    tmp = tmp_path_factory.mktemp("serve")
+    d = tmp / "dists"
+    build_wheel(d, "app", "1.0", requires_dist=["lib"])
+    build_wheel(d, "lib", "1.0")
+    build_wheel(d, "Big.Thing", "1.0", padding=3 * 1024 * 1024)
+    build_sdist(d, "srconly", "1.0")
+    h = House.open(tmp / "house", create=True)
+    add_paths(h, Store.open(tmp / "store"), [d])
+    (tmp / "secret.txt").write_text("outside the house")
+    (h.files_dir / "evil-1.0-py3-none-any.whl").symlink_to(tmp / "secret.txt")
+    return h
+
+
+def _get(url: str, path: str, *, method: str = "GET",
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.putrequest(method, path, skip_accept_encoding=True)
+    for key, value in (headers or {}).items():
+        conn.putheader(key, value)
+    conn.endheaders()
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+
+
+def test_run_pip_installs_from_the_house_only(house: House, venv: Venv, tmp_path: Path) -> None:
+    req = tmp_path / "req.txt"
+    req.write_text("app\nsrconly\n")
+    # A pip configuration naming another index must not matter.
+    conf = tmp_path / "pip.conf"
+    conf.write_text("[global]\nextra-index-url = http://127.0.0.1:9/simple/\n")
+    env = isolated_env({"PIP_CONFIG_FILE": str(conf)})
+    proc = run([sys.executable, "-m", "wheelhouse", "run", str(house.root), "--",
+                sys.executable, "-m", "pip", "--python", str(venv.python), "install",
+                "-r", str(req)], env=env)
+    assert proc.returncode == 0
+    assert venv.installed() == {"app": "1.0", "lib": "1.0", "srconly": "1.0"}
+
+
+def test_run_uv_installs_from_the_house(house: House, venv: Venv) -> None:
+    assert UV is not None
+    run([sys.executable, "-m", "wheelhouse", "run", str(house.root), "--", UV, "pip",
+         "install", "--python", str(venv.python), "app"], env=isolated_env())
+    assert venv.installed() == {"app": "1.0", "lib": "1.0"}
+
+
+def test_run_exits_with_the_command_status_and_stops_the_server(house: House) -> None:
+    code = ("import os, urllib.request, sys;"
+            "urllib.request.urlopen(os.environ['WHEELHOUSE_URL'] + '/simple/').read();"
+            "print(os.environ['WHEELHOUSE_URL']); sys.exit(7)")
+    proc = run([sys.executable, "-m", "wheelhouse", "run", str(house.root), "--",
+                sys.executable, "-c", code], env=isolated_env(), check=False)
+    assert proc.returncode == 7
+    port = int(proc.stdout.strip().rsplit(":", 1)[1])
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens any more
+
+
+def test_run_command_not_found_is_127(house: House) -> None:
+    proc = run([sys.executable, "-m", "wheelhouse", "run", str(house.root), "--",
+                "no-such-command-xyz"], env=isolated_env(), check=False)
+    assert proc.returncode == 127
+    assert "command not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_run_forwards_sigterm(house: House) -> None:
+    code = "import time, sys\nprint('ready', flush=True)\ntime.sleep(30)"
+    with subprocess.Popen([sys.executable, "-m", "wheelhouse", "run", str(house.root), "--",
+                           sys.executable, "-c", code], env=isolated_env(),
+                          stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+
+
+def test_missing_house_is_a_clear_error(tmp_path: Path) -> None:
+    proc = wheelhouse("run", str(tmp_path / "nope"), "--", "true", env=isolated_env(),
+                      check=False)
+    assert proc.returncode == 1 and "no house at" in proc.stderr
+
+
+def test_port_in_use_is_named(house: House) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = wheelhouse("serve", str(house.root), "--port", str(port), env=isolated_env(),
+                          check=False)
+    assert proc.returncode == 1 and str(port) in proc.stderr
+
+
+def test_pep691_negotiation_and_redirects(house: House) -> None:
+    with serving(house) as url:
+        status, headers, body = _get(url, "/simple/app/", headers={
+            "Accept": "application/vnd.pypi.simple.v1+json"})
+        assert status == 200 and headers["content-type"] == "application/vnd.pypi.simple.v1+json"
+        assert body == (house.root / "simple" / "app" / "index.json").read_bytes()
+        status, headers, body = _get(url, "/simple/app/")
+        assert status == 200 and headers["content-type"].startswith("text/html")
+        assert body == (house.root / "simple" / "app" / "index.html").read_bytes()
+        assert headers["vary"] == "Accept"
+        status, headers, _ = _get(url, "/simple/Big.Thing/")
+        assert status == 301 and headers["location"] == "/simple/big-thing/"
+        status, headers, _ = _get(url, "/simple/app")
+        assert status == 301 and headers["location"] == "/simple/app/"
+        status, _, _ = _get(url, "/simple/app/", headers={"Accept": "application/json"})
+        assert status == 406
+
+
+def test_etag_range_and_head(house: House) -> None:
+    entry = house.read_manifest().by_filename()["big_thing-1.0-py3-none-any.whl"]
+    data = house.file_path(entry.filename).read_bytes()
+    path = f"/files/{entry.filename}"
+    with serving(house) as url:
+        status, headers, body = _get(url, path)
+        assert status == 200 and body == data and headers["etag"] == f'"{entry.sha256}"'
+        assert headers["content-length"] == str(len(data))
+        status, _, body = _get(url, path, headers={"If-None-Match": f'"{entry.sha256}"'})
+        assert status == 304 and body == b""
+        status, headers, body = _get(url, path, headers={"Range": "bytes=100-199"})
+        assert status == 206 and body == data[100:200]
+        assert headers["content-range"] == f"bytes 100-199/{len(data)}"
+        status, _, body = _get(url, path, headers={"Range": "bytes=-50"})
+        assert status == 206 and body == data[-50:]
+        status, headers, body = _get(url, path, headers={"Range": "bytes=0-9,20-29"})
+        assert status == 206 and headers["content-type"].startswith("multipart/byteranges")
+        assert data[0:10] in body and data[20:30] in body
+        status, headers, _ = _get(url, path, headers={"Range": f"bytes={len(data)}-"})
+        assert status == 416 and headers["content-range"] == f"bytes */{len(data)}"
+        status, headers, body = _get(url, path, method="HEAD")
+        assert status == 200 and body == b"" and headers["content-length"] == str(len(data))
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        pytest.param("/files/../wheelhouse.json", 404, id="dotdot"),
+        pytest.param("/files/%2e%2e/wheelhouse.json", 404, id="encoded-dotdot"),
+        pytest.param("/files/..%2fwheelhouse.json", 404, id="encoded-slash"),
+        pytest.param("/files/%2Fetc%2Fpasswd", 404, id="encoded-absolute"),
+        pytest.param("//etc/passwd", 404, id="absolute"),
+        pytest.param("/files/app-1.0-py3-none-any.whl%00.txt", 404, id="nul"),
+        pytest.param("/files/evil-1.0-py3-none-any.whl", 404, id="symlink-out"),
+        pytest.param("/wheelhouse.json", 404, id="manifest-not-served"),
+        pytest.param("/.wheelhouse.lock", 404, id="lock-not-served"),
+        pytest.param("/simple/.manifest-sha256", 404, id="state-not-served"),
+        pytest.param("/files/", 404, id="no-listing"),
+        pytest.param("/files/app-1.0-py3-none-any.whl", 200, id="a-real-file"),
+        pytest.param("/files/app-1.0-py3-none-any.whl.metadata", 200, id="metadata"),
+    ],
+)
+def test_nothing_outside_the_house_is_served(house: House, path: str, status: int) -> None:
+    with serving(house) as url:
+        got, _, body = _get(url, path)
+    assert got == status
+    assert b"outside the house" not in body
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS"])
+def test_only_get_and_head(house: House, method: str) -> None:
+    with serving(house) as url:
+        status, headers, _ = _get(url, "/simple/", method=method)
+    assert status == 405 and headers["allow"] == "GET, HEAD"
+
+
+def test_malformed_request_gets_400_and_others_are_still_served(house: House) -> None:
+    with serving(house) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            s.sendall(b"GARBAGE\r\n\r\n")
+            assert b" 400 " in s.recv(1024)
+        slow = socket.create_connection((host, int(port)), timeout=5)  # says nothing
+        try:
+            status, _, _ = _get(url, "/simple/")
+            assert status == 200
+        finally:
+            slow.close()
+
+
+def test_pip_download_of_a_large_file_through_the_server(
+    house: House, tmp_path: Path
+) -> None:
+    with serving(house) as url:
+        run([sys.executable, "-m", "pip", "download", "--no-deps", "--index-url",
+             f"{url}/simple/", "-d", str(tmp_path), "big.thing"], env=isolated_env())
+    got = tmp_path / "big_thing-1.0-py3-none-any.whl"
+    assert got.read_bytes() == house.file_path(got.name).read_bytes()
+
+
+def test_serve_stops_on_sigterm(house: House) -> None:
+    with subprocess.Popen([sys.executable, "-m", "wheelhouse", "serve", str(house.root),
+                           "--port", "0"], env=isolated_env(), stdout=subprocess.PIPE,
+                          text=True) as proc:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "serving" in line and "127.0.0.1" in line
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize(
+    ("accept", "kind"),
+    [
+        (None, "html"), ("*/*", "html"), ("text/html", "html"),
+        ("application/vnd.pypi.simple.v1+json", "json"),
+        ("application/vnd.pypi.simple.latest+json", "json"),
+        ("application/vnd.pypi.simple.v1+json, text/html;q=0.01", "json"),
+        ("text/html;q=0.9, application/vnd.pypi.simple.v1+json;q=0.8", "html"),
+        ("application/vnd.pypi.simple.v1+json;q=0", "html"),
+    ],
+)
+def test_negotiate(accept: str | None, kind: str) -> None:
+    choice = negotiate(accept)
+    if accept == "application/vnd.pypi.simple.v1+json;q=0":
+        assert choice is None
+    else:
+        assert choice is not None and choice[1] == kind
+
+
+def test_parse_ranges_edge_cases() -> None:
+    assert parse_ranges("bytes=0-0", 10) == [(0, 0)]
+    assert parse_ranges("bytes=5-100", 10) == [(5, 9)]
+    assert parse_ranges("bytes=9-5", 10) is None
+    assert parse_ranges("bytes=abc", 10) is None
+    assert parse_ranges("items=0-1", 10) == []
+    assert parse_ranges("bytes=" + ",".join(f"{i}-{i}" for i in range(17)), 100) is None

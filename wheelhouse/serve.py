@@ -1,0 +1,536 @@
+"""Serving a house over HTTP: a safe static server, one-shot around a command or long-running."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import html
+import logging
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import threading
+import urllib.parse
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from packaging.utils import canonicalize_name
+
+from wheelhouse.errors import HouseError, InvalidInputError
+from wheelhouse.filenames import is_safe_component
+from wheelhouse.house import FILES_DIR, House
+from wheelhouse.index import FIND_LINKS_PAGE, JSON_CONTENT_TYPE, SIMPLE_DIR
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
+
+__all__ = ["HouseServer", "environment_for", "run_command", "serving"]
+
+log = logging.getLogger(__name__)
+
+_HTML_V1 = "application/vnd.pypi.simple.v1+html"
+# What the server offers, most preferred first: HTML for clients that say nothing
+# precise (old clients send */*), JSON for those that ask for it.
+_OFFERS = [
+    ("text/html", "text/html", "html"),
+    (_HTML_V1, _HTML_V1, "html"),
+    ("application/vnd.pypi.simple.latest+html", _HTML_V1, "html"),
+    (JSON_CONTENT_TYPE, JSON_CONTENT_TYPE, "json"),
+    ("application/vnd.pypi.simple.latest+json", JSON_CONTENT_TYPE, "json"),
+]
+_CHUNK = 1 << 20
+_MAX_RANGES = 16
+# Per-connection socket timeout: a stalled client holds one thread, for a while.
+_TIMEOUT = 30.0
+
+
+def negotiate(accept: str | None) -> tuple[str, str] | None:
+    """Pick the PEP 691 representation for an Accept header: ``(content_type, kind)``.
+
+    None means nothing offered is acceptable (406). No header means HTML.
+
+    >>> negotiate("application/vnd.pypi.simple.v1+json")
+    ('application/vnd.pypi.simple.v1+json', 'json')
+    >>> negotiate("text/html;q=0.5, application/vnd.pypi.simple.v1+json;q=0.9")[1]
+    'json'
+    >>> negotiate(None)
+    ('text/html', 'html')
+    """
+    if not accept or not accept.strip():
+        return ("text/html", "html")
+    best: tuple[tuple[float, int, int], str, str] | None = None
+    for part in accept.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        media = fields[0].lower()
+        q = 1.0
+        for param in fields[1:]:
+            if param.lower().startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        if q <= 0:
+            continue
+        for preference, (offer, respond_as, kind) in enumerate(_OFFERS):
+            if media == offer:
+                specificity = 2
+            elif media == offer.split("/")[0] + "/*":
+                specificity = 1
+            elif media == "*/*":
+                specificity = 0
+            else:
+                continue
+            key = (q, specificity, -preference)
+            if best is None or key > best[0]:
+                best = (key, respond_as, kind)
+    if best is None:
+        return None
+    return best[1], best[2]
+
+
+def parse_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
+    """Parse a ``Range: bytes=…`` header into inclusive ``(start, end)`` pairs.
+
+    Returns None for an unsatisfiable or malformed set (416), [] to ignore it.
+
+    >>> parse_ranges("bytes=0-99", 1000)
+    [(0, 99)]
+    >>> parse_ranges("bytes=-100", 1000)
+    [(900, 999)]
+    >>> parse_ranges("bytes=2000-", 1000) is None
+    True
+    """
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or not spec.strip():
+        return []
+    out: list[tuple[int, int]] = []
+    for part in spec.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d*)-(\d*)", part)
+        if m is None or (not m.group(1) and not m.group(2)):
+            return None
+        if m.group(1):
+            start = int(m.group(1))
+            end = int(m.group(2)) if m.group(2) else size - 1
+            if m.group(2) and end < start:
+                return None
+            if start >= size:
+                continue
+            out.append((start, min(end, size - 1)))
+        else:
+            length = int(m.group(2))
+            if length == 0:
+                continue
+            out.append((max(0, size - length), size - 1))
+    if not out or len(out) > _MAX_RANGES:
+        return None
+    return out
+
+
+class HouseServer(ThreadingHTTPServer):
+    """An HTTP server over one house: the index, the files, nothing else."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, house: House, host: str = "127.0.0.1", port: int = 0) -> None:
+        #: The house served.
+        self.house = house
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.address_family = family
+        try:
+            super().__init__((host, port), _Handler)
+        except OSError as e:
+            raise InvalidInputError(
+                f"cannot listen on {host}:{port}: {e.strerror or e}",
+                hint="choose another --port (0 picks a free one)",
+            ) from e
+
+    @property
+    def url(self) -> str:
+        """The base URL clients use (``http://127.0.0.1:PORT``)."""
+        host, port = self.server_address[:2]
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        shown = f"[{name}]" if ":" in name else name
+        if shown in ("0.0.0.0", "[::]"):
+            shown = "127.0.0.1"
+        return f"http://{shown}:{port}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "wheelhouse"
+    sys_version = ""
+    timeout = _TIMEOUT
+    server: HouseServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    # Only GET and HEAD; everything else is 405.
+    def do_GET(self) -> None:
+        self._respond(head=False)
+
+    def do_HEAD(self) -> None:
+        self._respond(head=True)
+
+    def _not_allowed(self) -> None:
+        self._send_simple(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed",
+                          extra={"Allow": "GET, HEAD"})
+
+    # http.server's naming: do_<METHOD>.
+    do_POST = do_PUT = do_DELETE = do_PATCH = _not_allowed  # noqa: N815
+    do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed  # noqa: N815
+
+    # -- routing ----------------------------------------------------------
+
+    def _segments(self) -> list[str] | None:
+        raw = urllib.parse.urlsplit(self.path).path
+        if not raw.startswith("/"):
+            return None
+        parts = raw.split("/")[1:]
+        out = []
+        for i, part in enumerate(parts):
+            decoded = urllib.parse.unquote(part, errors="strict") if "%" in part else part
+            if "/" in decoded or "\\" in decoded or "\x00" in decoded or decoded in {".", ".."}:
+                return None
+            if decoded == "" and i != len(parts) - 1:
+                return None  # "//" inside a path
+            out.append(decoded)
+        return out
+
+    def _respond(self, *, head: bool) -> None:
+        try:
+            segments = self._segments()
+        except UnicodeDecodeError:
+            segments = None
+        if segments is None:
+            self._send_simple(HTTPStatus.NOT_FOUND, "not found", head=head)
+            return
+        root = self.server.house.root
+        if segments == [""]:
+            self._send_bytes(_landing_page(), "text/html; charset=utf-8", head=head)
+        elif segments == [FIND_LINKS_PAGE]:
+            self._send_page(root / FIND_LINKS_PAGE, "text/html; charset=utf-8", head=head)
+        elif segments[0] == SIMPLE_DIR:
+            self._route_simple(segments[1:], head=head)
+        elif segments[0] == FILES_DIR and len(segments) == 2 and segments[1]:
+            self._send_file(segments[1], head=head)
+        else:
+            self._send_simple(HTTPStatus.NOT_FOUND, "not found", head=head)
+
+    def _route_simple(self, rest: list[str], *, head: bool) -> None:
+        root = self.server.house.root / SIMPLE_DIR
+        if rest == []:
+            self._redirect(f"/{SIMPLE_DIR}/", head=head)
+            return
+        if rest == [""]:
+            page_dir = root
+        elif len(rest) == 1 or (len(rest) == 2 and rest[1] == ""):
+            name = rest[0]
+            canonical = canonicalize_name(name)
+            if name != canonical or len(rest) == 1:
+                # PEP 503: normalised names, with the trailing slash.
+                if not re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*", canonical):
+                    self._send_simple(HTTPStatus.NOT_FOUND, "not found", head=head)
+                    return
+                self._redirect(f"/{SIMPLE_DIR}/{canonical}/", head=head)
+                return
+            page_dir = root / canonical
+        else:
+            self._send_simple(HTTPStatus.NOT_FOUND, "not found", head=head)
+            return
+        choice = negotiate(self.headers.get("Accept"))
+        if choice is None:
+            self._send_simple(HTTPStatus.NOT_ACCEPTABLE, "not acceptable", head=head,
+                              extra={"Vary": "Accept"})
+            return
+        content_type, kind = choice
+        if kind == "html":
+            content_type += "; charset=utf-8" if content_type == "text/html" else ""
+        self._send_page(page_dir / f"index.{kind}", content_type, head=head,
+                        extra={"Vary": "Accept"})
+
+    # -- responses --------------------------------------------------------
+
+    def _redirect(self, location: str, *, head: bool) -> None:
+        self._send_simple(HTTPStatus.MOVED_PERMANENTLY, f"moved to {location}", head=head,
+                          extra={"Location": location})
+
+    def _send_simple(self, status: HTTPStatus, text: str, *, head: bool = False,
+                     extra: dict[str, str] | None = None) -> None:
+        body = (html.escape(text) + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _open_inside(self, path: Path) -> tuple[BinaryIO, os.stat_result] | None:
+        # Nothing outside the house: no symlink anywhere from the house root down.
+        root = self.server.house.root
+        rel = path.relative_to(root)
+        current = root
+        for part in rel.parts[:-1]:
+            current = current / part
+            try:
+                if stat.S_ISLNK(current.lstat().st_mode):
+                    return None
+            except OSError:
+                return None
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                         | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            return None
+        return os.fdopen(fd, "rb"), st
+
+    def _send_page(self, path: Path, content_type: str, *, head: bool,
+                   extra: dict[str, str] | None = None) -> None:
+        opened = self._open_inside(path)
+        if opened is None:
+            self._send_simple(HTTPStatus.NOT_FOUND, "not found", head=head)
+            return
+        f, _ = opened
+        with f:
+            data = f.read()
+        self._send_bytes(data, content_type, head=head, extra=extra)
+
+    def _send_bytes(self, data: bytes, content_type: str, *, head: bool,
+                    extra: dict[str, str] | None = None) -> None:
+        etag = f'"{hashlib.sha256(data).hexdigest()}"'
+        if self._not_modified(etag):
+            self._send_304(etag)
+            return
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("ETag", etag)
+        self.send_header("Cache-Control", "no-cache")
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(data)
+
+    def _not_modified(self, etag: str) -> bool:
+        header = self.headers.get("If-None-Match")
+        if not header:
+            return False
+        tags = [t.strip() for t in header.split(",")]
+        return "*" in tags or etag in tags or f"W/{etag}" in tags
+
+    def _send_304(self, etag: str) -> None:
+        self.send_response(HTTPStatus.NOT_MODIFIED)
+        self.send_header("ETag", etag)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _send_file(self, name: str, *, head: bool) -> None:
+        if not is_safe_component(name):
+            self._send_simple(HTTPStatus.NOT_FOUND, "not found", head=head)
+            return
+        house = self.server.house
+        opened = self._open_inside(house.files_dir / name)
+        if opened is None:
+            self._send_simple(HTTPStatus.NOT_FOUND, "not found", head=head)
+            return
+        f, st = opened
+        with f:
+            size = st.st_size
+            etag = self._file_etag(name, st)
+            if self._not_modified(etag):
+                self._send_304(etag)
+                return
+            content_type = _content_type(name)
+            ranges: list[tuple[int, int]] | None = []
+            range_header = self.headers.get("Range")
+            if range_header and self.headers.get("If-Range", etag) == etag:
+                ranges = parse_ranges(range_header, size)
+            if ranges is None:
+                self._send_simple(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
+                                  "range not satisfiable", head=head,
+                                  extra={"Content-Range": f"bytes */{size}"})
+                return
+            if not ranges:
+                self.send_response(HTTPStatus.OK)
+                self._file_headers(content_type, size, etag)
+                self.end_headers()
+                if not head:
+                    self._copy(f, 0, size)
+            elif len(ranges) == 1:
+                start, end = ranges[0]
+                self.send_response(HTTPStatus.PARTIAL_CONTENT)
+                self._file_headers(content_type, end - start + 1, etag)
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                self.end_headers()
+                if not head:
+                    self._copy(f, start, end - start + 1)
+            else:
+                boundary = hashlib.sha256(f"{etag}{ranges}".encode()).hexdigest()[:32]
+                parts = [
+                    (f"\r\n--{boundary}\r\nContent-Type: {content_type}\r\n"
+                     f"Content-Range: bytes {s}-{e}/{size}\r\n\r\n").encode()
+                    for s, e in ranges
+                ]
+                closing = f"\r\n--{boundary}--\r\n".encode()
+                length = sum(len(p) for p in parts) + sum(e - s + 1 for s, e in ranges)
+                length += len(closing)
+                self.send_response(HTTPStatus.PARTIAL_CONTENT)
+                self._file_headers(f"multipart/byteranges; boundary={boundary}", length, etag)
+                self.end_headers()
+                if not head:
+                    for part, (s, e) in zip(parts, ranges, strict=True):
+                        self.wfile.write(part)
+                        self._copy(f, s, e - s + 1)
+                    self.wfile.write(closing)
+
+    def _file_headers(self, content_type: str, length: int, etag: str) -> None:
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(length))
+        self.send_header("ETag", etag)
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Cache-Control", "max-age=31536000, immutable")
+
+    def _file_etag(self, name: str, st: os.stat_result) -> str:
+        # The sha256 from the manifest: a strong validator that never lies.
+        manifest = self.server.house.read_manifest().by_filename()
+        entry = manifest.get(name)
+        if entry is not None:
+            return f'"{entry.sha256}"'
+        if name.endswith(".metadata") and name[: -len(".metadata")] in manifest:
+            sha = manifest[name[: -len(".metadata")]].metadata_sha256
+            if sha:
+                return f'"{sha}"'
+        return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
+
+    def _copy(self, f: BinaryIO, offset: int, count: int) -> None:
+        self.wfile.flush()
+        try:
+            # sendfile: the kernel copies; the file is never read whole into memory.
+            self.connection.sendfile(f, offset, count)
+        except (AttributeError, OSError, ValueError):
+            f.seek(offset)
+            remaining = count
+            while remaining > 0:
+                chunk = f.read(min(_CHUNK, remaining))
+                if not chunk:
+                    break
+                self.wfile.write(chunk)
+                remaining -= len(chunk)
+
+
+def _content_type(name: str) -> str:
+    if name.endswith(".whl"):
+        return "application/zip"
+    if name.endswith(".tar.gz"):
+        return "application/gzip"
+    if name.endswith(".zip"):
+        return "application/zip"
+    if name.endswith(".metadata"):
+        return "text/plain; charset=utf-8"
+    return "application/octet-stream"
+
+
+def _landing_page() -> bytes:
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>wheelhouse</title></head>"
+        f"<body><a href=\"/{SIMPLE_DIR}/\">simple index</a><br>"
+        f"<a href=\"/{FIND_LINKS_PAGE}\">find-links page</a></body></html>\n"
+    ).encode()
+
+
+def _open_house(path: Path | str) -> House:
+    house = House.open(path)
+    if not (house.root / SIMPLE_DIR / "index.html").is_file():
+        raise HouseError(f"{house.root} has no index", hint=f"run 'wheelhouse index {path}'")
+    return house
+
+
+@contextlib.contextmanager
+def serving(house: Path | str | House, *, host: str = "127.0.0.1",
+            port: int = 0) -> Iterator[str]:
+    """Serve *house* in a background thread; yield its base URL; stop on exit.
+
+    >>> # with wheelhouse.serving("./house") as url: pip install --index-url f"{url}/simple/" …
+    """
+    house_obj = house if isinstance(house, House) else _open_house(house)
+    server = HouseServer(house_obj, host, port)
+    thread = threading.Thread(target=server.serve_forever, name="wheelhouse-serve",
+                              daemon=True)
+    thread.start()
+    try:
+        yield server.url
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def environment_for(url: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment that makes pip and uv install from the house at *url*, and nothing else."""
+    env = dict(os.environ if base is None else base)
+    for key in list(env):
+        if key in {"PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX"}:
+            del env[key]
+    env.update({
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": f"{url}/{FIND_LINKS_PAGE}",
+        "PIP_INDEX_URL": f"{url}/{SIMPLE_DIR}/",
+        # An empty value overrides any extra index a pip configuration file names.
+        "PIP_EXTRA_INDEX_URL": "",
+        "UV_NO_INDEX": "1",
+        "UV_FIND_LINKS": f"{url}/{FIND_LINKS_PAGE}",
+        "UV_INDEX_URL": f"{url}/{SIMPLE_DIR}/",
+        "UV_DEFAULT_INDEX": f"{url}/{SIMPLE_DIR}/",
+        "WHEELHOUSE_URL": url,
+    })
+    return env
+
+
+def run_command(house: Path | str, command: Sequence[str], *, host: str = "127.0.0.1",
+                port: int = 0) -> int:
+    """Serve *house*, run *command* with :func:`environment_for`, stop; return its status.
+
+    SIGINT and SIGTERM are forwarded to the command; the server stops however
+    the command ends. A command that cannot be started returns 127, like a shell.
+    """
+    if not command:
+        raise InvalidInputError("no command to run", hint="wheelhouse run HOUSE -- COMMAND ...")
+    with serving(house, host=host, port=port) as url:
+        env = environment_for(url)
+        try:
+            proc = subprocess.Popen(list(command), env=env)
+        except FileNotFoundError:
+            log.error("command not found: %s", command[0])
+            return 127
+        except PermissionError:
+            return 126
+
+        def forward(signum: int, _frame: object) -> None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
+
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, forward)
+        try:
+            code = proc.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return code if code >= 0 else 128 - code
