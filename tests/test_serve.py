@@ -255,3 +255,28 @@ def test_parse_ranges_edge_cases() -> None:
     assert parse_ranges("bytes=abc", 10) is None
     assert parse_ranges("items=0-1", 10) == []
     assert parse_ranges("bytes=" + ",".join(f"{i}-{i}" for i in range(17)), 100) is None
+
+
+def test_a_house_changed_while_serving_is_served_as_it_now_is(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "store")
+    h = House.open(tmp_path / "house", create=True)
+    add_paths(h, store, [build_wheel(tmp_path / "d", "first", "1.0")])
+    with serving(h) as url:
+        assert _get(url, "/simple/second/")[0] == 404
+        add_paths(h, store, [build_wheel(tmp_path / "d", "second", "1.0")])
+        status, _, body = _get(url, "/simple/second/")
+        assert status == 200 and b"second-1.0-py3-none-any.whl" in body
+
+
+def test_print_env(house: House) -> None:
+    with subprocess.Popen([sys.executable, "-m", "wheelhouse", "serve", str(house.root),
+                           "--port", "0", "--print-env"], env=isolated_env(),
+                          stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(9)]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    exports = dict(line.removeprefix("export ").strip().split("=", 1) for line in lines)
+    assert exports["PIP_NO_INDEX"] == "1"
+    assert exports["PIP_INDEX_URL"].endswith("/simple/")
+    assert exports["UV_FIND_LINKS"].endswith("/find-links.html")

@@ -398,12 +398,14 @@ def serve_command(obj: Context, house_path: Path, host: str, port: int, print_en
     if print_env:
         for key, value in sorted(environment_for(url, {}).items()):
             click.echo(f"export {key}={_shell_quote(value)}")
+        sys.stdout.flush()
     elif not obj.quiet:
         _echo(f"serving {server.house.root} at {url}")
         _echo(f"  pip install --index-url {url}/simple/ PACKAGE")
         _echo(f"  pip install --no-index --find-links {url}/find-links.html PACKAGE")
         _echo(f"  uv pip install --default-index {url}/simple/ PACKAGE")
         _echo("Ctrl-C or SIGTERM stops it.")
+        sys.stdout.flush()
 
     def stop(_signum: int, _frame: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
