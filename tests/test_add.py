@@ -289,3 +289,26 @@ def test_debris_of_a_dead_writer_is_cleaned_on_the_next_change(
         path.write_bytes(b"half")
     add_paths(house, store, [make_wheel("demo", "1.0")])
     assert not any(p.exists() for p in debris)
+
+
+def test_symlinked_files_dir_is_refused_and_nothing_outside_changes(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory
+) -> None:
+    house = House.open(tmp_path / "house", create=True)
+    add_paths(house, store, [make_wheel("a", "1.0")])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / ".tmp-1.x.0.part").write_text("not ours")
+    (outside / "a-1.0-py3-none-any.whl").write_text("not ours either")
+    for p in house.files_dir.iterdir():
+        p.unlink()
+    house.files_dir.rmdir()
+    house.files_dir.symlink_to(outside)
+    with pytest.raises(HouseError, match="symbolic link"):
+        add_paths(house, store, [make_wheel("b", "1.0")])
+    manifest = house.manifest_path.read_bytes()
+    with pytest.raises(HouseError, match="symbolic link"):
+        house.remove("a")
+    assert house.manifest_path.read_bytes() == manifest
+    assert sorted(p.name for p in outside.iterdir()) == [".tmp-1.x.0.part",
+                                                         "a-1.0-py3-none-any.whl"]

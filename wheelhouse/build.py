@@ -474,8 +474,7 @@ def _write_outputs(house: House, result: BuildResult, names: list[str]) -> None:
     }
     write_atomic(house.root / REPORT_NAME,
                  json.dumps(report, indent=1, sort_keys=True).encode() + b"\n")
-    locks = house.root / LOCKS_DIR
-    locks.mkdir(exist_ok=True)
+    locks = house.own_subdir(LOCKS_DIR)
     for name in names:
         entries = result.targets.get(name, ())
         write_atomic(locks / f"{name}.requirements.txt", render_requirements_lock(name, entries))

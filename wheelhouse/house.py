@@ -397,6 +397,8 @@ class House:
 
     def _clean_debris(self) -> None:
         for directory in (self.root, self.files_dir, self.root / SIMPLE_DIR):
+            if directory.is_symlink():
+                continue  # never reach through a link out of the house
             try:
                 names = [p.name for p in directory.iterdir() if p.name.startswith(".tmp-")]
             except OSError:
@@ -417,12 +419,21 @@ class House:
                 self.file_path(entry.filename + METADATA_SUFFIX),
             )
 
-    def _link_blob(self, store: Store, sha256: Sha256, dest: Path) -> None:
+    def _check_files_dir(self) -> None:
         if self.files_dir.is_symlink():
             raise HouseError(
                 f"{self.files_dir} is a symbolic link; wheelhouse writes only inside the house",
                 hint="replace it with a real directory",
             )
+
+    def own_subdir(self, name: str) -> Path:
+        """A real directory *name* inside the house (a symlink in its place is removed)."""
+        path = self.root / validate_component(name)
+        _own_dir(path)
+        return path
+
+    def _link_blob(self, store: Store, sha256: Sha256, dest: Path) -> None:
+        self._check_files_dir()
         blob = store.blob_path(sha256)
         try:
             # The common case: a new name. link() creates it whole or not at all.
@@ -471,6 +482,7 @@ class House:
 
     def unlink_file(self, entry: FileEntry) -> None:
         """Remove a file (and its metadata file) from ``files/``."""
+        self._check_files_dir()
         self.file_path(entry.filename).unlink(missing_ok=True)
         self.file_path(entry.filename + METADATA_SUFFIX).unlink(missing_ok=True)
 
@@ -642,6 +654,7 @@ class House:
 
         Their blobs stay in the store (``gc`` reclaims them).
         """
+        self._check_files_dir()
         with self.lock():
             manifest = self.read_manifest()
             chosen = select_files(manifest, selector)
