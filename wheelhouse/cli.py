@@ -445,6 +445,146 @@ def run_cmd(house_path: Path, command: tuple[str, ...], host: str, port: int) ->
     raise click.exceptions.Exit(code)
 
 
+def _wanted(requirements: tuple[str, ...], requirement_files: tuple[Path, ...],
+            constraint_files: tuple[Path, ...], pre: bool) -> Any:
+    from wheelhouse.requirements import scan_requirement_files
+    from wheelhouse.resolver import WantedSet
+
+    scan = scan_requirement_files(list(requirement_files), constraints=constraint_files)
+    wanted = WantedSet.from_lines(scan.lines, pre=pre or scan.pre,
+                                  require_hashes=scan.require_hashes)
+    for text in requirements:
+        wanted.add(text)
+    if not wanted.requirements:
+        raise click.UsageError("name what to install: REQ arguments or -r FILE")
+    return wanted
+
+
+_REQ_OPTIONS = [
+    click.argument("requirements", nargs=-1),
+    click.option("-r", "--requirement", "requirement_files", multiple=True,
+                 type=click.Path(path_type=Path, dir_okay=False),
+                 help="A requirements file (nested -r/-c and --hash honoured)."),
+    click.option("-c", "--constraint", "constraint_files", multiple=True,
+                 type=click.Path(path_type=Path, dir_okay=False), help="A constraints file."),
+    click.option("--pre", is_flag=True, help="Allow pre-releases (as pip's)."),
+]
+
+
+def _req_options(f: Any) -> Any:
+    for decorator in reversed(_REQ_OPTIONS):
+        f = decorator(f)
+    return f
+
+
+@cli.command(name="install")
+@click.argument("house_path", metavar="HOUSE", type=click.Path(path_type=Path))
+@_req_options
+@click.option("--python", "python", metavar="PATH",
+              help="The interpreter to install for (default: the active virtual environment).")
+@click.option("--prefix", type=click.Path(path_type=Path, file_okay=False),
+              help="Install under this prefix (as pip's --prefix).")
+@click.option("--target", "target_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Install packages into this directory (as pip's --target).")
+@click.option("--no-compile", is_flag=True, help="Do not compile bytecode.")
+@click.option("--break-system-packages", is_flag=True,
+              help="Allow installing into a system (non-virtual-environment) interpreter.")
+@click.option("--dry-run", is_flag=True, help="Show what would be installed; change nothing.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), help="Parallel install threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+@pass_ctx
+def install_command(
+    obj: Context, house_path: Path, requirements: tuple[str, ...],
+    requirement_files: tuple[Path, ...], constraint_files: tuple[Path, ...], pre: bool,
+    python: str | None, prefix: Path | None, target_dir: Path | None, no_compile: bool,
+    break_system_packages: bool, dry_run: bool, jobs: int | None, as_json: bool,
+) -> None:
+    """Install from HOUSE into an environment: no pip, no network.
+
+    Resolves the requirements' closure from the house alone, checks every wheel
+    (sha256, RECORD, paths) before writing, then installs with 'installer'.
+    Exact versions already installed are skipped; others are replaced.
+    """
+    from wheelhouse.install import install
+
+    wanted = _wanted(requirements, requirement_files, constraint_files, pre)
+    report = install(house_path, wanted, python=python, prefix=prefix, target=target_dir,
+                     compile_bytecode=not no_compile,
+                     break_system_packages=break_system_packages, dry_run=dry_run, jobs=jobs)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
+        return
+    if obj.quiet:
+        return
+    for name in report.completed:
+        _echo(f"completed the interrupted install of {name}")
+    verb = "would install" if dry_run else "installed"
+    for name, old, new in report.replaced:
+        _echo(f"{'would replace' if dry_run else 'replaced'} {name} {old} -> {new}")
+    if report.installed:
+        _echo(f"{verb} {len(report.installed)}: " + ", ".join(
+            f"{n}-{v}" for n, v, _ in report.installed))
+    if report.skipped:
+        _echo(f"already installed {len(report.skipped)}: " + ", ".join(
+            f"{n}-{v}" for n, v in report.skipped))
+    if not dry_run:
+        _echo(f"into {report.interpreter} in {report.seconds:.2f} s")
+
+
+@cli.command(name="check")
+@click.argument("house_path", metavar="HOUSE", type=click.Path(path_type=Path))
+@_req_options
+@click.option("--python-version", "python_versions", multiple=True, metavar="X.Y",
+              help="Target Python version (repeatable).")
+@click.option("--platform", "platforms", multiple=True, metavar="TAG",
+              help="Target platform tag or uv platform name (repeatable).")
+@click.option("--implementation", metavar="IMPL", help="Target implementation (cp, pp).")
+@click.option("--abi", metavar="ABI", help="Target ABI tag.")
+@click.option("--no-pip", is_flag=True, help="Do not cross-check with pip.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+@pass_ctx
+def check_command(
+    obj: Context, house_path: Path, requirements: tuple[str, ...],
+    requirement_files: tuple[Path, ...], constraint_files: tuple[Path, ...], pre: bool,
+    python_versions: tuple[str, ...], platforms: tuple[str, ...], implementation: str | None,
+    abi: str | None, no_pip: bool, as_json: bool,
+) -> None:
+    """Prove the requirements install from HOUSE alone, for each target.
+
+    Prints a table (target, OK or what is missing and why) and cross-checks
+    with pip's own resolver; exits 1 if any target fails or pip disagrees.
+    """
+    from wheelhouse.check import check
+    from wheelhouse.targets import Target
+
+    wanted = _wanted(requirements, requirement_files, constraint_files, pre)
+    targets: list[Target] = []
+    if python_versions or platforms or implementation or abi:
+        for version in python_versions or (None,):
+            for platform in platforms or (None,):
+                targets.append(Target.parse(python_version=version, platform=platform,
+                                            implementation=implementation, abi=abi))
+    result = check(house_path, wanted, targets=targets, requirement_files=requirement_files,
+                   constraint_files=constraint_files, requirements=requirements,
+                   ask_pip=not no_pip)
+    if as_json:
+        click.echo(json.dumps({"ok": result.ok, "targets": [t.to_json() for t in result.targets]},
+                              indent=2, sort_keys=True))
+    else:
+        width = max(len(t.target) for t in result.targets)
+        for t in result.targets:
+            status = "OK" if t.ok else "MISSING"
+            detail = f"{len(t.chosen)} distributions" if t.ok else f"{len(t.unmet)} unmet"
+            _echo(f"{t.target:<{width}}  {status:<7}  {detail}")
+            for u in t.unmet:
+                _echo(f"{'':<{width}}    - {u}")
+            if t.disagreement:
+                _echo(f"{'':<{width}}    ! pip disagrees ({t.disagreement}); "
+                      "this is a bug in wheelhouse: please report it")
+    if not result.ok:
+        raise click.exceptions.Exit(1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code (0 ok, 1 bad input, 2 usage, 3 integrity, ...)."""
     try:

@@ -13,12 +13,10 @@ from wheelhouse.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-if TYPE_CHECKING:
     from pathlib import Path
-from typing import TYPE_CHECKING
 
 __all__ = [
+    "RequirementLine",
     "RequirementProblem",
     "RequirementsScan",
     "requirements_from_pyproject",
@@ -55,6 +53,20 @@ class RequirementProblem:
         return f"{self.path}:{self.line_number}: {self.reason}: {self.line.strip()!r}"
 
 
+@dataclass(frozen=True, slots=True)
+class RequirementLine:
+    """One requirement (or constraint) as a file states it."""
+
+    #: The requirement as written, without options.
+    text: str
+    #: ``--hash`` values on the line (``sha256:<hex>``).
+    hashes: tuple[str, ...]
+    #: Where it was read: ``file:line``.
+    where: str
+    #: True when it came from a constraints file (``-c``).
+    constraint: bool = False
+
+
 @dataclass(slots=True)
 class RequirementsScan:
     """Every requirements file read (nested ones too) and what they ask for."""
@@ -65,6 +77,12 @@ class RequirementsScan:
     requirements: list[str] = field(default_factory=list)
     #: True when any line carries ``--hash`` (pip's hash-checking mode).
     hashes: bool = False
+    #: Every requirement and constraint line, in order.
+    lines: list[RequirementLine] = field(default_factory=list)
+    #: True when a file says ``--pre``.
+    pre: bool = False
+    #: True when a file says ``--require-hashes``.
+    require_hashes: bool = False
 
     def digest(self) -> str:
         """sha256 over every file's path and bytes: the same inputs, the same digest."""
@@ -103,26 +121,29 @@ def _looks_like_path_or_url(text: str) -> bool:
     )
 
 
-def scan_requirement_files(paths: list[Path], *, validate: bool = True) -> RequirementsScan:
+def scan_requirement_files(
+    paths: list[Path], *, validate: bool = True, constraints: Sequence[Path] = ()
+) -> RequirementsScan:
     """Read requirements files (and the files they nest) and check every line.
 
     Raises InvalidInputError naming file:line for each malformed line, each
     ``-e`` line (an editable install has no wheel to keep) and each missing file.
     With *validate* false, requirement strings are not parsed (a cheap scan that
-    still finds every nested file, for a cache key).
+    still finds every nested file, for a cache key). Files in *constraints* are
+    read as ``-c`` files: their lines are recorded as constraints.
     """
     if validate:
         from packaging.requirements import InvalidRequirement, Requirement
 
     scan = RequirementsScan()
     problems: list[str] = []
-    seen: set[Path] = set()
+    seen: set[tuple[Path, bool]] = set()
 
-    def read(path: Path, via: str | None) -> None:
+    def read(path: Path, via: str | None, constraint: bool = False) -> None:
         resolved = path.resolve()
-        if resolved in seen:
+        if (resolved, constraint) in seen:
             return
-        seen.add(resolved)
+        seen.add((resolved, constraint))
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -160,9 +181,12 @@ def scan_requirement_files(paths: list[Path], *, validate: bool = True) -> Requi
                     problems.append(str(RequirementProblem(str(path), number, line,
                                                            f"{option} needs a file name")))
                     continue
-                read(path.parent / target, where)
+                read(path.parent / target, where,
+                     constraint or _NESTED[option] == "constraint")
                 continue
             if option is not None:
+                scan.pre |= option == "--pre"
+                scan.require_hashes |= option == "--require-hashes"
                 if option in _WITH_VALUE or option in _FLAGS:
                     continue
                 problems.append(str(RequirementProblem(str(path), number, line,
@@ -179,6 +203,7 @@ def scan_requirement_files(paths: list[Path], *, validate: bool = True) -> Requi
                                                        "no requirement before the options")))
                 continue
             scan.requirements.append(requirement)
+            scan.lines.append(RequirementLine(requirement, tuple(hashes), where, constraint))
             if not validate or _looks_like_path_or_url(requirement) or "${" in requirement:
                 continue
             try:
@@ -190,6 +215,8 @@ def scan_requirement_files(paths: list[Path], *, validate: bool = True) -> Requi
 
     for p in paths:
         read(p, None)
+    for p in constraints:
+        read(p, None, True)
     if problems:
         raise InvalidInputError(
             f"{len(problems)} problem(s) in the requirements:\n  " + "\n  ".join(problems),

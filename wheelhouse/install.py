@@ -1,0 +1,789 @@
+"""Install from a house into an environment with ``installer``: no pip, no network.
+
+The order of work is what makes it safe:
+
+1. ask the target interpreter for its tags, markers and install scheme;
+2. resolve the whole closure from the house alone (:mod:`wheelhouse.resolver`) —
+   a conflict or a missing dependency stops here, before anything is written;
+3. verify every wheel to be installed: its sha256 against the manifest, every
+   member name (no absolute paths, no ``..``, no links, known schemes) and every
+   member's hash and size against the wheel's RECORD — a bad wheel stops here;
+4. write a journal naming what is about to change, remove replaced versions
+   (through their RECORD, never outside the environment), install the wheels in
+   parallel threads, compile bytecode with the *target* interpreter, and clear
+   the journal. An interrupted run leaves the journal; the next run names what
+   was half-installed and completes it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
+
+from packaging.utils import NormalizedName, canonicalize_name
+
+from wheelhouse.dists import parse_core_metadata
+from wheelhouse.errors import (
+    HashMismatchError,
+    IntegrityError,
+    InvalidDistributionError,
+    InvalidInputError,
+    WheelhouseError,
+)
+from wheelhouse.house import METADATA_SUFFIX, FileEntry, House
+from wheelhouse.interpreter import InterpreterInfo, default_interpreter, query_interpreter
+from wheelhouse.resolver import Environment, Resolution, WantedSet, resolve_in_house
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    from installer.records import RecordEntry
+
+__all__ = [
+    "InstallError",
+    "InstallReport",
+    "InstalledDist",
+    "install",
+    "read_house_metadata",
+]
+
+JOURNAL_NAME = ".wheelhouse-install.json"
+_SCHEMES = ("purelib", "platlib", "headers", "scripts", "data")
+
+
+class InstallError(WheelhouseError):
+    """The environment cannot be installed into as asked."""
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledDist:
+    """A distribution found installed in the environment."""
+
+    name: NormalizedName
+    version: str
+    #: Its ``.dist-info`` directory.
+    path: Path
+    #: The ``INSTALLER`` it records (``pip``, ``uv``, ``wheelhouse``), if any.
+    installer: str | None = None
+
+
+@dataclass(slots=True)
+class InstallReport:
+    """What an install did (or, with ``dry_run``, would do)."""
+
+    #: The interpreter installed for.
+    interpreter: str
+    #: Distributions installed: ``(name, version, filename)``.
+    installed: list[tuple[str, str, str]] = field(default_factory=list)
+    #: Distributions replaced: ``(name, old version, new version)``.
+    replaced: list[tuple[str, str, str]] = field(default_factory=list)
+    #: Distributions already at the chosen version: ``(name, version)``.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: Distributions an earlier, interrupted run left half-installed.
+    completed: list[str] = field(default_factory=list)
+    #: Bytecode files written.
+    compiled: int = 0
+    #: Wall time, seconds.
+    seconds: float = 0.0
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON-ready data."""
+        return {
+            "interpreter": self.interpreter,
+            "installed": [{"name": n, "version": v, "filename": f} for n, v, f in self.installed],
+            "replaced": [{"name": n, "old": o, "new": v} for n, o, v in self.replaced],
+            "skipped": [{"name": n, "version": v} for n, v in self.skipped],
+            "completed_interrupted": self.completed,
+            "compiled": self.compiled,
+            "seconds": round(self.seconds, 3),
+            "dry_run": self.dry_run,
+        }
+
+
+# ---------------------------------------------------------------------------
+# Reading the house
+
+
+def read_house_metadata(house: House) -> Callable[[FileEntry], bytes]:
+    """A reader of each wheel's core metadata: the ``.metadata`` file, checked by sha256."""
+
+    def read(entry: FileEntry) -> bytes:
+        path = house.file_path(entry.filename + METADATA_SUFFIX)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            data = b""
+        if entry.metadata_sha256 and data:
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != entry.metadata_sha256:
+                raise HashMismatchError(str(path), entry.metadata_sha256, actual)
+            return data
+        # No .metadata next to it: read METADATA from the wheel itself.
+        from wheelhouse.dists import read_dist_info
+        from wheelhouse.filenames import parse_filename
+
+        wheel = house.file_path(entry.filename)
+        try:
+            with wheel.open("rb") as f:
+                info = read_dist_info(f, parse_filename(entry.filename), source=str(wheel))
+        except OSError as e:
+            raise IntegrityError(f"cannot read {wheel}: {e.strerror or e}",
+                                 hint="run 'wheelhouse verify' on the house") from e
+        if info.metadata is None:
+            raise InvalidDistributionError(str(wheel), "the wheel has no METADATA")
+        return info.metadata
+
+    return read
+
+
+# ---------------------------------------------------------------------------
+# The environment
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Where files go, and the directory nothing may be written or removed outside of."""
+
+    scheme: dict[str, str]
+    root: Path
+    #: Directories searched for installed distributions.
+    site_dirs: tuple[Path, ...]
+    #: The interpreter console scripts run with.
+    script_interpreter: str
+    #: Directories known to exist (shared by the install threads).
+    made_dirs: set[str] = field(default_factory=set)
+
+
+def _layout(info: InterpreterInfo, prefix: Path | None, target: Path | None) -> _Layout:
+    if target is not None:
+        root = target.absolute()
+        scheme = {"purelib": str(root), "platlib": str(root), "scripts": str(root / "bin"),
+                  "data": str(root), "headers": str(root / "include")}
+        return _Layout(scheme, root, (root,), info.executable)
+    scheme = {k: info.paths[k] for k in ("purelib", "platlib", "scripts", "data")}
+    scheme["headers"] = info.paths.get("include", str(Path(info.paths["data"]) / "include"))
+    root = (prefix.absolute() if prefix is not None else Path(info.prefix))
+    sites = tuple(dict.fromkeys((Path(scheme["purelib"]), Path(scheme["platlib"]))))
+    return _Layout(scheme, root, sites, info.executable)
+
+
+def find_installed(site_dirs: Iterable[Path]) -> dict[NormalizedName, InstalledDist]:
+    """Every ``*.dist-info`` in *site_dirs*, by normalised project name."""
+    found: dict[NormalizedName, InstalledDist] = {}
+    for site in site_dirs:
+        try:
+            children = list(os.scandir(site))
+        except OSError:
+            continue
+        for child in children:
+            if not child.name.endswith(".dist-info") or not child.is_dir(follow_symlinks=False):
+                continue
+            path = Path(child.path)
+            try:
+                meta = parse_core_metadata((path / "METADATA").read_bytes(), source=str(path))
+            except (OSError, InvalidDistributionError):
+                continue
+            try:
+                installer: str | None = (path / "INSTALLER").read_text().strip() or None
+            except (OSError, UnicodeDecodeError):
+                installer = None
+            found[meta.name] = InstalledDist(meta.name, str(meta.version), path, installer)
+    return found
+
+
+# ---------------------------------------------------------------------------
+# Checking wheels before anything is written
+
+
+def _check_wheel(path: Path, entry: FileEntry) -> None:
+    """Verify a wheel's sha256, member names and that RECORD lists every member.
+
+    Each member's hash and size are checked against RECORD while it is written
+    (:class:`_VerifyingStream`); a mismatch rolls the whole install back.
+    """
+    from installer.sources import WheelFile
+
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError as e:
+        raise IntegrityError(f"cannot read {path}: {e.strerror or e}",
+                             hint="run 'wheelhouse verify' on the house") from e
+    if h.hexdigest() != entry.sha256:
+        raise HashMismatchError(str(path), entry.sha256, h.hexdigest())
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                problem = _member_problem(info)
+                if problem:
+                    raise IntegrityError(
+                        f"{path.name}: refusing member {info.filename!r}: {problem}",
+                        hint="the wheel is malformed or malicious; remove it from the house",
+                    )
+            wheel = WheelFile(zf)
+            try:
+                wheel.validate_record(validate_contents=False)
+            except Exception as e:  # noqa: BLE001 - installer's validation error is private
+                issues = getattr(e, "issues", None) or [str(e)]
+                detail = "; ".join(str(i) for i in issues[:3])
+                more = f" (and {len(issues) - 3} more)" if len(issues) > 3 else ""
+                raise IntegrityError(
+                    f"{path.name}: its RECORD does not match its contents: {detail}{more}",
+                    hint="the wheel is corrupt or was altered after it was built; "
+                    "rebuild it and replace it in the house",
+                ) from None
+    except zipfile.BadZipFile as e:
+        raise IntegrityError(f"{path.name} is not a valid wheel (zip): {e}") from None
+
+
+def _member_problem(info: zipfile.ZipInfo) -> str | None:
+    name = info.filename
+    if "\0" in name or "\\" in name:
+        return "NUL or backslash in the name"
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return "absolute path"
+    parts = name.split("/")
+    if any(p in ("..",) for p in parts):
+        return "'..' in the path"
+    kind = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0
+    if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+        return "not a regular file (a link or device)"
+    if len(parts) > 2 and parts[0].endswith(".data") and parts[1] not in _SCHEMES:
+        return f"unknown install scheme {parts[1]!r}"
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Removing a replaced version
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _record_paths(dist: InstalledDist, root: Path) -> list[str]:
+    site = str(dist.path.parent)
+    out: list[str] = []
+    record = dist.path / "RECORD"
+    try:
+        rows = list(csv.reader(io.StringIO(record.read_text(encoding="utf-8"))))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        rows = []
+    root_s = os.path.abspath(root)
+    for row in rows:
+        if not row or not row[0]:
+            continue
+        full = os.path.abspath(os.path.join(site, row[0]))
+        if _within(full, root_s):  # never remove outside the environment
+            out.append(full)
+    return out
+
+
+def _remove_pycs(py_file: str) -> None:
+    cache = os.path.join(os.path.dirname(py_file), "__pycache__")
+    stem = os.path.basename(py_file)[:-3]
+    try:
+        names = os.listdir(cache)
+    except OSError:
+        return
+    for n in names:
+        rest = n[len(stem) + 1:] if n.startswith(stem + ".") else ""
+        # <stem>.<cache_tag>.pyc or <stem>.<cache_tag>.opt-N.pyc
+        if rest.endswith(".pyc") and rest.count(".") in (1, 2):
+            with _SuppressOSError():
+                os.unlink(os.path.join(cache, n))
+
+
+class _SuppressOSError:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return isinstance(exc[1], OSError)
+
+
+def _prune_dirs(dirs: Iterable[str], root: Path) -> None:
+    root_s = os.path.abspath(root)
+    for d in sorted(set(dirs), key=len, reverse=True):
+        while _within(d, root_s) and d != root_s:
+            try:
+                os.rmdir(d)
+            except OSError:
+                break
+            d = os.path.dirname(d)
+
+
+def _stash(dist: InstalledDist, root: Path, stash: Path) -> list[tuple[str, str]]:
+    """Move *dist*'s files (its RECORD, never outside *root*) into *stash*.
+
+    Returns the moves, so a failed install can put them back. Bytecode of its
+    modules is deleted (it is regenerated on import).
+    """
+    stash.mkdir(parents=True, exist_ok=True)
+    moves: list[tuple[str, str]] = []
+    dirs: list[str] = []
+    for full in [*_record_paths(dist, root), str(dist.path)]:
+        if not os.path.lexists(full) or (os.path.isdir(full) and full != str(dist.path)):
+            continue
+        dest = os.path.join(stash, str(len(moves)))
+        os.rename(full, dest)
+        moves.append((full, dest))
+        dirs.append(os.path.dirname(full))
+        if full.endswith(".py"):
+            _remove_pycs(full)
+            dirs.append(os.path.join(os.path.dirname(full), "__pycache__"))
+    _prune_dirs(dirs, root)
+    return moves
+
+
+def _unstash(moves: Sequence[tuple[str, str]]) -> None:
+    for original, stashed in reversed(moves):
+        os.makedirs(os.path.dirname(original), exist_ok=True)
+        if os.path.lexists(original) and not os.path.isdir(original):
+            os.unlink(original)
+        os.rename(stashed, original)
+
+
+def _rollback(written: Iterable[_Written], root: Path) -> None:
+    dirs: list[str] = []
+    for w in written:
+        for f in w.files:
+            with _SuppressOSError():
+                os.unlink(f)
+            dirs.append(os.path.dirname(f))
+    _prune_dirs(dirs, root)
+
+
+# ---------------------------------------------------------------------------
+# Writing
+
+
+class _RecordMismatchError(Exception):
+    def __init__(self, member: str, reason: str) -> None:
+        super().__init__(f"{member}: {reason}")
+        self.member = member
+        self.reason = reason
+
+
+class _VerifyingStream:
+    """A member's stream that checks its sha256 and size against RECORD at the end."""
+
+    def __init__(self, inner: BinaryIO, member: str, expected: str, size: int | None) -> None:
+        self._inner = inner
+        self._member = member
+        algorithm, _, value = expected.partition("=")
+        self._expected = value
+        self._size = size
+        self._read = 0
+        try:
+            self._hash = hashlib.new(algorithm)
+        except ValueError:
+            raise _RecordMismatchError(member, f"unknown hash algorithm {algorithm!r}") from None
+        self.algorithm = algorithm
+        #: The verified digest, urlsafe base64 without padding (RECORD's form), after EOF.
+        self.digest: str | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._inner.read(n)
+        if data:
+            self._hash.update(data)
+            self._read += len(data)
+            return data
+        if self.digest is None:
+            import base64
+
+            value = base64.urlsafe_b64encode(self._hash.digest()).decode("ascii").rstrip("=")
+            if value != self._expected:
+                raise _RecordMismatchError(self._member, "its hash does not match RECORD")
+            if self._size is not None and self._read != self._size:
+                raise _RecordMismatchError(self._member, "its size does not match RECORD")
+            self.digest = value
+        return data
+
+    def readline(self, limit: int = -1) -> bytes:  # fix_shebang reads the first line
+        line = self._inner.readline(limit)
+        self._hash.update(line)
+        self._read += len(line)
+        return line
+
+
+def _verifying_source(zf: zipfile.ZipFile) -> Any:
+    from installer.records import parse_record_file
+    from installer.sources import WheelFile
+
+    class Source(WheelFile):
+        def get_contents(self) -> Any:
+            rows = parse_record_file(self.read_dist_info("RECORD").splitlines())
+            records = {r[0]: r for r in rows}
+            record_name = f"{self.dist_info_dir}/RECORD"
+            for item in self._zipfile.infolist():
+                if item.filename.endswith("/"):
+                    continue
+                row = records.get(item.filename)
+                if row is None:
+                    raise _RecordMismatchError(item.filename, "not listed in RECORD")
+                kind = stat.S_IFMT(item.external_attr >> 16)
+                mode = item.external_attr >> 16
+                executable = bool(mode and kind == stat.S_IFREG and mode & 0o111)
+                with self._zipfile.open(item) as stream:
+                    if item.filename == record_name:
+                        yield row, stream, executable
+                        continue
+                    if not row[1]:
+                        raise _RecordMismatchError(item.filename, "RECORD gives no hash")
+                    size = int(row[2]) if row[2] else None
+                    verifying = _VerifyingStream(cast("BinaryIO", stream), item.filename, row[1],
+                                                 size)
+                    yield row, verifying, executable
+
+    return Source(zf)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_BUFSIZE = 1 << 20
+
+#: Mode of executable files written (read once: os.umask is process-wide, not thread-safe).
+_EXEC_MODE = (0o777 & ~_umask()) | 0o111
+
+
+class _Written:
+    """The files one wheel's install wrote (filled by the destination)."""
+
+    def __init__(self) -> None:
+        #: Every file written, in order (for a rollback).
+        self.files: list[str] = []
+        self.py_files: list[str] = []
+        self.record_path: str | None = None
+        self.record_base: str | None = None
+
+
+def _make_destination(layout: _Layout, info: InterpreterInfo, written: _Written) -> Any:
+    from installer.destinations import SchemeDictionaryDestination
+    from installer.records import Hash
+    from installer.records import RecordEntry as _RecordEntry
+    from installer.scripts import Script
+    from installer.utils import Scheme, copyfileobj_with_hashing
+
+    script_kind: Literal["posix", "win-amd64"] = "posix" if info.os_name != "nt" else "win-amd64"
+    scheme_roots = {k: os.path.abspath(v) for k, v in layout.scheme.items()}
+    made_dirs = layout.made_dirs
+
+    class Destination(SchemeDictionaryDestination):
+        def write_to_fs(
+            self, scheme: str, path: str, stream: BinaryIO, is_executable: bool
+        ) -> RecordEntry:
+            base = scheme_roots[scheme]
+            target = os.path.abspath(os.path.join(base, path))
+            if not _within(target, base) or target == base:
+                raise IntegrityError(f"refusing to write {path!r} outside {base}")
+            parent = os.path.dirname(target)
+            if parent not in made_dirs:
+                os.makedirs(parent, exist_ok=True)
+                made_dirs.add(parent)
+            try:
+                f = open(target, "xb")  # noqa: SIM115 - closed by the with below
+            except FileExistsError:
+                # Never write through an existing file: it may be a hard link
+                # (uv links from its cache), so replace it instead.
+                os.unlink(target)
+                f = open(target, "xb")  # noqa: SIM115
+            written.files.append(target)
+            with f:
+                if isinstance(stream, _VerifyingStream) and stream.algorithm == "sha256":
+                    size = 0
+                    while data := stream.read(_BUFSIZE):
+                        f.write(data)
+                        size += len(data)
+                    assert stream.digest is not None
+                    digest = stream.digest
+                else:
+                    digest, size = copyfileobj_with_hashing(stream, f, self.hash_algorithm)
+            if is_executable:
+                os.chmod(target, _EXEC_MODE)
+            if scheme in ("purelib", "platlib") and target.endswith(".py"):
+                written.py_files.append(target)
+            return _RecordEntry(path, Hash(self.hash_algorithm, digest), size)
+
+        def write_script(self, name: str, module: str, attr: str,
+                         section: Literal["console", "gui"]) -> RecordEntry:
+            script_name, data = Script(name, module, attr, section).generate(
+                self.interpreter, self.script_kind)
+            with io.BytesIO(data) as stream:
+                return self.write_to_fs(Scheme("scripts"), script_name, stream, True)
+
+        def finalize_installation(self, scheme: Scheme, record_file_path: str,
+                                  records: Iterable[tuple[Scheme, RecordEntry]]) -> None:
+            written.record_path = os.path.join(scheme_roots[scheme], record_file_path)
+            written.record_base = scheme_roots[scheme]
+            super().finalize_installation(scheme, record_file_path, records)
+
+    return Destination(
+        scheme_dict=layout.scheme,
+        interpreter=layout.script_interpreter,
+        script_kind=script_kind,
+        bytecode_optimization_levels=(),
+    )
+
+
+def _install_one(path: Path, layout: _Layout, info: InterpreterInfo, requested: bool,
+                 written: _Written) -> None:
+    import installer
+
+    destination = _make_destination(layout, info, written)
+    metadata = {"INSTALLER": b"wheelhouse\n"}
+    if requested:
+        metadata["REQUESTED"] = b""
+    with zipfile.ZipFile(path) as zf:
+        installer.install(_verifying_source(zf), destination, metadata)
+
+
+_COMPILE = r"""
+import compileall, sys
+failed = 0
+for name in sys.stdin.read().split("\0"):
+    if name and not compileall.compile_file(name, quiet=2, force=True):
+        failed += 1
+print(failed)
+"""
+
+
+def _compile(info: InterpreterInfo, files: Sequence[str], jobs: int) -> set[str]:
+    """Compile *files* with the target interpreter, in *jobs* processes; return the .py compiled."""
+    if not files:
+        return set()
+    ordered = sorted(files)
+    n = max(1, min(jobs, len(ordered) // 200 or 1))
+    chunks = [ordered[i::n] for i in range(n)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    procs = [
+        subprocess.Popen([info.executable, "-I", "-c", _COMPILE], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        for _ in chunks
+    ]
+    for proc, chunk in zip(procs, chunks, strict=False):
+        assert proc.stdin is not None
+        proc.stdin.write("\0".join(chunk).encode())
+        proc.stdin.close()
+    for proc in procs:
+        proc.wait()
+    return set(ordered)
+
+
+def _pyc_path(py: str, cache_tag: str) -> str:
+    d, name = os.path.split(py)
+    return os.path.join(d, "__pycache__", f"{name[:-3]}.{cache_tag}.pyc")
+
+
+def _add_pyc_to_record(written: _Written, compiled: set[str], cache_tag: str) -> int:
+    if written.record_path is None or written.record_base is None:
+        return 0
+    rows: list[list[str]] = []
+    for py in written.py_files:
+        if py not in compiled:
+            continue
+        pyc = _pyc_path(py, cache_tag)
+        if os.path.exists(pyc):
+            rel = os.path.relpath(pyc, written.record_base).replace(os.sep, "/")
+            rows.append([rel, "", ""])
+    if rows:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(rows)
+        with open(written.record_path, "a", encoding="utf-8", newline="") as f:
+            f.write(buf.getvalue())
+    return len(rows)
+
+
+# ---------------------------------------------------------------------------
+# The journal of an install in progress
+
+
+def _journal_path(layout: _Layout) -> Path:
+    return Path(layout.scheme["purelib"]) / JOURNAL_NAME
+
+
+def _read_journal(layout: _Layout) -> dict[str, str]:
+    try:
+        raw = json.loads(_journal_path(layout).read_text(encoding="utf-8"))
+        return {str(k): str(v) for k, v in raw.get("installing", {}).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _write_journal(layout: _Layout, installing: dict[str, str]) -> None:
+    path = _journal_path(layout)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"version": 1, "installing": installing}, sort_keys=True) + "\n",
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------
+# The entry point
+
+
+def install(
+    house_path: Path | str,
+    wanted: WantedSet,
+    *,
+    python: Path | str | None = None,
+    prefix: Path | None = None,
+    target: Path | None = None,
+    compile_bytecode: bool = True,
+    break_system_packages: bool = False,
+    dry_run: bool = False,
+    jobs: int | None = None,
+) -> InstallReport:
+    """Install *wanted* from the house at *house_path*; see the module docstring."""
+    started = time.monotonic()
+    if prefix is not None and target is not None:
+        raise InvalidInputError("--prefix and --target cannot be used together")
+    house = House.open(house_path)
+    if python is not None:
+        exe = Path(python)
+    elif (prefix or target) and not os.environ.get("VIRTUAL_ENV"):
+        exe = Path(sys.executable)  # as pip does: files for the interpreter running us
+    else:
+        exe = default_interpreter()
+    info = query_interpreter(exe, prefix=prefix)
+    if prefix is None and target is None and not info.is_venv and not break_system_packages:
+        managed = " (marked EXTERNALLY-MANAGED)" if info.externally_managed else ""
+        raise InstallError(
+            f"{info.executable} is a system interpreter{managed}, not a virtual environment",
+            hint="install into a virtual environment (python -m venv .venv), use --prefix or "
+            "--target, or pass --break-system-packages if you mean it",
+        )
+    layout = _layout(info, prefix, target)
+    env = Environment(info.name, info.tags, info.markers, info.python_version)
+    resolution: Resolution = resolve_in_house(
+        house.read_manifest().files, wanted, env, read_house_metadata(house))
+
+    report = InstallReport(info.executable, dry_run=dry_run)
+    installed = find_installed(layout.site_dirs)
+    interrupted = _read_journal(layout)
+    requested = {canonicalize_name(r.name) for r, _ in wanted.requirements}
+    todo: list[tuple[FileEntry, InstalledDist | None]] = []
+    for cand in resolution.chosen:
+        have = installed.get(cand.name)
+        half = cand.name in interrupted
+        if have is not None and have.version == str(cand.version) and not half:
+            report.skipped.append((cand.name, have.version))
+            continue
+        if half:
+            report.completed.append(cand.name)
+        todo.append((cand.entry, have))
+    if dry_run or not todo:
+        for entry, have in todo:
+            report.installed.append((entry.project, entry.version, entry.filename))
+            if have is not None and have.version != entry.version:
+                report.replaced.append((entry.project, have.version, entry.version))
+        report.seconds = time.monotonic() - started
+        return report
+
+    workers = max(1, jobs or min(8, os.cpu_count() or 2))
+    # 3. Check every wheel (its sha256, member names, RECORD) before writing anything.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda t: _check_wheel(house.file_path(t[0].filename), t[0]), todo))
+    for _entry, have in todo:
+        if have is not None and not (have.path / "RECORD").is_file():
+            raise InstallError(
+                f"cannot replace {have.name} {have.version}: it has no RECORD "
+                f"({have.path}), so its files are unknown",
+                hint="remove it by hand, or install into a fresh environment")
+    _check_writable(layout)
+
+    # 4. Journal, stash replaced versions, install (verifying every member against
+    #    RECORD as it is written); on any failure put everything back as it was.
+    pending = dict(interrupted)
+    pending.update({e.project: e.version for e, _ in todo})
+    _write_journal(layout, pending)
+    stash = Path(layout.scheme["purelib"]) / f".wheelhouse-stash-{os.getpid()}"
+    moves: list[tuple[str, str]] = []
+    results = [_Written() for _ in todo]
+    try:
+        for entry, have in todo:
+            if have is not None:
+                moves += _stash(have, layout.root, stash)
+                if have.version != entry.version:
+                    report.replaced.append((entry.project, have.version, entry.version))
+
+        def one(i: int) -> None:
+            entry = todo[i][0]
+            try:
+                _install_one(house.file_path(entry.filename), layout, info,
+                             entry.project in requested, results[i])
+            except _RecordMismatchError as e:
+                raise IntegrityError(
+                    f"{entry.filename}: member {e.member!r}: {e.reason}; nothing was installed",
+                    hint="the wheel is corrupt or was altered after it was built; "
+                    "rebuild it and replace it in the house",
+                ) from None
+            except OSError as e:
+                raise InstallError(f"installing {entry.filename} failed: {e}; "
+                                   "nothing was installed") from e
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(one, i) for i in range(len(todo))]
+            errors = [f.exception() for f in futures]
+        failure = next((e for e in errors if e is not None), None)
+        if failure is not None:
+            raise failure
+    except BaseException:
+        _rollback(results, layout.root)
+        _unstash(moves)
+        shutil.rmtree(stash, ignore_errors=True)
+        if not interrupted:
+            _journal_path(layout).unlink(missing_ok=True)
+        else:
+            _write_journal(layout, interrupted)
+        raise
+    shutil.rmtree(stash, ignore_errors=True)
+    if compile_bytecode and info.cache_tag:
+        py_files = [p for w in results for p in w.py_files]
+        compiled = _compile(info, py_files, os.cpu_count() or 2)
+        for w in results:
+            report.compiled += _add_pyc_to_record(w, compiled, info.cache_tag)
+    for entry, _have in todo:
+        report.installed.append((entry.project, entry.version, entry.filename))
+        pending.pop(entry.project, None)
+    if pending:
+        _write_journal(layout, pending)
+    else:
+        _journal_path(layout).unlink(missing_ok=True)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _check_writable(layout: _Layout) -> None:
+    for key in ("purelib", "platlib", "scripts"):
+        d = Path(layout.scheme[key])
+        probe = d
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise InstallError(
+                f"the environment is read-only: cannot write to {d}",
+                hint="install into an environment you can write to, or fix its permissions",
+            )
+

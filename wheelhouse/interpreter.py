@@ -1,0 +1,169 @@
+"""Ask a Python interpreter what it accepts and where it installs.
+
+The answer comes from the interpreter itself (run once, isolated, with the
+``packaging`` this wheelhouse uses put first on its path), never from guessing:
+its tags (``packaging.tags.sys_tags``), marker values, install scheme and
+whether it is a virtual environment or an externally managed system Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.tags import Tag, parse_tag
+from packaging.version import Version
+
+from wheelhouse.errors import InvalidInputError
+
+__all__ = ["InterpreterInfo", "default_interpreter", "query_interpreter"]
+
+# Runs inside the target interpreter: standard library plus packaging only.
+_QUERY = r"""
+import json, os, sys, sysconfig
+sys.path.insert(0, sys.argv[1])
+from packaging import markers, tags
+prefix = sys.argv[2] or None
+if prefix:
+    try:
+        scheme = sysconfig.get_preferred_scheme("prefix")
+    except AttributeError:
+        scheme = "nt" if os.name == "nt" else "posix_prefix"
+    paths = sysconfig.get_paths(scheme=scheme, vars={
+        "base": prefix, "platbase": prefix, "installed_base": prefix,
+        "installed_platbase": prefix})
+else:
+    paths = sysconfig.get_paths()
+stdlib = sysconfig.get_paths()["stdlib"]
+print(json.dumps({
+    "executable": sys.executable,
+    "version": list(sys.version_info[:3]),
+    "prefix": sys.prefix,
+    "base_prefix": getattr(sys, "base_prefix", sys.prefix),
+    "tags": [str(t) for t in tags.sys_tags()],
+    "markers": markers.default_environment(),
+    "paths": paths,
+    "cache_tag": sys.implementation.cache_tag,
+    "externally_managed": os.path.isfile(os.path.join(stdlib, "EXTERNALLY-MANAGED")),
+    "os_name": os.name,
+}))
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class InterpreterInfo:
+    """What one interpreter said about itself."""
+
+    #: Its ``sys.executable`` (the path console scripts' shebangs name).
+    executable: str
+    #: ``(major, minor, micro)``.
+    version: tuple[int, int, int]
+    #: ``sys.prefix`` and ``sys.base_prefix`` (equal outside a virtual environment).
+    prefix: str
+    base_prefix: str
+    #: Accepted wheel tags, most preferred first.
+    tags: tuple[Tag, ...]
+    #: PEP 508 marker values.
+    markers: dict[str, str]
+    #: Install scheme: purelib, platlib, scripts, data, headers, ...
+    paths: dict[str, str]
+    #: ``sys.implementation.cache_tag`` (``cpython-312``), for bytecode file names.
+    cache_tag: str | None
+    #: True when the standard library carries an EXTERNALLY-MANAGED marker (PEP 668).
+    externally_managed: bool
+    #: ``os.name``.
+    os_name: str
+
+    @property
+    def is_venv(self) -> bool:
+        """True for a virtual environment."""
+        return self.prefix != self.base_prefix
+
+    @property
+    def python_version(self) -> Version:
+        """The full Python version."""
+        return Version(".".join(str(p) for p in self.version))
+
+    @property
+    def name(self) -> str:
+        """A name for messages: the executable and its most specific tag."""
+        first = self.tags[0] if self.tags else None
+        return f"{self.executable} ({first})" if first else self.executable
+
+
+def _packaging_root() -> str:
+    import packaging
+
+    return str(Path(packaging.__file__).resolve().parent.parent)
+
+
+def query_interpreter(python: str | Path, *, prefix: Path | None = None) -> InterpreterInfo:
+    """Run *python* once and read what it says about itself.
+
+    With *prefix*, the install paths are those of ``--prefix DIR`` for it.
+    Raises InvalidInputError when *python* is missing or is not a Python.
+    """
+    exe = str(python)
+    try:
+        proc = subprocess.run(
+            [exe, "-I", "-c", _QUERY, _packaging_root(), str(prefix) if prefix else ""],
+            capture_output=True, text=True, timeout=60, check=False,
+            env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")},
+        )
+    except FileNotFoundError:
+        raise InvalidInputError(f"no such interpreter: {exe!r}") from None
+    except PermissionError:
+        raise InvalidInputError(f"{exe!r} is not an executable Python interpreter") from None
+    except OSError as e:
+        raise InvalidInputError(f"{exe!r} is not a Python interpreter ({e.strerror})") from None
+    except subprocess.TimeoutExpired:
+        raise InvalidInputError(f"{exe!r} did not answer within 60 s; is it a Python?") from None
+    try:
+        raw: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise InvalidInputError(
+            f"{exe!r} is not a Python interpreter wheelhouse can use ({detail[0][:200]})",
+            hint="point --python at a CPython or PyPy 3.8+ executable, e.g. .venv/bin/python",
+        ) from None
+    tags: list[Tag] = []
+    for text in raw["tags"]:
+        tags.extend(sorted(parse_tag(text), key=str))
+    return InterpreterInfo(
+        executable=str(raw["executable"]),
+        version=(int(raw["version"][0]), int(raw["version"][1]), int(raw["version"][2])),
+        prefix=str(raw["prefix"]),
+        base_prefix=str(raw["base_prefix"]),
+        tags=tuple(dict.fromkeys(tags)),
+        markers={str(k): str(v) for k, v in raw["markers"].items()},
+        paths={str(k): str(v) for k, v in raw["paths"].items()},
+        cache_tag=raw.get("cache_tag"),
+        externally_managed=bool(raw.get("externally_managed")),
+        os_name=str(raw.get("os_name", os.name)),
+    )
+
+
+def default_interpreter() -> Path:
+    """The active virtual environment's interpreter (``$VIRTUAL_ENV``).
+
+    Raises InvalidInputError when no virtual environment is active.
+    """
+    venv = os.environ.get("VIRTUAL_ENV")
+    if not venv:
+        raise InvalidInputError(
+            "no virtual environment is active",
+            hint="activate one, or say where to install: --python PATH, --prefix DIR "
+            "or --target DIR",
+        )
+    base = Path(venv)
+    exe = base / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    if not exe.exists():
+        raise InvalidInputError(f"$VIRTUAL_ENV={venv} has no {exe.relative_to(base)}",
+                                hint="deactivate and activate the environment again, "
+                                "or pass --python PATH")
+    return exe

@@ -1,0 +1,620 @@
+"""Choose, from a house alone, the wheels that satisfy a requirement set on one target.
+
+Pure logic: a :class:`Environment` (the tags, marker values and Python version of
+an interpreter, real or described by a :class:`~wheelhouse.targets.Target`), the
+house's manifest and a way to read each wheel's core metadata go in; the chosen
+files, or a :class:`UnsatisfiableError` naming every unmet requirement and why, come
+out. No network, no pip. Backtracking is resolvelib's (the resolver pip and pdm
+use), so a house holding several versions of a project resolves as pip would.
+"""
+
+from __future__ import annotations
+
+import platform as _platform
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from packaging.markers import InvalidMarker
+from packaging.metadata import parse_email
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag, parse_tag
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion, Version
+from resolvelib import AbstractProvider
+
+from wheelhouse.errors import InvalidInputError, ResolutionError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+
+    from wheelhouse.house import FileEntry
+    from wheelhouse.requirements import RequirementLine
+    from wheelhouse.targets import Target
+
+__all__ = [
+    "Environment",
+    "Resolution",
+    "Unmet",
+    "UnsatisfiableError",
+    "WantedSet",
+    "parse_requires_dist",
+    "resolve_in_house",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """What an interpreter accepts: tags (most preferred first), markers, Python version."""
+
+    #: A short name for messages, such as ``cp312-manylinux_2_28_x86_64``.
+    name: str
+    #: Accepted wheel tags, most preferred first.
+    tags: tuple[Tag, ...]
+    #: PEP 508 marker values (``python_version``, ``sys_platform``, ...).
+    markers: Mapping[str, str]
+    #: The Python version ``Requires-Python`` is checked against.
+    python_version: Version
+
+    @classmethod
+    def for_target(cls, target: Target) -> Environment:
+        """Describe a target given by version and platform (no interpreter to ask)."""
+        major, minor = target.python_version
+        markers = _target_markers(target)
+        return cls(str(target), tuple(target.tags()), markers, Version(f"{major}.{minor}"))
+
+    def tag_rank(self) -> dict[Tag, int]:
+        """Each accepted tag's rank (0 is best)."""
+        return {tag: i for i, tag in enumerate(self.tags)}
+
+
+_IMPLEMENTATIONS = {"cp": ("cpython", "CPython"), "pp": ("pypy", "PyPy"),
+                    "gp": ("graalpy", "GraalVM"), "py": ("cpython", "CPython")}
+
+
+def _target_markers(target: Target) -> dict[str, str]:
+    major, minor = target.python_version
+    impl_name, impl = _IMPLEMENTATIONS.get(target.implementation, ("cpython", "CPython"))
+    platforms = [p for p in target.platforms if p != "any"]
+    if not platforms:  # pure-only target: describe the host's platform
+        system, sys_platform, os_name = _platform.system(), _host_sys_platform(), _host_os_name()
+        machine = _platform.machine()
+    else:
+        system, sys_platform, os_name, machine = _describe_platform(platforms[0])
+    return {
+        "implementation_name": impl_name,
+        "implementation_version": f"{major}.{minor}.0",
+        "os_name": os_name,
+        "platform_machine": machine,
+        "platform_python_implementation": impl,
+        "platform_release": "",
+        "platform_system": system,
+        "platform_version": "",
+        "python_full_version": f"{major}.{minor}.0",
+        "python_version": f"{major}.{minor}",
+        "sys_platform": sys_platform,
+    }
+
+
+def _host_sys_platform() -> str:
+    import sys
+
+    return sys.platform
+
+
+def _host_os_name() -> str:
+    import os
+
+    return os.name
+
+
+_WIN_MACHINES = {"win_amd64": "AMD64", "win32": "x86", "win_arm64": "ARM64"}
+
+
+def _describe_platform(tag: str) -> tuple[str, str, str, str]:
+    """``(platform_system, sys_platform, os_name, platform_machine)`` for a platform tag."""
+    if tag in _WIN_MACHINES:
+        return "Windows", "win32", "nt", _WIN_MACHINES[tag]
+    m = re.match(r"macosx_\d+_\d+_(.+)\Z", tag)
+    if m:
+        arch = m.group(1)
+        return "Darwin", "darwin", "posix", "arm64" if arch in ("arm64", "universal2") else arch
+    m = re.match(r"(?:many|musl)linux_\d+_\d+_(.+)\Z|manylinux\d+_(.+)\Z|linux_(.+)\Z", tag)
+    if m:
+        return "Linux", "linux", "posix", next(g for g in m.groups() if g)
+    return _platform.system(), _host_sys_platform(), _host_os_name(), _platform.machine()
+
+
+# ---------------------------------------------------------------------------
+# What is asked for
+
+
+@dataclass(slots=True)
+class WantedSet:
+    """Requirements, constraints and hash pins, as read from files or a command line."""
+
+    #: Top-level requirements with where each was stated.
+    requirements: list[tuple[Requirement, str]] = field(default_factory=list)
+    #: Constraints (``-c``), by project.
+    constraints: dict[NormalizedName, list[tuple[SpecifierSet, str]]] = field(default_factory=dict)
+    #: Allowed sha256 digests by project (hash-checking mode when non-empty).
+    hashes: dict[NormalizedName, set[str]] = field(default_factory=dict)
+    #: True to allow pre-releases everywhere (``--pre``).
+    pre: bool = False
+    #: True when every file must match a ``--hash`` (pip's hash-checking mode).
+    require_hashes: bool = False
+
+    @classmethod
+    def from_lines(
+        cls, lines: Iterable[RequirementLine], *, pre: bool = False, require_hashes: bool = False
+    ) -> WantedSet:
+        """Build from requirement-file lines; raises InvalidInputError naming file:line."""
+        wanted = cls(pre=pre, require_hashes=require_hashes)
+        problems: list[str] = []
+        for line in lines:
+            try:
+                req = Requirement(line.text)
+            except InvalidRequirement:
+                problems.append(
+                    f"{line.where}: {line.text!r} is a path or URL; installing from a house "
+                    "takes project names (name, name==1.0, name[extra]>=2)")
+                continue
+            if line.constraint:
+                if req.url or req.extras:
+                    problems.append(f"{line.where}: a constraint takes a name and versions "
+                                    f"only: {line.text!r}")
+                    continue
+                wanted.constraints.setdefault(canonicalize_name(req.name), []).append(
+                    (req.specifier, line.where))
+                continue
+            wanted.requirements.append((req, line.where))
+            if line.hashes:
+                wanted.require_hashes = True
+                digests = wanted.hashes.setdefault(canonicalize_name(req.name), set())
+                for h in line.hashes:
+                    algorithm, _, value = h.partition(":")
+                    if algorithm == "sha256":
+                        digests.add(value.lower())
+        if problems:
+            raise InvalidInputError(
+                f"{len(problems)} problem(s) in the requirements:\n  " + "\n  ".join(problems))
+        return wanted
+
+    def add(self, text: str, where: str = "command line") -> None:
+        """Add one requirement given as a string."""
+        try:
+            req = Requirement(text)
+        except InvalidRequirement as e:
+            raise InvalidInputError(
+                f"{where}: invalid requirement {text!r} ({str(e).splitlines()[0]})",
+                hint="use a project name with an optional version, e.g. 'requests>=2'") from None
+        self.requirements.append((req, where))
+
+
+def parse_requires_dist(metadata: bytes, *, source: str) -> list[Requirement]:
+    """The ``Requires-Dist`` requirements of core metadata bytes."""
+    raw, _ = parse_email(metadata)
+    out: list[Requirement] = []
+    for text in raw.get("requires_dist", []):
+        try:
+            out.append(Requirement(text))
+        except InvalidRequirement as e:
+            raise ResolutionError(
+                f"{source}: invalid Requires-Dist {text!r} ({str(e).splitlines()[0]})",
+                hint="the wheel's metadata is broken; rebuild or remove it from the house") from e
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Candidates
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One version of a project, as the best wheel the environment takes."""
+
+    name: NormalizedName
+    version: Version
+    entry: FileEntry
+    extras: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class _Req:
+    """A requirement on one identifier (a project, or a project with extras)."""
+
+    name: NormalizedName
+    extras: frozenset[str]
+    specifier: SpecifierSet
+    #: Who asked: ``file:line``, ``command line`` or ``name==version``.
+    parent: str
+    #: The requirement as written, for messages.
+    text: str
+
+    @property
+    def ident(self) -> str:
+        return _ident(self.name, self.extras)
+
+
+def _ident(name: str, extras: frozenset[str]) -> str:
+    return f"{name}[{','.join(sorted(extras))}]" if extras else name
+
+
+@dataclass(frozen=True, slots=True)
+class Unmet:
+    """One requirement the house cannot satisfy, and why."""
+
+    #: The requirement, as written.
+    requirement: str
+    #: Who asked for it.
+    required_by: str
+    #: Why nothing in the house satisfies it.
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.requirement} (required by {self.required_by}): {self.reason}"
+
+
+class UnsatisfiableError(ResolutionError):
+    """The house cannot satisfy the requirements on this environment."""
+
+    def __init__(self, environment: str, unmet: Sequence[Unmet]) -> None:
+        self.environment = environment
+        self.unmet = list(unmet)
+        lines = "\n  ".join(str(u) for u in self.unmet)
+        super().__init__(
+            f"the house cannot satisfy the requirements for {environment}:\n  {lines}",
+            hint="add the missing files to the house (wheelhouse build ... for this target), "
+            "or relax the requirements",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """The files to install, one per project, in dependency order (dependencies first)."""
+
+    environment: str
+    chosen: tuple[Candidate, ...]
+
+    def entries(self) -> list[FileEntry]:
+        """The chosen files."""
+        return [c.entry for c in self.chosen]
+
+
+class _House:
+    """The manifest, indexed by project, with lazily read metadata."""
+
+    def __init__(
+        self,
+        files: Iterable[FileEntry],
+        read_metadata: Callable[[FileEntry], bytes],
+        env: Environment,
+    ) -> None:
+        self.by_project: dict[str, list[FileEntry]] = {}
+        for e in files:
+            self.by_project.setdefault(e.project, []).append(e)
+        self.read_metadata = read_metadata
+        self.env = env
+        self.rank = env.tag_rank()
+        self._requires: dict[str, list[Requirement]] = {}
+        self._versions: dict[str, list[tuple[Version, FileEntry]]] = {}
+
+    def best_wheels(self, name: str) -> list[tuple[Version, FileEntry]]:
+        """Per version, the best wheel this environment takes (newest version first).
+
+        Files whose Requires-Python excludes the environment are left out.
+        """
+        cached = self._versions.get(name)
+        if cached is not None:
+            return cached
+        best: dict[Version, tuple[int, FileEntry]] = {}
+        for entry in self.by_project.get(name, ()):
+            if entry.kind != "wheel":
+                continue
+            rank = self.wheel_rank(entry)
+            if rank is None or not self.python_ok(entry):
+                continue
+            version = _version(entry.version)
+            if version is None:
+                continue
+            if version not in best or rank < best[version][0]:
+                best[version] = (rank, entry)
+        out = sorted(((v, e) for v, (_r, e) in best.items()), key=lambda t: t[0], reverse=True)
+        self._versions[name] = out
+        return out
+
+    def wheel_rank(self, entry: FileEntry) -> int | None:
+        tags = _wheel_tags(entry.filename)
+        ranks = [self.rank[t] for t in tags if t in self.rank]
+        return min(ranks) if ranks else None
+
+    def python_ok(self, entry: FileEntry) -> bool:
+        if not entry.requires_python:
+            return True
+        try:
+            return SpecifierSet(entry.requires_python).contains(
+                self.env.python_version, prereleases=True)
+        except InvalidSpecifier:
+            return False  # as pip does: an unreadable Requires-Python excludes the file
+
+    def requires(self, entry: FileEntry) -> list[Requirement]:
+        cached = self._requires.get(entry.filename)
+        if cached is None:
+            cached = parse_requires_dist(self.read_metadata(entry), source=entry.filename)
+            self._requires[entry.filename] = cached
+        return cached
+
+
+def _version(text: str) -> Version | None:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+def _wheel_tags(filename: str) -> frozenset[Tag]:
+    parts = filename[: -len(".whl")].split("-")
+    if len(parts) < 5:
+        return frozenset()
+    return parse_tag("-".join(parts[-3:]))
+
+
+# ---------------------------------------------------------------------------
+# The resolvelib provider
+
+
+class _Provider(AbstractProvider):  # type: ignore[type-arg]
+    def __init__(self, house: _House, wanted: WantedSet, *, tolerant: bool = False) -> None:
+        self.house = house
+        self.wanted = wanted
+        self.env = house.env
+        #: When set, a project with nothing that fits resolves to a placeholder
+        #: (recorded in :attr:`missing`) so that every gap is found in one pass.
+        self.tolerant = tolerant
+        self.missing: dict[str, list[_Req]] = {}
+
+    # resolvelib's protocol -------------------------------------------------
+    def identify(self, requirement_or_candidate: _Req | Candidate) -> str:
+        return _ident(requirement_or_candidate.name, requirement_or_candidate.extras)
+
+    def get_preference(
+        self,
+        identifier: str,
+        resolutions: Mapping[str, Candidate],
+        candidates: Mapping[str, Iterator[Candidate]],
+        information: Mapping[str, Iterator[object]],
+        backtrack_causes: Sequence[object],
+    ) -> tuple[bool, bool, str]:
+        infos = list(information[identifier])
+        pinned = any(
+            any(s.operator in ("==", "===") for s in info.requirement.specifier)  # type: ignore[attr-defined]
+            for info in infos
+        )
+        causes = {c.requirement.name for c in backtrack_causes}  # type: ignore[attr-defined]
+        return (identifier.split("[")[0] not in causes, not pinned, identifier)
+
+    def find_matches(
+        self,
+        identifier: str,
+        requirements: Mapping[str, Iterator[_Req]],
+        incompatibilities: Mapping[str, Iterator[Candidate]],
+    ) -> list[Candidate]:
+        reqs = list(requirements[identifier])
+        bad = {c.version for c in incompatibilities[identifier]}
+        name = canonicalize_name(identifier.split("[")[0])
+        extras = frozenset().union(*(r.extras for r in reqs)) if reqs else frozenset()
+        found = [
+            Candidate(name, version, entry, extras)
+            for version, entry in self.matching(name, reqs)
+            if version not in bad
+        ]
+        if not found and self.tolerant and not bad:
+            self.missing[identifier] = reqs
+            return [Candidate(name, _MISSING_VERSION, _MISSING_ENTRY, extras)]
+        return found
+
+    def is_satisfied_by(self, requirement: _Req, candidate: Candidate) -> bool:
+        if candidate.entry is _MISSING_ENTRY:
+            return True
+        return requirement.specifier.contains(candidate.version, prereleases=True)
+
+    def get_dependencies(self, candidate: Candidate) -> list[_Req]:
+        if candidate.entry is _MISSING_ENTRY:
+            return []
+        parent = f"{candidate.name}=={candidate.version}"
+        deps: list[_Req] = []
+        if candidate.extras:
+            # An extra is its project at the same version, plus the extra's requirements.
+            deps.append(_Req(candidate.name, frozenset(), SpecifierSet(f"=={candidate.version}"),
+                             parent, f"{candidate.name}=={candidate.version}"))
+            for extra in sorted(candidate.extras):
+                for req in self.house.requires(candidate.entry):
+                    if req.marker is not None and self._marker(req, extra) and not self._marker(
+                            req, ""):
+                        deps.append(_to_req(req, parent))
+            return deps
+        for req in self.house.requires(candidate.entry):
+            if req.marker is None or self._marker(req, ""):
+                deps.append(_to_req(req, parent))
+        return deps
+
+    # helpers ------------------------------------------------------------------
+    def _marker(self, req: Requirement, extra: str) -> bool:
+        assert req.marker is not None
+        env = dict(self.env.markers)
+        env["extra"] = extra
+        try:
+            return req.marker.evaluate(env)
+        except InvalidMarker:
+            return False
+
+    def matching(self, name: NormalizedName, reqs: Sequence[_Req]) -> list[tuple[Version, FileEntry]]:
+        """Versions (best wheel each) that satisfy *reqs*, constraints, hashes; best first."""
+        specs = [r.specifier for r in reqs]
+        specs += [s for s, _ in self.wanted.constraints.get(name, ())]
+        allowed_hashes = self.wanted.hashes.get(name)
+        pinned = any(s.operator in ("==", "===") for spec in specs for s in spec)
+        out: list[tuple[Version, FileEntry]] = []
+        for version, entry in self.house.best_wheels(name):
+            if not all(spec.contains(version, prereleases=True) for spec in specs):
+                continue
+            if entry.yanked is not None and not pinned:
+                continue  # PEP 592: a yanked file is taken only when pinned exactly
+            if self.wanted.require_hashes and (
+                    allowed_hashes is None or entry.sha256 not in allowed_hashes):
+                continue
+            out.append((version, entry))
+        if not (self.wanted.pre or any(spec.prereleases for spec in specs)):
+            finals = [(v, e) for v, e in out if not v.is_prerelease]
+            if finals:
+                out = finals
+        return out
+
+
+_MISSING_VERSION = Version("0")
+_MISSING_ENTRY: Any = object()
+
+
+def _to_req(req: Requirement, parent: str) -> _Req:
+    return _Req(canonicalize_name(req.name), frozenset(canonicalize_name(x) for x in req.extras),
+                req.specifier, parent, str(req))
+
+
+# ---------------------------------------------------------------------------
+# Explaining failures
+
+
+def _explain(house: _House, provider: _Provider, req: _Req, all_reqs: Sequence[_Req]) -> str:
+    name = req.name
+    files = house.by_project.get(name, [])
+    if not files:
+        return "not in the house"
+    wheels = [e for e in files if e.kind == "wheel"]
+    if not wheels:
+        names = ", ".join(sorted(e.filename for e in files))
+        return f"only an sdist in the house ({names}); {house.env.name} needs a wheel"
+    fitting = [e for e in wheels if house.wheel_rank(e) is not None]
+    if not fitting:
+        tags = sorted({"-".join(e.filename[:-4].split("-")[-3:]) for e in wheels})
+        return (f"no wheel for the platform {house.env.name} (the house has wheels for "
+                f"{', '.join(tags)})")
+    runnable = [e for e in fitting if house.python_ok(e)]
+    if not runnable:
+        needs = sorted({e.requires_python or "" for e in fitting})
+        return (f"every wheel requires Python {' or '.join(needs)}; "
+                f"{house.env.name} has Python {house.env.python_version}")
+    versions = sorted({v for v, _ in house.best_wheels(name)}, reverse=True)
+    shown = ", ".join(str(v) for v in versions[:8]) + (" ..." if len(versions) > 8 else "")
+    same = [r for r in all_reqs if r.name == name]
+    specs = [(str(r.specifier), r.parent) for r in same if str(r.specifier)]
+    constraint = provider.wanted.constraints.get(name, [])
+    if specs or constraint:
+        allowed = provider.matching(name, same)
+        if not allowed:
+            def fits(spec: SpecifierSet) -> bool:
+                return any(spec.contains(v, prereleases=True) for v in versions)
+            parts = [f"{s} (from {p})" for s, p in specs]
+            parts += [f"{s} (constraint, {w})" for s, w in constraint]
+            excluded_by = [f"{s} (constraint, {w})" for s, w in constraint if not fits(s)]
+            if excluded_by:
+                return (f"the house has {shown}; excluded by " + "; ".join(excluded_by))
+            if provider.wanted.require_hashes and all(
+                    any(sp.contains(v, prereleases=True) for v in versions)
+                    for sp in [r.specifier for r in same]):
+                return ("no file in the house matches the --hash values for "
+                        f"{name} (hash-checking mode)")
+            yanked_only = [e for e in fitting if e.yanked is not None]
+            if yanked_only and len(yanked_only) == len(fitting):
+                return "only yanked files in the house (pin the version with == to take one)"
+            return f"the house has {shown}; none satisfies " + " and ".join(parts)
+    if provider.wanted.require_hashes and name not in provider.wanted.hashes:
+        return "not pinned with --hash (hash-checking mode needs every project hashed)"
+    if provider.wanted.require_hashes:
+        return "no file in the house matches the --hash values (hash-checking mode)"
+    return f"the house has {shown}, but they conflict with other requirements"
+
+
+# ---------------------------------------------------------------------------
+# The entry point
+
+
+def resolve_in_house(
+    files: Iterable[FileEntry],
+    wanted: WantedSet,
+    env: Environment,
+    read_metadata: Callable[[FileEntry], bytes],
+) -> Resolution:
+    """Choose one wheel per project for *wanted* on *env* from *files* alone.
+
+    Raises :class:`UnsatisfiableError` listing every unmet requirement and why.
+    """
+    import resolvelib
+
+    house = _House(files, read_metadata, env)
+    provider = _Provider(house, wanted)
+    roots: list[_Req] = []
+    for req, where in wanted.requirements:
+        if req.marker is not None:
+            marker_env = dict(env.markers)
+            marker_env["extra"] = ""
+            if not req.marker.evaluate(marker_env):
+                continue
+        roots.append(_to_req(req, where))
+    if not roots:
+        return Resolution(env.name, ())
+    resolver: resolvelib.Resolver[_Req, Candidate, str] = resolvelib.Resolver(
+        provider,
+        resolvelib.BaseReporter(),
+    )
+    try:
+        result = resolver.resolve(roots, max_rounds=20000)
+    except resolvelib.ResolutionImpossible as e:
+        every = [c.requirement for c in e.causes]
+        unmet: dict[tuple[str, str], Unmet] = {}
+        for req in every:
+            if (req.text, req.parent) not in unmet:
+                unmet[(req.text, req.parent)] = Unmet(
+                    req.text, req.parent, _explain(house, provider, req, every))
+        # Look again, tolerating gaps, to name every missing project, not just the first.
+        tolerant = _Provider(house, wanted, tolerant=True)
+        try:
+            resolvelib.Resolver(tolerant, resolvelib.BaseReporter()).resolve(
+                roots, max_rounds=20000)
+        except (resolvelib.ResolutionImpossible, resolvelib.ResolutionTooDeep):
+            pass
+        for reqs in tolerant.missing.values():
+            for req in reqs:
+                if (req.text, req.parent) not in unmet:
+                    unmet[(req.text, req.parent)] = Unmet(
+                        req.text, req.parent, _explain(house, tolerant, req, reqs))
+        raise UnsatisfiableError(env.name, list(unmet.values())) from None
+    except resolvelib.ResolutionTooDeep:
+        raise ResolutionError(
+            f"resolving for {env.name} took too many rounds",
+            hint="pin some versions to help the resolver") from None
+    # Dependencies first: a topological order of the graph, base projects only.
+    chosen: dict[str, Candidate] = {}
+    for ident, cand in result.mapping.items():
+        if "[" not in ident:
+            chosen[ident] = cand
+    order: list[Candidate] = []
+    seen: set[str] = set()
+    graph = result.graph
+
+    def visit(ident: str) -> None:
+        base = ident.split("[")[0]
+        if base in seen:
+            return
+        seen.add(base)
+        for child in sorted(c for c in graph.iter_children(ident) if c):
+            visit(child)
+        for extra_ident in sorted(i for i in result.mapping if i.startswith(base + "[")):
+            for child in sorted(c for c in graph.iter_children(extra_ident) if c):
+                visit(child)
+        if base in chosen:
+            order.append(chosen[base])
+
+    for ident in sorted(chosen):
+        visit(ident)
+    return Resolution(env.name, tuple(order))
