@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from wheelhouse.errors import PipError, ResolutionError
 from wheelhouse.house import House
 from wheelhouse.install import read_house_metadata
-from wheelhouse.resolver import Environment, UnsatisfiableError, Unmet, resolve_in_house
+from wheelhouse.resolver import Environment, Unmet, UnsatisfiableError, resolve_in_house
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -101,7 +101,7 @@ def _pins(chosen: dict[str, str]) -> str:
 
 
 def host_environment() -> Environment:
-    """This interpreter, as it describes itself."""
+    """Describe the running interpreter, as it sees itself."""
     from packaging.markers import default_environment
     from packaging.tags import sys_tags
     from packaging.version import Version
@@ -162,7 +162,7 @@ def _ask_pip(
     requirements: Sequence[str],
     pre: bool,
 ) -> tuple[dict[str, str] | None, str | None]:
-    """pip's answer to the same question, from the house's files alone, isolated."""
+    """Ask pip the same question, from the house's files alone, isolated from config."""
     from packaging.utils import canonicalize_name
     from packaging.version import Version
 

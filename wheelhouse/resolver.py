@@ -10,10 +10,11 @@ use), so a house holding several versions of a project resolves as pip would.
 
 from __future__ import annotations
 
+import contextlib
 import platform as _platform
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from packaging.markers import InvalidMarker
 from packaging.metadata import parse_email
@@ -570,24 +571,22 @@ def resolve_in_house(
     try:
         result = resolver.resolve(roots, max_rounds=20000)
     except resolvelib.ResolutionImpossible as e:
-        every = [c.requirement for c in e.causes]
+        every: list[_Req] = [cast("_Req", c.requirement) for c in e.causes]
         unmet: dict[tuple[str, str], Unmet] = {}
-        for req in every:
-            if (req.text, req.parent) not in unmet:
-                unmet[(req.text, req.parent)] = Unmet(
-                    req.text, req.parent, _explain(house, provider, req, every))
+        for cause in every:
+            if (cause.text, cause.parent) not in unmet:
+                unmet[(cause.text, cause.parent)] = Unmet(
+                    cause.text, cause.parent, _explain(house, provider, cause, every))
         # Look again, tolerating gaps, to name every missing project, not just the first.
         tolerant = _Provider(house, wanted, tolerant=True)
-        try:
+        with contextlib.suppress(resolvelib.ResolutionImpossible, resolvelib.ResolutionTooDeep):
             resolvelib.Resolver(tolerant, resolvelib.BaseReporter()).resolve(
                 roots, max_rounds=20000)
-        except (resolvelib.ResolutionImpossible, resolvelib.ResolutionTooDeep):
-            pass
         for reqs in tolerant.missing.values():
-            for req in reqs:
-                if (req.text, req.parent) not in unmet:
-                    unmet[(req.text, req.parent)] = Unmet(
-                        req.text, req.parent, _explain(house, tolerant, req, reqs))
+            for gap in reqs:
+                if (gap.text, gap.parent) not in unmet:
+                    unmet[(gap.text, gap.parent)] = Unmet(
+                        gap.text, gap.parent, _explain(house, tolerant, gap, reqs))
         raise UnsatisfiableError(env.name, list(unmet.values())) from None
     except resolvelib.ResolutionTooDeep:
         raise ResolutionError(
