@@ -24,8 +24,9 @@ from wheelhouse.install import read_house_metadata
 from wheelhouse.resolver import Environment, Unmet, UnsatisfiableError, resolve_in_house
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
+    from wheelhouse.house import FileEntry
     from wheelhouse.resolver import WantedSet
     from wheelhouse.targets import Target
 
@@ -50,11 +51,13 @@ class TargetCheck:
     pip_error: str | None = None
     #: False when pip was not asked (``--no-pip``).
     pip_asked: bool = False
+    #: Why pip's answer differs without that being a bug in ours, if it does.
+    pip_note: str | None = None
 
     @property
     def disagreement(self) -> str | None:
         """A description of how pip's answer differs from ours, or None."""
-        if not self.pip_asked:
+        if not self.pip_asked or self.pip_note:
             return None
         pip_ok = self.pip_chosen is not None
         if pip_ok != self.ok:
@@ -81,6 +84,7 @@ class TargetCheck:
                 "ok": self.pip_chosen is not None, "chosen": self.pip_chosen,
                 "error": self.pip_error},
             "disagreement": self.disagreement,
+            "pip_note": self.pip_note,
         }
 
 
@@ -150,8 +154,39 @@ def check(
             verdict.pip_asked = True
             verdict.pip_chosen, verdict.pip_error = _ask_pip(
                 house, target, requirement_files, constraint_files, requirements, wanted.pre)
+            if target is not None and verdict.disagreement:
+                verdict.pip_note = _pip_marker_limitation(
+                    files, wanted, env, read_metadata, verdict.pip_chosen)
         out.append(verdict)
     return CheckResult(out)
+
+
+def _pip_marker_limitation(
+    files: Sequence[FileEntry],
+    wanted: WantedSet,
+    env: Environment,
+    read_metadata: Callable[[FileEntry], bytes],
+    pip_chosen: dict[str, str] | None,
+) -> str | None:
+    """Explain a difference by pip's known limitation, if that is what it is.
+
+    pip evaluates environment markers (``sys_platform == 'win32'``) for the
+    machine it runs on even with ``--platform``/``--python-version``. If our
+    resolution with this machine's markers equals pip's answer, the difference
+    is pip's, not ours.
+    """
+    host = host_environment()
+    as_pip = Environment(env.name, env.tags, host.markers, env.python_version)
+    try:
+        chosen = {c.name: str(c.version)
+                  for c in resolve_in_house(files, wanted, as_pip, read_metadata).chosen}
+    except ResolutionError:
+        chosen = None
+    if chosen == pip_chosen:
+        return ("pip evaluated environment markers for this machine, not for the target "
+                "(a known pip limitation with --platform); wheelhouse evaluates them for "
+                "the target")
+    return None
 
 
 def _ask_pip(

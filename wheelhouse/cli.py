@@ -578,6 +578,8 @@ def check_command(
             _echo(f"{t.target:<{width}}  {status:<7}  {detail}")
             for u in t.unmet:
                 _echo(f"{'':<{width}}    - {u}")
+            if t.pip_note:
+                _echo(f"{'':<{width}}    note: pip differs: {t.pip_note}")
             if t.disagreement:
                 _echo(f"{'':<{width}}    ! pip disagrees ({t.disagreement}); "
                       "this is a bug in wheelhouse: please report it")
