@@ -470,6 +470,8 @@ _EXEC_MODE = (0o777 & ~_umask()) | 0o111
 class _Written:
     """The files one wheel's install wrote (filled by the destination)."""
 
+    __slots__ = ("files", "py_files", "record_base", "record_path")
+
     def __init__(self) -> None:
         #: Every file written, in order (for a rollback).
         self.files: list[str] = []
@@ -614,6 +616,68 @@ def _add_pyc_to_record(written: _Written, compiled: set[str], cache_tag: str) ->
     return len(rows)
 
 
+@dataclass(slots=True)
+class _GroupResult:
+    """What one worker wrote, and the first error it met: (index, kind, detail)."""
+
+    written: list[tuple[int, _Written]]
+    error: tuple[int, str, str, str] | None = None
+
+
+def _partition(
+    items: Sequence[tuple[int, str, bool]], sizes: Sequence[int], n: int
+) -> list[list[tuple[int, str, bool]]]:
+    """Split *items* into at most *n* groups of similar total size (largest first)."""
+    n = max(1, min(n, len(items)))
+    groups: list[list[tuple[int, str, bool]]] = [[] for _ in range(n)]
+    loads = [0] * n
+    for item in sorted(items, key=lambda it: sizes[it[0]], reverse=True):
+        k = loads.index(min(loads))
+        groups[k].append(item)
+        loads[k] += sizes[item[0]]
+    return [g for g in groups if g]
+
+
+def _use_processes() -> bool:
+    # Forking is cheap and safe on Linux; elsewhere threads (fork is unsafe on macOS).
+    return sys.platform.startswith("linux") and (os.cpu_count() or 1) > 1
+
+
+def _install_group(
+    group: Sequence[tuple[int, str, bool]], layout: _Layout, info: InterpreterInfo
+) -> _GroupResult:
+    """Install a group of wheels in order; stop at the first failure (in a worker)."""
+    out = _GroupResult([])
+    for index, path, requested in group:
+        written = _Written()
+        out.written.append((index, written))
+        try:
+            _install_one(Path(path), layout, info, requested, written)
+        except _RecordMismatchError as e:
+            out.error = (index, "record", e.member, e.reason)
+            break
+        except OSError as e:
+            out.error = (index, "os", str(e), "")
+            break
+        except IntegrityError as e:
+            out.error = (index, "integrity", e.message, "")
+            break
+    return out
+
+
+def _error_from(entry: FileEntry, error: tuple[str, str, str]) -> WheelhouseError:
+    kind, detail, reason = error
+    if kind == "record":
+        return IntegrityError(
+            f"{entry.filename}: member {detail!r}: {reason}; nothing was installed",
+            hint="the wheel is corrupt or was altered after it was built; "
+            "rebuild it and replace it in the house",
+        )
+    if kind == "integrity":
+        return IntegrityError(f"{entry.filename}: {detail}; nothing was installed")
+    return InstallError(f"installing {entry.filename} failed: {detail}; nothing was installed")
+
+
 # ---------------------------------------------------------------------------
 # The journal of an install in progress
 
@@ -728,25 +792,28 @@ def install(
                 if have.version != entry.version:
                     report.replaced.append((entry.project, have.version, entry.version))
 
-        def one(i: int) -> None:
-            entry = todo[i][0]
-            try:
-                _install_one(house.file_path(entry.filename), layout, info,
-                             entry.project in requested, results[i])
-            except _RecordMismatchError as e:
-                raise IntegrityError(
-                    f"{entry.filename}: member {e.member!r}: {e.reason}; nothing was installed",
-                    hint="the wheel is corrupt or was altered after it was built; "
-                    "rebuild it and replace it in the house",
-                ) from None
-            except OSError as e:
-                raise InstallError(f"installing {entry.filename} failed: {e}; "
-                                   "nothing was installed") from e
+        jobs_list = [(i, str(house.file_path(e.filename)), e.project in requested)
+                     for i, (e, _have) in enumerate(todo)]
+        groups = _partition(jobs_list, [todo[i][0].size for i in range(len(todo))], workers)
+        outcomes: list[_GroupResult] = []
+        if _use_processes() and len(groups) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(one, i) for i in range(len(todo))]
-            errors = [f.exception() for f in futures]
-        failure = next((e for e in errors if e is not None), None)
+            ctx = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(max_workers=len(groups), mp_context=ctx) as procs:
+                outcomes = list(procs.map(_install_group, groups,
+                                          [layout] * len(groups), [info] * len(groups)))
+        else:
+            with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+                outcomes = list(pool.map(_install_group, groups,
+                                         [layout] * len(groups), [info] * len(groups)))
+        failure: WheelhouseError | None = None
+        for outcome in outcomes:
+            for index, w in outcome.written:
+                results[index] = w
+            if outcome.error is not None and failure is None:
+                failure = _error_from(todo[outcome.error[0]][0], outcome.error[1:])
         if failure is not None:
             raise failure
     except BaseException:

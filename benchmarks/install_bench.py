@@ -1,0 +1,174 @@
+"""Benchmark: `wheelhouse install` against pip and uv, from the same house, into fresh venvs.
+
+Usage: python benchmarks/install_bench.py [--runs 3] [--where disk,shm] [--house DIR]
+
+Needs the network once, to build the house (a ~40-wheel, ~45 MB requirement set:
+numpy, django, cryptography, pydantic, sqlalchemy, ...) unless --house names one.
+Then, offline, for each run and each place (disk: /var/tmp, shm: /dev/shm), into
+fresh copies of one empty venv, at equal work:
+
+- with bytecode: ``wheelhouse install``, ``pip install --no-index --find-links``,
+  ``uv pip install --offline --no-index --find-links --compile-bytecode``;
+- without: the same with ``--no-compile`` (wheelhouse, pip) and uv's default;
+- the physical limit: reading and inflating every member of every wheel once
+  (one thread, no writes), and ``unzip`` of every wheel into one directory.
+
+uv starts with an empty cache every run (it hard-links from a warm cache). The
+machine's pip configuration is not used. Medians of --runs with min-max; ratios
+are of medians. Scratch directories are emptied once at the start, never
+between runs (deleting trees slows this disk for minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+REQUIREMENTS = """\
+numpy
+django
+cryptography
+pydantic
+sqlalchemy
+requests
+flask
+rich
+pyyaml
+attrs
+httpx
+python-dateutil
+pytz
+tzdata
+"""
+
+TOOLS = ("wheelhouse", "pip", "uv")
+
+
+def run(argv: list[str], env: dict[str, str]) -> float:
+    """Wall seconds of one command (which must succeed)."""
+    start = time.perf_counter()
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    return elapsed
+
+
+def inflate_all(files: list[Path]) -> float:
+    """Read and inflate every member of every wheel once; return seconds."""
+    start = time.perf_counter()
+    for path in files:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                with zf.open(info) as f:
+                    while f.read(1 << 20):
+                        pass
+    return time.perf_counter() - start
+
+
+def command(tool: str, house: Path, req: Path, venv: Path, cache: Path,
+            bytecode: bool) -> list[str]:
+    """The install command for *tool*."""
+    py = str(venv / "bin" / "python")
+    if tool == "wheelhouse":
+        argv = [sys.executable, "-m", "wheelhouse", "install", str(house), "-r", str(req),
+                "--python", py]
+        return argv if bytecode else [*argv, "--no-compile"]
+    if tool == "pip":
+        argv = [sys.executable, "-m", "pip", "--python", py, "install", "--quiet", "--no-index",
+                "--find-links", str(house / "files"), "-r", str(req)]
+        return argv if bytecode else [*argv, "--no-compile"]
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or "uv"
+    argv = [uv, "pip", "install", "--quiet", "--python", py, "--offline", "--no-index",
+            "--find-links", str(house / "files"), "-r", str(req), "--cache-dir", str(cache)]
+    return [*argv, "--compile-bytecode"] if bytecode else argv
+
+
+def main() -> int:
+    """Run every variant --runs times per place and print a table."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--where", default="disk,shm")
+    parser.add_argument("--house", type=Path, help="An existing house to install from.")
+    args = parser.parse_args()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "WHEELHOUSE_"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed tools run: bytecode cached
+    env.update({"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+                "UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never"})
+    places = {"disk": Path("/var/tmp/wheelhouse-install-bench"),
+              "shm": Path("/dev/shm/wheelhouse-install-bench")}
+    for where in args.where.split(","):
+        root = places[where]
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True)
+        req = root / "requirements.txt"
+        req.write_text(REQUIREMENTS)
+        house = root / "house"
+        if args.house:
+            shutil.copytree(args.house, house)
+        else:
+            # Needs the network: the machine's own pip configuration reaches the registry.
+            build_env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELHOUSE_")}
+            build_env["WHEELHOUSE_STORE"] = str(root / "store")
+            run([sys.executable, "-m", "wheelhouse", "build", "-r", str(req), "-o", str(house)],
+                build_env)
+        wheels = sorted((house / "files").glob("*.whl"))
+        size = sum(w.stat().st_size for w in wheels)
+        template = root / "template"
+        run([sys.executable, "-m", "venv", "--without-pip", str(template)], env)
+        os.sync()
+        time.sleep(2)
+        results: dict[str, list[float]] = {}
+        for i in range(args.runs):
+            run_dir = root / f"run-{i}"
+            run_dir.mkdir()
+            order = TOOLS[i % 3:] + TOOLS[: i % 3]  # rotate who goes first
+            for bytecode in (True, False):
+                for tool in order:
+                    label = f"{tool} {'bytecode' if bytecode else 'no bytecode'}"
+                    venv = run_dir / f"{tool}-{int(bytecode)}"
+                    shutil.copytree(template, venv, symlinks=True)
+                    cache = run_dir / f"uv-cache-{int(bytecode)}"
+                    argv = command(tool, house, req, venv, cache, bytecode)
+                    results.setdefault(label, []).append(run(argv, env))
+            results.setdefault("limit: read + inflate (1 thread)", []).append(inflate_all(wheels))
+            unzip_dir = run_dir / "unzip"
+            unzip_dir.mkdir()
+            start = time.perf_counter()
+            for w in wheels:
+                subprocess.run(["unzip", "-q", "-o", str(w), "-d", str(unzip_dir)], check=True)
+            results.setdefault("limit: unzip to files (1 process)", []).append(
+                time.perf_counter() - start)
+        med = {k: statistics.median(v) for k, v in results.items()}
+        print(f"\n## install: {len(wheels)} wheels, {size / 1e6:.1f} MB, on {where} "
+              f"({root}), {args.runs} runs\n")
+        print("| variant | median s | min-max s | vs pip | vs uv |")
+        print("|---|---:|---:|---:|---:|")
+        for label, values in results.items():
+            mode = "no bytecode" if "no bytecode" in label else "bytecode"
+            vs_pip = med.get(f"pip {mode}")
+            vs_uv = med.get(f"uv {mode}")
+            cells = [f"{med[label] / vs_pip:.2f}x" if vs_pip and "limit" not in label else "",
+                     f"{med[label] / vs_uv:.2f}x" if vs_uv and "limit" not in label else ""]
+            print(f"| {label} | {med[label]:.2f} | {min(values):.2f}-{max(values):.2f} | "
+                  + " | ".join(cells) + " |")
+        limit = med["limit: read + inflate (1 thread)"]
+        ours = med["wheelhouse no bytecode"]
+        print(f"\nwheelhouse (no bytecode) is {ours / limit:.1f}x the read+inflate limit and "
+              f"{ours / med['limit: unzip to files (1 process)']:.2f}x unzip; "
+              f"pip/wheelhouse = {med['pip no bytecode'] / ours:.1f}x (no bytecode), "
+              f"{med['pip bytecode'] / med['wheelhouse bytecode']:.1f}x (bytecode)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
