@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import sys
+import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -402,3 +404,53 @@ def test_network_down_mid_build_keeps_what_finished_and_leaves_the_house_alone(
     kept = [m for m in (store.read_meta(n) for n, _ in store.iter_blobs()) if m is not None]
     assert kept, "the chunk that finished is kept in the store"
     assert all(m.name != "app" for m in kept)
+
+
+def test_build_records_upstream_upload_time_and_yank(tmp_path: Path, store: Store) -> None:
+    """PEP 700 upload times and PEP 592 yanks come from the upstream's own pages,
+    so pip's --uploaded-prior-to and uv's --exclude-newer work against the house."""
+    from dataclasses import replace
+
+    from wheelhouse.serve import serving
+
+    d = tmp_path / "dists"
+    up = House.open(tmp_path / "up", create=True)
+    add_paths(up, Store.open(tmp_path / "up-store"),
+              [build_wheel(d, "lib", v) for v in ("1.0", "2.0", "3.0")])
+    times = {"1.0": "2024-01-01T00:00:00Z", "2.0": "2025-01-01T00:00:00Z",
+             "3.0": "2026-01-01T00:00:00Z"}
+    m = up.read_manifest()
+    up.write_manifest(m.with_files(replace(e, upload_time=times[e.version]) for e in m.files))
+    up.reindex()
+    up.yank("lib==3.0", reason="broken")
+
+    house = tmp_path / "house"
+    with serving(up.root) as url:  # negotiates PEP 691 JSON, which carries upload-time
+        for pin in ("lib==1.0", "lib==2.0", "lib==3.0"):
+            build([pin], house=house, store=store,
+                  pip_options=["--index-url", f"{url}/simple/"])
+    entries = {e.version: e for e in House.open(house).read_manifest().files}
+    assert {v: e.upload_time for v, e in entries.items()} == times
+    assert entries["3.0"].yanked == "broken"
+    assert entries["1.0"].yanked is None and entries["2.0"].yanked is None
+
+    with serving(house) as url:
+        page = json.loads(urllib.request.urlopen(urllib.request.Request(
+            f"{url}/simple/lib/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}),
+        ).read())
+        assert {f["filename"]: f["upload-time"] for f in page["files"]} == {
+            f"lib-{v}-py3-none-any.whl": t for v, t in times.items()}
+        # pip, against the house, sees only what was uploaded before the cut-off.
+        report = tmp_path / "report.json"
+        run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+             "--quiet", "--index-url", f"{url}/simple/", "--report", str(report),
+             "--uploaded-prior-to", "2024-06-01T00:00:00Z", "lib"])
+        chosen = json.loads(report.read_text())["install"]
+        assert [i["metadata"]["version"] for i in chosen] == ["1.0"]
+        # uv's exclude-newer works the same way.
+        uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or "uv"
+        req = tmp_path / "req.in"
+        req.write_text("lib\n")
+        out = run([uv, "pip", "compile", "--no-header", "--index-url", f"{url}/simple/",
+                   "--exclude-newer", "2025-06-01T00:00:00Z", str(req)])
+        assert "lib==2.0" in out.stdout

@@ -97,6 +97,8 @@ class Incoming:
     expected_sha256: str | None = None
     #: Upstream upload time (PEP 700), if known.
     upload_time: str | None = None
+    #: Upstream yank state: ``None`` if not yanked (or unknown), else the reason.
+    yanked: str | None = None
 
 
 @dataclass(slots=True)
@@ -267,6 +269,7 @@ def _entry(fn: DistFilename, meta: BlobMeta, origin: str, item: Incoming) -> Fil
         metadata_sha256=meta.metadata_sha256,
         origin=origin,
         upload_time=item.upload_time,
+        yanked=item.yanked,
         targets=tuple(sorted(set(item.targets))),
     )
 
@@ -421,12 +424,20 @@ def ingest(
             )
         added = [e for name, e in sorted(incoming.items()) if name not in current]
         unchanged = [current[name] for name in sorted(incoming) if name in current]
-        # Files already there may gain targets (a build for one more platform).
-        retargeted = [
-            replace(current[name], targets=tuple(sorted({*current[name].targets, *e.targets})))
-            for name, e in sorted(incoming.items())
-            if name in current and not set(e.targets) <= set(current[name].targets)
-        ]
+        # Files already there may gain targets (a build for one more platform)
+        # and upstream facts (an upload time learned, a yank upstream).
+        retargeted = []
+        for name, e in sorted(incoming.items()):
+            if name not in current:
+                continue
+            old = current[name]
+            new = replace(
+                old, targets=tuple(sorted({*old.targets, *e.targets})),
+                upload_time=e.upload_time or old.upload_time,
+                yanked=e.yanked if e.yanked is not None else old.yanked,
+            )
+            if new != old:
+                retargeted.append(new)
         for entry in added:
             house.link_from_store(store, entry)
         for entry in unchanged:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from wheelhouse.acquire import BuiltWheel
+    from wheelhouse.add import Incoming
     from wheelhouse.resolve import Resolved
 
 __all__ = ["BuildResult", "build"]
@@ -172,11 +173,43 @@ def build(
 
     with tempfile.TemporaryDirectory(prefix="wheelhouse-build-") as tmp_name:
         tmp = Path(tmp_name)
+        def upstream() -> list[str]:
+            from wheelhouse.upstream import index_urls
+
+            return index_urls(pip_options, scan.index_options, isolated=isolated)
+
         result = _build_cold(house_obj, store, pip, wanted, names, host, requirement_args,
-                             pip_options, jobs, allow_missing, tmp, started, say, keep_sdists)
+                             pip_options, jobs, allow_missing, tmp, started, say, keep_sdists,
+                             upstream, isolated)
     _save_cache(house_obj, key, result)
     _write_outputs(house_obj, result, names)
     return result
+
+
+def _with_upstream_facts(files: list[Incoming], indexes: list[str], jobs: int,
+                         isolated: bool, say: Callable[[str], None]) -> list[Incoming]:
+    """Add each index file's upload time and yank state, as its index page gives them."""
+    from dataclasses import replace
+
+    from wheelhouse.filenames import parse_filename
+    from wheelhouse.upstream import fetch_file_facts
+
+    wanted: dict[str, list[tuple[str, str]]] = {}
+    for item in files:
+        origin = item.origin or ""
+        if item.expected_sha256 and item.filename and origin.startswith(
+                ("https:", "http:", "file:")):
+            name = parse_filename(item.filename).name
+            wanted.setdefault(name, []).append((item.filename, item.expected_sha256))
+    if not wanted or not indexes:
+        return files
+    say(f"reading upload times and yank state for {len(wanted)} project(s)")
+    facts = fetch_file_facts(indexes, wanted, jobs=jobs, isolated=isolated)
+    return [
+        replace(i, upload_time=facts[i.filename].upload_time, yanked=facts[i.filename].yanked)
+        if i.filename in facts else i
+        for i in files
+    ]
 
 
 def _keep_partial(store: Store, partial: dict[str, Path], items: dict[str, Resolved]) -> None:
@@ -210,7 +243,8 @@ def _build_cold(
     house: House, store: Store, pip: PipRunner, wanted: list[Target], names: list[str],
     host: Target, requirement_args: list[str], pip_options: Sequence[str], jobs: int,
     allow_missing: bool, tmp: Path, started: float, say: Callable[[str], None],
-    keep_sdists: bool = False,
+    keep_sdists: bool = False, upstream: Callable[[], list[str]] = list,
+    isolated: bool = False,
 ) -> BuildResult:
     from wheelhouse.acquire import build_wheel, download_files
     from wheelhouse.add import Incoming, ingest
@@ -343,6 +377,7 @@ def _build_cold(
         Incoming(i.path, i.filename, i.origin, tuple(sorted(served[f])), i.expected_sha256)
         for f, i in sorted(incoming.items())
     ]
+    files = _with_upstream_facts(files, upstream(), jobs, isolated, say)
     if files:
         say(f"checking {len(files)} file(s) into the store and the house")
         ingest(house, store, files, jobs=jobs)

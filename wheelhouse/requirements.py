@@ -83,6 +83,8 @@ class RequirementsScan:
     pre: bool = False
     #: True when a file says ``--require-hashes``.
     require_hashes: bool = False
+    #: Index options the files give (``--index-url U``, ``--extra-index-url U``, ``--no-index``).
+    index_options: list[str] = field(default_factory=list)
 
     def digest(self) -> str:
         """sha256 over every file's path and bytes: the same inputs, the same digest."""
@@ -186,6 +188,11 @@ def scan_requirement_files(
                 continue
             if option is not None:
                 scan.pre |= option == "--pre"
+                if option in ("-i", "--index-url", "--extra-index-url"):
+                    url = value if eq else (words[1] if len(words) > 1 else "")
+                    scan.index_options += [option, url]
+                elif option == "--no-index":
+                    scan.index_options.append(option)
                 scan.require_hashes |= option == "--require-hashes"
                 if option in _WITH_VALUE or option in _FLAGS:
                     continue

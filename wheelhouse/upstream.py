@@ -1,0 +1,234 @@
+"""What the upstream index says about the files a build took: upload time and yank state.
+
+pip's report names each file's URL and hash but not when it was uploaded (PEP 700)
+or whether it is yanked (PEP 592). Both matter downstream: ``pip
+--uploaded-prior-to`` and uv's ``exclude-newer`` need upload times, and a house
+should tell the truth about yanked files. So after a build resolves, each
+project's page is read from the same indexes pip used (the command line's, the
+requirement files', the user's pip configuration), asking for PEP 691 JSON and
+reading HTML when that is all there is. A file's facts are taken only from a
+page that lists the same file name *and* the same sha256.
+
+This is best effort by design: an index that is down or slow, or a page without
+the fields, leaves the fields unknown, never fails the build.
+"""
+
+from __future__ import annotations
+
+import base64
+import html.parser
+import json
+import logging
+import netrc
+import os
+import ssl
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+__all__ = ["FileFacts", "fetch_file_facts", "index_urls"]
+
+log = logging.getLogger(__name__)
+
+PYPI = "https://pypi.org/simple/"
+_ACCEPT = ("application/vnd.pypi.simple.v1+json, "
+           "application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01")
+_MAX_PAGE = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FileFacts:
+    """What an index page says about one file."""
+
+    #: ISO 8601 upload time (PEP 700), if the page gives one.
+    upload_time: str | None
+    #: ``None`` if not yanked, else the reason (possibly empty).
+    yanked: str | None
+
+
+def _split(value: str) -> list[str]:
+    return [v for v in value.replace(",", " ").split() if v]
+
+
+def _pip_config(isolated: bool) -> dict[str, str]:
+    """``pip config list`` as a dict (empty when isolated or pip cannot say)."""
+    if isolated:
+        return {}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pip", "config", "list"],
+                              capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    out: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key.strip()] = value.strip().strip("'\"").encode().decode("unicode_escape")
+    return out
+
+
+def index_urls(pip_options: Sequence[str], file_options: Sequence[str] = (), *,
+               isolated: bool = False) -> list[str]:
+    """The indexes pip reads, in its order: command line, requirement files, config, PyPI."""
+    primary: str | None = None
+    extra: list[str] = []
+    no_index = False
+    for options in (pip_options, file_options):
+        it = iter(options)
+        for word in it:
+            name, eq, value = word.partition("=")
+            if name in ("-i", "--index-url"):
+                primary = primary or (value if eq else next(it, ""))
+            elif name == "--extra-index-url":
+                extra.append(value if eq else next(it, ""))
+            elif name == "--no-index":
+                no_index = True
+    if no_index:
+        return []
+    if not isolated:
+        env = os.environ
+        config = _pip_config(isolated)
+        if env.get("PIP_NO_INDEX", "").lower() in ("1", "true", "yes", "on"):
+            return []
+        primary = (primary or env.get("PIP_INDEX_URL")
+                   or config.get("global.index-url") or config.get("install.index-url")
+                   or config.get("download.index-url"))
+        extra += _split(env.get("PIP_EXTRA_INDEX_URL", ""))
+        for key in ("global.extra-index-url", "install.extra-index-url",
+                    "download.extra-index-url"):
+            extra += _split(config.get(key, ""))
+    urls = [primary or PYPI, *extra]
+    return list(dict.fromkeys(u if u.endswith("/") else u + "/" for u in urls if u))
+
+
+class _Anchors(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.files.append(dict(attrs))
+
+
+def _parse_page(data: bytes, content_type: str, page_url: str) -> dict[str, tuple[str, FileFacts]]:
+    """``{filename: (sha256, facts)}`` from a PEP 691 JSON or PEP 503 HTML page."""
+    out: dict[str, tuple[str, FileFacts]] = {}
+    if "json" in content_type:
+        raw = json.loads(data)
+        for f in raw.get("files", []):
+            sha = (f.get("hashes") or {}).get("sha256")
+            if not isinstance(sha, str) or not isinstance(f.get("filename"), str):
+                continue
+            yanked = f.get("yanked", False)
+            reason = None if yanked is False else ("" if yanked is True else str(yanked))
+            upload = f.get("upload-time")
+            out[f["filename"]] = (sha.lower(), FileFacts(
+                upload if isinstance(upload, str) else None, reason))
+        return out
+    parser = _Anchors()
+    parser.feed(data.decode("utf-8", "replace"))
+    for attrs in parser.files:
+        href = attrs.get("href") or ""
+        url = urllib.parse.urljoin(page_url, href)
+        parts = urllib.parse.urlsplit(url)
+        filename = urllib.parse.unquote(parts.path.rsplit("/", 1)[-1])
+        frag = urllib.parse.parse_qs(parts.fragment)
+        sha = (frag.get("sha256") or [""])[0]
+        if not sha:
+            continue
+        yanked = attrs.get("data-yanked")
+        out[filename] = (sha.lower(), FileFacts(None, None if "data-yanked" not in attrs
+                                                 else (yanked or "")))
+    return out
+
+
+def _ssl_context(isolated: bool) -> ssl.SSLContext:
+    cafile = os.environ.get("PIP_CERT") if not isolated else None
+    if not cafile and not isolated:
+        cafile = _pip_config(isolated).get("global.cert")
+    return ssl.create_default_context(cafile=cafile or None)
+
+
+def _open(url: str, context: ssl.SSLContext, timeout: float) -> tuple[bytes, str, str]:
+    parts = urllib.parse.urlsplit(url)
+    headers = {"Accept": _ACCEPT, "User-Agent": "wheelhouse"}
+    if parts.scheme == "file":
+        path = Path(urllib.parse.unquote(parts.path))
+        for candidate in (path / "index.json", path / "index.html", path):
+            if candidate.is_file():
+                ctype = "application/json" if candidate.suffix == ".json" else "text/html"
+                return candidate.read_bytes()[:_MAX_PAGE], ctype, url
+        raise FileNotFoundError(path)
+    if parts.username or parts.password:
+        user = urllib.parse.unquote(parts.username or "")
+        password = urllib.parse.unquote(parts.password or "")
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+        headers["Authorization"] = "Basic " + base64.b64encode(
+            f"{user}:{password}".encode()).decode()
+    else:
+        try:
+            auth = netrc.netrc().authenticators(parts.hostname or "")
+        except (OSError, netrc.NetrcParseError):
+            auth = None
+        if auth:
+            headers["Authorization"] = "Basic " + base64.b64encode(
+                f"{auth[0]}:{auth[2]}".encode()).decode()
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+        return response.read(_MAX_PAGE), response.headers.get("Content-Type", ""), response.url
+
+
+def fetch_file_facts(
+    indexes: Sequence[str],
+    wanted: Mapping[str, Iterable[tuple[str, str]]],
+    *,
+    jobs: int = 8,
+    timeout: float = 30.0,
+    isolated: bool = False,
+) -> dict[str, FileFacts]:
+    """Facts for each ``(filename, sha256)`` in *wanted* (by project), from *indexes*.
+
+    Indexes are asked in order; the first page listing a file with the same
+    sha256 gives its facts. Failures are logged and leave files unknown.
+    """
+    if not indexes or not wanted:
+        return {}
+    context = _ssl_context(isolated)
+
+    def project(name: str, files: list[tuple[str, str]]) -> dict[str, FileFacts]:
+        found: dict[str, FileFacts] = {}
+        for index in indexes:
+            remaining = [(f, s) for f, s in files if f not in found]
+            if not remaining:
+                break
+            url = urllib.parse.urljoin(index, urllib.parse.quote(name) + "/")
+            try:
+                data, ctype, final = _open(url, context, timeout)
+                page = _parse_page(data, ctype, final)
+            except Exception as e:  # noqa: BLE001 - best effort: never fail the build
+                log.debug("cannot read %s: %s", url, e)
+                continue
+            for filename, sha in remaining:
+                hit = page.get(filename)
+                if hit is not None and hit[0] == sha.lower():
+                    found[filename] = hit[1]
+        return found
+
+    out: dict[str, FileFacts] = {}
+    items = [(n, list(f)) for n, f in wanted.items()]
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(items)))) as pool:
+        for facts in pool.map(lambda it: project(*it), items):
+            out.update(facts)
+    return out
