@@ -386,3 +386,27 @@ def test_sigkill_then_rerun_completes(tmp_path: Path, store: Store) -> None:
     assert not journal.exists()
     for i in range(12):
         assert (site / f"pkg{i}_data.bin").stat().st_size == 2_000_000
+
+
+def test_interpreter_answer_is_cached_until_the_venv_changes(tmp_path: Path) -> None:
+    from wheelhouse import interpreter
+
+    venv = new_venv(tmp_path / "v")
+    first = interpreter.query_interpreter(venv.python)
+    asked: list[str] = []
+    real_ask = interpreter._ask
+
+    def counting(exe: str, prefix: Path | None) -> dict[str, object]:
+        asked.append(exe)
+        return real_ask(exe, prefix)
+
+    interpreter._ask = counting
+    try:
+        assert interpreter.query_interpreter(venv.python) == first
+        assert asked == []
+        cfg = venv.root / "pyvenv.cfg"
+        cfg.write_text(cfg.read_text() + "# changed\n")
+        assert interpreter.query_interpreter(venv.python).prefix == first.prefix
+        assert asked == [str(venv.python)]
+    finally:
+        interpreter._ask = real_ask

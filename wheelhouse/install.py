@@ -209,14 +209,13 @@ def find_installed(site_dirs: Iterable[Path]) -> dict[NormalizedName, InstalledD
 # Checking wheels before anything is written
 
 
-def _check_wheel(path: Path, entry: FileEntry) -> None:
-    """Verify a wheel's sha256, member names and that RECORD lists every member.
+def _check_wheel(path: Path, sha256: str, zf: zipfile.ZipFile) -> None:
+    """Verify a wheel's sha256 and its member names; raise IntegrityError naming it.
 
     Each member's hash and size are checked against RECORD while it is written
-    (:class:`_VerifyingStream`); a mismatch rolls the whole install back.
+    (:class:`_VerifyingStream`), a member RECORD does not list is refused, and
+    any failure rolls the whole install back.
     """
-    from installer.sources import WheelFile
-
     h = hashlib.sha256()
     try:
         with path.open("rb") as f:
@@ -225,31 +224,15 @@ def _check_wheel(path: Path, entry: FileEntry) -> None:
     except OSError as e:
         raise IntegrityError(f"cannot read {path}: {e.strerror or e}",
                              hint="run 'wheelhouse verify' on the house") from e
-    if h.hexdigest() != entry.sha256:
-        raise HashMismatchError(str(path), entry.sha256, h.hexdigest())
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                problem = _member_problem(info)
-                if problem:
-                    raise IntegrityError(
-                        f"{path.name}: refusing member {info.filename!r}: {problem}",
-                        hint="the wheel is malformed or malicious; remove it from the house",
-                    )
-            wheel = WheelFile(zf)
-            try:
-                wheel.validate_record(validate_contents=False)
-            except Exception as e:  # noqa: BLE001 - installer's validation error is private
-                issues = getattr(e, "issues", None) or [str(e)]
-                detail = "; ".join(str(i) for i in issues[:3])
-                more = f" (and {len(issues) - 3} more)" if len(issues) > 3 else ""
-                raise IntegrityError(
-                    f"{path.name}: its RECORD does not match its contents: {detail}{more}",
-                    hint="the wheel is corrupt or was altered after it was built; "
-                    "rebuild it and replace it in the house",
-                ) from None
-    except zipfile.BadZipFile as e:
-        raise IntegrityError(f"{path.name} is not a valid wheel (zip): {e}") from None
+    if h.hexdigest() != sha256:
+        raise HashMismatchError(str(path), sha256, h.hexdigest())
+    for info in zf.infolist():
+        problem = _member_problem(info)
+        if problem:
+            raise IntegrityError(
+                f"{path.name}: refusing member {info.filename!r}: {problem}",
+                hint="the wheel is malformed or malicious; remove it from the house",
+            )
 
 
 def _member_problem(info: zipfile.ZipInfo) -> str | None:
@@ -548,16 +531,20 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, written: _Written)
     )
 
 
-def _install_one(path: Path, layout: _Layout, info: InterpreterInfo, requested: bool,
-                 written: _Written) -> None:
+def _install_one(path: Path, sha256: str, layout: _Layout, info: InterpreterInfo,
+                 requested: bool, written: _Written) -> None:
     import installer
 
     destination = _make_destination(layout, info, written)
     metadata = {"INSTALLER": b"wheelhouse\n"}
     if requested:
         metadata["REQUESTED"] = b""
-    with zipfile.ZipFile(path) as zf:
-        installer.install(_verifying_source(zf), destination, metadata)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            _check_wheel(path, sha256, zf)
+            installer.install(_verifying_source(zf), destination, metadata)
+    except zipfile.BadZipFile as e:
+        raise IntegrityError(f"{path.name} is not a valid wheel (zip): {e}") from None
 
 
 _COMPILE = r"""
@@ -624,12 +611,13 @@ class _GroupResult:
     error: tuple[int, str, str, str] | None = None
 
 
-def _partition(
-    items: Sequence[tuple[int, str, bool]], sizes: Sequence[int], n: int
-) -> list[list[tuple[int, str, bool]]]:
+_Job = tuple[int, str, str, bool]  # index, wheel path, its sha256, requested
+
+
+def _partition(items: Sequence[_Job], sizes: Sequence[int], n: int) -> list[list[_Job]]:
     """Split *items* into at most *n* groups of similar total size (largest first)."""
     n = max(1, min(n, len(items)))
-    groups: list[list[tuple[int, str, bool]]] = [[] for _ in range(n)]
+    groups: list[list[_Job]] = [[] for _ in range(n)]
     loads = [0] * n
     for item in sorted(items, key=lambda it: sizes[it[0]], reverse=True):
         k = loads.index(min(loads))
@@ -643,16 +631,14 @@ def _use_processes() -> bool:
     return sys.platform.startswith("linux") and (os.cpu_count() or 1) > 1
 
 
-def _install_group(
-    group: Sequence[tuple[int, str, bool]], layout: _Layout, info: InterpreterInfo
-) -> _GroupResult:
+def _install_group(group: Sequence[_Job], layout: _Layout, info: InterpreterInfo) -> _GroupResult:
     """Install a group of wheels in order; stop at the first failure (in a worker)."""
     out = _GroupResult([])
-    for index, path, requested in group:
+    for index, path, sha256, requested in group:
         written = _Written()
         out.written.append((index, written))
         try:
-            _install_one(Path(path), layout, info, requested, written)
+            _install_one(Path(path), sha256, layout, info, requested, written)
         except _RecordMismatchError as e:
             out.error = (index, "record", e.member, e.reason)
             break
@@ -766,9 +752,8 @@ def install(
         return report
 
     workers = max(1, jobs or min(8, os.cpu_count() or 2))
-    # 3. Check every wheel (its sha256, member names, RECORD) before writing anything.
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(lambda t: _check_wheel(house.file_path(t[0].filename), t[0]), todo))
+    # 3. What can be checked without reading the wheels (they are checked as they are
+    #    read: a bad one rolls everything back).
     for _entry, have in todo:
         if have is not None and not (have.path / "RECORD").is_file():
             raise InstallError(
@@ -792,7 +777,7 @@ def install(
                 if have.version != entry.version:
                     report.replaced.append((entry.project, have.version, entry.version))
 
-        jobs_list = [(i, str(house.file_path(e.filename)), e.project in requested)
+        jobs_list = [(i, str(house.file_path(e.filename)), e.sha256, e.project in requested)
                      for i, (e, _have) in enumerate(todo)]
         groups = _partition(jobs_list, [todo[i][0].size for i in range(len(todo))], workers)
         outcomes: list[_GroupResult] = []

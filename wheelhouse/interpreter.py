@@ -102,13 +102,71 @@ def _packaging_root() -> str:
     return str(Path(packaging.__file__).resolve().parent.parent)
 
 
+def _stamp(exe: str) -> list[object] | None:
+    """What identifies an interpreter's answer: its file, its link, its venv's config."""
+    try:
+        real = Path(exe).stat()
+        link = Path(exe).lstat()
+    except OSError:
+        return None
+    out: list[object] = [real.st_ino, real.st_size, real.st_mtime_ns, link.st_ino,
+                         link.st_mtime_ns]
+    cfg = Path(exe).absolute().parent.parent / "pyvenv.cfg"
+    try:
+        st = cfg.stat()
+        out += [st.st_ino, st.st_size, st.st_mtime_ns]
+    except OSError:
+        out.append(None)
+    import packaging
+
+    out.append(packaging.__version__)
+    return out
+
+
+def _cache_file(exe: str, prefix: Path | None) -> Path | None:
+    try:
+        import hashlib
+
+        from platformdirs import user_cache_path
+
+        key = hashlib.sha256(f"{Path(exe).absolute()}\0{prefix or ''}".encode()).hexdigest()
+        return user_cache_path("wheelhouse") / "interpreters" / f"{key[:32]}.json"
+    except Exception:  # noqa: BLE001 - a cache is an optimisation, never a failure
+        return None
+
+
 def query_interpreter(python: str | Path, *, prefix: Path | None = None) -> InterpreterInfo:
     """Run *python* once and read what it says about itself.
 
-    With *prefix*, the install paths are those of ``--prefix DIR`` for it.
+    With *prefix*, the install paths are those of ``--prefix DIR`` for it. The
+    answer is cached per interpreter file (and its venv's ``pyvenv.cfg``), as
+    uv does: asking costs a Python start-up.
     Raises InvalidInputError when *python* is missing or is not a Python.
     """
     exe = str(python)
+    stamp = _stamp(exe)
+    cache = _cache_file(exe, prefix) if stamp is not None else None
+    if cache is not None:
+        try:
+            cached = json.loads(cache.read_bytes())
+            if cached.get("stamp") == json.loads(json.dumps(stamp)):
+                return _info(cached["info"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    raw = _ask(exe, prefix)
+    info = _info(raw)
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"stamp": stamp, "info": raw}), encoding="utf-8")
+            tmp.replace(cache)
+        except OSError:
+            pass
+    return info
+
+
+def _ask(exe: str, prefix: Path | None) -> dict[str, Any]:
     try:
         proc = subprocess.run(
             [exe, "-I", "-c", _QUERY, _packaging_root(), str(prefix) if prefix else ""],
@@ -131,6 +189,10 @@ def query_interpreter(python: str | Path, *, prefix: Path | None = None) -> Inte
             f"{exe!r} is not a Python interpreter wheelhouse can use ({detail[0][:200]})",
             hint="point --python at a CPython or PyPy 3.8+ executable, e.g. .venv/bin/python",
         ) from None
+    return raw
+
+
+def _info(raw: dict[str, Any]) -> InterpreterInfo:
     tags: list[Tag] = []
     for text in raw["tags"]:
         tags.extend(sorted(parse_tag(text), key=str))
