@@ -1,11 +1,12 @@
 """Benchmark: serving a house, against `python -m http.server` and pypiserver.
 
-Usage: python benchmarks/serve_bench.py HOUSE [--seconds 5] [--runs 3]
+Usage: python benchmarks/serve_bench.py [--house HOUSE] [--seconds 5] [--runs 3]
 
-HOUSE is a built house (for example the one `benchmarks/build_bench.py` leaves,
-or `wheelhouse build -r requirements.txt -o HOUSE`). Needs `wrk` (Debian's
-package) for the load, 8 concurrent keep-alive connections on loopback, bounded
-in time; pypiserver from the benchmarks dependency group.
+HOUSE is a built house; without --house one is built (this needs the network
+once) from a 40-distribution requirement set. Needs `wrk` (Debian's package)
+for the load, 8 concurrent keep-alive connections on loopback, bounded in time;
+pypiserver from the benchmarks dependency group. A synthetic 10,000-wheel house
+is generated too, for page rates over a large directory.
 
 Measured, side by side in one run:
 
@@ -28,13 +29,32 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+
+REQUIREMENTS = """\
+numpy
+django
+cryptography
+pydantic
+sqlalchemy
+requests
+flask
+rich
+pyyaml
+attrs
+httpx
+python-dateutil
+pytz
+tzdata
+six
+tomli
+"""
 
 
 def free_port() -> int:
@@ -50,7 +70,7 @@ def server(argv: list[str], port: int, cwd: Path | None = None) -> Iterator[str]
     proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
+        for _ in range(400):  # up to 20 s on a loaded machine
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
@@ -83,13 +103,36 @@ def main() -> int:
     """Run the load and install comparisons and print tables."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("house", type=Path)
+    parser.add_argument("--house", type=Path)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--scratch", type=Path, default=Path("/var/tmp/wheelhouse-serve-bench"))
+    args, _unknown = parser.parse_known_args()  # nox passes every script the same posargs
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install wrk")
-    house = args.house.absolute()
+    scratch: Path = args.scratch
+    if scratch.exists():
+        shutil.rmtree(scratch)  # once, at the start: never between runs
+    scratch.mkdir(parents=True)
+    if args.house:
+        house = args.house.absolute()
+    else:
+        req = scratch / "requirements.txt"
+        req.write_text(REQUIREMENTS)
+        house = scratch / "house"
+        build_env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELHOUSE_")}
+        build_env["WHEELHOUSE_STORE"] = str(scratch / "store")
+        subprocess.run([sys.executable, "-m", "wheelhouse", "build", "-r", str(req), "-o",
+                        str(house)], env=build_env, check=True, capture_output=True)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _corpus import make_corpus
+
+    big_house = scratch / "house-10k"
+    subprocess.run([sys.executable, "-m", "wheelhouse", "--store", str(scratch / "store-10k"),
+                    "add", str(make_corpus(scratch / "corpus-10k", 10_000)), "-o",
+                    str(big_house)], check=True, capture_output=True)
+    os.sync()
+    time.sleep(2)
     manifest = json.loads((house / "wheelhouse.json").read_text())
     wheels = [f for f in manifest["files"] if f["kind"] == "wheel"]
     big = min(wheels, key=lambda f: abs(f["size"] - 1_250_000))
@@ -101,31 +144,39 @@ def main() -> int:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
 
     servers = {
-        "wheelhouse serve": lambda port: ([py, "-m", "wheelhouse", "serve", str(house),
-                                           "--port", str(port)], None, "/simple/", "/files/"),
-        "python -m http.server": lambda port: ([py, "-m", "http.server", str(port), "--bind",
-                                                "127.0.0.1"], house, "/simple/", "/files/"),
-        "pypiserver": lambda port: ([py, "-m", "pypiserver", "run", "-p", str(port), "-i",
-                                     "127.0.0.1", str(house / "files")], None, "/simple/",
-                                    "/packages/"),
+        "wheelhouse serve": lambda port, h: ([py, "-m", "wheelhouse", "serve", str(h),
+                                              "--port", str(port)], None, "/simple/", "/files/"),
+        "python -m http.server": lambda port, h: ([py, "-m", "http.server", str(port), "--bind",
+                                                   "127.0.0.1"], h, "/simple/", "/files/"),
+        "pypiserver": lambda port, h: ([py, "-m", "pypiserver", "run", "-p", str(port), "-i",
+                                        "127.0.0.1", str(h / "files")], None, "/simple/",
+                                       "/packages/"),
     }
     print(f"\nload: 8 keep-alive connections, {args.seconds:g} s each, wrk; "
-          f"page /simple/{project}/, file {big['filename']} ({big['size'] / 1e6:.2f} MB)\n")
-    print("| server | page req/s | file req/s | file MB/s |")
-    print("|---|---|---|---|")
+          f"page /simple/{project}/, file {big['filename']} ({big['size'] / 1e6:.2f} MB); "
+          "page over 10,000 files: /simple/bench-pkg-00042/ of a synthetic house\n")
+    print("| server | page req/s | file req/s | file MB/s | page req/s, 10k-file house |")
+    print("|---|---:|---:|---:|---:|")
     for name, make in servers.items():
         port = free_port()
-        argv, cwd, simple, files = make(port)
+        argv, cwd, simple, files = make(port, house)
         with server(argv, port, cwd) as url:
             page_rps, _ = wrk(f"{url}{simple}{project}/", args.seconds)
             file_rps, mbps = wrk(f"{url}{files}{big['filename']}", args.seconds)
-        print(f"| {name} | {page_rps:,.0f} | {file_rps:,.0f} | {mbps:,.0f} |", flush=True)
+        port = free_port()
+        argv, cwd, simple, files = make(port, big_house)
+        with server(argv, port, cwd) as url:
+            big_rps, _ = wrk(f"{url}{simple}bench-pkg-00042/", args.seconds)
+        print(f"| {name} | {page_rps:,.0f} | {file_rps:,.0f} | {mbps:,.0f} | {big_rps:,.0f} |",
+              flush=True)
 
     requirement_names = sorted({f["project"] for f in wheels})
     uv = shutil.which("uv", path=str(Path(py).parent)) or shutil.which("uv")
     results: dict[str, list[float]] = {}
-    for _ in range(args.runs):
-        with tempfile.TemporaryDirectory() as tmp:
+    for run_number in range(args.runs):
+        tmp = scratch / f"run-{run_number}"
+        tmp.mkdir()
+        if True:
             for label, cmd in (
                 ("pip via wheelhouse run",
                  [py, "-m", "wheelhouse", "run", str(house), "--", py, "-m", "pip", "--python",

@@ -132,6 +132,10 @@ def parse_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
     return out
 
 
+#: Pages kept in memory (a project page is a few kB; the cache is cleared when full).
+_PAGE_CACHE_ENTRIES = 2048
+
+
 class HouseServer(ThreadingHTTPServer):
     """An HTTP server over one house: the index, the files, nothing else."""
 
@@ -142,6 +146,8 @@ class HouseServer(ThreadingHTTPServer):
     def __init__(self, house: House, host: str = "127.0.0.1", port: int = 0) -> None:
         #: The house served.
         self.house = house
+        #: Recently served pages: path -> (stat signature, bytes, ETag).
+        self.page_cache: dict[str, tuple[tuple[int, int, int, int], bytes, str]] = {}
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.address_family = family
         try:
@@ -168,6 +174,10 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "wheelhouse"
     sys_version = ""
     timeout = _TIMEOUT
+    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's
+    # algorithm meets the client's delayed ACK and every keep-alive response
+    # waits ~40 ms.
+    disable_nagle_algorithm = True
     server: HouseServer
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -304,14 +314,26 @@ class _Handler(BaseHTTPRequestHandler):
         if opened is None:
             self._send_simple(HTTPStatus.NOT_FOUND, "not found", head=head)
             return
-        f, _ = opened
+        f, st = opened
+        # Pages are replaced by rename, never edited: the same inode, size and
+        # mtime are the same bytes, so a page is read and hashed once.
+        signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        cache = self.server.page_cache
+        hit = cache.get(str(path))
         with f:
-            data = f.read()
-        self._send_bytes(data, content_type, head=head, extra=extra)
+            if hit is not None and hit[0] == signature:
+                data, etag = hit[1], hit[2]
+            else:
+                data = f.read()
+                etag = f'"{hashlib.sha256(data).hexdigest()}"'
+                if len(cache) >= _PAGE_CACHE_ENTRIES:
+                    cache.clear()
+                cache[str(path)] = (signature, data, etag)
+        self._send_bytes(data, content_type, head=head, extra=extra, etag=etag)
 
     def _send_bytes(self, data: bytes, content_type: str, *, head: bool,
-                    extra: dict[str, str] | None = None) -> None:
-        etag = f'"{hashlib.sha256(data).hexdigest()}"'
+                    extra: dict[str, str] | None = None, etag: str | None = None) -> None:
+        etag = etag or f'"{hashlib.sha256(data).hexdigest()}"'
         if self._not_modified(etag):
             self._send_304(etag)
             return
