@@ -40,7 +40,16 @@ def main() -> int:
     step([*wh, "build", "-r", str(requirements), "-o", str(house)])
     step([*wh, "ls", str(house)])
     step([*wh, "verify", str(house)])
+    # Prove it installs from the house alone, before the network goes away.
+    step([*wh, "check", str(house), "-r", str(requirements)])
     with tempfile.TemporaryDirectory() as tmp:
+        # Without pip: wheelhouse installs from the house itself.
+        env_dir = Path(tmp) / "venv-wh"
+        venv.create(env_dir, with_pip=False)
+        python = env_dir / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+        step([*wh, "install", str(house), "-r", str(requirements), "--python", str(python)])
+        step([str(python), "-c",
+              "import requests; print('requests', requests.__version__, 'works offline')"])
         for n, extra in enumerate((
             ["-r", str(requirements)],
             ["--require-hashes", "-r", str(house / "locks" / "host.requirements.txt")],
