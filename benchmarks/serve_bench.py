@@ -83,7 +83,7 @@ def server(argv: list[str], port: int, cwd: Path | None = None) -> Iterator[str]
 
 def wrk(url: str, seconds: float) -> tuple[float, float]:
     """Requests/s and MB/s from wrk with 8 keep-alive connections."""
-    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", url],
+    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{seconds:g}s", "--latency", url],
                          capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     m = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
