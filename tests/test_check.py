@@ -118,3 +118,19 @@ def test_host_default_and_requirement_file_errors(tmp_path: Path, house: Path) -
     out = wheelhouse("check", str(house), "-r", str(bad), env=isolated_env(), check=False)
     assert out.returncode == 1
     assert f"{bad}:2" in out.stderr
+
+
+def test_default_targets_are_those_the_house_was_built_for(tmp_path: Path, store: Store) -> None:
+    from wheelhouse.add import Incoming, ingest
+
+    d = tmp_path / "dists"
+    root = tmp_path / "built"
+    ingest(House.open(root, create=True), store, [
+        Incoming(build_wheel(d, "lib", "1.0"), targets=("cp312-win_amd64",
+                                                         "cp311-manylinux_2_28_aarch64")),
+        Incoming(build_wheel(d, "cext", "1.0", tag="cp312-cp312-win_amd64"),
+                 targets=("cp312-win_amd64",)),
+    ])
+    result = check_json(root, "lib", "cext", ok=False)
+    verdicts = {t["target"]: t["ok"] for t in result["targets"]}
+    assert verdicts == {"cp311-manylinux_2_28_aarch64": False, "cp312-win_amd64": True}

@@ -123,13 +123,13 @@ def check(
     house_path: Path | str,
     wanted: WantedSet,
     *,
-    targets: Sequence[Target] = (),
+    targets: Sequence[Target | None] = (),
     requirement_files: Sequence[Path] = (),
     constraint_files: Sequence[Path] = (),
     requirements: Sequence[str] = (),
     ask_pip: bool = True,
 ) -> CheckResult:
-    """Check *wanted* against the house for each target (none: this interpreter).
+    """Check *wanted* against the house for each target (``None``: this interpreter).
 
     *requirement_files*, *constraint_files* and *requirements* are what *wanted*
     was read from; pip is given the same, so both answer the same question.

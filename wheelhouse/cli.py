@@ -551,19 +551,26 @@ def check_command(
 ) -> None:
     """Prove the requirements install from HOUSE alone, for each target.
 
+    Without target options, the targets the house was built for are checked.
     Prints a table (target, OK or what is missing and why) and cross-checks
     with pip's own resolver; exits 1 if any target fails or pip disagrees.
     """
     from wheelhouse.check import check
+    from wheelhouse.house import House
     from wheelhouse.targets import Target
 
     wanted = _wanted(requirements, requirement_files, constraint_files, pre)
-    targets: list[Target] = []
+    targets: list[Target | None] = []
     if python_versions or platforms or implementation or abi:
         for version in python_versions or (None,):
             for platform in platforms or (None,):
                 targets.append(Target.parse(python_version=version, platform=platform,
                                             implementation=implementation, abi=abi))
+    else:
+        # The targets the house was built for (this interpreter if it records none).
+        recorded = sorted({t for e in House.open(house_path).read_manifest().files
+                           for t in e.targets})
+        targets = [None if name == "host" else Target.from_name(name) for name in recorded]
     result = check(house_path, wanted, targets=targets, requirement_files=requirement_files,
                    constraint_files=constraint_files, requirements=requirements,
                    ask_pip=not no_pip)

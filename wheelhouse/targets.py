@@ -206,6 +206,22 @@ class Target:
         platforms = (parse_platform(platform),) if platform else host.platforms
         return cls(version, impl, abis, platforms)
 
+    @classmethod
+    def from_name(cls, name: str) -> Target:
+        """The target a name from :meth:`__str__` (as manifests record) stands for.
+
+        >>> str(Target.from_name("cp312-manylinux_2_28_aarch64"))
+        'cp312-manylinux_2_28_aarch64'
+        """
+        parts = name.split("-")
+        m = re.fullmatch(r"([a-z]{2})(\d)(\d+)", parts[0])
+        if len(parts) < 2 or m is None:
+            raise InvalidTargetError(f"not a target name: {name!r}")
+        abis = tuple(a for a in "-".join(parts[1:-1]).split("+") if a)
+        platform = parts[-1]
+        return cls((int(m.group(2)), int(m.group(3))), m.group(1), abis,
+                   () if platform == "any" else (parse_platform(platform),))
+
     @property
     def interpreter(self) -> str:
         """The interpreter tag, such as ``cp312``."""
