@@ -388,11 +388,17 @@ def test_sigkill_then_rerun_completes(tmp_path: Path, store: Store) -> None:
         assert (site / f"pkg{i}_data.bin").stat().st_size == 2_000_000
 
 
-def test_interpreter_answer_is_cached_until_the_venv_changes(tmp_path: Path) -> None:
+def test_interpreter_answers_are_cached_and_venvs_described_without_asking(
+        tmp_path: Path) -> None:
     from wheelhouse import interpreter
 
-    venv = new_venv(tmp_path / "v")
-    first = interpreter.query_interpreter(venv.python)
+    first = new_venv(tmp_path / "first")
+    interpreter.query_interpreter(first.python)  # the base interpreter's answer is cached
+    wrapper = tmp_path / "bin" / "python"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    interpreter.query_interpreter(wrapper)
     asked: list[str] = []
     real_ask = interpreter._ask
 
@@ -402,11 +408,19 @@ def test_interpreter_answer_is_cached_until_the_venv_changes(tmp_path: Path) -> 
 
     interpreter._ask = counting
     try:
-        assert interpreter.query_interpreter(venv.python) == first
+        # A new venv of a known interpreter: described without starting it, and
+        # exactly as it describes itself.
+        second = new_venv(tmp_path / "second")
+        described = interpreter.query_interpreter(second.python)
         assert asked == []
-        cfg = venv.root / "pyvenv.cfg"
-        cfg.write_text(cfg.read_text() + "# changed\n")
-        assert interpreter.query_interpreter(venv.python).prefix == first.prefix
-        assert asked == [str(venv.python)]
+        own = interpreter._info(real_ask(str(second.python), None))
+        assert (described.prefix, described.paths, described.executable, described.tags) == (
+            own.prefix, own.paths, own.executable, own.tags)
+        # A changed interpreter file is asked again.
+        interpreter.query_interpreter(wrapper)
+        assert asked == []
+        wrapper.write_text(wrapper.read_text() + "# changed\n")
+        interpreter.query_interpreter(wrapper)
+        assert asked == [str(wrapper)]
     finally:
         interpreter._ask = real_ask

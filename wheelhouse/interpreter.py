@@ -40,6 +40,14 @@ if prefix:
 else:
     paths = sysconfig.get_paths()
 stdlib = sysconfig.get_paths()["stdlib"]
+# Any virtual environment of this interpreter installs to these paths with its own
+# root for @ROOT@: a new venv of a known interpreter needs no start-up to describe.
+venv_scheme = "venv" if "venv" in sysconfig.get_scheme_names() else (
+    "nt" if os.name == "nt" else "posix_prefix")
+root = "@ROOT@"
+venv_paths = sysconfig.get_paths(scheme=venv_scheme, vars={
+    "base": root, "platbase": root, "installed_base": getattr(sys, "base_prefix", sys.prefix),
+    "installed_platbase": getattr(sys, "base_exec_prefix", sys.exec_prefix)})
 print(json.dumps({
     "executable": sys.executable,
     "version": list(sys.version_info[:3]),
@@ -48,6 +56,7 @@ print(json.dumps({
     "tags": [str(t) for t in tags.sys_tags()],
     "markers": markers.default_environment(),
     "paths": paths,
+    "venv_paths": venv_paths,
     "cache_tag": sys.implementation.cache_tag,
     "externally_managed": os.path.isfile(os.path.join(stdlib, "EXTERNALLY-MANAGED")),
     "os_name": os.name,
@@ -144,26 +153,44 @@ def query_interpreter(python: str | Path, *, prefix: Path | None = None) -> Inte
     Raises InvalidInputError when *python* is missing or is not a Python.
     """
     exe = str(python)
-    stamp = _stamp(exe)
-    cache = _cache_file(exe, prefix) if stamp is not None else None
+    venv = _venv_root(exe) if prefix is None else None
+    # A venv is described by its base interpreter's answer and its own root.
+    key = os.path.realpath(exe) if venv is not None else exe
+    stamp = _stamp(key)
+    cache = _cache_file(key, prefix) if stamp is not None else None
+    raw: dict[str, Any] | None = None
     if cache is not None:
         try:
             cached = json.loads(cache.read_bytes())
-            if cached.get("stamp") == json.loads(json.dumps(stamp)):
-                return _info(cached["info"])
+            if cached.get("stamp") == json.loads(json.dumps(stamp)) and (
+                    venv is None or "venv_paths" in cached["info"]):
+                raw = cached["info"]
         except (OSError, ValueError, KeyError, TypeError):
-            pass
-    raw = _ask(exe, prefix)
-    info = _info(raw)
-    if cache is not None:
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"stamp": stamp, "info": raw}), encoding="utf-8")
-            tmp.replace(cache)
-        except OSError:
-            pass
-    return info
+            raw = None
+    if raw is None:
+        raw = _ask(exe, prefix)
+        if cache is not None:
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps({"stamp": stamp, "info": raw}), encoding="utf-8")
+                tmp.replace(cache)
+            except OSError:
+                pass
+    if venv is not None and "venv_paths" in raw:
+        root = str(venv)
+        raw = {**raw, "executable": str(Path(exe).absolute()), "prefix": root,
+               "paths": {k: v.replace("@ROOT@", root) for k, v in raw["venv_paths"].items()}}
+    return _info(raw)
+
+
+def _venv_root(exe: str) -> Path | None:
+    """The virtual environment *exe* belongs to (its ``pyvenv.cfg``), if any."""
+    bin_dir = Path(exe).absolute().parent
+    for candidate in (bin_dir, bin_dir.parent):
+        if (candidate / "pyvenv.cfg").is_file():
+            return candidate
+    return None
 
 
 def _ask(exe: str, prefix: Path | None) -> dict[str, Any]:
