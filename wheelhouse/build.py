@@ -157,26 +157,29 @@ def build(
         "config": {} if isolated else _config_fingerprint(),
     }, sort_keys=True).encode()).hexdigest()
 
-    cached = _load_cache(house_obj, key)
-    if cached is not None and not refresh and all(store.has(e["sha256"]) for e in cached):
-        result = _build_from_cache(house_obj, store, cached, names, started)
+    # Shared use of the store from the first `has` to the manifest: gc waits
+    # rather than remove a blob this build has counted on (see Store.in_use).
+    with store.in_use():
+        cached = _load_cache(house_obj, key)
+        if cached is not None and not refresh and all(store.has(e["sha256"]) for e in cached):
+            result = _build_from_cache(house_obj, store, cached, names, started)
+            _write_outputs(house_obj, result, names)
+            return result
+        _validate_inputs(req_files + con_files, requirements)
+        if offline:
+            raise InvalidInputError(
+                "--offline: this house has no earlier resolution of these inputs "
+                "whose files are all in the store",
+                hint="run the build once with the network, then --offline works",
+            )
+
+        with tempfile.TemporaryDirectory(prefix="wheelhouse-build-") as tmp_name:
+            tmp = Path(tmp_name)
+            result = _build_cold(house_obj, store, pip, wanted, names, host, requirement_args,
+                                 pip_options, jobs, allow_missing, tmp, started, say, keep_sdists)
+        _save_cache(house_obj, key, result)
         _write_outputs(house_obj, result, names)
         return result
-    _validate_inputs(req_files + con_files, requirements)
-    if offline:
-        raise InvalidInputError(
-            "--offline: this house has no earlier resolution of these inputs "
-            "whose files are all in the store",
-            hint="run the build once with the network, then --offline works",
-        )
-
-    with tempfile.TemporaryDirectory(prefix="wheelhouse-build-") as tmp_name:
-        tmp = Path(tmp_name)
-        result = _build_cold(house_obj, store, pip, wanted, names, host, requirement_args,
-                             pip_options, jobs, allow_missing, tmp, started, say, keep_sdists)
-    _save_cache(house_obj, key, result)
-    _write_outputs(house_obj, result, names)
-    return result
 
 
 def _keep_partial(store: Store, partial: dict[str, Path], items: dict[str, Resolved]) -> None:
