@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 
 def blobs_of(house: House) -> set[str]:
-    out = set()
+    out: set[str] = set()
     for e in house.read_manifest().files:
         out.add(e.sha256)
         if e.metadata_sha256:
