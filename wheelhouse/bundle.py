@@ -33,10 +33,12 @@ import io
 import json
 import logging
 import os
+import queue
 import shutil
 import stat
 import tarfile
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -236,23 +238,74 @@ def _house_members(manifest: Manifest) -> dict[str, Sha256]:
 # -- streams ------------------------------------------------------------------
 
 
+class _BackgroundHash:
+    """sha256 computed on another thread, in order, while this one reads and writes.
+
+    Hashing releases the GIL, so the bundle's own digest costs (almost) no
+    wall time next to the members' hashes. Small pieces are gathered into
+    large ones; the queue is bounded, so memory stays flat.
+    """
+
+    _BATCH = 1024 * 1024
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._pending = bytearray()
+        self._thread = threading.Thread(target=self._run, name="bundle-sha256", daemon=True)
+        self._thread.start()
+        self._digest: str | None = None
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._hash.update(chunk)
+
+    def update(self, data: Any) -> None:
+        """Hash *data* next (copied if it is not immutable bytes)."""
+        if len(data) >= self._BATCH and not self._pending:
+            self._queue.put(data if isinstance(data, bytes) else bytes(data))
+            return
+        self._pending += data
+        if len(self._pending) >= self._BATCH:
+            self._queue.put(bytes(self._pending))
+            self._pending.clear()
+
+    def hexdigest(self) -> str:
+        """Wait for the thread; the digest of everything given."""
+        if self._digest is None:
+            if self._pending:
+                self._queue.put(bytes(self._pending))
+                self._pending.clear()
+            self._queue.put(None)
+            self._thread.join()
+            self._digest = self._hash.hexdigest()
+        return self._digest
+
+    def close(self) -> None:
+        """Stop the thread (after an error: the digest is not wanted)."""
+        if self._digest is None and self._thread.is_alive():
+            self._pending.clear()
+            self._queue.put(None)
+            self._thread.join()
+
+
 class _HashingWriter(io.RawIOBase):
-    """Write through to a file, hashing and counting the bytes."""
+    """Write through to a file, hashing (on another thread) and counting the bytes."""
 
     def __init__(self, raw: IO[bytes]) -> None:
         self._raw = raw
-        self.hash = hashlib.sha256()
+        self.hash = _BackgroundHash()
         self.size = 0
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        view = memoryview(data)
-        self.hash.update(view)
-        self._raw.write(view)
-        self.size += len(view)
-        return len(view)
+        n = len(data)
+        self.hash.update(data)
+        self._raw.write(data)
+        self.size += n
+        return n
 
 
 class _Sink(io.RawIOBase):
@@ -280,7 +333,7 @@ class _HashingReader(io.RawIOBase):
 
     def __init__(self, raw: IO[bytes], *, hashing: bool) -> None:
         self._raw = raw
-        self.hash = hashlib.sha256() if hashing else None
+        self.hash = _BackgroundHash() if hashing else None
         self.size = 0
 
     def readable(self) -> bool:
@@ -290,7 +343,7 @@ class _HashingReader(io.RawIOBase):
         n = self._raw.readinto(buffer)  # type: ignore[attr-defined]
         if n:
             if self.hash is not None:
-                self.hash.update(memoryview(buffer)[:n])
+                self.hash.update(bytes(memoryview(buffer)[:n]))
             self.size += n
         return int(n or 0)
 
@@ -608,8 +661,9 @@ def _write_bundle(
         raise InvalidInputError(f"cannot write {out}: {e.strerror or e}") from e
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb", buffering=0) as raw:
+        with contextlib.ExitStack() as stack, os.fdopen(fd, "wb", buffering=0) as raw:
             hashed = _HashingWriter(raw)
+            stack.callback(hashed.hash.close)
             buffered = io.BufferedWriter(hashed, buffer_size=_CHUNK)
             compressor: Any = None
             if compression == "gz":
@@ -719,6 +773,8 @@ class _BundleReader:
                 raise BundleError(f"{self.source} is a {kind} file, not a wheelhouse bundle",
                                   hint="bundles are .tar, .tar.gz or .tar.zst files")
         self.raw = _HashingReader(f, hashing=self._hash_bundle)
+        if self.raw.hash is not None:
+            self._stack.callback(self.raw.hash.close)
         src: Any = self.raw
         if head.startswith(_GZIP_MAGIC):
             src = self._stack.enter_context(gzip.GzipFile(fileobj=self.raw, mode="rb"))
