@@ -33,17 +33,16 @@ import io
 import json
 import logging
 import os
-import queue
 import shutil
 import stat
 import tarfile
 import tempfile
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from wheelhouse._fs import fsync_dir, write_many_atomic
+from wheelhouse._hashing import BackgroundHash
 from wheelhouse.errors import (
     BundleBaseError,
     BundleError,
@@ -238,63 +237,12 @@ def _house_members(manifest: Manifest) -> dict[str, Sha256]:
 # -- streams ------------------------------------------------------------------
 
 
-class _BackgroundHash:
-    """sha256 computed on another thread, in order, while this one reads and writes.
-
-    Hashing releases the GIL, so the bundle's own digest costs (almost) no
-    wall time next to the members' hashes. Small pieces are gathered into
-    large ones; the queue is bounded, so memory stays flat.
-    """
-
-    _BATCH = 1024 * 1024
-
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
-        self._pending = bytearray()
-        self._thread = threading.Thread(target=self._run, name="bundle-sha256", daemon=True)
-        self._thread.start()
-        self._digest: str | None = None
-
-    def _run(self) -> None:
-        while (chunk := self._queue.get()) is not None:
-            self._hash.update(chunk)
-
-    def update(self, data: Any) -> None:
-        """Hash *data* next (copied if it is not immutable bytes)."""
-        if len(data) >= self._BATCH and not self._pending:
-            self._queue.put(data if isinstance(data, bytes) else bytes(data))
-            return
-        self._pending += data
-        if len(self._pending) >= self._BATCH:
-            self._queue.put(bytes(self._pending))
-            self._pending.clear()
-
-    def hexdigest(self) -> str:
-        """Wait for the thread; the digest of everything given."""
-        if self._digest is None:
-            if self._pending:
-                self._queue.put(bytes(self._pending))
-                self._pending.clear()
-            self._queue.put(None)
-            self._thread.join()
-            self._digest = self._hash.hexdigest()
-        return self._digest
-
-    def close(self) -> None:
-        """Stop the thread (after an error: the digest is not wanted)."""
-        if self._digest is None and self._thread.is_alive():
-            self._pending.clear()
-            self._queue.put(None)
-            self._thread.join()
-
-
 class _HashingWriter(io.RawIOBase):
     """Write through to a file, hashing (on another thread) and counting the bytes."""
 
     def __init__(self, raw: IO[bytes]) -> None:
         self._raw = raw
-        self.hash = _BackgroundHash()
+        self.hash = BackgroundHash()
         self.size = 0
 
     def writable(self) -> bool:
@@ -333,7 +281,7 @@ class _HashingReader(io.RawIOBase):
 
     def __init__(self, raw: IO[bytes], *, hashing: bool) -> None:
         self._raw = raw
-        self.hash = _BackgroundHash() if hashing else None
+        self.hash = BackgroundHash() if hashing else None
         self.size = 0
 
     def readable(self) -> bool:

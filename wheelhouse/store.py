@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, NewType
 import platformdirs
 
 from wheelhouse._fs import fsync_dir, rename_noreplace, sync_files
+from wheelhouse._hashing import BackgroundHash
 from wheelhouse.errors import (
     FormatVersionError,
     HashMismatchError,
@@ -372,16 +373,25 @@ class Store:
                 hint="pass --store DIR (or set WHEELHOUSE_STORE) to a writable directory",
             ) from e
         h = hashlib.sha256()
+        background: BackgroundHash | None = None
         size = 0
         try:
             with os.fdopen(fd, "wb") as f:
                 while chunk := src.read(_CHUNK):
-                    h.update(chunk)
+                    if background is not None:
+                        background.update(chunk)
+                    elif size >= _CHUNK:
+                        # A large file: hash on a second thread, alongside the writes.
+                        background = BackgroundHash(h)
+                        background.update(chunk)
+                    else:
+                        h.update(chunk)
                     f.write(chunk)
                     size += len(chunk)
                 f.flush()
                 if durable:
                     os.fsync(f.fileno())
+            digest = background.hexdigest() if background is not None else h.hexdigest()
         except OSError as e:
             path.unlink(missing_ok=True)
             raise StoreError(
@@ -390,7 +400,10 @@ class Store:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        return path, Sha256(h.hexdigest()), size
+        finally:
+            if background is not None:
+                background.close()
+        return path, Sha256(digest), size
 
     def write_temp_bytes(self, data: bytes, *, durable: bool = True) -> tuple[Path, Sha256]:
         """Write a byte string to a temp file; return it and its sha256."""
