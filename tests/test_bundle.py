@@ -570,6 +570,44 @@ def test_disk_full_while_importing_rolls_back(
     assert not (tmp_path / "far").exists()
 
 
+def test_disk_full_while_exporting_leaves_no_partial_bundle(
+    tmp_path: Path, house: House, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from wheelhouse import bundle
+
+    real = bundle._add_file
+    calls = []
+
+    def filling_up(*args: object) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bundle, "_add_file", filling_up)
+    with pytest.raises(OSError, match="No space left"):
+        export(house, tmp_path / "b.tar")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dists", "house", "store"]
+
+
+def test_a_newer_house_manifest_inside_a_bundle_is_a_version_error(
+    tmp_path: Path, house: House, other_store: Store
+) -> None:
+    export(house, tmp_path / "good.tar")
+    entries = read_entries(tmp_path / "good.tar")
+    data = entries[1].data.replace(b'{"format":1,', b'{"format":7,', 1)
+    entries[1] = regular("wheelhouse.json", data)
+    raw = json.loads(entries[0].data)
+    raw["members"][0].update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    entries[0] = regular(BUNDLE_MANIFEST, json.dumps(raw).encode())
+    write_entries(tmp_path / "new.tar", entries)
+    with pytest.raises(FormatVersionError, match="manifest format version 7"):
+        import_bundle(tmp_path / "new.tar", tmp_path / "far", store=other_store)
+    assert not (tmp_path / "far").exists() and store_state(other_store) == {}
+
+
 def test_bundle_digest_checked_on_import_and_verify(
     tmp_path: Path, house: House, other_store: Store
 ) -> None:

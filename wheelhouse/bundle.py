@@ -917,14 +917,16 @@ class _Guarded(io.RawIOBase):
 class _Staging:
     """Where verified member bytes wait (store temp files) until the whole bundle is good."""
 
-    def __init__(self, store: Store | None) -> None:
+    def __init__(self, store: Store | None, present: set[str] | None = None) -> None:
         self.store = store
+        #: Blobs the store is known to have (checked once, up front).
+        self.present = present if present is not None else set()
         self.temps: dict[Sha256, Path] = {}
         self.new_bytes = 0
 
     def take(self, src: IO[bytes], sha: Sha256) -> tuple[str, int]:
         """Read a member; stage it if the store lacks it; return the sha256 and size it had."""
-        if self.store is None or sha in self.temps or self.store.has(sha):
+        if self.store is None or sha in self.temps or sha in self.present:
             h = hashlib.sha256()
             size = 0
             while chunk := src.read(_CHUNK):
@@ -970,8 +972,10 @@ def _scan(reader: _BundleReader, staging: _Staging) -> tuple[Manifest | None, di
         try:
             manifest = Manifest.parse(small[MANIFEST_NAME],
                                       source=f"{reader.source}:{MANIFEST_NAME}")
-        except (HouseError, FormatVersionError) as e:
+        except HouseError as e:
             reader.problems.append(str(e.message))
+        # A newer house manifest format (FormatVersionError) is raised as it is:
+        # not damage, but a wheelhouse too old to read it.
     return manifest, small
 
 
@@ -1045,7 +1049,10 @@ def import_bundle(
             with _BundleReader(path, hash_bundle=expect_sha256 is not None) as reader:
                 bm = reader.bundle_manifest
                 from_house = _check_base(bm, current, house_root, store, path)
-                _check_import_space(bm, store, house_root, current)
+                # One stat per blob, up front (gc cannot remove any meanwhile: in_use).
+                staging.present = {m.sha256 for m in bm.members
+                                   if m.name.startswith(f"{FILES_DIR}/") and store.has(m.sha256)}
+                _check_import_space(bm, store, house_root, current, staging.present)
                 manifest, small = _scan(reader, staging)
                 digest = reader.finish()
                 problems = reader.problems
@@ -1110,9 +1117,9 @@ def _check_base(bm: BundleManifest, current: Manifest | None, house_root: Path, 
 
 
 def _check_import_space(bm: BundleManifest, store: Store, house_root: Path,
-                        current: Manifest | None) -> None:
+                        current: Manifest | None, present: set[str]) -> None:
     new = {m.sha256: m.size or 0 for m in bm.members
-           if m.name.startswith(f"{FILES_DIR}/") and not store.has(m.sha256)}
+           if m.name.startswith(f"{FILES_DIR}/") and m.sha256 not in present}
     _check_space(store.root, sum(new.values()))
     # Across file systems the house gets copies, not links.
     target = house_root if house_root.exists() else house_root.parent
