@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -108,6 +109,25 @@ def test_gc_forgets_houses_that_no_longer_exist(
     assert [p for p, _ in store.registered_houses()] == [tmp_path / "keep"]
 
 
+def test_gc_keeps_blobs_an_unregistered_house_still_hard_links(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory
+) -> None:
+    add_house(tmp_path / "h", store, make_wheel("demo", "1.0"))
+    # A copy made with hard links (cp -al) is not registered; the original goes.
+    shutil.copytree(tmp_path / "h", tmp_path / "copy", copy_function=os.link)
+    shutil.rmtree(tmp_path / "h")
+
+    usage = disk_usage(store)
+    assert (usage.referenced, usage.linked_elsewhere, usage.unreferenced) == (0, 2, 0)
+    result = gc(store)
+    assert result.removed == () and result.linked_elsewhere == 2
+    assert len(store_blobs(store)) == 2
+
+    shutil.rmtree(tmp_path / "copy")
+    result = gc(store)
+    assert len(result.removed) == 2 and result.disk_freed == result.freed > 0
+
+
 def test_gc_refuses_to_guess_when_a_house_cannot_be_read(
     tmp_path: Path, store: Store, make_wheel: WheelFactory
 ) -> None:
@@ -131,6 +151,7 @@ def test_max_size_trims_least_recently_used_first(
 
     assert {b.sha256 for b in result.removed} == blobs_of(old)
     assert all(b.referenced for b in result.removed)
+    assert result.disk_freed == 0  # the old house still links them: no space freed yet
     assert store_blobs(store) == blobs_of(new)
     # The house keeps its own links: it still verifies and installs.
     assert old.verify() == []

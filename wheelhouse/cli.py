@@ -628,7 +628,9 @@ def gc_command(obj: Context, dry_run: bool, max_size: int | None, older_than: fl
     if as_json:
         click.echo(json.dumps({
             "dry_run": result.dry_run, "removed": [b.sha256 for b in result.removed],
-            "freed": result.freed, "kept": result.kept, "kept_size": result.kept_size,
+            "freed": result.freed, "disk_freed": result.disk_freed,
+            "linked_elsewhere": result.linked_elsewhere,
+            "kept": result.kept, "kept_size": result.kept_size,
             "forgotten": [str(p) for p in result.forgotten],
         }, indent=1))
         return
@@ -641,8 +643,13 @@ def gc_command(obj: Context, dry_run: bool, max_size: int | None, older_than: fl
     if not obj.quiet:
         for p in result.forgotten:
             _echo(f"{'would forget' if dry_run else 'forgot'} {p} (no longer a house)")
+        linked = result.freed - result.disk_freed
+        still = f" ({_size(linked)} of it still hard-linked by houses)" if linked else ""
         _echo(f"store {store.root}: {verb} {len(result.removed)} blob(s), "
-              f"{_size(result.freed)}; kept {result.kept} ({_size(result.kept_size)})")
+              f"{_size(result.freed)}{still}; kept {result.kept} ({_size(result.kept_size)})")
+        if result.linked_elsewhere:
+            _echo(f"  kept {result.linked_elsewhere} blob(s) no registered house names but "
+                  "another directory hard-links (register it with --keep DIR)")
 
 
 @cli.command(name="du")
@@ -657,6 +664,8 @@ def du_command(obj: Context, as_json: bool) -> None:
         click.echo(json.dumps({
             "store": str(usage.root), "blobs": usage.blobs, "size": usage.size,
             "referenced": usage.referenced, "referenced_size": usage.referenced_size,
+            "linked_elsewhere": usage.linked_elsewhere,
+            "linked_elsewhere_size": usage.linked_elsewhere_size,
             "unreferenced": usage.unreferenced, "unreferenced_size": usage.unreferenced_size,
             "houses": [{"path": str(h.path), "files": h.files, "size": h.size,
                         "blobs": h.blobs, "not_in_store": h.not_in_store}
@@ -666,6 +675,9 @@ def du_command(obj: Context, as_json: bool) -> None:
         return
     _echo(f"store {usage.root}: {usage.blobs} blob(s), {_size(usage.size)}")
     _echo(f"  used by houses:    {usage.referenced} blob(s), {_size(usage.referenced_size)}")
+    if usage.linked_elsewhere:
+        _echo(f"  linked elsewhere:  {usage.linked_elsewhere} blob(s), "
+              f"{_size(usage.linked_elsewhere_size)} (no registered house; gc keeps them)")
     _echo(f"  unused (gc frees): {usage.unreferenced} blob(s), "
           f"{_size(usage.unreferenced_size)}")
     for h in usage.houses:

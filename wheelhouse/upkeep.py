@@ -88,6 +88,9 @@ class BlobUse:
     last_use: float
     #: Whether a registered house's manifest names it.
     referenced: bool
+    #: Hard links to its bytes, the store's own included (more than 1: a house
+    #: on this file system links it, registered or not).
+    links: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,11 @@ class StoreUsage:
     referenced: int
     #: Their total size.
     referenced_size: int
+    #: Blobs no registered house names but another directory hard-links (an
+    #: unregistered house): gc keeps them, as removing them frees no space.
+    linked_elsewhere: int
+    #: Their total size.
+    linked_elsewhere_size: int
     #: The houses, sorted by path.
     houses: tuple[HouseUsage, ...]
     #: Registered houses that no longer exist (gc forgets them).
@@ -127,13 +135,13 @@ class StoreUsage:
 
     @property
     def unreferenced(self) -> int:
-        """Blobs no house names (what a plain gc removes)."""
-        return self.blobs - self.referenced
+        """Blobs nothing uses (what a plain gc removes)."""
+        return self.blobs - self.referenced - self.linked_elsewhere
 
     @property
     def unreferenced_size(self) -> int:
-        """Their total size."""
-        return self.size - self.referenced_size
+        """Their total size (what a plain gc frees)."""
+        return self.size - self.referenced_size - self.linked_elsewhere_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +150,14 @@ class GcResult:
 
     #: The blobs removed, oldest use first.
     removed: tuple[BlobUse, ...]
-    #: Bytes they took.
+    #: Bytes they took in the store.
     freed: int
+    #: Of those, bytes released on disk: a blob a house still hard-links keeps
+    #: its space until the house lets go of the file too.
+    disk_freed: int
+    #: Blobs no registered house names, kept because another directory (an
+    #: unregistered house) hard-links them.
+    linked_elsewhere: int
     #: Blobs kept.
     kept: int
     #: Bytes the kept blobs take.
@@ -196,8 +210,12 @@ def _scan_blobs(store: Store, referenced: set[str]) -> list[BlobUse]:
             continue
         # Publishing sets mtime; every hard link into a house sets ctime.
         blobs.append(BlobUse(name, st.st_size, max(st.st_mtime, st.st_ctime),
-                             name in referenced))
+                             name in referenced, st.st_nlink))
     return blobs
+
+
+def _elsewhere(blob: BlobUse) -> bool:
+    return not blob.referenced and blob.links > 1
 
 
 def disk_usage(store: Store) -> StoreUsage:
@@ -221,6 +239,8 @@ def disk_usage(store: Store) -> StoreUsage:
         size=sum(b.size for b in blobs),
         referenced=sum(1 for b in blobs if b.referenced),
         referenced_size=sum(b.size for b in blobs if b.referenced),
+        linked_elsewhere=sum(1 for b in blobs if _elsewhere(b)),
+        linked_elsewhere_size=sum(b.size for b in blobs if _elsewhere(b)),
         houses=tuple(houses),
         gone=tuple(p for p, _ in gone),
     )
@@ -237,7 +257,9 @@ def gc(
 ) -> GcResult:
     """Remove blobs no registered house names; forget houses that no longer exist.
 
-    Then, if asked, trim further by least recent use (a blob is used when it
+    A blob that no registered house names but that some other directory still
+    hard-links (a house made before houses registered themselves, or moved)
+    is kept: removing it would free no space. Then, if asked, trim further by least recent use (a blob is used when it
     is published or hard-linked into a house): every blob not used for
     *older_than* seconds, and the least recently used until the store holds at
     most *max_size* bytes. A house keeps working when a blob it names is
@@ -254,8 +276,11 @@ def gc(
         for manifest in live.values():
             referenced |= _manifest_blobs(manifest)
         blobs = sorted(_scan_blobs(store, referenced), key=lambda b: (b.last_use, b.sha256))
-        remove = [b for b in blobs if not b.referenced]
-        keep = [b for b in blobs if b.referenced]
+        # Unused: no registered house names it, and nothing else hard-links it
+        # (removing a blob an unregistered house links would free no space).
+        remove = [b for b in blobs if not b.referenced and b.links <= 1]
+        keep = [b for b in blobs if b.referenced or b.links > 1]
+        elsewhere = sum(1 for b in blobs if _elsewhere(b))
         if older_than is not None:
             remove += [b for b in keep if now - b.last_use > older_than]
             keep = [b for b in keep if now - b.last_use <= older_than]
@@ -276,6 +301,8 @@ def gc(
     return GcResult(
         removed=tuple(remove),
         freed=sum(b.size for b in remove),
+        disk_freed=sum(b.size for b in remove if b.links <= 1),
+        linked_elsewhere=elsewhere,
         kept=len(keep),
         kept_size=sum(b.size for b in keep),
         forgotten=tuple(p for p, _ in gone),
