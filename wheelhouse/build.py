@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -10,7 +11,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from wheelhouse._fs import write_atomic
 from wheelhouse._pip import PipRunner, SubprocessPip
@@ -89,6 +90,28 @@ def _config_fingerprint() -> dict[str, str]:
     return env
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _holding_store(func: Callable[P, R]) -> Callable[P, R]:
+    """Hold the store's use lock shared for the whole call (see Store.in_use).
+
+    From the first "the store has it" to the manifest naming it, gc waits
+    rather than remove a blob the build counts on. The store is the one the
+    call names, else the default one (the same lock either way).
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        store = kwargs.get("store")
+        with (store if isinstance(store, Store) else Store.open()).in_use():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_holding_store
 def build(
     requirements: Sequence[str] = (),
     *,
@@ -157,29 +180,26 @@ def build(
         "config": {} if isolated else _config_fingerprint(),
     }, sort_keys=True).encode()).hexdigest()
 
-    # Shared use of the store from the first `has` to the manifest: gc waits
-    # rather than remove a blob this build has counted on (see Store.in_use).
-    with store.in_use():
-        cached = _load_cache(house_obj, key)
-        if cached is not None and not refresh and all(store.has(e["sha256"]) for e in cached):
-            result = _build_from_cache(house_obj, store, cached, names, started)
-            _write_outputs(house_obj, result, names)
-            return result
-        _validate_inputs(req_files + con_files, requirements)
-        if offline:
-            raise InvalidInputError(
-                "--offline: this house has no earlier resolution of these inputs "
-                "whose files are all in the store",
-                hint="run the build once with the network, then --offline works",
-            )
-
-        with tempfile.TemporaryDirectory(prefix="wheelhouse-build-") as tmp_name:
-            tmp = Path(tmp_name)
-            result = _build_cold(house_obj, store, pip, wanted, names, host, requirement_args,
-                                 pip_options, jobs, allow_missing, tmp, started, say, keep_sdists)
-        _save_cache(house_obj, key, result)
+    cached = _load_cache(house_obj, key)
+    if cached is not None and not refresh and all(store.has(e["sha256"]) for e in cached):
+        result = _build_from_cache(house_obj, store, cached, names, started)
         _write_outputs(house_obj, result, names)
         return result
+    _validate_inputs(req_files + con_files, requirements)
+    if offline:
+        raise InvalidInputError(
+            "--offline: this house has no earlier resolution of these inputs "
+            "whose files are all in the store",
+            hint="run the build once with the network, then --offline works",
+        )
+
+    with tempfile.TemporaryDirectory(prefix="wheelhouse-build-") as tmp_name:
+        tmp = Path(tmp_name)
+        result = _build_cold(house_obj, store, pip, wanted, names, host, requirement_args,
+                             pip_options, jobs, allow_missing, tmp, started, say, keep_sdists)
+    _save_cache(house_obj, key, result)
+    _write_outputs(house_obj, result, names)
+    return result
 
 
 def _keep_partial(store: Store, partial: dict[str, Path], items: dict[str, Resolved]) -> None:
