@@ -277,9 +277,14 @@ ADD_LOOP = textwrap.dedent("""
 
 def _gc_until(proc: subprocess.Popen[str], store: Store) -> tuple[int, int]:
     runs = removed = 0
-    while proc.poll() is None:
-        removed += len(gc(store, timeout=60).removed)
-        runs += 1
+    try:
+        while proc.poll() is None:
+            removed += len(gc(store, timeout=60).removed)
+            runs += 1
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
     return runs, removed
 
 
