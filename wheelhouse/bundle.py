@@ -244,12 +244,16 @@ class _HashingWriter(io.RawIOBase):
         self._raw = raw
         self.hash = BackgroundHash()
         self.size = 0
+        #: Set when the bundle is abandoned: later writes are dropped.
+        self.dropped = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
         n = len(data)
+        if self.dropped:
+            return n
         self.hash.update(data)
         self._raw.write(data)
         self.size += n
@@ -625,6 +629,9 @@ def _write_bundle(
                 else:
                     compressor = zstd.ZstdCompressor(level=3).stream_writer(
                         buffered, closefd=False)
+            # Runs last (after the file is closed): whatever is still buffered
+            # after an error is dropped, never flushed into a closed file.
+            stack.callback(_discard, hashed, compressor, buffered)
             sink = _Sink(compressor if compressor is not None else buffered)
             with tarfile.TarFile(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT,
                                  copybufsize=_CHUNK) as tf:
@@ -650,6 +657,14 @@ def _write_bundle(
         tmp.unlink(missing_ok=True)
         raise
     return digest, size
+
+
+def _discard(hashed: _HashingWriter, *streams: Any) -> None:
+    hashed.dropped = True
+    for stream in streams:
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
 
 
 def _umask() -> int:
