@@ -340,7 +340,8 @@ def gc_command(obj: Context, dry_run: bool, max_size: int | None, older_than: fl
                keep_houses: tuple[Path, ...], as_json: bool) -> None:
     """Remove store blobs that no registered house uses.
 
-    Houses register themselves with the store whenever a command writes them;
+    Houses register themselves with the store when add, build or import puts
+    files in them;
     those that no longer exist are forgotten. gc waits for running builds,
     adds and imports (the store's use lock), so it never takes a blob one of
     them is about to link. Trimmed blobs are fetched again when next needed;
