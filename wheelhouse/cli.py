@@ -341,11 +341,10 @@ def gc_command(obj: Context, dry_run: bool, max_size: int | None, older_than: fl
     """Remove store blobs that no registered house uses.
 
     Houses register themselves with the store when add, build or import puts
-    files in them;
-    those that no longer exist are forgotten. gc waits for running builds,
-    adds and imports (the store's use lock), so it never takes a blob one of
-    them is about to link. Trimmed blobs are fetched again when next needed;
-    houses keep their own links or copies.
+    files in them; those that no longer exist are forgotten. gc waits for
+    running builds, adds and imports (the store's use lock), so it never takes
+    a blob one of them is about to link. Trimmed blobs are fetched again when
+    next needed; houses keep their own links or copies.
     """
     from wheelhouse.upkeep import gc
 
