@@ -14,6 +14,15 @@ _EXPORTS = {
     "add_paths": "wheelhouse.add",
     "BuildResult": "wheelhouse.build",
     "build": "wheelhouse.build",
+    "ExportResult": "wheelhouse.bundle",
+    "ImportResult": "wheelhouse.bundle",
+    "export": "wheelhouse.bundle",
+    "import_bundle": "wheelhouse.bundle",
+    "verify_bundle": "wheelhouse.bundle",
+    "GcResult": "wheelhouse.upkeep",
+    "StoreUsage": "wheelhouse.upkeep",
+    "disk_usage": "wheelhouse.upkeep",
+    "gc": "wheelhouse.upkeep",
     "BlobMeta": "wheelhouse.store",
     "Store": "wheelhouse.store",
     "DistFilename": "wheelhouse.filenames",
@@ -23,7 +32,7 @@ _EXPORTS = {
     "Manifest": "wheelhouse.house",
     "Target": "wheelhouse.targets",
     "expand_platform": "wheelhouse.targets",
-    **dict.fromkeys(("BuildError", "FormatVersionError", "HashMismatchError", "HouseError", "IntegrityError", "InvalidDistributionError", "InvalidFilenameError", "InvalidInputError", "InvalidTargetError", "LockTimeoutError", "NetworkError", "PipError", "ResolutionError", "StoreError", "WheelhouseError"), "wheelhouse.errors"),
+    **dict.fromkeys(("BuildError", "BundleBaseError", "BundleError", "BundleIntegrityError", "DiskSpaceError", "FormatVersionError", "HashMismatchError", "HouseError", "IntegrityError", "InvalidDistributionError", "InvalidFilenameError", "InvalidInputError", "InvalidTargetError", "LockTimeoutError", "NetworkError", "PipError", "ResolutionError", "StoreError", "WheelhouseError"), "wheelhouse.errors"),
 }
 
 __all__ = [
@@ -31,12 +40,19 @@ __all__ = [
     "BlobMeta",
     "BuildError",
     "BuildResult",
+    "BundleBaseError",
+    "BundleError",
+    "BundleIntegrityError",
+    "DiskSpaceError",
     "DistFilename",
+    "ExportResult",
     "FileEntry",
     "FormatVersionError",
+    "GcResult",
     "HashMismatchError",
     "House",
     "HouseError",
+    "ImportResult",
     "IntegrityError",
     "InvalidDistributionError",
     "InvalidFilenameError",
@@ -49,13 +65,19 @@ __all__ = [
     "ResolutionError",
     "Store",
     "StoreError",
+    "StoreUsage",
     "Target",
     "WheelhouseError",
     "__version__",
     "add_paths",
     "build",
+    "disk_usage",
     "expand_platform",
+    "export",
+    "gc",
+    "import_bundle",
     "parse_filename",
+    "verify_bundle",
 ]
 
 
@@ -75,8 +97,19 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from wheelhouse.add import AddResult, add_paths
     from wheelhouse.build import BuildResult, build
+    from wheelhouse.bundle import (
+        ExportResult,
+        ImportResult,
+        export,
+        import_bundle,
+        verify_bundle,
+    )
     from wheelhouse.errors import (
         BuildError,
+        BundleBaseError,
+        BundleError,
+        BundleIntegrityError,
+        DiskSpaceError,
         FormatVersionError,
         HashMismatchError,
         HouseError,
@@ -96,3 +129,4 @@ if TYPE_CHECKING:
     from wheelhouse.house import FileEntry, House, Manifest
     from wheelhouse.store import BlobMeta, Store
     from wheelhouse.targets import Target, expand_platform
+    from wheelhouse.upkeep import GcResult, StoreUsage, disk_usage, gc

@@ -375,7 +375,16 @@ def ingest(
     the house different bytes, the house does not change and one error lists
     every problem. Targets are merged with those the house already records.
     """
-    files = list(files)
+    # Shared use of the store from choosing blobs to naming them in the
+    # manifest: gc waits (see Store.in_use).
+    with store.in_use():
+        return _ingest(house, store, list(files), jobs=jobs, progress=progress)
+
+
+def _ingest(
+    house: House, store: Store, files: list[Incoming], *, jobs: int | None,
+    progress: Progress | None,
+) -> AddResult:
     clock = _Clock()
     outcomes = _prepare_all(store, files, jobs=jobs)
     clock.lap("check and stage")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -10,7 +11,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from wheelhouse._fs import write_atomic
 from wheelhouse._pip import PipRunner, SubprocessPip
@@ -90,6 +91,28 @@ def _config_fingerprint() -> dict[str, str]:
     return env
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _holding_store(func: Callable[P, R]) -> Callable[P, R]:
+    """Hold the store's use lock shared for the whole call (see Store.in_use).
+
+    From the first "the store has it" to the manifest naming it, gc waits
+    rather than remove a blob the build counts on. The store is the one the
+    call names, else the default one (the same lock either way).
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        store = kwargs.get("store")
+        with (store if isinstance(store, Store) else Store.open()).in_use():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_holding_store
 def build(
     requirements: Sequence[str] = (),
     *,

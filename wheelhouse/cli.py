@@ -141,14 +141,26 @@ def _size(n: int) -> str:
 @click.option(
     "--quarantine", is_flag=True, help="Move store blobs that fail to the store's quarantine/."
 )
+@click.option("--sha256", "bundle_sha256", metavar="HEX",
+              help="For a bundle: its sha256 must be this (the digest export printed).")
 @pass_ctx
-def verify(obj: Context, houses: tuple[Path, ...], with_store: bool, quarantine: bool) -> None:
-    """Re-hash a store and/or houses; exit non-zero on any mismatch.
+def verify(obj: Context, houses: tuple[Path, ...], with_store: bool, quarantine: bool,
+           bundle_sha256: str | None) -> None:
+    """Re-hash a store, houses or bundles; exit non-zero on any mismatch.
 
     With no HOUSE, checks the store. Every blob must hash to its name; every
-    house file must match the manifest.
+    house file must match the manifest. A bundle file (from 'wheelhouse
+    export') is checked member by member without importing it.
     """
     failed = False
+    bundles = tuple(p for p in houses if p.is_file())
+    houses = tuple(p for p in houses if not p.is_file())
+    for path in bundles:
+        failed |= not _verify_bundle(obj, path, bundle_sha256)
+    if bundles and not houses and not with_store:
+        if failed:
+            raise click.exceptions.Exit(3)
+        return
     if not houses or with_store:
         store = obj.store(create=False)
         report = store.verify(quarantine=quarantine)
@@ -170,6 +182,236 @@ def verify(obj: Context, houses: tuple[Path, ...], with_store: bool, quarantine:
         failed |= bool(problems)
     if failed:
         raise click.exceptions.Exit(3)
+
+
+# -- carrying houses across an air gap, and store upkeep ---------------------
+
+
+if TYPE_CHECKING:  # click 8.2+ makes ParamType generic; older clicks are not subscriptable
+    _IntParam = click.ParamType[int]
+    _FloatParam = click.ParamType[float]
+else:
+    _IntParam = _FloatParam = click.ParamType
+
+
+class _SizeType(_IntParam):
+    """A size such as 500M, 10G or 1.5GB."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        from wheelhouse.upkeep import parse_size
+
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except WheelhouseError as e:
+            self.fail(str(e), param, ctx)
+
+
+class _AgeType(_FloatParam):
+    """An age such as 30d, 12h or 2w."""
+
+    name = "age"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        from wheelhouse.upkeep import parse_age
+
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_age(str(value))
+        except WheelhouseError as e:
+            self.fail(str(e), param, ctx)
+
+
+def _verify_bundle(obj: Context, path: Path, expect_sha256: str | None) -> bool:
+    from wheelhouse.bundle import verify_bundle
+    from wheelhouse.errors import IntegrityError
+
+    try:
+        report = verify_bundle(path, expect_sha256=expect_sha256)
+    except IntegrityError as e:
+        _echo(f"BAD  {e}")
+        return False
+    if not obj.quiet:
+        bm = report.bundle_manifest
+        kind = (f"delta on manifest sha256={bm.base_manifest_sha256} "
+                f"({len(bm.base)} file(s) expected there)") if bm.is_delta else "full"
+        _echo(f"bundle {path}: {len(report.manifest.files)} file(s), {len(bm.members)} "
+              f"member(s), all match ({kind})")
+        _echo(f"{report.sha256}  {path}")
+    return True
+
+
+@cli.command(name="export")
+@click.argument("house_path", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="The bundle to write: .tar (plain, the default), .tar.gz or .tar.zst.")
+@click.option("--since", type=click.Path(path_type=Path, exists=True),
+              help="Make a delta: only what the other side lacks. Name its wheelhouse.json, "
+              "or the last bundle sent to it.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@pass_ctx
+def export_command(obj: Context, house_path: Path, output: Path, since: Path | None,
+                   as_json: bool) -> None:
+    """Write a house to one bundle file to carry across an air gap.
+
+    Prints the bundle's sha256 last (sha256sum's format): read it to the
+    receiving side, which checks it with 'wheelhouse verify BUNDLE --sha256 HEX'
+    or 'wheelhouse import BUNDLE --sha256 HEX -o HOUSE'.
+    """
+    from wheelhouse.bundle import export
+
+    started = time.monotonic()
+    shown = [started]
+    done = [0]
+
+    def progress(name: str, size: int) -> None:
+        done[0] += size
+        now = time.monotonic()
+        if not obj.quiet and sys.stderr.isatty() and now - shown[0] > 1:
+            shown[0] = now
+            _echo(f"[{now - started:6.1f}s] {_size(done[0])} written", err=True)
+
+    result = export(house_path, output, since=since, progress=progress)
+    if as_json:
+        click.echo(json.dumps({
+            "bundle": str(result.path), "sha256": result.sha256, "size": result.size,
+            "files": result.files, "members": result.members, "skipped": result.skipped,
+            "payload": result.payload, "delta": result.base_manifest_sha256 is not None,
+            "base_manifest_sha256": result.base_manifest_sha256,
+        }, indent=1))
+        return
+    if not obj.quiet:
+        delta = (f"; a delta: {result.skipped} file(s) left out, the other side has them"
+                 if result.base_manifest_sha256 is not None else "")
+        _echo(f"{result.path}: {result.files} file(s), {_size(result.size)}, "
+              f"in {time.monotonic() - started:.1f} s{delta}")
+        _echo(f"{result.sha256}  {result.path}")
+
+
+@cli.command(name="import")
+@click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "--house", "house_path", required=True, type=click.Path(path_type=Path),
+              help="The house to write (created if missing; a delta needs the older house).")
+@click.option("--sha256", "expect_sha256", metavar="HEX",
+              help="Refuse the bundle unless its sha256 is this (the digest export printed).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@pass_ctx
+def import_command(obj: Context, bundle: Path, house_path: Path, expect_sha256: str | None,
+                   as_json: bool) -> None:
+    """Import a bundle into a house: every member checked first, all or nothing."""
+    from wheelhouse.bundle import import_bundle
+
+    started = time.monotonic()
+    result = import_bundle(bundle, house_path, store=obj.store(), expect_sha256=expect_sha256)
+    if as_json:
+        click.echo(json.dumps({
+            "house": str(result.house), "files": result.files, "new_blobs": result.new_blobs,
+            "new_bytes": result.new_bytes, "removed": result.removed, "delta": result.delta,
+            "bundle_sha256": result.bundle_sha256,
+        }, indent=1))
+        return
+    if not obj.quiet:
+        kind = "delta" if result.delta else "bundle"
+        _echo(f"{result.house}: {result.files} file(s) from the {kind}; {result.new_blobs} new "
+              f"in the store ({_size(result.new_bytes)}), {result.removed} removed, "
+              f"in {time.monotonic() - started:.1f} s")
+
+
+@cli.command(name="gc")
+@click.option("--dry-run", is_flag=True, help="Say what would go; change nothing.")
+@click.option("--max-size", type=_SizeType(), metavar="SIZE",
+              help="Then trim the least recently used blobs until the store holds at most "
+              "SIZE (500M, 10G, 1.5GB).")
+@click.option("--older-than", type=_AgeType(), metavar="AGE",
+              help="Then trim blobs not used for AGE (30d, 12h, 2w).")
+@click.option("--keep", "keep_houses", multiple=True,
+              type=click.Path(path_type=Path, file_okay=False),
+              help="Register this house first (one written before houses registered "
+              "themselves, or moved). Repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@pass_ctx
+def gc_command(obj: Context, dry_run: bool, max_size: int | None, older_than: float | None,
+               keep_houses: tuple[Path, ...], as_json: bool) -> None:
+    """Remove store blobs that no registered house uses.
+
+    Houses register themselves with the store when add, build or import puts
+    files in them; those that no longer exist are forgotten. gc waits for
+    running builds, adds and imports (the store's use lock), so it never takes
+    a blob one of them is about to link. Trimmed blobs are fetched again when
+    next needed; houses keep their own links or copies.
+    """
+    from wheelhouse.upkeep import gc
+
+    store = obj.store(create=False)
+    for path in keep_houses:
+        store.register_house(House.open(path).root)
+    result = gc(store, dry_run=dry_run, max_size=max_size, older_than=older_than)
+    if as_json:
+        click.echo(json.dumps({
+            "dry_run": result.dry_run, "removed": [b.sha256 for b in result.removed],
+            "freed": result.freed, "disk_freed": result.disk_freed,
+            "linked_elsewhere": result.linked_elsewhere,
+            "kept": result.kept, "kept_size": result.kept_size,
+            "forgotten": [str(p) for p in result.forgotten],
+        }, indent=1))
+        return
+    verb = "would remove" if dry_run else "removed"
+    if dry_run or obj.verbose:
+        for b in result.removed:
+            why = "trimmed" if b.referenced else "unused"
+            used = time.strftime("%Y-%m-%d", time.localtime(b.last_use))
+            _echo(f"{verb} {b.sha256}  {_size(b.size):>9}  last used {used} ({why})")
+    if not obj.quiet:
+        for p in result.forgotten:
+            _echo(f"{'would forget' if dry_run else 'forgot'} {p} (no longer a house)")
+        linked = result.freed - result.disk_freed
+        still = f" ({_size(linked)} of it still hard-linked by houses)" if linked else ""
+        _echo(f"store {store.root}: {verb} {len(result.removed)} blob(s), "
+              f"{_size(result.freed)}{still}; kept {result.kept} ({_size(result.kept_size)})")
+        if result.linked_elsewhere:
+            _echo(f"  kept {result.linked_elsewhere} blob(s) no registered house names but "
+                  "another directory hard-links (register it with --keep DIR)")
+
+
+@cli.command(name="du")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@pass_ctx
+def du_command(obj: Context, as_json: bool) -> None:
+    """Show what the store holds, what each registered house uses, and what gc would free."""
+    from wheelhouse.upkeep import disk_usage
+
+    usage = disk_usage(obj.store(create=False))
+    if as_json:
+        click.echo(json.dumps({
+            "store": str(usage.root), "blobs": usage.blobs, "size": usage.size,
+            "referenced": usage.referenced, "referenced_size": usage.referenced_size,
+            "linked_elsewhere": usage.linked_elsewhere,
+            "linked_elsewhere_size": usage.linked_elsewhere_size,
+            "unreferenced": usage.unreferenced, "unreferenced_size": usage.unreferenced_size,
+            "houses": [{"path": str(h.path), "files": h.files, "size": h.size,
+                        "blobs": h.blobs, "not_in_store": h.not_in_store}
+                       for h in usage.houses],
+            "gone": [str(p) for p in usage.gone],
+        }, indent=1))
+        return
+    _echo(f"store {usage.root}: {usage.blobs} blob(s), {_size(usage.size)}")
+    _echo(f"  used by houses:    {usage.referenced} blob(s), {_size(usage.referenced_size)}")
+    if usage.linked_elsewhere:
+        _echo(f"  linked elsewhere:  {usage.linked_elsewhere} blob(s), "
+              f"{_size(usage.linked_elsewhere_size)} (no registered house; gc keeps them)")
+    _echo(f"  unused (gc frees): {usage.unreferenced} blob(s), "
+          f"{_size(usage.unreferenced_size)}")
+    for h in usage.houses:
+        extra = f", {h.not_in_store} blob(s) not in the store" if h.not_in_store else ""
+        _echo(f"house {h.path}: {h.files} file(s), {_size(h.size)}{extra}")
+    for p in usage.gone:
+        _echo(f"gone  {p} (gc forgets it)")
 
 
 @cli.command(name="build")

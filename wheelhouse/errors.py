@@ -155,3 +155,62 @@ class PipError(WheelhouseError):
         super().__init__(
             f"pip failed with exit code {returncode}: {' '.join(argv)}\n{stderr_tail}".rstrip()
         )
+
+
+class DiskSpaceError(WheelhouseError):
+    """There is not enough free space to write what was asked (checked before writing)."""
+
+    def __init__(self, path: str, needed: int, free: int) -> None:
+        #: Where the bytes would go.
+        self.path = path
+        #: Bytes needed.
+        self.needed = needed
+        #: Bytes free there.
+        self.free = free
+        super().__init__(
+            f"not enough disk space at {path}: {needed:,} bytes needed, {free:,} free",
+            hint="free some space (wheelhouse gc reclaims unused blobs) or use another disk",
+        )
+
+
+class BundleError(WheelhouseError):
+    """A bundle cannot be written, read or imported."""
+
+
+class BundleIntegrityError(BundleError, IntegrityError):
+    """A bundle is damaged or tampered with: a member altered, missing, unexpected or unsafe.
+
+    Nothing from it enters the store or the house.
+    """
+
+    exit_code = 3
+
+    def __init__(self, bundle: str, problems: list[str]) -> None:
+        #: The bundle file.
+        self.bundle = bundle
+        #: Every problem found.
+        self.problems = problems
+        super().__init__(
+            f"{bundle}: bad bundle, nothing was imported:\n  " + "\n  ".join(problems),
+            hint="ask for the bundle again and compare its sha256 with the one printed "
+            "by 'wheelhouse export'",
+        )
+
+
+class BundleBaseError(BundleError):
+    """A delta bundle needs files that neither the receiving house nor the store has."""
+
+    def __init__(self, bundle: str, house: str, missing: list[str]) -> None:
+        #: The delta bundle.
+        self.bundle = bundle
+        #: The house it was to be imported into.
+        self.house = house
+        #: ``files/NAME (sha256=...)`` for every missing file.
+        self.missing = missing
+        shown = missing[:20] + ([f"... and {len(missing) - 20} more"] if len(missing) > 20 else [])
+        super().__init__(
+            f"{bundle} is a delta, and {house} lacks {len(missing)} file(s) it builds on:\n  "
+            + "\n  ".join(shown),
+            hint="import the earlier bundles first (or a full bundle: "
+            "'wheelhouse export HOUSE -o FULL.tar' without --since)",
+        )

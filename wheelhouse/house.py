@@ -291,6 +291,7 @@ class House:
         self.root = root
         self._cache: tuple[tuple[int, int, int], Manifest] | None = None
         self._digests: dict[int, tuple[Manifest, str]] = {}
+        self._registered: Path | None = None  # the store this house is known to
 
     def __repr__(self) -> str:
         return f"House({str(self.root)!r})"
@@ -410,7 +411,13 @@ class House:
     # -- changing --------------------------------------------------------
 
     def link_from_store(self, store: Store, entry: FileEntry) -> None:
-        """Put a store blob (and its metadata blob) into ``files/`` under its real name."""
+        """Put a store blob (and its metadata blob) into ``files/`` under its real name.
+
+        The house registers itself with the store first, so ``gc`` keeps its blobs.
+        """
+        if self._registered != store.root:
+            store.register_house(self.root)
+            self._registered = store.root
         self._link_blob(store, entry.sha256, self.file_path(entry.filename))
         if entry.metadata_sha256 is not None:
             self._link_blob(

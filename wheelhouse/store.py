@@ -11,7 +11,9 @@ import os
 import re
 import secrets
 import stat
+import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
@@ -21,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, NewType
 import platformdirs
 
 from wheelhouse._fs import fsync_dir, rename_noreplace, sync_files
+from wheelhouse._hashing import BackgroundHash
 from wheelhouse.errors import (
     FormatVersionError,
     HashMismatchError,
@@ -58,7 +61,9 @@ _TOKEN = secrets.token_hex(4)
 _COUNTER = itertools.count()
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _BLOB_MODE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
-_LAYOUT = frozenset({"blobs", "meta", "tmp", "locks", "quarantine", MARKER})
+_LAYOUT = frozenset({"blobs", "meta", "tmp", "locks", "quarantine", "houses", MARKER})
+#: The lock writers hold shared, and gc exclusive (see Store.in_use).
+USE_LOCK = "use"
 # A helper process stages temp files on behalf of its parent: they carry the
 # parent's pid, so clean_tmp keeps them while the parent lives.
 _OWNER_PID: int | None = None
@@ -196,6 +201,7 @@ class Store:
         tmp/                         temp files of writers in flight
         quarantine/                  blobs verify found corrupt
         locks/                       filelock files for exclusive steps
+        houses/<sha256 of path>.json the houses that link blobs (for gc)
 
     Writers need no lock: a blob is written into ``tmp/``, hashed while written,
     fsynced, then linked into place under its name. An existing blob is never
@@ -367,16 +373,25 @@ class Store:
                 hint="pass --store DIR (or set WHEELHOUSE_STORE) to a writable directory",
             ) from e
         h = hashlib.sha256()
+        background: BackgroundHash | None = None
         size = 0
         try:
             with os.fdopen(fd, "wb") as f:
                 while chunk := src.read(_CHUNK):
-                    h.update(chunk)
+                    if background is not None:
+                        background.update(chunk)
+                    elif size >= _CHUNK:
+                        # A large file: hash on a second thread, alongside the writes.
+                        background = BackgroundHash(h)
+                        background.update(chunk)
+                    else:
+                        h.update(chunk)
                     f.write(chunk)
                     size += len(chunk)
                 f.flush()
                 if durable:
                     os.fsync(f.fileno())
+            digest = background.hexdigest() if background is not None else h.hexdigest()
         except OSError as e:
             path.unlink(missing_ok=True)
             raise StoreError(
@@ -385,7 +400,10 @@ class Store:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        return path, Sha256(h.hexdigest()), size
+        finally:
+            if background is not None:
+                background.close()
+        return path, Sha256(digest), size
 
     def write_temp_bytes(self, data: bytes, *, durable: bool = True) -> tuple[Path, Sha256]:
         """Write a byte string to a temp file; return it and its sha256."""
@@ -595,6 +613,81 @@ class Store:
         finally:
             flock.release()
 
+    @contextlib.contextmanager
+    def in_use(self, *, timeout: float = 600.0) -> Iterator[None]:
+        """Hold the store's use lock *shared* while blobs are chosen and linked into a house.
+
+        Any number of writers (add, build, import) hold it at once; ``gc``
+        holds it exclusive (:meth:`exclusive_use`), so it never runs while a
+        writer has decided to use a blob that no house manifest names yet.
+        Re-entrant within a process.
+        """
+        with _USE_LOCKS.hold(self.root / "locks" / f"{USE_LOCK}.lock", shared=True,
+                             timeout=timeout):
+            yield
+
+    @contextlib.contextmanager
+    def exclusive_use(self, *, timeout: float = 600.0) -> Iterator[None]:
+        """Hold the store's use lock exclusive: no writer is between choosing and linking."""
+        with _USE_LOCKS.hold(self.root / "locks" / f"{USE_LOCK}.lock", shared=False,
+                             timeout=timeout):
+            yield
+
+    # -- houses that use this store ----------------------------------------
+
+    @property
+    def houses_dir(self) -> Path:
+        """Where houses register themselves (one small JSON file each)."""
+        return self.root / "houses"
+
+    def register_house(self, house_root: Path) -> None:
+        """Record that the house at *house_root* links blobs from this store (for gc).
+
+        Idempotent and cheap when already registered (one stat).
+        """
+        path = house_root.absolute()
+        record = self.houses_dir / f"{hashlib.sha256(os.fsencode(path)).hexdigest()}.json"
+        if record.exists():
+            return
+        data = json.dumps({"format": STORE_FORMAT, "path": str(path)}, sort_keys=True)
+        try:
+            self.houses_dir.mkdir(exist_ok=True)
+            tmp = self._write_tmp_bytes(data.encode() + b"\n")
+            try:
+                tmp.chmod(0o644)
+                rename_noreplace(str(tmp), str(record))
+            finally:
+                tmp.unlink(missing_ok=True)
+        except OSError as e:
+            raise StoreError(
+                f"cannot register the house {path} in {self.root}: {_describe_oserror(e)}"
+            ) from e
+
+    def registered_houses(self) -> list[tuple[Path, Path]]:
+        """``(house path, record path)`` of every registered house, sorted by house path.
+
+        A record that cannot be read is skipped with a warning.
+        """
+        found = []
+        try:
+            records = sorted(self.houses_dir.glob("*.json"))
+        except OSError:
+            return []
+        for record in records:
+            try:
+                raw = json.loads(record.read_bytes())
+                if raw.get("format") != STORE_FORMAT:
+                    raise FormatVersionError("house record", str(record), raw.get("format"),
+                                             STORE_FORMAT)
+                found.append((Path(str(raw["path"])), record))
+            except (OSError, ValueError, KeyError, AttributeError) as e:
+                log.warning("ignoring unreadable house record %s (%s)", record, e)
+        return sorted(found)
+
+    def forget_house(self, record: Path) -> None:
+        """Drop a house's registration record (the house itself is not touched)."""
+        record.unlink(missing_ok=True)
+
     def verify(self, *, quarantine: bool = False, jobs: int | None = None) -> StoreVerifyReport:
         """Re-hash every blob; report (and optionally quarantine) any that do not match."""
         blobs = list(self.iter_blobs())
@@ -637,3 +730,79 @@ def _pid_alive(pid: int) -> bool:
     except OSError:
         return True  # exists but not ours
     return True
+
+
+class _UseLocks:
+    """Per-process, re-entrant readers-writer locks on files (``flock``).
+
+    A process takes the file lock once, however many threads or nested calls
+    hold it; it is released when the last one leaves. Shared holders never
+    wait for each other. Where ``flock`` is missing (Windows), both kinds are
+    exclusive, which is slower but still safe.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held: dict[Path, tuple[int, bool, int]] = {}  # path -> (fd, shared, count)
+
+    @contextlib.contextmanager
+    def hold(self, path: Path, *, shared: bool, timeout: float) -> Iterator[None]:
+        self._acquire(path, shared=shared, timeout=timeout)
+        try:
+            yield
+        finally:
+            self._release(path)
+
+    def _acquire(self, path: Path, *, shared: bool, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._mutex:
+                held = self._held.get(path)
+                if held is not None:
+                    fd, held_shared, count = held
+                    if held_shared == shared or not held_shared:
+                        # Same kind, or exclusive already covers shared.
+                        self._held[path] = (fd, held_shared, count + 1)
+                        return
+                else:
+                    new_fd = _lock_file(path, shared=shared)
+                    if new_fd is not None:
+                        self._held[path] = (new_fd, shared, 1)
+                        return
+            if time.monotonic() >= deadline:
+                raise LockTimeoutError(str(path), timeout)
+            time.sleep(0.05)
+
+    def _release(self, path: Path) -> None:
+        with self._mutex:
+            fd, shared, count = self._held[path]
+            if count > 1:
+                self._held[path] = (fd, shared, count - 1)
+                return
+            del self._held[path]
+            os.close(fd)  # closing the descriptor releases the flock
+
+
+_USE_LOCKS = _UseLocks()
+
+
+def _lock_file(path: Path, *, shared: bool) -> int | None:
+    """Open *path* and try to lock it without waiting; the fd, or None if it is taken."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o644)
+    try:
+        if sys.platform == "win32":  # pragma: no cover - no flock: exclusive only
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd

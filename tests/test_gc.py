@@ -1,0 +1,333 @@
+"""Store upkeep: house registration, gc (unused, --older-than, --max-size), du, and races."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.builders import build_wheel
+from tests.conftest import LocalIndex, WheelFactory, isolated_env, wheelhouse
+from wheelhouse.add import add_paths
+from wheelhouse.bundle import export, import_bundle
+from wheelhouse.cli import main
+from wheelhouse.errors import LockTimeoutError, StoreError
+from wheelhouse.house import House
+from wheelhouse.store import Store
+from wheelhouse.upkeep import disk_usage, gc, parse_age, parse_size
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+
+def blobs_of(house: House) -> set[str]:
+    out: set[str] = set()
+    for e in house.read_manifest().files:
+        out.add(e.sha256)
+        if e.metadata_sha256:
+            out.add(e.metadata_sha256)
+    return out
+
+
+def store_blobs(store: Store) -> set[str]:
+    return {name for name, _ in store.iter_blobs()}
+
+
+def add_house(root: Path, store: Store, *wheels: Path) -> House:
+    house = House.open(root, create=True)
+    add_paths(house, store, list(wheels))
+    return house
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("100", 100), ("1k", 1024), ("1kB", 1000), ("10G", 10 * 2**30), ("1.5GB", 1_500_000_000),
+    ("512MiB", 512 * 2**20), ("2 T", 2 * 2**40), ("7b", 7),
+])
+def test_parse_size(text: str, value: int) -> None:
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("30d", 30 * 86400), ("12h", 12 * 3600), ("2w", 14 * 86400), ("90m", 5400), ("1.5s", 1.5),
+])
+def test_parse_age(text: str, value: float) -> None:
+    assert parse_age(text) == value
+
+
+def test_houses_register_themselves_on_add_and_import(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory
+) -> None:
+    h1 = add_house(tmp_path / "h1", store, make_wheel("demo", "1.0"))
+    export(h1, tmp_path / "b.tar")
+    import_bundle(tmp_path / "b.tar", tmp_path / "h2", store=store)
+    House.open(tmp_path / "empty", create=True)  # links nothing: nothing to keep
+    assert [p for p, _ in store.registered_houses()] == [tmp_path / "h1", tmp_path / "h2"]
+
+
+def test_gc_removes_only_blobs_no_house_uses(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory
+) -> None:
+    keep = add_house(tmp_path / "keep", store, make_wheel("demo", "1.0"))
+    drop = add_house(tmp_path / "drop", store, make_wheel("other", "1.0"),
+                     make_wheel("demo", "1.0"))
+    drop.remove("other")
+    assert len(store_blobs(store)) == 4
+
+    dry = gc(store, dry_run=True)
+    assert len(dry.removed) == 2 and store_blobs(store) == blobs_of(keep) | {
+        b.sha256 for b in dry.removed}
+
+    result = gc(store)
+    assert {b.sha256 for b in result.removed} == {b.sha256 for b in dry.removed}
+    assert store_blobs(store) == blobs_of(keep) == blobs_of(drop)
+    assert result.kept == 2 and result.freed == sum(b.size for b in result.removed)
+    for b in result.removed:
+        assert not store.meta_path(b.sha256).exists()
+    assert gc(store).removed == ()
+    assert keep.verify() == [] and drop.verify() == []
+
+
+def test_gc_forgets_houses_that_no_longer_exist(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory
+) -> None:
+    add_house(tmp_path / "keep", store, make_wheel("demo", "1.0"))
+    gone = add_house(tmp_path / "gone", store, make_wheel("other", "1.0"))
+    shutil.rmtree(gone.root)
+
+    assert gc(store, dry_run=True).forgotten == (tmp_path / "gone",)
+    assert len(store.registered_houses()) == 2
+    result = gc(store)
+    assert result.forgotten == (tmp_path / "gone",) and len(result.removed) == 2
+    assert [p for p, _ in store.registered_houses()] == [tmp_path / "keep"]
+
+
+def test_gc_keeps_blobs_an_unregistered_house_still_hard_links(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory
+) -> None:
+    add_house(tmp_path / "h", store, make_wheel("demo", "1.0"))
+    # A copy made with hard links (cp -al) is not registered; the original goes.
+    shutil.copytree(tmp_path / "h", tmp_path / "copy", copy_function=os.link)
+    shutil.rmtree(tmp_path / "h")
+
+    usage = disk_usage(store)
+    assert (usage.referenced, usage.linked_elsewhere, usage.unreferenced) == (0, 2, 0)
+    result = gc(store)
+    assert result.removed == () and result.linked_elsewhere == 2
+    assert len(store_blobs(store)) == 2
+
+    shutil.rmtree(tmp_path / "copy")
+    result = gc(store)
+    assert len(result.removed) == 2 and result.disk_freed == result.freed > 0
+
+
+def test_gc_refuses_to_guess_when_a_house_cannot_be_read(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory
+) -> None:
+    house = add_house(tmp_path / "h", store, make_wheel("demo", "1.0"))
+    house.manifest_path.write_text('{"format": 99, "files": []}')
+    before = store_blobs(store)
+    with pytest.raises(StoreError, match="cannot tell which blobs"):
+        gc(store)
+    assert store_blobs(store) == before
+
+
+def test_max_size_trims_least_recently_used_first(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory
+) -> None:
+    old = add_house(tmp_path / "old", store, make_wheel("old", "1.0", padding=200_000))
+    time.sleep(0.05)
+    new = add_house(tmp_path / "new", store, make_wheel("new", "1.0", padding=200_000))
+    new_size = sum(store.blob_path(s).stat().st_size for s in blobs_of(new))
+
+    result = gc(store, max_size=new_size + 10)
+
+    assert {b.sha256 for b in result.removed} == blobs_of(old)
+    assert all(b.referenced for b in result.removed)
+    assert result.disk_freed == 0  # the old house still links them: no space freed yet
+    assert store_blobs(store) == blobs_of(new)
+    # The house keeps its own links: it still verifies and installs.
+    assert old.verify() == []
+
+    # Using a blob again (linking it into a house) makes it recent.
+    time.sleep(0.05)
+    add_house(tmp_path / "again", store, make_wheel("old", "1.0", padding=200_000))
+    result = gc(store, max_size=new_size + 10)
+    assert {b.sha256 for b in result.removed} == blobs_of(new)
+
+
+def test_older_than_trims_blobs_not_used_since(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory
+) -> None:
+    house = add_house(tmp_path / "h", store, make_wheel("demo", "1.0"))
+    now = time.time()
+    assert gc(store, older_than=3600, now=now, dry_run=True).removed == ()
+    result = gc(store, older_than=3600, now=now + 7200)
+    assert {b.sha256 for b in result.removed} == blobs_of(house)
+    assert store_blobs(store) == set()
+
+
+def test_du_shows_the_store_and_each_house(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory
+) -> None:
+    a = add_house(tmp_path / "a", store, make_wheel("demo", "1.0", padding=10_000))
+    add_house(tmp_path / "b", store, make_wheel("other", "1.0"))
+    a.remove("demo")
+    shutil.rmtree(tmp_path / "b")
+    add_house(tmp_path / "c", store, make_wheel("third", "1.0"))
+
+    usage = disk_usage(store)
+
+    assert usage.blobs == 6 and usage.referenced == 2 and usage.unreferenced == 4
+    assert usage.size == sum(p.stat().st_size for _, p in store.iter_blobs())
+    assert [h.path for h in usage.houses] == [tmp_path / "a", tmp_path / "c"]
+    assert [(h.files, h.blobs, h.not_in_store) for h in usage.houses] == [(0, 0, 0), (1, 2, 0)]
+    assert usage.gone == (tmp_path / "b",)
+
+
+def test_cli_gc_du_and_keep(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = ["--store", str(store.root)]
+    wheel = make_wheel("demo", "1.0")
+    assert main([*s, "add", str(wheel), "-o", str(tmp_path / "h")]) == 0
+    # A house copied by hand is not registered; --keep registers it.
+    shutil.copytree(tmp_path / "h", tmp_path / "copy")
+    shutil.rmtree(tmp_path / "h")
+    capsys.readouterr()
+
+    assert main([*s, "du"]) == 0
+    out = capsys.readouterr().out
+    assert "2 blob(s)" in out and "gone" in out
+
+    assert main([*s, "gc", "--dry-run", "--keep", str(tmp_path / "copy")]) == 0
+    out = capsys.readouterr().out
+    assert "would remove 0 blob(s)" in out and f"would forget {tmp_path / 'h'}" in out
+
+    assert main([*s, "gc", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["removed"] == [] and data["forgotten"] == [str(tmp_path / "h")]
+
+    assert main([*s, "du", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [h["path"] for h in data["houses"]] == [str(tmp_path / "copy")]
+
+    assert main([*s, "gc", "--max-size", "lots"]) == 2
+    assert "not a size" in capsys.readouterr().err
+    assert main([*s, "gc", "--older-than", "3"]) == 2
+    assert main(["--store", str(tmp_path / "nostore"), "gc"]) == 1
+    assert "no wheelhouse store" in capsys.readouterr().err
+
+
+# -- concurrency ---------------------------------------------------------------------
+
+HOLD = textwrap.dedent("""
+    import sys, time
+    from wheelhouse.store import Store
+    with Store.open(sys.argv[1]).in_use():
+        print("held", flush=True)
+        time.sleep(float(sys.argv[2]))
+""")
+
+
+def test_gc_waits_while_a_writer_holds_the_store(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory
+) -> None:
+    house = add_house(tmp_path / "h", store, make_wheel("demo", "1.0"))
+    house.remove("demo")
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(store.root), "3"],
+                            stdout=subprocess.PIPE, text=True, env=isolated_env())
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+        with pytest.raises(LockTimeoutError, match=r"use\.lock"):
+            gc(store, timeout=0.5)
+        assert len(store_blobs(store)) == 2  # nothing removed meanwhile
+        # Writers share the lock: an add goes on while another writer holds it.
+        add_house(tmp_path / "h2", store, make_wheel("other", "1.0"))
+    finally:
+        proc.communicate(timeout=30)
+    assert len(gc(store, timeout=10).removed) == 2
+
+
+ADD_LOOP = textwrap.dedent("""
+    import shutil, sys
+    from pathlib import Path
+    from wheelhouse.add import add_paths
+    from wheelhouse.house import House
+    from wheelhouse.store import Store
+    store = Store.open(sys.argv[1])
+    dists, work, rounds = Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+    for i in range(rounds):
+        house = House.open(work / f"h{i}", create=True)
+        add_paths(house, store, [dists], jobs=2)
+        for e in house.read_manifest().files:
+            assert store.has(e.sha256), e.filename
+        assert house.verify() == [], house.verify()
+        shutil.rmtree(house.root)  # its blobs are garbage now, for the gc alongside
+    print("ok", rounds)
+""")
+
+
+def _gc_until(proc: subprocess.Popen[str], store: Store) -> tuple[int, int]:
+    runs = removed = 0
+    try:
+        while proc.poll() is None:
+            removed += len(gc(store, timeout=60).removed)
+            runs += 1
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    return runs, removed
+
+
+@pytest.mark.slow
+def test_gc_racing_add_in_another_process_loses_nothing(tmp_path: Path, store: Store) -> None:
+    dists = tmp_path / "dists"
+    for i in range(25):
+        build_wheel(dists, f"pkg{i}", "1.0", padding=20_000)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ADD_LOOP, str(store.root), str(dists), str(tmp_path / "w"), "25"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated_env())
+    runs, removed = _gc_until(proc, store)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert out.strip() == "ok 25"
+    assert runs > 5 and removed > 0, (runs, removed)  # gc really ran alongside
+    assert store.verify().ok
+
+
+@pytest.mark.slow
+def test_gc_racing_build_in_another_process_loses_nothing(
+    tmp_path: Path, store: Store, serve_dir: Callable[[Path], LocalIndex]
+) -> None:
+    dists = tmp_path / "dists"
+    build_wheel(dists, "app", "1.0", requires_dist=["lib>=1"], padding=50_000)
+    build_wheel(dists, "lib", "1.0", padding=50_000)
+    upstream = add_house(tmp_path / "upstream", Store.open(tmp_path / "upstream-store"), dists)
+    index = serve_dir(upstream.root)
+    env = isolated_env({"WHEELHOUSE_STORE": str(store.root)})
+    argv = ["build", "app", "--index-url", f"{index.url}/simple/"]
+    wheelhouse(*argv, "-o", str(tmp_path / "warm"), env=env)  # the store has every file
+    shutil.rmtree(tmp_path / "warm")  # ... and no house uses them
+
+    for n in range(3):
+        house = tmp_path / f"b{n}"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wheelhouse", *argv, "-o", str(house)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        runs, _ = _gc_until(proc, store)
+        _, err = proc.communicate()
+        assert proc.returncode == 0, err
+        assert runs > 0
+        built = House.open(house)
+        assert built.verify() == []
+        assert all(store.has(s) for s in blobs_of(built))
+        shutil.rmtree(house)
