@@ -160,7 +160,8 @@ def build_wheel(
         for member, data in contents.items():
             info = zipfile.ZipInfo(member, date_time=(2020, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_STORED if member.endswith(".bin") else zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
+            executable = ".data/scripts/" in member
+            info.external_attr = (0o100755 if executable else 0o100644) << 16  # S_IFREG | mode
             zf.writestr(info, data)
     return path
 

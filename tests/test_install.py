@@ -55,7 +55,12 @@ def app_house(tmp_path: Path, store: Store) -> Path:
             "lib>=1", "winonly; sys_platform == 'win32'", "speedup; extra == 'fast'"],
             console_scripts={"app-hello": "app:main"},
             files={"app/__init__.py": b"def main():\n    print('hello from app')\n",
-                   "app/sub/mod.py": b"X = 1\n"}),
+                   "app/sub/mod.py": b"X = 1\n",
+                   # Every other install scheme, as pip lays them out.
+                   "app-1.0.data/scripts/app-tool": b"#!python\nprint('tool')\n",
+                   "app-1.0.data/scripts/app-sh": b"#!/bin/sh\necho sh\n",
+                   "app-1.0.data/headers/app.h": b"#define APP 1\n",
+                   "app-1.0.data/data/share/app/notes.txt": b"notes\n"}),
         build_wheel(d, "lib", "1.0"),
         # Newer, but for a Python that does not exist: never chosen.
         build_wheel(d, "lib", "2.0", requires_python="<3"),
@@ -91,9 +96,33 @@ def test_install_matches_pip_and_runs(tmp_path: Path, app_house: Path) -> None:
     tag = sys.implementation.cache_tag
     assert f"app/__pycache__/__init__.{tag}.pyc" in record
     assert (site / "app" / "__pycache__" / f"__init__.{tag}.pyc").is_file()
-    # Every file RECORD lists exists; every installed file is in RECORD.
-    listed = {row.split(",")[0] for row in record.splitlines()}
-    assert all((site / p).resolve().exists() for p in listed)
+    # The same files in the same places as pip (bytecode aside: pip compiles more levels).
+    def files(venv: Venv) -> set[str]:
+        return {p for p in tree(venv.root)
+                if "__pycache__" not in p and not (venv.root / p).is_dir()}
+
+    assert files(ours) == files(theirs)
+    assert (ours.root / "include" / "site" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+            / "app" / "app.h").is_file()
+    assert (ours.root / "share" / "app" / "notes.txt").read_text() == "notes\n"
+    # Scripts from .data: #!python rewritten to the venv's interpreter, others kept.
+    assert run([str(ours.bin / "app-tool")]).stdout == "tool\n"
+    assert (ours.bin / "app-tool").read_text().startswith(f"#!{ours.python}")
+    assert (ours.bin / "app-sh").read_text() == "#!/bin/sh\necho sh\n"
+    for script in ("app-tool", "app-sh", "app-hello"):
+        assert os.access(ours.bin / script, os.X_OK)
+        assert (ours.bin / script).stat().st_mode == (theirs.bin / script).stat().st_mode
+    # RECORD and the files agree both ways: everything listed exists, and
+    # everything installed is listed.
+    listed: set[Path] = set()
+    for rec in site.glob("*.dist-info/RECORD"):
+        listed |= {Path(os.path.normpath(site / row.split(",")[0]))
+                   for row in rec.read_text().splitlines()}
+    assert all(p.exists() for p in listed)
+    skeleton = files(new_venv(tmp_path / "skeleton"))
+    installed = {ours.root / p for p in tree(ours.root) - skeleton
+                 if (ours.root / p).is_file() and JOURNAL_NAME not in p}
+    assert installed == listed
 
 
 def test_install_into_venv_with_pip_inside(tmp_path: Path, app_house: Path) -> None:
@@ -319,9 +348,15 @@ def test_target_and_prefix(tmp_path: Path, app_house: Path) -> None:
     run([sys.executable, "-c", "import app, lib"], env=env)
 
     prefix = tmp_path / "p"
-    wheelhouse("install", str(app_house), "lib", "--prefix", str(prefix), env=isolated_env())
-    assert list(prefix.rglob("lib.py"))
-    assert all(p.is_relative_to(prefix) for p in prefix.rglob("*"))
+    before = tree(tmp_path)
+    wheelhouse("install", str(app_house), "app", "--prefix", str(prefix), env=isolated_env())
+    new = tree(tmp_path) - before
+    assert any(p.endswith("/lib.py") for p in new)
+    assert all(p == "p" or p.startswith("p/") for p in new)  # nothing written elsewhere
+    assert (prefix / "bin" / "app-hello").is_file()
+    purelib = next(prefix.rglob("site-packages"))
+    env = isolated_env({"PYTHONPATH": str(purelib)})
+    run([sys.executable, "-c", "import app, lib"], env=env)
 
 
 def test_read_only_environment(tmp_path: Path, app_house: Path) -> None:
@@ -361,6 +396,35 @@ def test_interrupted_install_is_completed(tmp_path: Path, app_house: Path) -> No
     assert venv.installed() == {"lib": "1.0"}
 
 
+def test_interrupted_before_record_is_completed(tmp_path: Path, app_house: Path) -> None:
+    venv = new_venv(tmp_path / "v")
+    site = site_packages(venv)
+    site.mkdir(parents=True, exist_ok=True)
+    # Killed after the metadata but before RECORD was written; and a dead run's stash.
+    (site / JOURNAL_NAME).write_text(json.dumps({"version": 1, "installing": {"lib": "1.0"}}))
+    dist_info = site / "lib-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: lib\nVersion: 1.0\n")
+    (site / "lib.py").write_text("half")
+    dead = site / ".wheelhouse-stash-999999999"
+    (dead / "replaced").mkdir(parents=True)
+
+    dry = wheelhouse("install", str(app_house), "lib", "--python", str(venv.python),
+                     "--dry-run", env=isolated_env())
+    assert "would complete the interrupted install of lib" in dry.stdout
+    assert "completed" not in dry.stdout
+    assert (site / JOURNAL_NAME).exists() and (site / "lib.py").read_text() == "half"
+
+    out = wheelhouse("install", str(app_house), "lib", "--python", str(venv.python),
+                     env=isolated_env())
+    assert "completed the interrupted install of lib" in out.stdout
+    assert (dist_info / "RECORD").is_file()
+    assert (site / "lib.py").read_text() == '__version__ = "1.0"\n'
+    assert venv.installed() == {"lib": "1.0"}
+    assert not (site / JOURNAL_NAME).exists()
+    assert not dead.exists()
+
+
 def test_sigkill_then_rerun_completes(tmp_path: Path, store: Store) -> None:
     d = tmp_path / "dists"
     wheels = [build_wheel(d, f"pkg{i}", "1.0", padding=2_000_000) for i in range(12)]
@@ -376,10 +440,13 @@ def test_sigkill_then_rerun_completes(tmp_path: Path, store: Store) -> None:
     import time
 
     deadline = time.monotonic() + 30
-    while not journal.exists() and proc.poll() is None and time.monotonic() < deadline:
+    while (not list(site.glob("pkg*_data.bin")) and proc.poll() is None
+           and time.monotonic() < deadline):
         time.sleep(0.001)
-    proc.kill()
+    assert proc.poll() is None, "the install finished before it could be killed"
+    proc.kill()  # mid-way: some wheels written, others not
     proc.wait()
+    assert journal.exists()
     wheelhouse("install", str(house), "top", "--python", str(venv.python), "--no-compile",
                env=isolated_env())
     assert venv.installed() == {"top": "1.0", **{f"pkg{i}": "1.0" for i in range(12)}}
@@ -389,16 +456,22 @@ def test_sigkill_then_rerun_completes(tmp_path: Path, store: Store) -> None:
 
 
 def test_interpreter_answers_are_cached_and_venvs_described_without_asking(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from wheelhouse import interpreter
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     first = new_venv(tmp_path / "first")
     interpreter.query_interpreter(first.python)  # the base interpreter's answer is cached
-    wrapper = tmp_path / "bin" / "python"
+    # A link to the real interpreter: cached by the link's own identity.
+    link = tmp_path / "bin" / "python"
+    link.parent.mkdir()
+    link.symlink_to(os.path.realpath(first.python))
+    interpreter.query_interpreter(link)
+    # A wrapper script (a pyenv shim): what it runs can change without it changing.
+    wrapper = tmp_path / "shim" / "python"
     wrapper.parent.mkdir()
     wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
     wrapper.chmod(0o755)
-    interpreter.query_interpreter(wrapper)
     asked: list[str] = []
     real_ask = interpreter._ask
 
@@ -406,21 +479,189 @@ def test_interpreter_answers_are_cached_and_venvs_described_without_asking(
         asked.append(exe)
         return real_ask(exe, prefix)
 
-    interpreter._ask = counting
-    try:
-        # A new venv of a known interpreter: described without starting it, and
-        # exactly as it describes itself.
-        second = new_venv(tmp_path / "second")
-        described = interpreter.query_interpreter(second.python)
-        assert asked == []
-        own = interpreter._info(real_ask(str(second.python), None))
-        assert (described.prefix, described.paths, described.executable, described.tags) == (
-            own.prefix, own.paths, own.executable, own.tags)
-        # A changed interpreter file is asked again.
-        interpreter.query_interpreter(wrapper)
-        assert asked == []
-        wrapper.write_text(wrapper.read_text() + "# changed\n")
-        interpreter.query_interpreter(wrapper)
-        assert asked == [str(wrapper)]
-    finally:
-        interpreter._ask = real_ask
+    monkeypatch.setattr(interpreter, "_ask", counting)
+    # A new venv of a known interpreter: described without starting it, and
+    # exactly as it describes itself.
+    second = new_venv(tmp_path / "second")
+    described = interpreter.query_interpreter(second.python)
+    assert asked == []
+    own = interpreter._info(real_ask(str(second.python), None))
+    assert (described.prefix, described.paths, described.executable, described.tags) == (
+        own.prefix, own.paths, own.executable, own.tags)
+    assert described.is_venv
+    interpreter.query_interpreter(link)
+    assert asked == []
+    # A replaced link is asked again.
+    link.unlink()
+    link.symlink_to(os.path.realpath(first.python))
+    interpreter.query_interpreter(link)
+    assert asked == [str(link)]
+    # A wrapper is asked every time.
+    interpreter.query_interpreter(wrapper)
+    interpreter.query_interpreter(wrapper)
+    assert asked == [str(link), str(wrapper), str(wrapper)]
+
+
+def test_a_venv_answer_never_describes_its_base(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from wheelhouse import interpreter
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    venv = new_venv(tmp_path / "v")
+    assert interpreter.query_interpreter(venv.python).is_venv  # asked first, cache cold
+    base = interpreter.query_interpreter(os.path.realpath(venv.python))
+    assert not base.is_venv
+    assert base.prefix == sys.base_prefix
+    assert not base.paths["purelib"].startswith(str(venv.root))
+    # A stale cache from an older layout is asked again, not trusted.
+    for f in (tmp_path / "cache" / "wheelhouse" / "interpreters").glob("*.json"):
+        data = json.loads(f.read_text())
+        data["format"] = 1
+        data["info"]["prefix"] = "/nonexistent"
+        f.write_text(json.dumps(data))
+    assert interpreter.query_interpreter(os.path.realpath(venv.python)).prefix == sys.base_prefix
+
+
+def test_python_given_by_name_is_found_on_path(tmp_path: Path, app_house: Path) -> None:
+    venv = new_venv(tmp_path / "v")
+    env = isolated_env({"PATH": f"{venv.bin}{os.pathsep}{os.environ['PATH']}"})
+    wheelhouse("install", str(app_house), "lib", "--python", "python3", "--no-compile", env=env)
+    assert venv.installed() == {"lib": "1.0"}
+    out = wheelhouse("install", str(app_house), "lib", "--python", "no-such-python-here",
+                     env=env, check=False)
+    assert out.returncode == 1
+    assert "'no-such-python-here' is not on PATH" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_rollback_restores_another_distributions_file(tmp_path: Path, store: Store) -> None:
+    d = tmp_path / "dists"
+    owner = build_wheel(d, "owner", "1.0", files={"shared/conf.py": b"OWNER = True\n"})
+    good = build_wheel(d, "good", "1.0", files={"good/__init__.py": b""})
+    intruder = build_wheel(d, "intruder", "1.0", requires_dist=["good", "broken"],
+                           files={"shared/conf.py": b"INTRUDER = True\n"})
+    broken = build_wheel(d, "broken", "1.0", files={"broken/__init__.py": b"ok = 1\n"})
+    _rewrite_member(broken, "broken/__init__.py", b"tampered = 1\n", fix_record=False)
+    house = make_house(tmp_path / "house", store, [owner, good, intruder, broken])
+    venv = new_venv(tmp_path / "v")
+    wheelhouse("install", str(house), "owner", "--python", str(venv.python), "--no-compile",
+               env=isolated_env())
+    before = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
+              if (venv.root / p).is_file()}
+    for jobs in ("1", "4"):
+        out = wheelhouse("install", str(house), "intruder", "--python", str(venv.python),
+                         "--no-compile", "-j", jobs, env=isolated_env(), check=False)
+        assert out.returncode == 3, out.stderr
+        assert "broken-1.0-py3-none-any.whl" in out.stderr
+        after = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
+                 if (venv.root / p).is_file()}
+        assert after == before  # owner's shared/conf.py is back, byte for byte
+        assert not list(site_packages(venv).glob(".wheelhouse-*"))
+
+
+def test_unexpected_error_in_a_worker_rolls_back(tmp_path: Path, store: Store) -> None:
+    d = tmp_path / "dists"
+    wheels = [build_wheel(d, f"pkg{i}", "1.0", files={f"pkg{i}/__init__.py": b""})
+              for i in range(4)]
+    odd = build_wheel(d, "odd", "1.0", requires_dist=[f"pkg{i}" for i in range(4)])
+    # A RECORD whose size column is not a number: not an OSError or an IntegrityError.
+    with zipfile.ZipFile(odd) as zf:
+        items = {i.filename: zf.read(i) for i in zf.infolist()}
+    record = "odd-1.0.dist-info/RECORD"
+    items[record] = items[record].replace(b",20\n", b",twenty\n", 1)
+    assert b"odd.py,sha256=" in items[record] and b",twenty\n" in items[record]
+    with zipfile.ZipFile(odd, "w") as zf:
+        for name, content in items.items():
+            zf.writestr(name, content)
+    house = make_house(tmp_path / "house", store, [*wheels, odd])
+    venv = new_venv(tmp_path / "v")
+    before = tree(venv.root)
+    out = wheelhouse("install", str(house), "odd", "--python", str(venv.python), "-j", "3",
+                     env=isolated_env(), check=False)
+    assert out.returncode == 1, out.stderr
+    assert "odd-1.0-py3-none-any.whl" in out.stderr and "nothing was installed" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert tree(venv.root) == before
+
+
+def test_ctrl_c_rolls_back_everything(tmp_path: Path, store: Store) -> None:
+    import signal
+    import time
+
+    d = tmp_path / "dists"
+    wheels = [build_wheel(d, f"big{i}", "1.0", padding=8_000_000) for i in range(8)]
+    wheels.append(build_wheel(d, "top", "1.0", requires_dist=[f"big{i}" for i in range(8)]))
+    house = make_house(tmp_path / "house", store, wheels)
+    venv = new_venv(tmp_path / "v")
+    site = site_packages(venv)
+    before = tree(venv.root)
+    # As a terminal does: SIGINT to the whole process group, workers included.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wheelhouse", "install", str(house), "top",
+         "--python", str(venv.python), "--no-compile", "-j", "2"],
+        env=isolated_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    deadline = time.monotonic() + 60
+    while (not list(site.glob("big*_data.bin")) and proc.poll() is None
+           and time.monotonic() < deadline):
+        time.sleep(0.002)
+    assert proc.poll() is None, "the install finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert tree(venv.root) == before
+
+
+def test_no_shared_memory_falls_back_to_threads(tmp_path: Path, app_house: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import concurrent.futures
+
+    from wheelhouse import install as install_mod
+    from wheelhouse.resolver import WantedSet
+
+    def no_semaphores(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(concurrent.futures.ProcessPoolExecutor, "__init__", no_semaphores)
+    monkeypatch.setattr(install_mod, "_use_processes", lambda: True)
+    venv = new_venv(tmp_path / "v")
+    wanted = WantedSet()
+    wanted.add("app")
+    report = install_mod.install(app_house, wanted, python=venv.python,
+                                 compile_bytecode=False, jobs=2)
+    assert {n for n, _v, _f in report.installed} == {"app", "lib"}
+    assert venv.installed() == {"app": "1.0", "lib": "1.0"}
+
+
+def test_symlinked_directory_out_of_the_env_is_never_followed(tmp_path: Path,
+                                                              store: Store) -> None:
+    d = tmp_path / "dists"
+    v1 = build_wheel(d, "victim", "1.0", files={"linked/data.py": b"V1 = 1\n"})
+    v2 = build_wheel(d, "victim", "2.0", files={"victim.py": b"V2 = 1\n"})
+    house = make_house(tmp_path / "house", store, [v1, v2])
+    venv = new_venv(tmp_path / "v")
+    site = site_packages(venv)
+    wheelhouse("install", str(house), "victim==1.0", "--python", str(venv.python),
+               "--no-compile", env=isolated_env())
+    # Someone points a directory inside the env at a directory outside it.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "data.py").write_text("PRECIOUS = 1\n")
+    import shutil
+
+    shutil.rmtree(site / "linked")
+    (site / "linked").symlink_to(outside)
+    # Replacing victim 1.0 removes its RECORD's files: never the one outside.
+    wheelhouse("install", str(house), "victim==2.0", "--python", str(venv.python),
+               "--no-compile", env=isolated_env())
+    assert (outside / "data.py").read_text() == "PRECIOUS = 1\n"
+    assert venv.installed() == {"victim": "2.0"}
+    # Installing files through the link is refused, and nothing is left behind.
+    out = wheelhouse("install", str(house), "victim==1.0", "--python", str(venv.python),
+                     "--no-compile", env=isolated_env(), check=False)
+    assert out.returncode == 3, out.stderr
+    assert "through a symbolic link" in out.stderr
+    assert [p.name for p in outside.iterdir()] == ["data.py"]
+    assert (outside / "data.py").read_text() == "PRECIOUS = 1\n"
+    assert venv.installed() == {"victim": "2.0"}

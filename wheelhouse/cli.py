@@ -759,7 +759,7 @@ def install_command(
     if obj.quiet:
         return
     for name in report.completed:
-        _echo(f"completed the interrupted install of {name}")
+        _echo(f"{'would complete' if dry_run else 'completed'} the interrupted install of {name}")
     verb = "would install" if dry_run else "installed"
     for name, old, new in report.replaced:
         _echo(f"{'would replace' if dry_run else 'replaced'} {name} {old} -> {new}")
@@ -849,8 +849,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as e:
         e.show()
         return e.exit_code
-    except click.exceptions.Abort:
-        _echo("aborted", err=True)
+    except click.exceptions.Abort:  # click's form of Ctrl-C
+        _echo("interrupted", err=True)
         return 130
     except KeyboardInterrupt:
         _echo("interrupted", err=True)

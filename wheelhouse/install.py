@@ -26,6 +26,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -61,6 +62,7 @@ __all__ = [
 ]
 
 JOURNAL_NAME = ".wheelhouse-install.json"
+_STASH_PREFIX = ".wheelhouse-stash-"
 _SCHEMES = ("purelib", "platlib", "headers", "scripts", "data")
 
 
@@ -175,8 +177,14 @@ def _layout(info: InterpreterInfo, prefix: Path | None, target: Path | None) -> 
                   "data": str(root), "headers": str(root / "include")}
         return _Layout(scheme, root, (root,), info.executable)
     scheme = {k: info.paths[k] for k in ("purelib", "platlib", "scripts", "data")}
-    scheme["headers"] = info.paths.get("include", str(Path(info.paths["data"]) / "include"))
     root = (prefix.absolute() if prefix is not None else Path(info.prefix))
+    if info.is_venv and prefix is None:
+        # As pip: a venv's headers stay inside it ({venv}/include/site/pythonX.Y/<dist>),
+        # never in the base interpreter's include directory.
+        major, minor = info.version[:2]
+        scheme["headers"] = str(root / "include" / "site" / f"python{major}.{minor}")
+    else:
+        scheme["headers"] = info.paths.get("include", str(Path(info.paths["data"]) / "include"))
     sites = tuple(dict.fromkeys((Path(scheme["purelib"]), Path(scheme["platlib"]))))
     return _Layout(scheme, root, sites, info.executable)
 
@@ -268,13 +276,22 @@ def _record_paths(dist: InstalledDist, root: Path) -> list[str]:
         rows = list(csv.reader(io.StringIO(record.read_text(encoding="utf-8"))))
     except (OSError, UnicodeDecodeError, csv.Error):
         rows = []
-    root_s = os.path.abspath(root)
+    root_real = os.path.realpath(root)
+    real_dirs: dict[str, str] = {}
     for row in rows:
         if not row or not row[0]:
             continue
         full = os.path.abspath(os.path.join(site, row[0]))
-        if _within(full, root_s):  # never remove outside the environment
-            out.append(full)
+        # Never remove outside the environment, also not through a symlinked
+        # directory: judge where the file really is (the file itself may be a
+        # link; removing a link removes only the link).
+        parent = os.path.dirname(full)
+        real_parent = real_dirs.get(parent)
+        if real_parent is None:
+            real_parent = real_dirs[parent] = os.path.realpath(parent)
+        real = os.path.join(real_parent, os.path.basename(full))
+        if _within(real, root_real):
+            out.append(real)
     return out
 
 
@@ -302,7 +319,7 @@ class _SuppressOSError:
 
 
 def _prune_dirs(dirs: Iterable[str], root: Path) -> None:
-    root_s = os.path.abspath(root)
+    root_s = os.path.realpath(root)
     for d in sorted(set(dirs), key=len, reverse=True):
         while _within(d, root_s) and d != root_s:
             try:
@@ -321,11 +338,12 @@ def _stash(dist: InstalledDist, root: Path, stash: Path) -> list[tuple[str, str]
     stash.mkdir(parents=True, exist_ok=True)
     moves: list[tuple[str, str]] = []
     dirs: list[str] = []
-    for full in [*_record_paths(dist, root), str(dist.path)]:
-        if not os.path.lexists(full) or (os.path.isdir(full) and full != str(dist.path)):
+    dist_info = os.path.realpath(dist.path)
+    for full in [*_record_paths(dist, root), dist_info]:
+        if not os.path.lexists(full) or (os.path.isdir(full) and full != dist_info):
             continue
         dest = os.path.join(stash, str(len(moves)))
-        os.rename(full, dest)
+        _move(full, dest)
         moves.append((full, dest))
         dirs.append(os.path.dirname(full))
         if full.endswith(".py"):
@@ -335,21 +353,112 @@ def _stash(dist: InstalledDist, root: Path, stash: Path) -> list[tuple[str, str]
     return moves
 
 
+def _move(src: str, dest: str) -> None:
+    """Rename *src* to *dest*; across file systems, copy then remove."""
+    try:
+        os.rename(src, dest)
+    except OSError as e:
+        import errno
+
+        if e.errno != errno.EXDEV:
+            raise
+        if os.path.isdir(src) and not os.path.islink(src):
+            shutil.copytree(src, dest, symlinks=True)
+            shutil.rmtree(src)
+        else:
+            shutil.copy2(src, dest, follow_symlinks=False)
+            os.unlink(src)
+
+
+def _stash_dir(path: Path, root: Path, stash: Path) -> list[tuple[str, str]]:
+    """Move the directory *path* (inside *root*) into *stash*; return the move."""
+    real = os.path.realpath(path)
+    if not _within(real, os.path.realpath(root)):
+        return []
+    stash.mkdir(parents=True, exist_ok=True)
+    dest = os.path.join(stash, "dir")
+    _move(real, dest)
+    return [(real, dest)]
+
+
 def _unstash(moves: Sequence[tuple[str, str]]) -> None:
     for original, stashed in reversed(moves):
+        if not os.path.lexists(stashed):
+            continue
         os.makedirs(os.path.dirname(original), exist_ok=True)
         if os.path.lexists(original) and not os.path.isdir(original):
             os.unlink(original)
-        os.rename(stashed, original)
+        _move(stashed, original)
 
 
-def _rollback(written: Iterable[_Written], root: Path) -> None:
+class _Log:
+    """What one install worker changed, appended to a file as it happens.
+
+    Every file is logged *before* it is created, and every existing file before
+    it is moved aside into the stash, with a system-wide monotonic stamp. The
+    rollback reads the logs of all workers, so it works whatever happened to a
+    worker (an exception, Ctrl-C, a killed process), and undoes the changes in
+    the reverse of the order they were made in.
+    """
+
+    def __init__(self, stash: Path, name: str) -> None:
+        self._stash = stash
+        self._name = name
+        self._count = 0
+        self._fd = os.open(stash / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def _add(self, *entry: str) -> None:
+        line = json.dumps([time.monotonic_ns(), *entry]) + "\n"
+        os.write(self._fd, line.encode("utf-8", "surrogateescape"))
+
+    def creating(self, path: str) -> None:
+        """Log that *path* (absent) is about to be created."""
+        self._add("W", path)
+
+    def set_aside(self, path: str) -> None:
+        """Move the existing *path* into the stash, logged first.
+
+        A rollback puts it back: it may be another distribution's file.
+        """
+        self._count += 1
+        stashed = str(self._stash / f"{self._name}-{self._count}")
+        self._add("M", path, stashed)
+        _move(path, stashed)
+
+    def close(self) -> None:
+        """Close the log file."""
+        os.close(self._fd)
+
+
+def _rollback(stash: Path, root: Path) -> None:
+    """Undo, newest first, every change the workers logged in *stash*."""
+    entries: list[list[Any]] = []
+    for log in stash.glob("*.log"):
+        try:
+            text = log.read_bytes().decode("utf-8", "surrogateescape")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash: its change was not made
+            if isinstance(entry, list) and len(entry) >= 3:
+                entries.append(entry)
+    root_real = os.path.realpath(root)
     dirs: list[str] = []
-    for w in written:
-        for f in w.files:
-            with _SuppressOSError():
-                os.unlink(f)
-            dirs.append(os.path.dirname(f))
+    for entry in sorted(entries, key=lambda e: e[0], reverse=True):
+        path = str(entry[2])
+        if not _within(path, root_real) and not _within(os.path.abspath(path), str(root)):
+            continue
+        with _SuppressOSError():
+            if entry[1] == "W":
+                os.unlink(path)
+                dirs.append(os.path.dirname(path))
+            elif entry[1] == "M" and len(entry) == 4 and os.path.lexists(str(entry[3])):
+                if os.path.lexists(path):
+                    os.unlink(path)
+                _move(str(entry[3]), path)
     _prune_dirs(dirs, root)
 
 
@@ -399,11 +508,16 @@ class _VerifyingStream:
             self.digest = value
         return data
 
-    def readline(self, limit: int = -1) -> bytes:  # fix_shebang reads the first line
-        line = self._inner.readline(limit)
-        self._hash.update(line)
-        self._read += len(line)
-        return line
+    def read_verified(self) -> io.BytesIO:
+        """The whole member, checked, as a seekable stream.
+
+        installer rewrites scripts' ``#!python`` lines by seeking.
+        """
+        chunks = []
+        while data := self.read(_BUFSIZE):
+            chunks.append(data)
+        self.read()  # the check at the end
+        return io.BytesIO(b"".join(chunks))
 
 
 def _verifying_source(zf: zipfile.ZipFile) -> Any:
@@ -433,7 +547,11 @@ def _verifying_source(zf: zipfile.ZipFile) -> Any:
                     size = int(row[2]) if row[2] else None
                     verifying = _VerifyingStream(cast("BinaryIO", stream), item.filename, row[1],
                                                  size)
-                    yield row, verifying, executable
+                    parts = item.filename.split("/", 2)
+                    if len(parts) == 3 and parts[0].endswith(".data") and parts[1] == "scripts":
+                        yield row, verifying.read_verified(), executable
+                    else:
+                        yield row, verifying, executable
 
     return Source(zf)
 
@@ -451,19 +569,22 @@ _EXEC_MODE = (0o777 & ~_umask()) | 0o111
 
 
 class _Written:
-    """The files one wheel's install wrote (filled by the destination)."""
+    """What one wheel's install wrote (filled by the destination).
 
-    __slots__ = ("files", "py_files", "record_base", "record_path")
+    The log of every change, for a rollback, is the worker's :class:`_Log`.
+    """
+
+    __slots__ = ("py_files", "record_base", "record_path")
 
     def __init__(self) -> None:
-        #: Every file written, in order (for a rollback).
-        self.files: list[str] = []
+        #: Modules written, to compile.
         self.py_files: list[str] = []
         self.record_path: str | None = None
         self.record_base: str | None = None
 
 
-def _make_destination(layout: _Layout, info: InterpreterInfo, written: _Written) -> Any:
+def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, written: _Written,
+                      log: _Log) -> Any:
     from installer.destinations import SchemeDictionaryDestination
     from installer.records import Hash
     from installer.records import RecordEntry as _RecordEntry
@@ -471,7 +592,11 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, written: _Written)
     from installer.utils import Scheme, copyfileobj_with_hashing
 
     script_kind: Literal["posix", "win-amd64"] = "posix" if info.os_name != "nt" else "win-amd64"
-    scheme_roots = {k: os.path.abspath(v) for k, v in layout.scheme.items()}
+    scheme = dict(layout.scheme)
+    # As pip: each distribution's headers in a directory of its own.
+    scheme["headers"] = os.path.join(scheme["headers"], project)
+    scheme_roots = {k: os.path.abspath(v) for k, v in scheme.items()}
+    real_roots: dict[str, str] = {}
     made_dirs = layout.made_dirs
 
     class Destination(SchemeDictionaryDestination):
@@ -485,15 +610,27 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, written: _Written)
             parent = os.path.dirname(target)
             if parent not in made_dirs:
                 os.makedirs(parent, exist_ok=True)
+                # Not through a symlinked directory to somewhere outside either.
+                real_root = real_roots.get(scheme)
+                if real_root is None:
+                    real_root = real_roots[scheme] = os.path.realpath(base)
+                if not _within(os.path.realpath(parent), real_root):
+                    raise IntegrityError(
+                        f"refusing to write {path!r}: {parent} leads outside {base} "
+                        "through a symbolic link")
                 made_dirs.add(parent)
+            # Never write through an existing file: it may be a hard link (uv links
+            # from its cache) or another distribution's. Set it aside, so a
+            # rollback can put it back.
+            if os.path.lexists(target):
+                log.set_aside(target)
+            log.creating(target)
             try:
                 f = open(target, "xb")  # noqa: SIM115 - closed by the with below
-            except FileExistsError:
-                # Never write through an existing file: it may be a hard link
-                # (uv links from its cache), so replace it instead.
-                os.unlink(target)
+            except FileExistsError:  # another worker wrote the same path just now
+                log.set_aside(target)
+                log.creating(target)
                 f = open(target, "xb")  # noqa: SIM115
-            written.files.append(target)
             with f:
                 if isinstance(stream, _VerifyingStream) and stream.algorithm == "sha256":
                     size = 0
@@ -524,18 +661,18 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, written: _Written)
             super().finalize_installation(scheme, record_file_path, records)
 
     return Destination(
-        scheme_dict=layout.scheme,
+        scheme_dict=scheme,
         interpreter=layout.script_interpreter,
         script_kind=script_kind,
         bytecode_optimization_levels=(),
     )
 
 
-def _install_one(path: Path, sha256: str, layout: _Layout, info: InterpreterInfo,
-                 requested: bool, written: _Written) -> None:
+def _install_one(path: Path, sha256: str, project: str, layout: _Layout, info: InterpreterInfo,
+                 requested: bool, written: _Written, log: _Log) -> None:
     import installer
 
-    destination = _make_destination(layout, info, written)
+    destination = _make_destination(layout, info, project, written, log)
     metadata = {"INSTALLER": b"wheelhouse\n"}
     if requested:
         metadata["REQUESTED"] = b""
@@ -605,13 +742,13 @@ def _add_pyc_to_record(written: _Written, compiled: set[str], cache_tag: str) ->
 
 @dataclass(slots=True)
 class _GroupResult:
-    """What one worker wrote, and the first error it met: (index, kind, detail)."""
+    """What one worker wrote, and the first error it met: (index, kind, detail, reason)."""
 
     written: list[tuple[int, _Written]]
     error: tuple[int, str, str, str] | None = None
 
 
-_Job = tuple[int, str, str, bool]  # index, wheel path, its sha256, requested
+_Job = tuple[int, str, str, str, bool]  # index, wheel path, its sha256, project, requested
 
 
 def _partition(items: Sequence[_Job], sizes: Sequence[int], n: int) -> list[list[_Job]]:
@@ -631,24 +768,89 @@ def _use_processes() -> bool:
     return sys.platform.startswith("linux") and (os.cpu_count() or 1) > 1
 
 
-def _install_group(group: Sequence[_Job], layout: _Layout, info: InterpreterInfo) -> _GroupResult:
-    """Install a group of wheels in order; stop at the first failure (in a worker)."""
+def _install_group(group: Sequence[_Job], layout: _Layout, info: InterpreterInfo,
+                   stash: Path, name: str, abort: threading.Event | None = None) -> _GroupResult:
+    """Install a group of wheels in order; stop at the first failure (in a worker).
+
+    Nothing escapes: any failure is returned as data (the parent rolls back from
+    the log), so a worker never dies with its changes unaccounted for.
+    """
     out = _GroupResult([])
-    for index, path, sha256, requested in group:
-        written = _Written()
-        out.written.append((index, written))
-        try:
-            _install_one(Path(path), sha256, layout, info, requested, written)
-        except _RecordMismatchError as e:
-            out.error = (index, "record", e.member, e.reason)
-            break
-        except OSError as e:
-            out.error = (index, "os", str(e), "")
-            break
-        except IntegrityError as e:
-            out.error = (index, "integrity", e.message, "")
-            break
+    try:
+        log = _Log(stash, name)
+    except OSError as e:
+        return _GroupResult([], (group[0][0], "os", str(e), ""))
+    try:
+        for index, path, sha256, project, requested in group:
+            if abort is not None and abort.is_set():
+                out.error = (index, "interrupted", "", "")
+                break
+            written = _Written()
+            out.written.append((index, written))
+            try:
+                _install_one(Path(path), sha256, project, layout, info, requested, written, log)
+            except _RecordMismatchError as e:
+                out.error = (index, "record", e.member, e.reason)
+                break
+            except OSError as e:
+                out.error = (index, "os", str(e), "")
+                break
+            except IntegrityError as e:
+                out.error = (index, "integrity", e.message, "")
+                break
+            except KeyboardInterrupt:
+                out.error = (index, "interrupted", "", "")
+                break
+            except BaseException as e:  # noqa: BLE001 - reported to the parent, which rolls back
+                out.error = (index, "other", f"{type(e).__name__}: {e}", "")
+                break
+    finally:
+        log.close()
     return out
+
+
+def _ignore_sigint() -> None:
+    # Workers finish their wheels on Ctrl-C; the parent waits for them, then rolls
+    # everything back from their logs.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_groups(groups: Sequence[Sequence[_Job]], layout: _Layout, info: InterpreterInfo,
+                stash: Path) -> list[_GroupResult]:
+    """Run the groups in forked processes (Linux) or threads; every change is logged in *stash*."""
+    if _use_processes() and len(groups) > 1:
+        import multiprocessing
+        from concurrent.futures import Future, ProcessPoolExecutor
+
+        procs: ProcessPoolExecutor | None = None
+        futures: list[Future[_GroupResult]] = []
+        try:
+            procs = ProcessPoolExecutor(max_workers=len(groups),
+                                        mp_context=multiprocessing.get_context("fork"),
+                                        initializer=_ignore_sigint)
+            futures.append(procs.submit(_install_group, groups[0], layout, info, stash, "w0"))
+        except OSError:
+            # No semaphores (a full /dev/shm) or no processes to be had: before any
+            # work started, so threads do it instead.
+            if procs is not None:
+                procs.shutdown(wait=True, cancel_futures=True)
+            procs = None
+        if procs is not None:
+            with procs:
+                futures += [procs.submit(_install_group, g, layout, info, stash, f"w{k}")
+                            for k, g in enumerate(groups[1:], start=1)]
+                return [f.result() for f in futures]
+    abort = threading.Event()
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        thread_futures = [pool.submit(_install_group, g, layout, info, stash, f"t{k}", abort)
+                          for k, g in enumerate(groups)]
+        try:
+            return [f.result() for f in thread_futures]
+        except BaseException:
+            abort.set()  # the others stop after their current wheel
+            raise
 
 
 def _error_from(entry: FileEntry, error: tuple[str, str, str]) -> WheelhouseError:
@@ -661,6 +863,8 @@ def _error_from(entry: FileEntry, error: tuple[str, str, str]) -> WheelhouseErro
         )
     if kind == "integrity":
         return IntegrityError(f"{entry.filename}: {detail}; nothing was installed")
+    if kind == "interrupted":
+        return InstallError("interrupted; nothing was installed")
     return InstallError(f"installing {entry.filename} failed: {detail}; nothing was installed")
 
 
@@ -755,7 +959,8 @@ def install(
     # 3. What can be checked without reading the wheels (they are checked as they are
     #    read: a bad one rolls everything back).
     for _entry, have in todo:
-        if have is not None and not (have.path / "RECORD").is_file():
+        if have is not None and not (have.path / "RECORD").is_file() and not (
+                have.name in interrupted and interrupted[have.name] == have.version):
             raise InstallError(
                 f"cannot replace {have.name} {have.version}: it has no RECORD "
                 f"({have.path}), so its files are unknown",
@@ -767,32 +972,28 @@ def install(
     pending = dict(interrupted)
     pending.update({e.project: e.version for e, _ in todo})
     _write_journal(layout, pending)
-    stash = Path(layout.scheme["purelib"]) / f".wheelhouse-stash-{os.getpid()}"
+    stash = Path(layout.scheme["purelib"]) / f"{_STASH_PREFIX}{os.getpid()}"
+    shutil.rmtree(stash, ignore_errors=True)  # a dead run's, with our pid
+    stash.mkdir(parents=True)
     moves: list[tuple[str, str]] = []
     results = [_Written() for _ in todo]
     try:
         for entry, have in todo:
-            if have is not None:
-                moves += _stash(have, layout.root, stash)
-                if have.version != entry.version:
-                    report.replaced.append((entry.project, have.version, entry.version))
+            if have is None:
+                continue
+            if (have.path / "RECORD").is_file():
+                moves += _stash(have, layout.root, stash / "replaced" / have.path.name)
+            else:
+                # Half-written by an interrupted run of ours (the journal says so):
+                # its files are rewritten below; its metadata goes now.
+                moves += _stash_dir(have.path, layout.root, stash / "half" / have.path.name)
+            if have.version != entry.version:
+                report.replaced.append((entry.project, have.version, entry.version))
 
-        jobs_list = [(i, str(house.file_path(e.filename)), e.sha256, e.project in requested)
-                     for i, (e, _have) in enumerate(todo)]
+        jobs_list = [(i, str(house.file_path(e.filename)), e.sha256, e.project,
+                      e.project in requested) for i, (e, _have) in enumerate(todo)]
         groups = _partition(jobs_list, [todo[i][0].size for i in range(len(todo))], workers)
-        outcomes: list[_GroupResult] = []
-        if _use_processes() and len(groups) > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            ctx = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(max_workers=len(groups), mp_context=ctx) as procs:
-                outcomes = list(procs.map(_install_group, groups,
-                                          [layout] * len(groups), [info] * len(groups)))
-        else:
-            with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-                outcomes = list(pool.map(_install_group, groups,
-                                         [layout] * len(groups), [info] * len(groups)))
+        outcomes = _run_groups(groups, layout, info, stash)
         failure: WheelhouseError | None = None
         for outcome in outcomes:
             for index, w in outcome.written:
@@ -802,7 +1003,7 @@ def install(
         if failure is not None:
             raise failure
     except BaseException:
-        _rollback(results, layout.root)
+        _rollback(stash, layout.root)
         _unstash(moves)
         shutil.rmtree(stash, ignore_errors=True)
         if not interrupted:
@@ -811,6 +1012,7 @@ def install(
             _write_journal(layout, interrupted)
         raise
     shutil.rmtree(stash, ignore_errors=True)
+    _remove_dead_stashes(layout)
     if compile_bytecode and info.cache_tag:
         py_files = [p for w in results for p in w.py_files]
         compiled = _compile(info, py_files, os.cpu_count() or 2)
@@ -825,6 +1027,24 @@ def install(
         _journal_path(layout).unlink(missing_ok=True)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _remove_dead_stashes(layout: _Layout) -> None:
+    """Remove what killed runs set aside.
+
+    Their changes were completed by this run: the journal named them.
+    """
+    site = Path(layout.scheme["purelib"])
+    for d in site.glob(f"{_STASH_PREFIX}*"):
+        pid = d.name[len(_STASH_PREFIX):]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass  # alive, someone else's: leave it
 
 
 def _check_writable(layout: _Layout) -> None:

@@ -23,6 +23,9 @@ from wheelhouse.errors import InvalidInputError
 
 __all__ = ["InterpreterInfo", "default_interpreter", "query_interpreter"]
 
+#: Version of the cached answers' layout; a different one is asked afresh.
+_CACHE_FORMAT = 2
+
 # Runs inside the target interpreter: standard library plus packaging only.
 _QUERY = r"""
 import json, os, sys, sysconfig
@@ -152,36 +155,68 @@ def query_interpreter(python: str | Path, *, prefix: Path | None = None) -> Inte
     uv does: asking costs a Python start-up.
     Raises InvalidInputError when *python* is missing or is not a Python.
     """
-    exe = str(python)
+    exe = _locate(str(python))
     venv = _venv_root(exe) if prefix is None else None
-    # A venv is described by its base interpreter's answer and its own root.
-    key = os.path.realpath(exe) if venv is not None else exe
-    stamp = _stamp(key)
-    cache = _cache_file(key, prefix) if stamp is not None else None
+    # A venv is described by its base interpreter's answer and its own root: ask
+    # the base (the file the venv's python links to), so that the answer cached
+    # under the base's name is the base's own, never one venv's.
+    ask = exe
+    if venv is not None:
+        real = os.path.realpath(exe)
+        if _venv_root(real) is None:
+            ask = real
+    stamp = _stamp(ask)
+    cache = _cache_file(ask, prefix) if stamp is not None and not _is_wrapper(ask) else None
     raw: dict[str, Any] | None = None
     if cache is not None:
         try:
             cached = json.loads(cache.read_bytes())
-            if cached.get("stamp") == json.loads(json.dumps(stamp)) and (
-                    venv is None or "venv_paths" in cached["info"]):
+            if (cached.get("format") == _CACHE_FORMAT
+                    and cached.get("stamp") == json.loads(json.dumps(stamp))):
                 raw = cached["info"]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             raw = None
     if raw is None:
-        raw = _ask(exe, prefix)
+        raw = _ask(ask, prefix)
         if cache is not None:
             try:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps({"stamp": stamp, "info": raw}), encoding="utf-8")
+                tmp.write_text(json.dumps({"format": _CACHE_FORMAT, "stamp": stamp, "info": raw}),
+                               encoding="utf-8")
                 tmp.replace(cache)
             except OSError:
                 pass
-    if venv is not None and "venv_paths" in raw:
+    if venv is not None:
         root = str(venv)
         raw = {**raw, "executable": str(Path(exe).absolute()), "prefix": root,
                "paths": {k: v.replace("@ROOT@", root) for k, v in raw["venv_paths"].items()}}
     return _info(raw)
+
+
+def _locate(exe: str) -> str:
+    """*exe* as a path: a bare name (``python3``) is looked up on ``PATH``, as a shell does."""
+    if os.sep in exe or (os.altsep and os.altsep in exe) or Path(exe).exists():
+        return exe
+    import shutil
+
+    found = shutil.which(exe)
+    if found is None:
+        raise InvalidInputError(f"no such interpreter: {exe!r} is not on PATH",
+                                hint="give the path to a Python executable, e.g. .venv/bin/python")
+    return found
+
+
+def _is_wrapper(exe: str) -> bool:
+    """True for a ``#!`` script, such as a pyenv or asdf shim.
+
+    What it runs can change without the file changing, so its answer is never cached.
+    """
+    try:
+        with Path(exe).open("rb") as f:
+            return f.read(2) == b"#!"
+    except OSError:
+        return False
 
 
 def _venv_root(exe: str) -> Path | None:
