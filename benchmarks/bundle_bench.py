@@ -28,6 +28,13 @@ start, every run writes into its own fresh directory, nothing is deleted
 until the end on disk (in memory, /dev/shm, runs are removed as they finish:
 that costs nothing there and the memory is needed), medians of --runs with
 min-max, peak memory of each wheelhouse command, disk and memory reported apart.
+
+/dev/shm is shared by the whole machine: before a run there, the free bytes
+(and memory) and inodes are checked against what it will hold at its peak --
+the house plus one run, about 7x the house's size -- keeping a reserve; without
+--shm-size the size is reduced to fit, an explicit --shm-size that does not fit
+is skipped with a message. The tree there is removed in a ``finally:``, on
+errors, Ctrl-C and SIGTERM too.
 """
 
 from __future__ import annotations
@@ -48,6 +55,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _scratch import fits, room, shm_scratch
+
+# At its peak a location holds the house (store blobs; the house's files are hard
+# links to them) and one run: the bundle, two plain tars, an imported store and two
+# extractions -- 7x the house's bytes. Inodes per wheel: 2 files (.whl, .metadata)
+# in each of the house, the store, the imported house and store and two
+# extractions, plus pages; 24 leaves room.
+SHM_BYTES_FACTOR = 7
+SHM_INODES_PER_WHEEL = 24
 
 
 def _record(path: str, data: bytes) -> str:
@@ -77,6 +93,24 @@ def write_big_wheel(directory: Path, i: int, size: int) -> int:
     return path.stat().st_size
 
 
+def plan_sizes(total: int) -> list[int]:
+    """Sizes of wheels adding up to *total* bytes (log-uniform 20 kB-40 MB, seeded)."""
+    rng = random.Random(7)
+    sizes = []
+    planned = 0
+    while planned < total:
+        size = max(int(min(total - planned + 2500, 20_000 * (2000 ** rng.random()))), 5000)
+        sizes.append(size)
+        planned += size
+    return sizes
+
+
+def shm_need(size: int) -> tuple[int, int]:
+    """Inodes and bytes a house of *size* bytes needs in memory at its peak."""
+    return (len(plan_sizes(size)) * SHM_INODES_PER_WHEEL + 5_000,
+            size * SHM_BYTES_FACTOR + 100_000_000)
+
+
 def make_corpus(directory: Path, total: int) -> tuple[int, int]:
     """Wheels adding up to *total* bytes (log-uniform 20 kB-40 MB); (count, bytes).
 
@@ -85,13 +119,7 @@ def make_corpus(directory: Path, total: int) -> tuple[int, int]:
     shared with its parent before exec).
     """
     directory.mkdir(parents=True)
-    rng = random.Random(7)
-    sizes = []
-    planned = 0
-    while planned < total:
-        size = max(int(min(total - planned + 2500, 20_000 * (2000 ** rng.random()))), 5000)
-        sizes.append(size)
-        planned += size
+    sizes = plan_sizes(total)
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         written = sum(pool.map(write_big_wheel, [directory] * len(sizes), range(len(sizes)),
                                sizes))
@@ -128,8 +156,13 @@ def timed(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | Non
     start = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=stdout, stderr=subprocess.PIPE)
     assert proc.stderr is not None
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    try:
+        err = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:  # Ctrl-C, SIGTERM: stop the child before its tree is removed
+        proc.kill()
+        proc.wait()
+        raise
     elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{argv} failed:\n{err.decode(errors='replace')[-3000:]}")
@@ -143,10 +176,7 @@ def settle(seconds: float) -> None:
 
 
 def bench(root: Path, size: int, runs: int, settle_s: float, *, cleanup_runs: bool) -> None:
-    """Everything at one location; prints a table."""
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
+    """Everything at one location (*root*: an existing, empty directory); prints a table."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "WHEELHOUSE_"))}
     env["PIP_CONFIG_FILE"] = os.devnull
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -267,14 +297,27 @@ def main() -> int:
             need = size * (2 + 6 * args.runs)
             if free < need:
                 raise SystemExit(f"need {need / 1e9:.1f} GB free under {args.disk_dir.parent}")
+            if args.disk_dir.exists():
+                shutil.rmtree(args.disk_dir)  # once, at the start; the disk then settles
+            args.disk_dir.mkdir(parents=True)
             bench(args.disk_dir, size, args.runs, args.settle, cleanup_runs=False)
         elif where == "shm":
-            shm_size = parse_size(args.shm_size) if args.shm_size else size
-            free = shutil.disk_usage("/dev/shm").free
-            shm_size = min(shm_size, free // 6)
-            bench(Path("/dev/shm/wheelhouse-bundle-bench"), shm_size, args.runs, 2.0,
-                  cleanup_runs=True)
-            shutil.rmtree("/dev/shm/wheelhouse-bundle-bench")
+            root = Path("/dev/shm/wheelhouse-bundle-bench")
+            if args.shm_size:
+                shm_size = parse_size(args.shm_size)
+            else:  # --size, reduced to what fits beside the reserve
+                spare = room(root)[1] - 100_000_000
+                shm_size = min(size, max(spare // SHM_BYTES_FACTOR, 0))
+                if shm_size < size:
+                    print(f"{root}: house reduced from {size / 1e9:.2f} GB to "
+                          f"{shm_size / 1e9:.2f} GB to fit in memory", flush=True)
+            if shm_size < 2**20:
+                print(f"skipped: {root}: no room for a house of any useful size", flush=True)
+                continue
+            if not fits(root, *shm_need(shm_size), f"a {shm_size / 1e9:.2f} GB house"):
+                continue
+            with shm_scratch(root):
+                bench(root, shm_size, args.runs, 2.0, cleanup_runs=True)
         else:
             raise SystemExit(f"unknown --where {where!r}")
     return 0

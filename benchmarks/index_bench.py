@@ -21,6 +21,13 @@ Following ../shared/BENCHMARKING.md: the scratch area is emptied once at the
 start, every run gets its own fresh directory (hard-linked copies), nothing is
 deleted until the end, medians of --runs with min-max, peak memory per command
 (from wait4), and runs on disk and in memory (/dev/shm) reported apart.
+
+In memory (/dev/shm, shared by the whole machine) the rules differ, because
+deleting there costs nothing and filling it breaks other programs: before each
+size, the free inodes and bytes are checked against an estimate and a size that
+would not fit is skipped with a message; runs after the first (whose house the
+later runs copy) are removed as they finish, each size when it is done, and the
+whole tree in a ``finally:`` -- on errors, Ctrl-C and SIGTERM too.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _corpus import make_corpus, write_wheel
+from _scratch import fits, remove, shm_scratch
 
 PEERS = {
     "simple503": "simple503",
@@ -45,6 +53,19 @@ PEERS = {
     "dir2pi": "dir2pi",
     "dumb-pypi": "dumb-pypi",
 }
+
+# What one run creates per wheel, measured on tmpfs (where every directory entry,
+# hard links included, takes an inode): 21.4 entries and ~30 kB (4 kB pages) at
+# 1,000 wheels, all tools. Rounded up.
+INODES_PER_WHEEL_RUN = 23
+BYTES_PER_WHEEL_RUN = 34_000
+
+
+def shm_need(n: int, runs: int) -> tuple[int, int]:
+    """Inodes and bytes one size needs in memory: the corpus, and at most two runs at once."""
+    kept = min(runs, 2)  # run 0 is kept (later runs copy its house); others removed when done
+    return (n * (INODES_PER_WHEEL_RUN * kept + 2) + 10_000,
+            n * (BYTES_PER_WHEEL_RUN * kept + 6_000) + 50_000_000)
 
 
 @dataclass
@@ -68,8 +89,13 @@ def timed(argv: list[str], *, env: dict[str, str] | None = None,
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
-    stderr = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    try:
+        stderr = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:  # Ctrl-C, SIGTERM: stop the child before its tree is removed
+        proc.kill()
+        proc.wait()
+        raise
     elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
@@ -103,16 +129,15 @@ def settle(seconds: float) -> None:
 
 
 def bench_location(root: Path, sizes: list[int], runs: int, settle_s: float,
-                   table: list[str]) -> None:
-    """Run every task at every size under *root*."""
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
+                   table: list[str], *, shm: bool) -> None:
+    """Run every task at every size under *root* (an existing, empty directory)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "WHEELHOUSE_"))}
     env["PIP_CONFIG_FILE"] = os.devnull
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as an installed package runs
     wh = [sys.executable, "-m", "wheelhouse"]
     for n in sizes:
+        if shm and not fits(root, *shm_need(n, runs), f"{n:,} wheels x {runs} runs"):
+            continue
         corpus = make_corpus(root / f"corpus-{n}", n)
         extra_dir = root / f"extra-{n}"
         extra_dir.mkdir()
@@ -178,6 +203,8 @@ def bench_location(root: Path, sizes: list[int], runs: int, settle_s: float,
                                  "--output-dir", str(dp), "--packages-url", "../../files/",
                                  "--no-generate-timestamp"], env=env)
             record("c", "dumb-pypi (incremental)", secs, mb)
+            if shm and run > 0:
+                remove(rd)  # free memory; run 0 holds the house later runs copy
             settle(settle_s / 4)
 
         for task in ("a", "b", "c"):
@@ -195,7 +222,11 @@ def bench_location(root: Path, sizes: list[int], runs: int, settle_s: float,
                     f"{r.summary()} | {max(r.peak_mb):.0f} | {ratio:.2f}x{extra} |"
                 )
         print("\n".join(table[-len(results):]), flush=True)
-    print(f"(scratch left in {root}; delete it when the disk is idle)", flush=True)
+        if shm:
+            for d in [corpus, extra_dir, *root.glob(f"run-{n}-*")]:
+                remove(d)
+    if not shm:
+        print(f"(scratch left in {root}; delete it when the disk is idle)", flush=True)
 
 
 def main() -> int:
@@ -211,6 +242,8 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     for where in args.where.split(","):
+        if where not in ("disk", "shm"):
+            raise SystemExit(f"unknown --where {where!r}")
         root = Path(args.disk_dir) if where == "disk" else Path("/dev/shm/wheelhouse-bench")
         table = [
             f"\n### {where} ({root})\n",
@@ -218,7 +251,14 @@ def main() -> int:
             "|---|---|---|---|---|---|",
         ]
         print("\n".join(table), flush=True)
-        bench_location(root, sizes, args.runs, args.settle if where == "disk" else 0.0, table)
+        if where == "shm":
+            with shm_scratch(root):
+                bench_location(root, sizes, args.runs, 0.0, table, shm=True)
+        else:
+            if root.exists():
+                shutil.rmtree(root)  # once, at the start; the disk then settles
+            root.mkdir(parents=True)
+            bench_location(root, sizes, args.runs, args.settle, table, shm=False)
     return 0
 
 

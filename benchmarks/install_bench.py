@@ -15,13 +15,19 @@ fresh copies of one empty venv, at equal work:
 
 uv starts with an empty cache every run (it hard-links from a warm cache). The
 machine's pip configuration is not used. Medians of --runs with min-max; ratios
-are of medians. Scratch directories are emptied once at the start, never
-between runs (deleting trees slows this disk for minutes).
+are of medians. On disk, the scratch directory is emptied once at the start,
+never between runs (deleting trees slows this disk for minutes), and left at the
+end. In memory (/dev/shm, shared by the whole machine), the free inodes and
+bytes are checked first against an estimate made from the house's wheels (the
+place is skipped, with a message, if it would not fit), each run is removed
+when it is done, and the whole tree in a ``finally:`` -- on errors, Ctrl-C and
+SIGTERM too.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import statistics
@@ -30,6 +36,9 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _scratch import fits, remove, shm_scratch
 
 REQUIREMENTS = """\
 numpy
@@ -59,6 +68,31 @@ def run(argv: list[str], env: dict[str, str]) -> float:
     if proc.returncode != 0:
         raise SystemExit(f"{argv} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     return elapsed
+
+
+def shm_need(wheels: list[Path]) -> tuple[int, int]:
+    """Inodes and bytes one run creates in memory, estimated from the wheels' members.
+
+    Per run: six venvs (three tools, with and without bytecode), two uv caches and
+    one unzip, each counted as a full copy of every member (tmpfs rounds each file
+    up to 4 kB pages), plus a .pyc per .py in the three venvs that compile; 25% on
+    top for directories and what the tools add (measured: the estimate is ~4% above
+    what one run made on disk with 1.25; 1.4 leaves room). The house is counted too.
+    """
+    members = py_members = 0
+    nbytes = py_bytes = 0
+    for path in wheels:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                rounded = math.ceil(info.file_size / 4096) * 4096
+                members += 1
+                nbytes += rounded
+                if info.filename.endswith(".py"):
+                    py_members += 1
+                    py_bytes += rounded
+    house_bytes = sum(w.stat().st_size for w in wheels)
+    inodes = int((9 * members + 3 * py_members) * 1.4) + 4 * len(wheels) + 10_000
+    return inodes, int((9 * nbytes + 3 * py_bytes) * 1.4) + house_bytes + 100_000_000
 
 
 def inflate_all(files: list[Path]) -> float:
@@ -91,6 +125,71 @@ def command(tool: str, house: Path, req: Path, venv: Path, cache: Path,
     return [*argv, "--compile-bytecode"] if bytecode else argv
 
 
+def bench_place(root: Path, where: str, args: argparse.Namespace, env: dict[str, str]) -> None:
+    """Every run at one place (*root*: an existing, empty directory); prints a table."""
+    req = root / "requirements.txt"
+    req.write_text(REQUIREMENTS)
+    house = root / "house"
+    if args.house:
+        shutil.copytree(args.house, house)
+    else:
+        # Needs the network: the machine's own pip configuration reaches the registry.
+        build_env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELHOUSE_")}
+        build_env["WHEELHOUSE_STORE"] = str(root / "store")
+        run([sys.executable, "-m", "wheelhouse", "build", "-r", str(req), "-o", str(house)],
+            build_env)
+    wheels = sorted((house / "files").glob("*.whl"))
+    size = sum(w.stat().st_size for w in wheels)
+    if where == "shm" and not fits(root, *shm_need(wheels), f"install runs, {len(wheels)} wheels"):
+        return
+    template = root / "template"
+    run([sys.executable, "-m", "venv", "--without-pip", str(template)], env)
+    os.sync()
+    time.sleep(2)
+    results: dict[str, list[float]] = {}
+    for i in range(args.runs):
+        run_dir = root / f"run-{i}"
+        run_dir.mkdir()
+        order = TOOLS[i % 3:] + TOOLS[: i % 3]  # rotate who goes first
+        for bytecode in (True, False):
+            for tool in order:
+                label = f"{tool} {'bytecode' if bytecode else 'no bytecode'}"
+                venv = run_dir / f"{tool}-{int(bytecode)}"
+                shutil.copytree(template, venv, symlinks=True)
+                cache = run_dir / f"uv-cache-{int(bytecode)}"
+                argv = command(tool, house, req, venv, cache, bytecode)
+                results.setdefault(label, []).append(run(argv, env))
+        results.setdefault("limit: read + inflate (1 thread)", []).append(inflate_all(wheels))
+        unzip_dir = run_dir / "unzip"
+        unzip_dir.mkdir()
+        start = time.perf_counter()
+        for w in wheels:
+            subprocess.run(["unzip", "-q", "-o", str(w), "-d", str(unzip_dir)], check=True)
+        results.setdefault("limit: unzip to files (1 process)", []).append(
+            time.perf_counter() - start)
+        if where == "shm":
+            remove(run_dir)  # free memory; on disk nothing is deleted between runs
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"\n## install: {len(wheels)} wheels, {size / 1e6:.1f} MB, on {where} "
+          f"({root}), {args.runs} runs\n")
+    print("| variant | median s | min-max s | vs pip | vs uv |")
+    print("|---|---:|---:|---:|---:|")
+    for label, values in results.items():
+        mode = "no bytecode" if "no bytecode" in label else "bytecode"
+        vs_pip = med.get(f"pip {mode}")
+        vs_uv = med.get(f"uv {mode}")
+        cells = [f"{med[label] / vs_pip:.2f}x" if vs_pip and "limit" not in label else "",
+                 f"{med[label] / vs_uv:.2f}x" if vs_uv and "limit" not in label else ""]
+        print(f"| {label} | {med[label]:.2f} | {min(values):.2f}-{max(values):.2f} | "
+              + " | ".join(cells) + " |")
+    limit = med["limit: read + inflate (1 thread)"]
+    ours = med["wheelhouse no bytecode"]
+    print(f"\nwheelhouse (no bytecode) is {ours / limit:.1f}x the read+inflate limit and "
+          f"{ours / med['limit: unzip to files (1 process)']:.2f}x unzip; "
+          f"pip/wheelhouse = {med['pip no bytecode'] / ours:.1f}x (no bytecode), "
+          f"{med['pip bytecode'] / med['wheelhouse bytecode']:.1f}x (bytecode)")
+
+
 def main() -> int:
     """Run every variant --runs times per place and print a table."""
     parser = argparse.ArgumentParser(description=__doc__,
@@ -106,67 +205,23 @@ def main() -> int:
     places = {"disk": Path("/var/tmp/wheelhouse-install-bench"),
               "shm": Path("/dev/shm/wheelhouse-install-bench")}
     for where in args.where.split(","):
+        if where not in places:
+            raise SystemExit(f"unknown --where {where!r}")
         root = places[where]
-        if root.exists():
-            shutil.rmtree(root)
-        root.mkdir(parents=True)
-        req = root / "requirements.txt"
-        req.write_text(REQUIREMENTS)
-        house = root / "house"
-        if args.house:
-            shutil.copytree(args.house, house)
+        if where == "shm":
+            if args.house and not fits(root, *shm_need(sorted(
+                    (args.house / "files").glob("*.whl"))), "install runs from --house"):
+                continue
+            # Building the house needs far less: the wheels, twice linked.
+            if not args.house and not fits(root, 20_000, 500_000_000, "building the house"):
+                continue
+            with shm_scratch(root):
+                bench_place(root, where, args, env)
         else:
-            # Needs the network: the machine's own pip configuration reaches the registry.
-            build_env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELHOUSE_")}
-            build_env["WHEELHOUSE_STORE"] = str(root / "store")
-            run([sys.executable, "-m", "wheelhouse", "build", "-r", str(req), "-o", str(house)],
-                build_env)
-        wheels = sorted((house / "files").glob("*.whl"))
-        size = sum(w.stat().st_size for w in wheels)
-        template = root / "template"
-        run([sys.executable, "-m", "venv", "--without-pip", str(template)], env)
-        os.sync()
-        time.sleep(2)
-        results: dict[str, list[float]] = {}
-        for i in range(args.runs):
-            run_dir = root / f"run-{i}"
-            run_dir.mkdir()
-            order = TOOLS[i % 3:] + TOOLS[: i % 3]  # rotate who goes first
-            for bytecode in (True, False):
-                for tool in order:
-                    label = f"{tool} {'bytecode' if bytecode else 'no bytecode'}"
-                    venv = run_dir / f"{tool}-{int(bytecode)}"
-                    shutil.copytree(template, venv, symlinks=True)
-                    cache = run_dir / f"uv-cache-{int(bytecode)}"
-                    argv = command(tool, house, req, venv, cache, bytecode)
-                    results.setdefault(label, []).append(run(argv, env))
-            results.setdefault("limit: read + inflate (1 thread)", []).append(inflate_all(wheels))
-            unzip_dir = run_dir / "unzip"
-            unzip_dir.mkdir()
-            start = time.perf_counter()
-            for w in wheels:
-                subprocess.run(["unzip", "-q", "-o", str(w), "-d", str(unzip_dir)], check=True)
-            results.setdefault("limit: unzip to files (1 process)", []).append(
-                time.perf_counter() - start)
-        med = {k: statistics.median(v) for k, v in results.items()}
-        print(f"\n## install: {len(wheels)} wheels, {size / 1e6:.1f} MB, on {where} "
-              f"({root}), {args.runs} runs\n")
-        print("| variant | median s | min-max s | vs pip | vs uv |")
-        print("|---|---:|---:|---:|---:|")
-        for label, values in results.items():
-            mode = "no bytecode" if "no bytecode" in label else "bytecode"
-            vs_pip = med.get(f"pip {mode}")
-            vs_uv = med.get(f"uv {mode}")
-            cells = [f"{med[label] / vs_pip:.2f}x" if vs_pip and "limit" not in label else "",
-                     f"{med[label] / vs_uv:.2f}x" if vs_uv and "limit" not in label else ""]
-            print(f"| {label} | {med[label]:.2f} | {min(values):.2f}-{max(values):.2f} | "
-                  + " | ".join(cells) + " |")
-        limit = med["limit: read + inflate (1 thread)"]
-        ours = med["wheelhouse no bytecode"]
-        print(f"\nwheelhouse (no bytecode) is {ours / limit:.1f}x the read+inflate limit and "
-              f"{ours / med['limit: unzip to files (1 process)']:.2f}x unzip; "
-              f"pip/wheelhouse = {med['pip no bytecode'] / ours:.1f}x (no bytecode), "
-              f"{med['pip bytecode'] / med['wheelhouse bytecode']:.1f}x (bytecode)")
+            if root.exists():
+                shutil.rmtree(root)  # once, at the start
+            root.mkdir(parents=True)
+            bench_place(root, where, args, env)
     return 0
 
 
