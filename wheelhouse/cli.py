@@ -732,7 +732,9 @@ def _req_options(f: Any) -> Any:
 @click.option("--break-system-packages", is_flag=True,
               help="Allow installing into a system (non-virtual-environment) interpreter.")
 @click.option("--dry-run", is_flag=True, help="Show what would be installed; change nothing.")
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), help="Parallel install threads.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64),
+              help="Wheels written at once (processes on Linux, threads elsewhere; "
+              "default: the CPU count, at most 8).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 @pass_ctx
 def install_command(
