@@ -661,7 +661,7 @@ def test_symlinked_directory_out_of_the_env_is_never_followed(tmp_path: Path,
     out = wheelhouse("install", str(house), "victim==1.0", "--python", str(venv.python),
                      "--no-compile", env=isolated_env(), check=False)
     assert out.returncode == 3, out.stderr
-    assert "through a symbolic link" in out.stderr
+    assert "symbolic link leading outside" in out.stderr
     assert [p.name for p in outside.iterdir()] == ["data.py"]
     assert (outside / "data.py").read_text() == "PRECIOUS = 1\n"
     assert venv.installed() == {"victim": "2.0"}

@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -243,10 +244,13 @@ def _check_wheel(path: Path, sha256: str, zf: zipfile.ZipFile) -> None:
             )
 
 
+_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
 def _member_problem(info: zipfile.ZipInfo) -> str | None:
     name = info.filename
-    if "\0" in name or "\\" in name:
-        return "NUL or backslash in the name"
+    if _BAD_CHARS.search(name):
+        return "a backslash or control character in the name"
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         return "absolute path"
     parts = name.split("/")
@@ -407,13 +411,21 @@ class _Log:
         self._count = 0
         self._fd = os.open(stash / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
-    def _add(self, *entry: str) -> None:
-        line = json.dumps([time.monotonic_ns(), *entry]) + "\n"
-        os.write(self._fd, line.encode("utf-8", "surrogateescape"))
+    def _add(self, *entry: str) -> int:
+        stamp = time.monotonic_ns()
+        line = "\t".join((str(stamp), *entry))
+        if "\n" in line or line.count("\t") != len(entry):  # a name that needs quoting
+            line = json.dumps([stamp, *entry])
+        os.write(self._fd, (line + "\n").encode("utf-8", "surrogateescape"))
+        return stamp
 
-    def creating(self, path: str) -> None:
-        """Log that *path* (absent) is about to be created."""
-        self._add("W", path)
+    def creating(self, path: str) -> int:
+        """Log that *path* is about to be created; return the entry's stamp."""
+        return self._add("W", path)
+
+    def not_created(self, stamp: int) -> None:
+        """Log that the creation logged at *stamp* did not happen (the path existed)."""
+        self._add("X", str(stamp))
 
     def set_aside(self, path: str) -> None:
         """Move the existing *path* into the stash, logged first.
@@ -433,21 +445,29 @@ class _Log:
 def _rollback(stash: Path, root: Path) -> None:
     """Undo, newest first, every change the workers logged in *stash*."""
     entries: list[list[Any]] = []
+    cancelled: set[tuple[str, int]] = set()
     for log in stash.glob("*.log"):
         try:
             text = log.read_bytes().decode("utf-8", "surrogateescape")
         except OSError:
             continue
-        for line in text.splitlines():
+        lines = text.split("\n")
+        for line in lines[:-1]:  # the last is empty, or cut short by a crash: not done
             try:
-                entry = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a crash: its change was not made
-            if isinstance(entry, list) and len(entry) >= 3:
-                entries.append(entry)
+                entry: list[Any] = (json.loads(line) if line.startswith("[")
+                                    else line.split("\t"))
+                entry[0] = int(entry[0])
+            except (ValueError, IndexError):
+                continue
+            if entry[1] == "X" and len(entry) == 3:
+                cancelled.add((log.name, int(entry[2])))
+            elif len(entry) >= 3:
+                entries.append([*entry, log.name])
     root_real = os.path.realpath(root)
     dirs: list[str] = []
     for entry in sorted(entries, key=lambda e: e[0], reverse=True):
+        if entry[1] == "W" and (entry[-1], entry[0]) in cancelled:
+            continue
         path = str(entry[2])
         if not _within(path, root_real) and not _within(os.path.abspath(path), str(root)):
             continue
@@ -455,7 +475,7 @@ def _rollback(stash: Path, root: Path) -> None:
             if entry[1] == "W":
                 os.unlink(path)
                 dirs.append(os.path.dirname(path))
-            elif entry[1] == "M" and len(entry) == 4 and os.path.lexists(str(entry[3])):
+            elif entry[1] == "M" and len(entry) == 5 and os.path.lexists(str(entry[3])):
                 if os.path.lexists(path):
                     os.unlink(path)
                 _move(str(entry[3]), path)
@@ -583,6 +603,32 @@ class _Written:
         self.record_base: str | None = None
 
 
+def _check_no_escape(directory: str, base: str, checked: set[str],
+                     real_roots: dict[str, str]) -> None:
+    """Refuse *directory* if a symbolic link on its way from *base* leads outside *base*.
+
+    *directory* (inside *base*) exists; it and the directories between are added
+    to *checked*.
+
+    One ``lstat`` per directory not seen before: a link is rare, and only then is
+    its real path worked out.
+    """
+    chain: list[str] = []
+    d = directory
+    while d not in checked and d != base and len(d) > len(base):
+        chain.append(d)
+        d = os.path.dirname(d)
+    for d in chain:
+        if os.path.islink(d):
+            real_root = real_roots.get(base)
+            if real_root is None:
+                real_root = real_roots[base] = os.path.realpath(base)
+            if not _within(os.path.realpath(d), real_root):
+                raise IntegrityError(
+                    f"refusing to write under {d}: it is a symbolic link leading outside {base}")
+    checked.update(chain)
+
+
 def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, written: _Written,
                       log: _Log) -> Any:
     from installer.destinations import SchemeDictionaryDestination
@@ -610,24 +656,15 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
             parent = os.path.dirname(target)
             if parent not in made_dirs:
                 os.makedirs(parent, exist_ok=True)
-                # Not through a symlinked directory to somewhere outside either.
-                real_root = real_roots.get(scheme)
-                if real_root is None:
-                    real_root = real_roots[scheme] = os.path.realpath(base)
-                if not _within(os.path.realpath(parent), real_root):
-                    raise IntegrityError(
-                        f"refusing to write {path!r}: {parent} leads outside {base} "
-                        "through a symbolic link")
-                made_dirs.add(parent)
+                _check_no_escape(parent, base, made_dirs, real_roots)
             # Never write through an existing file: it may be a hard link (uv links
             # from its cache) or another distribution's. Set it aside, so a
             # rollback can put it back.
-            if os.path.lexists(target):
-                log.set_aside(target)
-            log.creating(target)
+            stamp = log.creating(target)
             try:
                 f = open(target, "xb")  # noqa: SIM115 - closed by the with below
-            except FileExistsError:  # another worker wrote the same path just now
+            except FileExistsError:
+                log.not_created(stamp)
                 log.set_aside(target)
                 log.creating(target)
                 f = open(target, "xb")  # noqa: SIM115
