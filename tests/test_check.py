@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
+from collections.abc import Callable  # noqa: TC003 - pytest fixtures resolve annotations
 from pathlib import Path  # noqa: TC003 - pytest fixtures resolve annotations
 from typing import Any
 
@@ -10,7 +13,7 @@ import pytest
 from packaging.tags import sys_tags
 
 from tests.builders import build_sdist, build_wheel
-from tests.conftest import isolated_env, wheelhouse
+from tests.conftest import LocalIndex, Venv, isolated_env, wheelhouse
 from wheelhouse.add import add_paths
 from wheelhouse.house import House
 from wheelhouse.store import Store  # noqa: TC001
@@ -134,3 +137,124 @@ def test_default_targets_are_those_the_house_was_built_for(tmp_path: Path, store
     result = check_json(root, "lib", "cext", ok=False)
     verdicts = {t["target"]: t["ok"] for t in result["targets"]}
     assert verdicts == {"cp311-manylinux_2_28_aarch64": False, "cp312-win_amd64": True}
+
+
+def test_requirement_file_options_never_reach_pip(
+    tmp_path: Path, house: Path, serve_dir: Callable[[Path], LocalIndex]
+) -> None:
+    # An index the files name: any request pip makes to it is recorded.
+    (tmp_path / "elsewhere").mkdir()
+    elsewhere = serve_dir(tmp_path / "elsewhere")
+    (tmp_path / "c.txt").write_text("lib<2\n")
+    req = tmp_path / "req.txt"
+    req.write_text(
+        "--index-url http://127.0.0.1:9/simple\n"  # nothing listens on port 9
+        "--find-links http://127.0.0.1:9/nothing\n"
+        f"--extra-index-url {elsewhere.url}/simple\n"
+        f"--find-links {elsewhere.url}/links\n"
+        "--trusted-host 127.0.0.1\n"
+        "-c c.txt\n"
+        "lib\n"
+    )
+    result = check_json(house, "-r", str(req), "--python-version", "3.12",
+                        "--platform", "win_amd64", ok=True)
+    (t,) = result["targets"]
+    # The nested constraint reached pip (without it pip would take lib 2.0).
+    assert t["chosen"] == t["pip"]["chosen"] == {"lib": "1.0"}
+    assert t["disagreement"] is None
+    assert elsewhere.requests == []
+
+
+@pytest.fixture
+def yanked_house(tmp_path: Path, store: Store) -> Path:
+    d = tmp_path / "dists"
+    root = tmp_path / "yanked"
+    h = House.open(root, create=True)
+    add_paths(h, store, [build_wheel(d, "lib", "1.0"), build_wheel(d, "lib", "2.0"),
+                         build_wheel(d, "old", "1.0"), build_wheel(d, "old", "2.0b1")])
+    h.yank("lib==2.0", reason="broken")
+    h.yank("old==1.0")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("requirement", "chosen"),
+    [
+        pytest.param("lib", {"lib": "1.0"}, id="yanked-newest-skipped"),
+        pytest.param("lib==2.0", {"lib": "2.0"}, id="exact-pin-takes-yanked"),
+        pytest.param("lib==2.*", None, id="wildcard-is-not-a-pin"),
+        # The final release hides the pre-release before the yank hides the final.
+        pytest.param("old", None, id="prerelease-not-taken-for-yanked-final"),
+        pytest.param("old==1.*", None, id="wildcard-does-not-unlock-yanked"),
+    ],
+)
+def test_yanked_files_pip_agrees(yanked_house: Path, requirement: str,
+                                 chosen: dict[str, str] | None) -> None:
+    result = check_json(yanked_house, requirement, "--python-version", "3.12",
+                        "--platform", "win_amd64", ok=chosen is not None)
+    (t,) = result["targets"]
+    assert t["disagreement"] is None
+    if chosen is None:
+        (unmet,) = t["unmet"]
+        assert unmet["reason"].startswith("only yanked files fit (")
+        assert t["pip"]["ok"] is False
+    else:
+        assert t["chosen"] == t["pip"]["chosen"] == chosen
+
+
+def test_cross_check_skipped_when_pip_is_not_available(
+    house: Path, venv: Venv, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+) -> None:
+    from wheelhouse.cli import main
+
+    # check runs pip with the interpreter running wheelhouse: here, one without pip.
+    monkeypatch.setattr(sys, "executable", str(venv.python))
+    assert main(["check", str(house), "lib", "--python-version", "3.12",
+                 "--platform", "win_amd64", "--json"]) == 0
+    (t,) = json.loads(capsys.readouterr().out)["targets"]
+    assert t["ok"] is True and t["disagreement"] is None
+    assert t["pip"]["ok"] is None and t["pip"]["chosen"] is None
+    assert t["pip"]["skipped"].startswith("pip not available: ")
+    assert "No module named pip" in t["pip"]["skipped"]
+
+    caplog.clear()
+    assert main(["check", str(house), "lib", "--python-version", "3.12",
+                 "--platform", "win_amd64"]) == 0
+    assert "OK" in capsys.readouterr().out
+    assert [r.getMessage() for r in caplog.records] == [
+        f"cross-check with pip skipped ({t['pip']['skipped']})"]
+
+
+def test_sha512_hash_is_checked_against_the_file(tmp_path: Path, house: Path) -> None:
+    name = "lib-1.0-py3-none-any.whl"
+    good = hashlib.sha512((house / "files" / name).read_bytes()).hexdigest()
+    req = tmp_path / "req.txt"
+    req.write_text(f"lib==1.0 --hash=sha512:{good}\n")
+    result = check_json(house, "-r", str(req), "--python-version", "3.12",
+                        "--platform", "win_amd64", ok=True)
+    (t,) = result["targets"]
+    assert t["chosen"] == t["pip"]["chosen"] == {"lib": "1.0"}
+
+    wrong = "0" * 128
+    req.write_text(f"lib==1.0 --hash=sha512:{wrong}\n")
+    result = check_json(house, "-r", str(req), "--python-version", "3.12",
+                        "--platform", "win_amd64", ok=False)
+    (t,) = result["targets"]
+    assert t["unmet"] == [{
+        "requirement": "lib==1.0", "required_by": f"{req}:1",
+        "reason": f"hash mismatch for {name}: expected sha512={wrong}, got sha512={good} "
+                  "(the --hash values do not match the house's file)"}]
+    assert t["pip"]["ok"] is False
+    assert t["disagreement"] is None
+
+
+def test_unevaluable_marker_is_an_error_naming_the_line(tmp_path: Path, house: Path) -> None:
+    req = tmp_path / "req.txt"
+    req.write_text('lib\nlib; python_version ~= "3"\n')
+    out = wheelhouse("check", str(house), "-r", str(req), "--python-version", "3.12",
+                     "--platform", "win_amd64", env=isolated_env(), check=False)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert (f"error: {req}:2: cannot evaluate the environment marker of "
+            "'lib; python_version ~= \"3\"' for cp312-win_amd64") in out.stderr

@@ -2,15 +2,24 @@
 
 For each target, :func:`check` resolves the requirements against the house's
 manifest only (:mod:`wheelhouse.resolver`: dependency closure, markers,
-Requires-Python, tags, hashes) and, where pip can answer the same question
-(``pip install --dry-run --no-index --find-links HOUSE/files --only-binary=:all:``
+Requires-Python, tags, yanks, hashes) and, where pip can answer the same question
+(``pip install --dry-run --index-url file://HOUSE/simple/ --only-binary=:all:``
 with the target's options), asks pip too. A disagreement between the two is
 reported as what it is: a bug in wheelhouse.
+
+pip is asked the same question and nothing more: it reads the house's own index
+(so it sees yanks as we do), no configuration, no ``PIP_*`` variables, and
+requirement files rewritten to hold only requirements, hashes and constraints
+(an ``--index-url`` or ``--find-links`` line in the user's file never reaches it).
+When the interpreter has no usable pip, the cross-check is skipped, and the
+verdict says so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -18,19 +27,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wheelhouse.errors import PipError, ResolutionError
+from wheelhouse.errors import (
+    HashMismatchError,
+    IntegrityError,
+    InvalidInputError,
+    PipError,
+    ResolutionError,
+)
 from wheelhouse.house import House
+from wheelhouse.index import SIMPLE_DIR
 from wheelhouse.install import read_house_metadata
 from wheelhouse.resolver import Environment, Unmet, UnsatisfiableError, resolve_in_house
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from wheelhouse._pip import PipRunner
     from wheelhouse.house import FileEntry
-    from wheelhouse.resolver import WantedSet
+    from wheelhouse.requirements import RequirementLine
+    from wheelhouse.resolver import FileDigest, WantedSet
     from wheelhouse.targets import Target
 
 __all__ = ["CheckResult", "TargetCheck", "check"]
+
+log = logging.getLogger(__name__)
+
+#: The oldest pip with ``install --dry-run --report``.
+_MIN_PIP = (22, 2)
 
 
 @dataclass(slots=True)
@@ -53,11 +76,13 @@ class TargetCheck:
     pip_asked: bool = False
     #: Why pip's answer differs without that being a bug in ours, if it does.
     pip_note: str | None = None
+    #: Why the cross-check with pip was skipped (pip not available), if it was.
+    pip_skipped: str | None = None
 
     @property
     def disagreement(self) -> str | None:
         """A description of how pip's answer differs from ours, or None."""
-        if not self.pip_asked or self.pip_note:
+        if not self.pip_asked or self.pip_note or self.pip_skipped:
             return None
         pip_ok = self.pip_chosen is not None
         if pip_ok != self.ok:
@@ -81,8 +106,9 @@ class TargetCheck:
             "unmet": [{"requirement": u.requirement, "required_by": u.required_by,
                        "reason": u.reason} for u in self.unmet],
             "pip": None if not self.pip_asked else {
-                "ok": self.pip_chosen is not None, "chosen": self.pip_chosen,
-                "error": self.pip_error},
+                "ok": None if self.pip_skipped else self.pip_chosen is not None,
+                "chosen": self.pip_chosen, "error": self.pip_error,
+                "skipped": self.pip_skipped},
             "disagreement": self.disagreement,
             "pip_note": self.pip_note,
         }
@@ -128,21 +154,34 @@ def check(
     constraint_files: Sequence[Path] = (),
     requirements: Sequence[str] = (),
     ask_pip: bool = True,
+    pip: PipRunner | None = None,
 ) -> CheckResult:
     """Check *wanted* against the house for each target (``None``: this interpreter).
 
     *requirement_files*, *constraint_files* and *requirements* are what *wanted*
-    was read from; pip is given the same, so both answer the same question.
+    was read from; pip is given the same requirements, hashes and constraints
+    (rewritten into files of its own, without the files' options), so both
+    answer the same question. *pip* runs pip (default: this interpreter's, with
+    no configuration); if it has no usable pip, the cross-check is skipped and
+    each verdict says so.
     """
     house = House.open(house_path)
     files = house.read_manifest().files
     read_metadata = read_house_metadata(house)
+    file_digest = read_house_digest(house)
+    pip_skipped: str | None = None
+    if ask_pip:
+        pip = pip if pip is not None else _isolated_pip()
+        pip_skipped = _pip_unavailable(pip)
+        if pip_skipped:
+            log.warning("cross-check with pip skipped (%s)", pip_skipped)
     out: list[TargetCheck] = []
     for target in targets or (None,):
         env = host_environment() if target is None else Environment.for_target(target)
         verdict = TargetCheck(env.name, ok=False)
         try:
-            resolution = resolve_in_house(files, wanted, env, read_metadata)
+            resolution = resolve_in_house(files, wanted, env, read_metadata,
+                                          file_digest=file_digest)
         except UnsatisfiableError as e:
             verdict.unmet = e.unmet
         except ResolutionError as e:
@@ -150,15 +189,45 @@ def check(
         else:
             verdict.ok = True
             verdict.chosen = {c.name: str(c.version) for c in resolution.chosen}
-        if ask_pip:
+        if ask_pip and pip is not None:
             verdict.pip_asked = True
+            if pip_skipped:
+                verdict.pip_skipped = pip_skipped
+                out.append(verdict)
+                continue
             verdict.pip_chosen, verdict.pip_error = _ask_pip(
-                house, target, requirement_files, constraint_files, requirements, wanted.pre)
+                pip, house, target, requirement_files, constraint_files, requirements, wanted)
             if target is not None and verdict.disagreement:
                 verdict.pip_note = _pip_marker_limitation(
-                    files, wanted, env, read_metadata, verdict.pip_chosen)
+                    files, wanted, env, read_metadata, file_digest, verdict.pip_chosen)
         out.append(verdict)
     return CheckResult(out)
+
+
+def read_house_digest(house: House) -> FileDigest:
+    """A reader of a house file's digest in any ``hashlib`` algorithm (for ``--hash`` pins).
+
+    The manifest records sha256 only; sha384 and sha512 are computed from the
+    file, whose sha256 is checked against the manifest in the same pass, so the
+    digest is that of the bytes the house vouches for.
+    """
+
+    def digest(entry: FileEntry, algorithm: str) -> str:
+        path = house.file_path(entry.filename)
+        wanted, sha256 = hashlib.new(algorithm), hashlib.sha256()
+        try:
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    wanted.update(chunk)
+                    sha256.update(chunk)
+        except OSError as e:
+            raise IntegrityError(f"cannot read {path}: {e.strerror or e}",
+                                 hint="run 'wheelhouse verify' on the house") from e
+        if sha256.hexdigest() != entry.sha256:
+            raise HashMismatchError(str(path), entry.sha256, sha256.hexdigest())
+        return wanted.hexdigest()
+
+    return digest
 
 
 def _pip_marker_limitation(
@@ -166,6 +235,7 @@ def _pip_marker_limitation(
     wanted: WantedSet,
     env: Environment,
     read_metadata: Callable[[FileEntry], bytes],
+    file_digest: FileDigest,
     pip_chosen: dict[str, str] | None,
 ) -> str | None:
     """Explain a difference by pip's known limitation, if that is what it is.
@@ -178,9 +248,9 @@ def _pip_marker_limitation(
     host = host_environment()
     as_pip = Environment(env.name, env.tags, host.markers, env.python_version)
     try:
-        chosen = {c.name: str(c.version)
-                  for c in resolve_in_house(files, wanted, as_pip, read_metadata).chosen}
-    except ResolutionError:
+        chosen = {c.name: str(c.version) for c in resolve_in_house(
+            files, wanted, as_pip, read_metadata, file_digest=file_digest).chosen}
+    except (ResolutionError, InvalidInputError):
         chosen = None
     if chosen == pip_chosen:
         return ("pip evaluated environment markers for this machine, not for the target "
@@ -189,45 +259,98 @@ def _pip_marker_limitation(
     return None
 
 
+def _isolated_pip() -> PipRunner:
+    """The running interpreter's pip, with no configuration file and no ``PIP_*``/``UV_*``."""
+    from wheelhouse._pip import SubprocessPip
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    return SubprocessPip(isolated=True, env=env)
+
+
+def _pip_unavailable(pip: PipRunner) -> str | None:
+    """Why *pip* cannot answer (not installed, too old), or None when it can."""
+    try:
+        result = pip(["--version"])
+    except PipError as e:
+        lines = [ln for ln in e.stderr_tail.splitlines() if ln.strip()]
+        return "pip not available: " + (lines[-1] if lines else f"exit code {e.returncode}")
+    except OSError as e:  # the interpreter itself is missing or not executable
+        return f"pip not available: {e.strerror or e}"
+    # pip prints its version as the second word: pip 26.3 from PATH (python 3.12)
+    words = result.stdout.split()
+    try:
+        version = tuple(int(p) for p in words[1].split(".")[:2])
+    except (IndexError, ValueError):
+        return None  # an unusual version string: let pip itself answer
+    if version < _MIN_PIP:
+        return (f"pip {words[1]} is too old for 'install --dry-run --report' "
+                f"(needs {'.'.join(map(str, _MIN_PIP))} or later)")
+    return None
+
+
+def render_requirements(lines: Sequence[RequirementLine]) -> bytes:
+    r"""A requirements file holding *lines* and their ``--hash`` values, and nothing else.
+
+    >>> from wheelhouse.requirements import RequirementLine
+    >>> render_requirements([RequirementLine("lib==1.0", ("sha256:ab",), "r.txt:3")])
+    b'lib==1.0 --hash=sha256:ab\n'
+    """
+    return "".join(
+        " ".join([line.text, *(f"--hash={h}" for h in line.hashes)]) + "\n" for line in lines
+    ).encode()
+
+
 def _ask_pip(
+    pip: PipRunner,
     house: House,
     target: Target | None,
     requirement_files: Sequence[Path],
     constraint_files: Sequence[Path],
     requirements: Sequence[str],
-    pre: bool,
+    wanted: WantedSet,
 ) -> tuple[dict[str, str] | None, str | None]:
-    """Ask pip the same question, from the house's files alone, isolated from config."""
+    """Ask pip the same question, from the house's own index alone, isolated from config.
+
+    pip reads ``file://HOUSE/simple/`` (PEP 503 pages with PEP 592 yanks: it sees
+    what our resolver sees) and nothing else: no find-links, no other index. The
+    user's requirement files are not handed over as they are (their
+    ``--index-url``, ``--find-links`` and other options would reach pip); pip gets
+    files rewritten to hold only their requirements, hashes and constraints.
+    """
     from packaging.utils import canonicalize_name
     from packaging.version import Version
 
-    from wheelhouse._pip import SubprocessPip
+    from wheelhouse.requirements import RequirementLine, scan_requirement_files
     from wheelhouse.resolve import target_pip_options
 
-    # Only the house: no configuration, no PIP_* variables, no index.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env["PIP_CONFIG_FILE"] = os.devnull
-    pip = SubprocessPip(isolated=True, env=env)
+    scan = scan_requirement_files(list(requirement_files), constraints=constraint_files)
+    lines = [ln for ln in scan.lines if not ln.constraint]
+    lines += [RequirementLine(text, (), "command line") for text in requirements]
+    constraints = [ln for ln in scan.lines if ln.constraint]
     with tempfile.TemporaryDirectory(prefix="wheelhouse-check-") as tmp:
         report = Path(tmp) / "report.json"
-        args = ["install", "--dry-run", "--ignore-installed", "--quiet", "--no-index",
-                "--find-links", str(house.files_dir), "--report", str(report)]
-        if pre:
+        req_file, constraint_file = Path(tmp) / "requirements.txt", Path(tmp) / "constraints.txt"
+        req_file.write_bytes(render_requirements(lines))
+        args = ["install", "--dry-run", "--ignore-installed", "--quiet",
+                "--index-url", (house.root / SIMPLE_DIR).as_uri() + "/",
+                "--report", str(report), "-r", str(req_file)]
+        if constraints:
+            constraint_file.write_bytes(render_requirements(constraints))
+            args += ["-c", str(constraint_file)]
+        if wanted.pre:
             args.append("--pre")
+        if wanted.require_hashes:
+            args.append("--require-hashes")
         if target is not None:
             args += [*target_pip_options(target), "--target", str(Path(tmp) / "target")]
         else:
             args.append("--only-binary=:all:")
-        for f in requirement_files:
-            args += ["-r", str(f)]
-        for f in constraint_files:
-            args += ["-c", str(f)]
-        args += list(requirements)
         try:
             pip(args)
         except PipError as e:
-            lines = [ln for ln in e.stderr_tail.splitlines() if ln.strip()]
-            errors = [ln for ln in lines if ln.startswith("ERROR")] or lines
+            lines_out = [ln for ln in e.stderr_tail.splitlines() if ln.strip()]
+            errors = [ln for ln in lines_out if ln.startswith("ERROR")] or lines_out
             return None, (errors[0] if errors else f"pip exited with {e.returncode}")[:300]
         data = json.loads(report.read_text(encoding="utf-8"))
     chosen = {

@@ -2,7 +2,8 @@
 
 Pure logic: a :class:`Environment` (the tags, marker values and Python version of
 an interpreter, real or described by a :class:`~wheelhouse.targets.Target`), the
-house's manifest and a way to read each wheel's core metadata go in; the chosen
+house's manifest and a way to read each wheel's core metadata (and, for
+``--hash=sha384:``/``sha512:`` pins, a way to digest a file) go in; the chosen
 files, or a :class:`UnsatisfiableError` naming every unmet requirement and why, come
 out. No network, no pip. Backtracking is resolvelib's (the resolver pip and pdm
 use), so a house holding several versions of a project resolves as pip would.
@@ -14,9 +15,9 @@ import contextlib
 import platform as _platform
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from packaging.markers import InvalidMarker
+from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.metadata import parse_email
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -34,8 +35,13 @@ if TYPE_CHECKING:
     from wheelhouse.requirements import RequirementLine
     from wheelhouse.targets import Target
 
+#: The ``--hash`` algorithms pip accepts (sha256 or stronger), and so do we.
+HASH_ALGORITHMS = ("sha256", "sha384", "sha512")
+
 __all__ = [
+    "HASH_ALGORITHMS",
     "Environment",
+    "FileDigest",
     "Resolution",
     "Unmet",
     "UnsatisfiableError",
@@ -43,6 +49,14 @@ __all__ = [
     "parse_requires_dist",
     "resolve_in_house",
 ]
+
+
+class FileDigest(Protocol):
+    """Reads a house file and gives the hex digest of its bytes (``hashlib`` algorithm name)."""
+
+    def __call__(self, entry: FileEntry, algorithm: str) -> str:
+        """The hex digest of *entry*'s bytes; raises WheelhouseError if they cannot be read."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +153,9 @@ class WantedSet:
     requirements: list[tuple[Requirement, str]] = field(default_factory=list)
     #: Constraints (``-c``), by project.
     constraints: dict[NormalizedName, list[tuple[SpecifierSet, str]]] = field(default_factory=dict)
-    #: Allowed sha256 digests by project (hash-checking mode when non-empty).
-    hashes: dict[NormalizedName, set[str]] = field(default_factory=dict)
+    #: Allowed digests by project, then by algorithm (``sha256``, ``sha384``, ``sha512``):
+    #: as in pip, a file is accepted when any one of its digests is among them.
+    hashes: dict[NormalizedName, dict[str, set[str]]] = field(default_factory=dict)
     #: True to allow pre-releases everywhere (``--pre``).
     pre: bool = False
     #: True when every file must match a ``--hash`` (pip's hash-checking mode).
@@ -172,11 +187,15 @@ class WantedSet:
             wanted.requirements.append((req, line.where))
             if line.hashes:
                 wanted.require_hashes = True
-                digests = wanted.hashes.setdefault(canonicalize_name(req.name), set())
+                digests = wanted.hashes.setdefault(canonicalize_name(req.name), {})
                 for h in line.hashes:
                     algorithm, _, value = h.partition(":")
-                    if algorithm == "sha256":
-                        digests.add(value.lower())
+                    if algorithm not in HASH_ALGORITHMS or not value:
+                        # Never ignore a pin: one we cannot check is an error.
+                        problems.append(f"{line.where}: unsupported --hash {h!r} (pip takes "
+                                        "sha256, sha384 or sha512)")
+                        continue
+                    digests.setdefault(algorithm, set()).add(value.lower())
         if problems:
             raise InvalidInputError(
                 f"{len(problems)} problem(s) in the requirements:\n  " + "\n  ".join(problems))
@@ -291,11 +310,14 @@ class _House:
         files: Iterable[FileEntry],
         read_metadata: Callable[[FileEntry], bytes],
         env: Environment,
+        file_digest: FileDigest | None = None,
     ) -> None:
         self.by_project: dict[str, list[FileEntry]] = {}
         for e in files:
             self.by_project.setdefault(e.project, []).append(e)
         self.read_metadata = read_metadata
+        self.file_digest = file_digest
+        self._digests: dict[tuple[str, str], str] = {}
         self.env = env
         self.rank = env.tag_rank()
         self._requires: dict[str, list[Requirement]] = {}
@@ -304,12 +326,14 @@ class _House:
     def best_wheels(self, name: str) -> list[tuple[Version, FileEntry]]:
         """Per version, the best wheel this environment takes (newest version first).
 
-        Files whose Requires-Python excludes the environment are left out.
+        Files whose Requires-Python excludes the environment are left out. Of a
+        version's files, one not yanked is preferred to a better-tagged yanked one:
+        pip takes a yanked file only when nothing else fits (PEP 592).
         """
         cached = self._versions.get(name)
         if cached is not None:
             return cached
-        best: dict[Version, tuple[int, FileEntry]] = {}
+        best: dict[Version, tuple[tuple[bool, int], FileEntry]] = {}
         for entry in self.by_project.get(name, ()):
             if entry.kind != "wheel":
                 continue
@@ -319,8 +343,9 @@ class _House:
             version = _version(entry.version)
             if version is None:
                 continue
-            if version not in best or rank < best[version][0]:
-                best[version] = (rank, entry)
+            key = (entry.yanked is not None, rank)
+            if version not in best or key < best[version][0]:
+                best[version] = (key, entry)
         out = sorted(((v, e) for v, (_r, e) in best.items()), key=lambda t: t[0], reverse=True)
         self._versions[name] = out
         return out
@@ -338,6 +363,23 @@ class _House:
                 self.env.python_version, prereleases=True)
         except InvalidSpecifier:
             return False  # as pip does: an unreadable Requires-Python excludes the file
+
+    def digest(self, entry: FileEntry, algorithm: str) -> str:
+        """The hex digest of *entry* (sha256 from the manifest, others read from the file)."""
+        if algorithm == "sha256":
+            return entry.sha256
+        key = (entry.filename, algorithm)
+        cached = self._digests.get(key)
+        if cached is None:
+            if self.file_digest is None:
+                # Never accept a pin unchecked: without the bytes there is no answer.
+                raise ResolutionError(
+                    f"cannot check --hash={algorithm}:... against {entry.filename}: the house "
+                    f"records sha256 only, and no way to read the file was given",
+                    hint="use --hash=sha256:... (pip hash -a sha256 FILE)")
+            cached = self.file_digest(entry, algorithm)
+            self._digests[key] = cached
+        return cached
 
     def requires(self, entry: FileEntry) -> list[Requirement]:
         cached = self._requires.get(entry.filename)
@@ -374,6 +416,9 @@ class _Provider(AbstractProvider):  # type: ignore[type-arg]
         #: (recorded in :attr:`missing`) so that every gap is found in one pass.
         self.tolerant = tolerant
         self.missing: dict[str, list[_Req]] = {}
+        #: Why :meth:`matching` last found nothing for a project, when the cause
+        #: was a yank or a hash (the specifier cases are explained from scratch).
+        self.why_none: dict[str, str] = {}
 
     # resolvelib's protocol -------------------------------------------------
     def identify(self, requirement_or_candidate: _Req | Candidate) -> str:
@@ -431,46 +476,124 @@ class _Provider(AbstractProvider):  # type: ignore[type-arg]
                              parent, f"{candidate.name}=={candidate.version}"))
             for extra in sorted(candidate.extras):
                 for req in self.house.requires(candidate.entry):
-                    if req.marker is not None and self._marker(req, extra) and not self._marker(
-                            req, ""):
+                    if req.marker is not None and self._marker(req, extra, candidate) and not (
+                            self._marker(req, "", candidate)):
                         deps.append(_to_req(req, parent))
             return deps
         for req in self.house.requires(candidate.entry):
-            if req.marker is None or self._marker(req, ""):
+            if req.marker is None or self._marker(req, "", candidate):
                 deps.append(_to_req(req, parent))
         return deps
 
     # helpers ------------------------------------------------------------------
-    def _marker(self, req: Requirement, extra: str) -> bool:
-        assert req.marker is not None
-        env = dict(self.env.markers)
-        env["extra"] = extra
+    def _marker(self, req: Requirement, extra: str, candidate: Candidate) -> bool:
+        where = f"{candidate.name}=={candidate.version} (Requires-Dist of {candidate.entry.filename})"
         try:
-            return req.marker.evaluate(env)
-        except InvalidMarker:
-            return False
+            return _evaluate_marker(req, self.env, extra=extra, where=where)
+        except InvalidInputError as e:
+            # The wheel's metadata, not the user's input, is at fault.
+            raise ResolutionError(
+                e.message, hint="the wheel's metadata is broken; rebuild it or remove it "
+                "from the house") from e
 
     def matching(self, name: NormalizedName, reqs: Sequence[_Req]) -> list[tuple[Version, FileEntry]]:
-        """Versions (best wheel each) that satisfy *reqs*, constraints, hashes; best first."""
+        """Versions (best wheel each) that satisfy *reqs*, constraints, hashes; best first.
+
+        The steps, in pip's order: the specifiers; then pre-releases (only with
+        ``--pre``, when a specifier names one, or when nothing else matches);
+        then yanked files (PEP 592); then, in hash-checking mode, the hashes.
+        """
         specs = [r.specifier for r in reqs]
         specs += [s for s, _ in self.wanted.constraints.get(name, ())]
-        allowed_hashes = self.wanted.hashes.get(name)
-        pinned = any(s.operator in ("==", "===") for spec in specs for s in spec)
-        out: list[tuple[Version, FileEntry]] = []
-        for version, entry in self.house.best_wheels(name):
-            if not all(spec.contains(version, prereleases=True) for spec in specs):
-                continue
-            if entry.yanked is not None and not pinned:
-                continue  # PEP 592: a yanked file is taken only when pinned exactly
-            if self.wanted.require_hashes and (
-                    allowed_hashes is None or entry.sha256 not in allowed_hashes):
-                continue
-            out.append((version, entry))
+        out = [(version, entry) for version, entry in self.house.best_wheels(name)
+               if all(spec.contains(version, prereleases=True) for spec in specs)]
+        # Pre-releases before yanks: a yanked final release still hides pre-releases,
+        # as pip filters the versions by the specifier before it looks at yanks.
+        hidden_pre = False
         if not (self.wanted.pre or any(spec.prereleases for spec in specs)):
             finals = [(v, e) for v, e in out if not v.is_prerelease]
             if finals:
+                hidden_pre = len(finals) < len(out)
                 out = finals
+        # PEP 592 as pip applies it: yanked files are left out, unless every file
+        # left is yanked and the requirement pins its version exactly.
+        yanked = [e for _, e in out if e.yanked is not None]
+        if yanked and not (len(yanked) == len(out) and _is_pinned(specs)):
+            kept = [(v, e) for v, e in out if e.yanked is None]
+            if not kept:
+                shown = ", ".join(sorted({str(v) for v, _ in out}))
+                self.why_none[name] = (
+                    f"only yanked files fit ({shown}); a yanked file is taken only when "
+                    "its version is pinned exactly with == or === (PEP 592)"
+                    + ("; pre-releases are not considered without --pre" if hidden_pre
+                       else ""))
+            out = kept
+        if self.wanted.require_hashes and out:
+            problems = {e.filename: self.hash_problem(name, e) for _, e in out}
+            kept = [(v, e) for v, e in out if problems[e.filename] is None]
+            if not kept:
+                self.why_none[name] = "; ".join(p for p in problems.values() if p)
+            out = kept
         return out
+
+    def hash_problem(self, name: NormalizedName, entry: FileEntry) -> str | None:
+        """Why *entry* fails hash-checking mode, or None when one of its digests is pinned.
+
+        As in pip, a file passes when its digest under any pinned algorithm is
+        among that algorithm's pins. sha384 and sha512 are read from the file.
+        """
+        allowed = self.wanted.hashes.get(name, {})
+        if not any(allowed.values()):
+            return "not pinned with --hash (hash-checking mode needs every project hashed)"
+        got: list[str] = []
+        for algorithm in HASH_ALGORITHMS:
+            pins = allowed.get(algorithm)
+            if not pins:
+                continue
+            digest = self.house.digest(entry, algorithm)
+            if digest in pins:
+                return None
+            got.append(f"{algorithm}={digest}")
+        expected = " or ".join(f"{a}={d}" for a in HASH_ALGORITHMS
+                               for d in sorted(allowed.get(a, ())))
+        return (f"hash mismatch for {entry.filename}: expected {expected}, got "
+                f"{' and '.join(got)} (the --hash values do not match the house's file)")
+
+
+def _is_pinned(specs: Iterable[SpecifierSet]) -> bool:
+    """True when a specifier pins one version exactly: ``===``, or ``==`` without ``.*``.
+
+    >>> _is_pinned([SpecifierSet("==1.0")]), _is_pinned([SpecifierSet("==1.*")])
+    (True, False)
+    """
+    return any(s.operator == "===" or (s.operator == "==" and not s.version.endswith(".*"))
+               for spec in specs for s in spec)
+
+
+def _evaluate_marker(
+    req: Requirement, env: Environment, *, extra: str = "", where: str
+) -> bool:
+    """Evaluate *req*'s environment marker on *env* (True when it has none).
+
+    A marker that parses but cannot be evaluated (``python_version ~= "3"``: PEP 440
+    gives ``~=`` no meaning on one release component) raises InvalidInputError
+    naming the requirement and *where* it came from. pip has no guard here (it
+    stops with a traceback; pypa/pip#12829 was closed unmerged); treating the
+    marker as true or false would quietly install a different set, so we stop too,
+    with a message.
+    """
+    if req.marker is None:
+        return True
+    marker_env = dict(env.markers)
+    marker_env["extra"] = extra
+    try:
+        return req.marker.evaluate(marker_env)
+    except (UndefinedComparison, UndefinedEnvironmentName, InvalidMarker, InvalidVersion) as e:
+        raise InvalidInputError(
+            f"{where}: cannot evaluate the environment marker of {str(req)!r} for "
+            f"{env.name} ({type(e).__name__}: {e})",
+            hint="fix the marker (PEP 508); for example, ~= needs a version with at least "
+            "two parts, such as ~=3.10") from e
 
 
 _MISSING_VERSION = Version("0")
@@ -510,25 +633,21 @@ def _explain(house: _House, provider: _Provider, req: _Req, all_reqs: Sequence[_
     same = [r for r in all_reqs if r.name == name]
     specs = [(str(r.specifier), r.parent) for r in same if str(r.specifier)]
     constraint = provider.wanted.constraints.get(name, [])
-    if specs or constraint:
-        allowed = provider.matching(name, same)
-        if not allowed:
-            def fits(spec: SpecifierSet) -> bool:
-                return any(spec.contains(v, prereleases=True) for v in versions)
-            parts = [f"{s} (from {p})" for s, p in specs]
-            parts += [f"{s} (constraint, {w})" for s, w in constraint]
-            excluded_by = [f"{s} (constraint, {w})" for s, w in constraint if not fits(s)]
-            if excluded_by:
-                return (f"the house has {shown}; excluded by " + "; ".join(excluded_by))
-            if provider.wanted.require_hashes and all(
-                    any(sp.contains(v, prereleases=True) for v in versions)
-                    for sp in [r.specifier for r in same]):
-                return ("no file in the house matches the --hash values for "
-                        f"{name} (hash-checking mode)")
-            yanked_only = [e for e in fitting if e.yanked is not None]
-            if yanked_only and len(yanked_only) == len(fitting):
-                return "only yanked files in the house (pin the version with == to take one)"
-            return f"the house has {shown}; none satisfies " + " and ".join(parts)
+    provider.why_none.pop(name, None)
+    allowed = provider.matching(name, same)
+    if not allowed and not (specs or constraint) and name in provider.why_none:
+        return provider.why_none[name]
+    if (specs or constraint) and not allowed:
+        def fits(spec: SpecifierSet) -> bool:
+            return any(spec.contains(v, prereleases=True) for v in versions)
+        parts = [f"{s} (from {p})" for s, p in specs]
+        parts += [f"{s} (constraint, {w})" for s, w in constraint]
+        excluded_by = [f"{s} (constraint, {w})" for s, w in constraint if not fits(s)]
+        if excluded_by:
+            return (f"the house has {shown}; excluded by " + "; ".join(excluded_by))
+        if name in provider.why_none:
+            return provider.why_none[name]
+        return f"the house has {shown}; none satisfies " + " and ".join(parts)
     if provider.wanted.require_hashes and name not in provider.wanted.hashes:
         return "not pinned with --hash (hash-checking mode needs every project hashed)"
     if provider.wanted.require_hashes:
@@ -545,22 +664,25 @@ def resolve_in_house(
     wanted: WantedSet,
     env: Environment,
     read_metadata: Callable[[FileEntry], bytes],
+    *,
+    file_digest: FileDigest | None = None,
 ) -> Resolution:
     """Choose one wheel per project for *wanted* on *env* from *files* alone.
 
-    Raises :class:`UnsatisfiableError` listing every unmet requirement and why.
+    *file_digest* reads a file's sha384 or sha512 for ``--hash`` pins in those
+    algorithms (the manifest records sha256 only); without it such a pin is an
+    error, never a pass. Raises :class:`UnsatisfiableError` listing every unmet
+    requirement and why, and InvalidInputError for a requirement whose marker
+    cannot be evaluated.
     """
     import resolvelib
 
-    house = _House(files, read_metadata, env)
+    house = _House(files, read_metadata, env, file_digest)
     provider = _Provider(house, wanted)
     roots: list[_Req] = []
     for req, where in wanted.requirements:
-        if req.marker is not None:
-            marker_env = dict(env.markers)
-            marker_env["extra"] = ""
-            if not req.marker.evaluate(marker_env):
-                continue
+        if not _evaluate_marker(req, env, where=where):
+            continue
         roots.append(_to_req(req, where))
     if not roots:
         return Resolution(env.name, ())

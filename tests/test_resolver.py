@@ -1,0 +1,215 @@
+"""The resolver on its own: pre-releases, yanks, hashes and markers, decided as pip decides."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from packaging.markers import default_environment
+from packaging.tags import Tag
+from packaging.version import Version
+
+from wheelhouse.errors import InvalidInputError, ResolutionError, WheelhouseError
+from wheelhouse.house import FileEntry
+from wheelhouse.requirements import RequirementLine
+from wheelhouse.resolver import (
+    Environment,
+    UnsatisfiableError,
+    WantedSet,
+    resolve_in_house,
+)
+from wheelhouse.store import Sha256
+
+ENV = Environment(
+    "test-env",
+    (Tag("cp312", "cp312", "manylinux_2_17_x86_64"), Tag("py3", "none", "any")),
+    {**{k: str(v) for k, v in default_environment().items()}, "python_version": "3.12",
+     "python_full_version": "3.12.0"},
+    Version("3.12"),
+)
+
+
+class FakeHouse:
+    """Manifest entries and their bytes, in memory."""
+
+    def __init__(self) -> None:
+        self.entries: list[FileEntry] = []
+        self.data: dict[str, bytes] = {}
+        self.requires: dict[str, list[str]] = {}
+        #: (filename, algorithm) of every digest read from a file.
+        self.digests_read: list[tuple[str, str]] = []
+
+    def add(self, project: str, version: str, *, tag: str = "py3-none-any",
+            yanked: str | None = None, requires: tuple[str, ...] = ()) -> FileEntry:
+        filename = f"{project}-{version}-{tag}.whl"
+        data = f"bytes of {filename}".encode()
+        entry = FileEntry(filename, Sha256(hashlib.sha256(data).hexdigest()), len(data),
+                          "wheel", project, version, yanked=yanked)
+        self.entries.append(entry)
+        self.data[filename] = data
+        self.requires[filename] = list(requires)
+        return entry
+
+    def read_metadata(self, entry: FileEntry) -> bytes:
+        lines = ["Metadata-Version: 2.1", f"Name: {entry.project}", f"Version: {entry.version}"]
+        lines += [f"Requires-Dist: {r}" for r in self.requires[entry.filename]]
+        return ("\n".join(lines) + "\n").encode()
+
+    def file_digest(self, entry: FileEntry, algorithm: str) -> str:
+        self.digests_read.append((entry.filename, algorithm))
+        return hashlib.new(algorithm, self.data[entry.filename]).hexdigest()
+
+    def resolve(self, *reqs: str | RequirementLine, pre: bool = False,
+                digests: bool = False) -> dict[str, str]:
+        """Resolve; with *digests*, the resolver may read files' digests."""
+        lines = [r if isinstance(r, RequirementLine) else RequirementLine(r, (), f"req.txt:{i}")
+                 for i, r in enumerate(reqs, 1)]
+        wanted = WantedSet.from_lines(lines, pre=pre)
+        if digests:
+            resolution = resolve_in_house(self.entries, wanted, ENV, self.read_metadata,
+                                          file_digest=self.file_digest)
+        else:
+            resolution = resolve_in_house(self.entries, wanted, ENV, self.read_metadata)
+        return {c.name: c.entry.filename for c in resolution.chosen}
+
+
+def unmet_reasons(error: UnsatisfiableError) -> dict[str, str]:
+    return {u.requirement: u.reason for u in error.unmet}
+
+
+# -- PEP 440 pre-releases and PEP 592 yanks --------------------------------
+
+
+def test_prereleases_are_filtered_before_yanked_files() -> None:
+    # pip keeps the final release (1.0) over the pre-release, then leaves the
+    # yanked 1.0 out: nothing is left. Taking 2.0b1 instead would be a guess.
+    house = FakeHouse()
+    house.add("lib", "1.0", yanked="broken")
+    house.add("lib", "2.0b1")
+    with pytest.raises(UnsatisfiableError) as info:
+        house.resolve("lib")
+    (reason,) = unmet_reasons(info.value).values()
+    assert reason == ("only yanked files fit (1.0); a yanked file is taken only when its "
+                      "version is pinned exactly with == or === (PEP 592); pre-releases are "
+                      "not considered without --pre")
+
+
+@pytest.mark.parametrize(
+    ("requirement", "pre", "chosen"),
+    [
+        pytest.param("lib", True, "lib-2.0b1-py3-none-any.whl", id="pre-flag"),
+        pytest.param("lib>=2.0b1", False, "lib-2.0b1-py3-none-any.whl", id="specifier-names-pre"),
+        pytest.param("lib==1.0", False, "lib-1.0-py3-none-any.whl", id="exact-pin-takes-yanked"),
+    ],
+)
+def test_prerelease_or_yanked_taken_when_asked(requirement: str, pre: bool, chosen: str) -> None:
+    house = FakeHouse()
+    house.add("lib", "1.0", yanked="broken")
+    house.add("lib", "2.0b1")
+    assert house.resolve(requirement, pre=pre) == {"lib": chosen}
+
+
+@pytest.mark.parametrize(
+    ("requirement", "chosen"),
+    [
+        pytest.param("lib==1.0", "lib-1.0-py3-none-any.whl", id="exact"),
+        pytest.param("lib===1.0", "lib-1.0-py3-none-any.whl", id="arbitrary-equality"),
+        pytest.param("lib==1.*", None, id="wildcard-is-not-a-pin"),
+        pytest.param("lib<2,>=1", None, id="range"),
+        pytest.param("lib~=1.0", None, id="compatible"),
+    ],
+)
+def test_only_an_exact_pin_takes_a_yanked_file(requirement: str, chosen: str | None) -> None:
+    house = FakeHouse()
+    house.add("lib", "1.0", yanked="")
+    if chosen is not None:
+        assert house.resolve(requirement) == {"lib": chosen}
+        return
+    with pytest.raises(UnsatisfiableError) as info:
+        house.resolve(requirement)
+    assert unmet_reasons(info.value) == {requirement: (
+        "only yanked files fit (1.0); a yanked file is taken only when its version is "
+        "pinned exactly with == or === (PEP 592)")}
+
+
+def test_unyanked_file_of_a_version_beats_a_better_tagged_yanked_one() -> None:
+    house = FakeHouse()
+    house.add("lib", "1.0", tag="cp312-cp312-manylinux_2_17_x86_64", yanked="bad build")
+    house.add("lib", "1.0")
+    assert house.resolve("lib==1.0") == {"lib": "lib-1.0-py3-none-any.whl"}
+    assert house.resolve("lib") == {"lib": "lib-1.0-py3-none-any.whl"}
+
+
+# -- --hash in every algorithm pip takes -------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ["sha384", "sha512"])
+def test_stronger_hash_is_checked_against_the_file(algorithm: str) -> None:
+    house = FakeHouse()
+    entry = house.add("lib", "1.0")
+    good = hashlib.new(algorithm, house.data[entry.filename]).hexdigest()
+    line = RequirementLine("lib==1.0", (f"{algorithm}:{good}",), "req.txt:1")
+    assert house.resolve(line, digests=True) == {"lib": entry.filename}
+    assert house.digests_read == [(entry.filename, algorithm)]
+
+
+@pytest.mark.parametrize("algorithm", ["sha384", "sha512"])
+def test_stronger_hash_mismatch_names_the_file_and_both_hashes(algorithm: str) -> None:
+    house = FakeHouse()
+    entry = house.add("lib", "1.0")
+    actual = hashlib.new(algorithm, house.data[entry.filename]).hexdigest()
+    wrong = "0" * len(actual)
+    line = RequirementLine("lib==1.0", (f"{algorithm}:{wrong}",), "req.txt:1")
+    with pytest.raises(UnsatisfiableError) as info:
+        house.resolve(line, digests=True)
+    assert unmet_reasons(info.value) == {"lib==1.0": (
+        f"hash mismatch for {entry.filename}: expected {algorithm}={wrong}, got "
+        f"{algorithm}={actual} (the --hash values do not match the house's file)")}
+
+
+def test_any_matching_algorithm_is_enough_as_in_pip() -> None:
+    house = FakeHouse()
+    entry = house.add("lib", "1.0")
+    line = RequirementLine("lib==1.0", (f"sha512:{'0' * 128}", f"sha256:{entry.sha256}"),
+                           "req.txt:1")
+    assert house.resolve(line) == {"lib": entry.filename}
+
+
+def test_stronger_hash_without_a_way_to_read_files_is_an_error_not_a_pass() -> None:
+    house = FakeHouse()
+    house.add("lib", "1.0")
+    line = RequirementLine("lib==1.0", (f"sha512:{'0' * 128}",), "req.txt:1")
+    with pytest.raises(ResolutionError, match="cannot check --hash=sha512"):
+        house.resolve(line)
+
+
+def test_unknown_hash_algorithm_is_refused() -> None:
+    line = RequirementLine("lib==1.0", (f"md5:{'0' * 32}",), "req.txt:7")
+    with pytest.raises(InvalidInputError, match=r"req.txt:7: unsupported --hash 'md5:0+'"):
+        WantedSet.from_lines([line])
+
+
+# -- markers that parse but cannot be evaluated ------------------------------
+
+
+def test_unevaluable_marker_in_a_requirement_names_where_it_came_from() -> None:
+    house = FakeHouse()
+    house.add("lib", "1.0")
+    with pytest.raises(InvalidInputError) as info:
+        house.resolve("other", 'lib; python_version ~= "3"')
+    assert info.value.message == (
+        "req.txt:2: cannot evaluate the environment marker of 'lib; python_version ~= \"3\"' "
+        "for test-env (UndefinedComparison: Undefined <Op('~=')> on '3.12' and '3'.)")
+
+
+def test_unevaluable_marker_in_a_dependency_names_the_wheel() -> None:
+    house = FakeHouse()
+    house.add("app", "1.0", requires=('lib; platform_release ~= "x"',))
+    house.add("lib", "1.0")
+    with pytest.raises(ResolutionError) as info:
+        house.resolve("app")
+    assert not isinstance(info.value, UnsatisfiableError)
+    assert info.value.message.startswith(
+        "app==1.0 (Requires-Dist of app-1.0-py3-none-any.whl): cannot evaluate the "
+        "environment marker of 'lib; platform_release ~= \"x\"' for test-env")
+    assert isinstance(info.value, WheelhouseError)
