@@ -302,6 +302,22 @@ def test_hash_mode_requires_matching_hashes(tmp_path: Path, app_house: Path) -> 
     assert "--hash" in out.stderr
     assert other.installed() == {}
 
+    # sha512 (pip accepts sha256, sha384 and sha512): computed from the house's file.
+    wheel = app_house / "files" / "lib-1.0-py3-none-any.whl"
+    sha512 = hashlib.sha512(wheel.read_bytes()).hexdigest()
+    req.write_text(f"lib==1.0 --hash=sha512:{sha512}\n")
+    wheelhouse("install", str(app_house), "-r", str(req), "--python", str(other.python),
+               "--no-compile", env=isolated_env())
+    assert other.installed() == {"lib": "1.0"}
+    third = new_venv(tmp_path / "third")
+    req.write_text(f"lib==1.0 --hash=sha512:{'1' * 128}\n")
+    out = wheelhouse("install", str(app_house), "-r", str(req), "--python", str(third.python),
+                     env=isolated_env(), check=False)
+    assert out.returncode == 1
+    assert "lib-1.0-py3-none-any.whl" in out.stderr
+    assert "1" * 128 in out.stderr and sha512 in out.stderr
+    assert third.installed() == {}
+
 
 @pytest.mark.parametrize(
     ("args", "message"),

@@ -17,7 +17,6 @@ verdict says so.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,15 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wheelhouse.errors import (
-    HashMismatchError,
-    IntegrityError,
     InvalidInputError,
     PipError,
     ResolutionError,
 )
 from wheelhouse.house import House
 from wheelhouse.index import SIMPLE_DIR
-from wheelhouse.install import read_house_metadata
+from wheelhouse.install import read_house_digest, read_house_metadata
 from wheelhouse.resolver import Environment, Unmet, UnsatisfiableError, resolve_in_house
 
 if TYPE_CHECKING:
@@ -202,32 +199,6 @@ def check(
                     files, wanted, env, read_metadata, file_digest, verdict.pip_chosen)
         out.append(verdict)
     return CheckResult(out)
-
-
-def read_house_digest(house: House) -> FileDigest:
-    """A reader of a house file's digest in any ``hashlib`` algorithm (for ``--hash`` pins).
-
-    The manifest records sha256 only; sha384 and sha512 are computed from the
-    file, whose sha256 is checked against the manifest in the same pass, so the
-    digest is that of the bytes the house vouches for.
-    """
-
-    def digest(entry: FileEntry, algorithm: str) -> str:
-        path = house.file_path(entry.filename)
-        wanted, sha256 = hashlib.new(algorithm), hashlib.sha256()
-        try:
-            with path.open("rb") as f:
-                while chunk := f.read(1 << 20):
-                    wanted.update(chunk)
-                    sha256.update(chunk)
-        except OSError as e:
-            raise IntegrityError(f"cannot read {path}: {e.strerror or e}",
-                                 hint="run 'wheelhouse verify' on the house") from e
-        if sha256.hexdigest() != entry.sha256:
-            raise HashMismatchError(str(path), entry.sha256, sha256.hexdigest())
-        return wanted.hexdigest()
-
-    return digest
 
 
 def _pip_marker_limitation(

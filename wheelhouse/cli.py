@@ -831,6 +831,8 @@ def check_command(
                 _echo(f"{'':<{width}}    - {u}")
             if t.pip_note:
                 _echo(f"{'':<{width}}    note: pip differs: {t.pip_note}")
+            if t.pip_skipped:
+                _echo(f"{'':<{width}}    note: cross-check with pip skipped ({t.pip_skipped})")
             if t.disagreement:
                 _echo(f"{'':<{width}}    ! pip disagrees ({t.disagreement}); "
                       "this is a bug in wheelhouse: please report it")

@@ -54,11 +54,14 @@ if TYPE_CHECKING:
 
     from installer.records import RecordEntry
 
+    from wheelhouse.resolver import FileDigest
+
 __all__ = [
     "InstallError",
     "InstallReport",
     "InstalledDist",
     "install",
+    "read_house_digest",
     "read_house_metadata",
 ]
 
@@ -151,6 +154,32 @@ def read_house_metadata(house: House) -> Callable[[FileEntry], bytes]:
         return info.metadata
 
     return read
+
+
+def read_house_digest(house: House) -> FileDigest:
+    """A reader of a house file's digest in any ``hashlib`` algorithm (for ``--hash`` pins).
+
+    The manifest records sha256 only; sha384 and sha512 are computed from the
+    file, whose sha256 is checked against the manifest in the same pass, so the
+    digest is that of the bytes the house vouches for.
+    """
+
+    def digest(entry: FileEntry, algorithm: str) -> str:
+        path = house.file_path(entry.filename)
+        wanted, sha256 = hashlib.new(algorithm), hashlib.sha256()
+        try:
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    wanted.update(chunk)
+                    sha256.update(chunk)
+        except OSError as e:
+            raise IntegrityError(f"cannot read {path}: {e.strerror or e}",
+                                 hint="run 'wheelhouse verify' on the house") from e
+        if sha256.hexdigest() != entry.sha256:
+            raise HashMismatchError(str(path), entry.sha256, sha256.hexdigest())
+        return wanted.hexdigest()
+
+    return digest
 
 
 # ---------------------------------------------------------------------------
@@ -968,7 +997,8 @@ def install(
     layout = _layout(info, prefix, target)
     env = Environment(info.name, info.tags, info.markers, info.python_version)
     resolution: Resolution = resolve_in_house(
-        house.read_manifest().files, wanted, env, read_house_metadata(house))
+        house.read_manifest().files, wanted, env, read_house_metadata(house),
+        file_digest=read_house_digest(house))
 
     report = InstallReport(info.executable, dry_run=dry_run)
     installed = find_installed(layout.site_dirs)
