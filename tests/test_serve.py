@@ -280,3 +280,70 @@ def test_print_env(house: House) -> None:
     assert exports["PIP_NO_INDEX"] == "1"
     assert exports["PIP_INDEX_URL"].endswith("/simple/")
     assert exports["UV_FIND_LINKS"].endswith("/find-links.html")
+
+
+def _exchange(url: str, request: bytes) -> bytes:
+    """Send raw bytes; read until the server closes the connection (or 5 s pass)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(request)
+        chunks = []
+        try:
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        except TimeoutError:
+            chunks.append(b"<still open>")
+        return b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /simple/ HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", b" 400 "),
+        (b"GET /simple/ HTTP/1.1\r\nNoColonHere\r\n\r\n", b" 400 "),
+        (b"GET /simple/ HTTP/1.1\r\nBad Name : x\r\n\r\n", b" 400 "),
+        (b"GET /simple/ HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(101))
+         + b"\r\n", b" 431 "),
+        (b"GET /simple/ HTTP/1.1\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n", b" 431 "),
+        (b"GET /simple/ HTTP/2.0\r\n\r\n", b" 505 "),
+        (b"GET /simple/ FTP/1.1\r\n\r\n", b" 400 "),
+        (b"GET /simple/\r\n\r\n", b" 400 "),
+    ],
+    ids=["folded", "no-colon", "space-in-name", "101-headers", "long-line", "http2", "bad-version",
+         "http0.9"],
+)
+def test_bad_request_heads_are_refused(house: House, request_bytes: bytes, status: bytes) -> None:
+    with serving(house) as url:
+        reply = _exchange(url, request_bytes)
+        assert reply.startswith(b"HTTP/1.1" + status), reply[:200]
+        assert b"<still open>" not in reply  # and the connection is closed
+
+
+def test_header_names_any_case_and_connection_handling(house: House) -> None:
+    with serving(house) as url:
+        # Names are case-insensitive; HTTP/1.0 closes after one response.
+        reply = _exchange(url, b"GET /simple/app/ HTTP/1.0\r\n"
+                          b"aCCePT: application/vnd.pypi.simple.v1+json\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 200 ")
+        assert b"Content-Type: application/vnd.pypi.simple.v1+json" in reply
+        # Two pipelined HTTP/1.1 requests, the second asking to close: two answers, then closed.
+        reply = _exchange(url, b"GET /simple/app/ HTTP/1.1\r\nHost: x\r\n\r\n"
+                          b"HEAD /simple/lib/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert reply.count(b"HTTP/1.1 200 ") == 2
+        assert b"<still open>" not in reply
+        # HTTP/1.1 stays open by default.
+        assert _exchange(url, b"HEAD /simple/ HTTP/1.1\r\nHost: x\r\n\r\n").endswith(
+            b"<still open>")
+
+
+def test_cached_page_replaced_by_a_symlink_is_not_served(tmp_path: Path) -> None:
+    h = House.open(tmp_path / "house", create=True)
+    add_paths(h, Store.open(tmp_path / "store"), [build_wheel(tmp_path / "d", "app", "1.0")])
+    page = h.root / "simple" / "app" / "index.html"
+    (tmp_path / "secret.html").write_text("outside the house")
+    with serving(h) as url:
+        assert _get(url, "/simple/app/")[0] == 200  # now cached
+        page.unlink()
+        page.symlink_to(tmp_path / "secret.html")
+        status, _, body = _get(url, "/simple/app/")
+        assert status == 404 and b"outside" not in body
