@@ -189,6 +189,20 @@ def test_unknown_hash_algorithm_is_refused() -> None:
         WantedSet.from_lines([line])
 
 
+@pytest.mark.parametrize("spec", ["lib>=1.0", "lib==1.*", "lib"])
+def test_hash_mode_needs_exact_pins_as_pip(spec: str) -> None:
+    house = FakeHouse()
+    entry = house.add("lib", "1.0")
+    line = RequirementLine(spec, (f"sha256:{entry.sha256}",), "req.txt:3")
+    with pytest.raises(InvalidInputError, match=r"req.txt:3: lib.* is not pinned with =="):
+        WantedSet.from_lines([line])
+    # --require-hashes alone turns it on too, for lines without hashes.
+    with pytest.raises(InvalidInputError, match="is not pinned with =="):
+        WantedSet.from_lines([RequirementLine(spec, (), "req.txt:3")], require_hashes=True)
+    pinned = RequirementLine("lib===1.0", (f"sha256:{entry.sha256}",), "req.txt:3")
+    assert house.resolve(pinned) == {"lib": entry.filename}
+
+
 # -- markers that parse but cannot be evaluated ------------------------------
 
 

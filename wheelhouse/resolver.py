@@ -196,6 +196,12 @@ class WantedSet:
                                         "sha256, sha384 or sha512)")
                         continue
                     digests.setdefault(algorithm, set()).add(value.lower())
+        if wanted.require_hashes:
+            # As pip: in hash-checking mode every requirement names one version.
+            problems += [
+                f"{where}: {req} is not pinned with == (hash-checking mode, as with --hash "
+                "or --require-hashes, needs one exact version per requirement)"
+                for req, where in wanted.requirements if not _is_pinned([req.specifier])]
         if problems:
             raise InvalidInputError(
                 f"{len(problems)} problem(s) in the requirements:\n  " + "\n  ".join(problems))
