@@ -600,13 +600,23 @@ def test_unexpected_error_in_a_worker_rolls_back(tmp_path: Path, store: Store) -
     assert tree(venv.root) == before
 
 
-def test_ctrl_c_rolls_back_everything(tmp_path: Path, store: Store) -> None:
+@pytest.mark.parametrize("when", ["writing", "compiling"])
+def test_ctrl_c_rolls_back_everything(tmp_path: Path, store: Store, when: str) -> None:
     import signal
     import time
 
     d = tmp_path / "dists"
-    wheels = [build_wheel(d, f"big{i}", "1.0", padding=8_000_000) for i in range(8)]
-    wheels.append(build_wheel(d, "top", "1.0", requires_dist=[f"big{i}" for i in range(8)]))
+    if when == "writing":
+        wheels = [build_wheel(d, f"big{i}", "1.0", padding=8_000_000) for i in range(8)]
+        deps = [f"big{i}" for i in range(8)]
+        args = ["--no-compile"]
+    else:  # many modules: compiling them takes a while
+        wheels = [build_wheel(d, f"mods{i}", "1.0", files={
+            f"mods{i}/m{j}.py": f"def f{j}(x):\n    return [x * k for k in range({j})]\n".encode()
+            for j in range(600)}) for i in range(4)]
+        deps = [f"mods{i}" for i in range(4)]
+        args = []
+    wheels.append(build_wheel(d, "top", "1.0", requires_dist=deps))
     house = make_house(tmp_path / "house", store, wheels)
     venv = new_venv(tmp_path / "v")
     site = site_packages(venv)
@@ -614,11 +624,12 @@ def test_ctrl_c_rolls_back_everything(tmp_path: Path, store: Store) -> None:
     # As a terminal does: SIGINT to the whole process group, workers included.
     proc = subprocess.Popen(
         [sys.executable, "-m", "wheelhouse", "install", str(house), "top",
-         "--python", str(venv.python), "--no-compile", "-j", "2"],
+         "--python", str(venv.python), "-j", "2", *args],
         env=isolated_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)
+    pattern = "big*_data.bin" if when == "writing" else "mods*/__pycache__/*.pyc"
     deadline = time.monotonic() + 60
-    while (not list(site.glob("big*_data.bin")) and proc.poll() is None
+    while (not list(site.glob(pattern)) and proc.poll() is None
            and time.monotonic() < deadline):
         time.sleep(0.002)
     assert proc.poll() is None, "the install finished before it could be interrupted"

@@ -502,8 +502,11 @@ def _rollback(stash: Path, root: Path) -> None:
             continue
         with _SuppressOSError():
             if entry[1] == "W":
-                os.unlink(path)
+                if path.endswith(".py"):  # and the bytecode compiled from it
+                    _remove_pycs(path)
+                    dirs.append(os.path.join(os.path.dirname(path), "__pycache__"))
                 dirs.append(os.path.dirname(path))
+                os.unlink(path)
             elif entry[1] == "M" and len(entry) == 5 and os.path.lexists(str(entry[3])):
                 if os.path.lexists(path):
                     os.unlink(path)
@@ -773,12 +776,18 @@ def _compile(info: InterpreterInfo, files: Sequence[str], jobs: int) -> set[str]
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         for _ in chunks
     ]
-    for proc, chunk in zip(procs, chunks, strict=False):
-        assert proc.stdin is not None
-        proc.stdin.write("\0".join(chunk).encode())
-        proc.stdin.close()
-    for proc in procs:
-        proc.wait()
+    try:
+        for proc, chunk in zip(procs, chunks, strict=False):
+            assert proc.stdin is not None
+            proc.stdin.write("\0".join(chunk).encode())
+            proc.stdin.close()
+        for proc in procs:
+            proc.wait()
+    except BaseException:
+        for proc in procs:  # no compiler may still write while the install is undone
+            proc.kill()
+            proc.wait()
+        raise
     return set(ordered)
 
 
@@ -1069,7 +1078,14 @@ def install(
                 failure = _error_from(todo[outcome.error[0]][0], outcome.error[1:])
         if failure is not None:
             raise failure
+        # 5. Bytecode, still undone on Ctrl-C: the install is not over until it is.
+        if compile_bytecode and info.cache_tag:
+            py_files = [p for w in results for p in w.py_files]
+            compiled = _compile(info, py_files, os.cpu_count() or 2)
+            for w in results:
+                report.compiled += _add_pyc_to_record(w, compiled, info.cache_tag)
     except BaseException:
+        report.compiled = 0
         _rollback(stash, layout.root)
         _unstash(moves)
         shutil.rmtree(stash, ignore_errors=True)
@@ -1080,11 +1096,6 @@ def install(
         raise
     shutil.rmtree(stash, ignore_errors=True)
     _remove_dead_stashes(layout)
-    if compile_bytecode and info.cache_tag:
-        py_files = [p for w in results for p in w.py_files]
-        compiled = _compile(info, py_files, os.cpu_count() or 2)
-        for w in results:
-            report.compiled += _add_pyc_to_record(w, compiled, info.cache_tag)
     for entry, _have in todo:
         report.installed.append((entry.project, entry.version, entry.filename))
         pending.pop(entry.project, None)
