@@ -154,6 +154,59 @@ def test_offline_without_a_previous_resolution_is_refused(
     assert upstream.requests == []
 
 
+def test_offline_says_what_changed_and_remembers_several_resolutions(
+    tmp_path: Path, store: Store, upstream: LocalIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    house = tmp_path / "house"
+    target = Target.parse(python_version="3.12", platform=AARCH64, implementation="cp")
+    # pip settings count, but only their digests are kept: values may hold credentials.
+    monkeypatch.setenv("PIP_TIMEOUT", "17.123456")
+    build(["app"], house=house, store=store, targets=[target], pip_options=_opts(upstream))
+    assert "17.123456" not in (house / ".wheelhouse-build.json").read_text()
+    monkeypatch.delenv("PIP_TIMEOUT")
+    build(["app"], house=house, store=store, pip_options=_opts(upstream))
+    upstream.__exit__(None, None, None)  # any request now fails
+    # Both resolutions are remembered: the host-only one still answers offline.
+    assert build(["app"], house=house, store=store, pip_options=_opts(upstream),
+                 offline=True).from_cache
+    # A changed pip setting is named (by name only: values may hold credentials).
+    monkeypatch.setenv("PIP_DEFAULT_TIMEOUT", "7")
+    with pytest.raises(InvalidInputError) as info:
+        build(["app"], house=house, store=store, pip_options=_opts(upstream), offline=True)
+    assert "the pip configuration changed (PIP_DEFAULT_TIMEOUT added)" in info.value.message
+    monkeypatch.delenv("PIP_DEFAULT_TIMEOUT")
+    with pytest.raises(InvalidInputError) as info:
+        build(["app", "lib"], house=house, store=store, pip_options=_opts(upstream),
+              offline=True)
+    assert "the requirements given on the command line differ" in info.value.message
+
+
+def test_changed_local_project_is_built_again(
+    tmp_path: Path, store: Store, upstream: LocalIndex
+) -> None:
+    import tarfile
+
+    sdist = build_sdist(tmp_path / "d", "mine", "1.0")
+    with tarfile.open(sdist) as tf:
+        tf.extractall(tmp_path / "src", filter="data")
+    project = tmp_path / "src" / "mine-1.0"
+    req = tmp_path / "requirements.txt"
+    req.write_text(f"{project}\n")
+    house = tmp_path / "house"
+    first = build(requirement_files=[req], house=house, store=store, pip_options=_opts(upstream))
+    assert [e.filename for e in first.targets["host"]] == ["mine-1.0-py3-none-any.whl"]
+    assert build(requirement_files=[req], house=house, store=store,
+                 pip_options=_opts(upstream)).from_cache
+    # The user edits the project and bumps its version: built again, not the old wheel.
+    pkg_info = project / "PKG-INFO"
+    pkg_info.write_text(pkg_info.read_text().replace("Version: 1.0", "Version: 1.1"))
+    (project / "src" / "mine.py").write_text('__version__ = "1.1"\nX = 2\n')
+    again = build(requirement_files=[req], house=house, store=store,
+                  pip_options=_opts(upstream))
+    assert not again.from_cache
+    assert [e.filename for e in again.targets["host"]] == ["mine-1.1-py3-none-any.whl"]
+
+
 def test_foreign_target_gets_wheels_for_it_and_pure_built_wheels(
     tmp_path: Path, store: Store, upstream: LocalIndex
 ) -> None:

@@ -38,7 +38,9 @@ CACHE_NAME = ".wheelhouse-build.json"
 REPORT_NAME = "wheelhouse-report.json"
 #: Inside the house: per-target locks whose hashes are the house's files.
 LOCKS_DIR = "locks"
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
+#: Resolutions remembered per house (a multi-target build and a host-only one, ...).
+_CACHE_ENTRIES = 8
 HOST = "host"
 
 
@@ -175,11 +177,13 @@ def build(
         requirement_args += ["-c", str(p.absolute())]
     requirement_args += list(requirements)
 
-    key = hashlib.sha256(json.dumps({
+    inputs: dict[str, Any] = {
         "inputs": scan.digest(), "requirements": list(requirements), "targets": names,
         "pip_options": list(pip_options), "isolated": isolated, "sdists": keep_sdists,
         "config": {} if isolated else _config_fingerprint(),
-    }, sort_keys=True).encode()).hexdigest()
+        "local": _local_fingerprints([line.text for line in scan.lines] + list(requirements)),
+    }
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
     cached = _load_cache(house_obj, key)
     if cached is not None and not refresh and all(store.has(e["sha256"]) for e in cached):
@@ -188,10 +192,13 @@ def build(
         return result
     _validate_inputs(req_files + con_files, requirements)
     if offline:
+        why = ("the files it chose are no longer all in the store" if cached is not None
+               else _what_changed(house_obj, inputs))
         raise InvalidInputError(
-            "--offline: this house has no earlier resolution of these inputs "
-            "whose files are all in the store",
-            hint="run the build once with the network, then --offline works",
+            f"--offline: this house has no earlier resolution of these inputs whose files "
+            f"are all in the store ({why})",
+            hint="run the build once with the network (or with the same inputs as before), "
+            "then --offline works",
         )
 
     with tempfile.TemporaryDirectory(prefix="wheelhouse-build-") as tmp_name:
@@ -204,7 +211,7 @@ def build(
         result = _build_cold(house_obj, store, pip, wanted, names, host, requirement_args,
                              pip_options, jobs, allow_missing, tmp, started, say, keep_sdists,
                              upstream, isolated)
-    _save_cache(house_obj, key, result)
+    _save_cache(house_obj, key, result, _summary(inputs))
     _write_outputs(house_obj, result, names)
     return result
 
@@ -458,27 +465,131 @@ def _keep_sdists(
         want(r.filename, path, r.url, "sdist-build", r.sha256)
 
 
-def _load_cache(house: House, key: str) -> list[dict[str, Any]] | None:
+def _read_cache(house: House) -> list[dict[str, Any]]:
     try:
         data = json.loads((house.root / CACHE_NAME).read_bytes())
     except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("format") != _CACHE_FORMAT or data.get("key") != key:
-        return None
-    files = data.get("files")
-    return files if isinstance(files, list) else None
+        return []
+    if not isinstance(data, dict) or data.get("format") != _CACHE_FORMAT:
+        return []
+    entries = data.get("entries")
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
 
-def _save_cache(house: House, key: str, result: BuildResult) -> None:
+def _load_cache(house: House, key: str) -> list[dict[str, Any]] | None:
+    for entry in _read_cache(house):
+        if entry.get("key") == key:
+            files = entry.get("files")
+            return files if isinstance(files, list) else None
+    return None
+
+
+def _save_cache(house: House, key: str, result: BuildResult, summary: dict[str, Any]) -> None:
     files: dict[str, dict[str, Any]] = {}
     for name, entries in result.targets.items():
         for e in entries:
             record = files.setdefault(e.filename, {"filename": e.filename, "sha256": e.sha256,
                                                    "origin": e.origin, "targets": []})
             record["targets"].append(name)
-    data = {"format": _CACHE_FORMAT, "key": key, "files": sorted(files.values(),
-                                                                key=lambda r: r["filename"])}
+    entry = {"key": key, "inputs": summary,
+             "files": sorted(files.values(), key=lambda r: r["filename"])}
+    kept = [e for e in _read_cache(house) if e.get("key") != key]
+    data = {"format": _CACHE_FORMAT, "entries": [entry, *kept][:_CACHE_ENTRIES]}
     write_atomic(house.root / CACHE_NAME, json.dumps(data, indent=1, sort_keys=True).encode())
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _summary(inputs: dict[str, Any]) -> dict[str, Any]:
+    """What a resolution was made from, as digests only (pip settings may hold secrets)."""
+    out: dict[str, Any] = {k: _digest(v) for k, v in inputs.items() if k not in ("config", "local")}
+    out["config"] = {k: _digest(v) for k, v in inputs["config"].items()}
+    out["local"] = {k: _digest(v) for k, v in inputs["local"].items()}
+    out["targets_named"] = list(inputs["targets"])
+    return out
+
+
+_WHAT = {"inputs": "the requirement or constraint files changed",
+         "requirements": "the requirements given on the command line differ",
+         "targets": "other targets", "pip_options": "other pip options",
+         "isolated": "--isolated differs", "sdists": "--keep-sdists differs"}
+
+
+def _what_changed(house: House, inputs: dict[str, Any]) -> str:
+    """Why no remembered resolution fits, compared with the latest one."""
+    entries = _read_cache(house)
+    if not entries:
+        return "it has never been built with the network"
+    last = entries[0].get("inputs")
+    if not isinstance(last, dict):
+        return "it has never been built with the network"
+    now = _summary(inputs)
+    reasons = [text for field, text in _WHAT.items() if last.get(field) != now.get(field)]
+    if field_changes := _changed_names(last.get("config"), now["config"]):
+        reasons.append("the pip configuration changed (" + ", ".join(field_changes) + ")")
+    if local := _changed_names(last.get("local"), now["local"]):
+        reasons.append("local projects changed (" + ", ".join(local) + ")")
+    if "other targets" in reasons:
+        reasons[reasons.index("other targets")] = (
+            f"other targets (last built for {', '.join(last.get('targets_named', []))})")
+    return "since the last resolution: " + "; ".join(reasons or ["something else changed"])
+
+
+def _changed_names(before: object, now: dict[str, str]) -> list[str]:
+    old = before if isinstance(before, dict) else {}
+    names = sorted(set(old) | set(now))
+    return [f"{n} {'added' if n not in old else 'removed' if n not in now else 'changed'}"
+            for n in names if old.get(n) != now.get(n)]
+
+
+#: Directories a local project's fingerprint never looks into.
+_NOT_SOURCE = {".git", ".hg", ".svn", ".tox", ".nox", ".venv", "venv", "__pycache__",
+               "build", "dist", "node_modules", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+
+
+def _local_fingerprints(texts: Sequence[str]) -> dict[str, str]:
+    """For each requirement that is a local directory or file: a digest of what is in it.
+
+    pip rebuilds a local project every time; the last resolution may be reused
+    only while no file in it changed (names, sizes and modification times).
+    """
+    out: dict[str, str] = {}
+    for text in texts:
+        spec = text.split(" @ ", 1)[-1].strip()
+        if spec.startswith("file:"):
+            from urllib.parse import unquote, urlsplit
+
+            spec = unquote(urlsplit(spec).path)
+        spec = spec.split("#", 1)[0].split(";", 1)[0].strip()
+        if not spec or not (spec.startswith((".", "/", "~")) or os.sep in spec):
+            continue
+        path = Path(spec).expanduser()
+        try:
+            real = path.resolve()
+        except OSError:
+            continue
+        h = hashlib.sha256()
+        if real.is_dir():
+            for root, dirs, names in os.walk(real):
+                dirs[:] = sorted(d for d in dirs
+                                 if d not in _NOT_SOURCE and not d.endswith(".egg-info"))
+                for name in sorted(names):
+                    file = Path(root) / name
+                    try:
+                        st = file.stat()
+                    except OSError:
+                        continue
+                    rel = file.relative_to(real).as_posix()
+                    h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        elif real.is_file():
+            st = real.stat()
+            h.update(f"{st.st_size}\0{st.st_mtime_ns}".encode())
+        else:
+            continue
+        out[str(real)] = h.hexdigest()
+    return out
 
 
 def _build_from_cache(house: House, store: Store, cached: list[dict[str, Any]],
