@@ -507,3 +507,12 @@ def test_build_records_upstream_upload_time_and_yank(tmp_path: Path, store: Stor
         out = run([uv, "pip", "compile", "--no-header", "--index-url", f"{url}/simple/",
                    "--exclude-newer", "2025-06-01T00:00:00Z", str(req)])
         assert "lib==2.0" in out.stdout
+
+
+def test_unreachable_index_is_a_network_error(tmp_path: Path) -> None:
+    out = wheelhouse("--store", str(tmp_path / "store"), "build", "app", "-o",
+                     str(tmp_path / "house"), "--index-url", "http://127.0.0.1:9/simple/",
+                     env=isolated_env({"PIP_RETRIES": "0", "PIP_TIMEOUT": "2"}), check=False)
+    assert out.returncode == 4, out.stderr
+    assert "no package index could be reached: http://127.0.0.1:9/simple/" in out.stderr
+    assert "Traceback" not in out.stderr

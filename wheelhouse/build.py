@@ -9,6 +9,7 @@ import logging
 import os
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -208,12 +209,41 @@ def build(
 
             return index_urls(pip_options, scan.index_options, isolated=isolated)
 
-        result = _build_cold(house_obj, store, pip, wanted, names, host, requirement_args,
-                             pip_options, jobs, allow_missing, tmp, started, say, keep_sdists,
-                             upstream, isolated)
+        try:
+            result = _build_cold(house_obj, store, pip, wanted, names, host, requirement_args,
+                                 pip_options, jobs, allow_missing, tmp, started, say,
+                                 keep_sdists, upstream, isolated)
+        except ResolutionError as e:
+            _raise_if_offline(e, upstream(), isolated)
+            raise
     _save_cache(house_obj, key, result, _summary(inputs))
     _write_outputs(house_obj, result, names)
     return result
+
+
+def _raise_if_offline(error: ResolutionError, indexes: list[str], isolated: bool) -> None:
+    """Raise NetworkError when pip found nothing because no index could be reached."""
+    if "(from versions: none)" not in error.message or not indexes:
+        return
+    from wheelhouse.upstream import unreachable
+
+    dead = unreachable(indexes, isolated=isolated)
+    if len(dead) == len(indexes):
+        raise NetworkError(
+            "pip found nothing because no package index could be reached: "
+            + ", ".join(_redact(u) for u in dead),
+            hint="check the network, a proxy, and the index pip uses (pip config list); "
+            "'wheelhouse build --offline' reuses the last resolution",
+        ) from error
+
+
+def _redact(url: str) -> str:
+    """*url* without a password."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _with_upstream_facts(files: list[Incoming], indexes: list[str], jobs: int,

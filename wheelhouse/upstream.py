@@ -24,6 +24,7 @@ import os
 import ssl
 import subprocess
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["FileFacts", "fetch_file_facts", "index_urls"]
+__all__ = ["FileFacts", "fetch_file_facts", "index_urls", "unreachable"]
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,28 @@ def _open(url: str, context: ssl.SSLContext, timeout: float) -> tuple[bytes, str
     request = urllib.request.Request(url, headers=headers)
     with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
         return response.read(_MAX_PAGE), response.headers.get("Content-Type", ""), response.url
+
+
+def unreachable(indexes: Sequence[str], *, isolated: bool = False,
+                timeout: float = 5.0) -> list[str]:
+    """The *indexes* that cannot be reached at all (no HTTP answer, no such directory).
+
+    Any HTTP answer, even an error status, means the index is reachable.
+    """
+    context = _ssl_context(isolated)
+
+    def dead(url: str) -> bool:
+        try:
+            _open(url, context, timeout)
+        except urllib.error.HTTPError:
+            return False
+        except (OSError, ValueError):
+            return True
+        return False
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(indexes)))) as pool:
+        verdicts = list(pool.map(dead, indexes))
+    return [u for u, d in zip(indexes, verdicts, strict=True) if d]
 
 
 def fetch_file_facts(
