@@ -692,3 +692,24 @@ def test_symlinked_directory_out_of_the_env_is_never_followed(tmp_path: Path,
     assert [p.name for p in outside.iterdir()] == ["data.py"]
     assert (outside / "data.py").read_text() == "PRECIOUS = 1\n"
     assert venv.installed() == {"victim": "2.0"}
+
+
+def test_installing_into_wheelhouses_own_environment_warns(tmp_path: Path,
+                                                            app_house: Path) -> None:
+    # wheelhouse installed in a venv, asked to install into that same venv.
+    venv = new_venv(tmp_path / "v")
+    site = site_packages(venv)
+    site.mkdir(parents=True, exist_ok=True)
+    import wheelhouse as package
+
+    (site / "wheelhouse-src.pth").write_text(
+        "\n".join([str(Path(package.__file__).parent.parent),
+                   *[p for p in sys.path if p.endswith("site-packages")]]) + "\n")
+    out = run([str(venv.python), "-m", "wheelhouse", "install", str(app_house), "lib",
+               "--python", str(venv.python), "--no-compile"], env=isolated_env())
+    assert "the environment wheelhouse itself runs from" in out.stderr
+    assert (site / "lib.py").is_file()
+    other = new_venv(tmp_path / "other")
+    out = run([str(venv.python), "-m", "wheelhouse", "install", str(app_house), "lib",
+               "--python", str(other.python), "--no-compile"], env=isolated_env())
+    assert "itself runs from" not in out.stderr

@@ -21,6 +21,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -64,6 +65,8 @@ __all__ = [
     "read_house_digest",
     "read_house_metadata",
 ]
+
+log = logging.getLogger(__name__)
 
 JOURNAL_NAME = ".wheelhouse-install.json"
 _STASH_PREFIX = ".wheelhouse-stash-"
@@ -1004,6 +1007,11 @@ def install(
             "--target, or pass --break-system-packages if you mean it",
         )
     layout = _layout(info, prefix, target)
+    if (prefix is None and target is None
+            and os.path.realpath(info.prefix) == os.path.realpath(sys.prefix)):
+        log.warning("installing into the environment wheelhouse itself runs from (%s); "
+                    "replacing its dependencies can break wheelhouse — use --python to name "
+                    "another environment", info.prefix)
     env = Environment(info.name, info.tags, info.markers, info.python_version)
     resolution: Resolution = resolve_in_house(
         house.read_manifest().files, wanted, env, read_house_metadata(house),
