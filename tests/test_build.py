@@ -516,3 +516,31 @@ def test_unreachable_index_is_a_network_error(tmp_path: Path) -> None:
     assert out.returncode == 4, out.stderr
     assert "no package index could be reached: http://127.0.0.1:9/simple/" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_requirements_with_local_paths_serve_install_and_check_too(
+    tmp_path: Path, store: Store, upstream: LocalIndex, venv: Venv
+) -> None:
+    import tarfile
+
+    sdist = build_sdist(tmp_path / "d", "mine", "1.0", requires_dist=["lib"])
+    with tarfile.open(sdist) as tf:
+        tf.extractall(tmp_path / "src", filter="data")
+    project = tmp_path / "src" / "mine-1.0"
+    req = tmp_path / "requirements.txt"
+    req.write_text(f"{project}\n")
+    house = tmp_path / "house"
+    build(requirement_files=[req], house=house, store=store, pip_options=_opts(upstream))
+    upstream.__exit__(None, None, None)
+    # The same file, elsewhere: the project directory is not there any more.
+    moved = tmp_path / "elsewhere" / "mine-1.0"
+    moved.parent.mkdir()
+    project.rename(moved)
+    req.write_text(f"{moved}\n")
+    out = wheelhouse("check", str(house), "-r", str(req), "--json", env=isolated_env())
+    verdict = json.loads(out.stdout)
+    assert verdict["ok"] and verdict["targets"][0]["chosen"] == {"lib": "2.0", "mine": "1.0"}
+    assert verdict["targets"][0]["pip"]["ok"] is True
+    wheelhouse("install", str(house), "-r", str(req), "--python", str(venv.python),
+               "--no-compile", env=isolated_env())
+    assert venv.installed() == {"lib": "2.0", "mine": "1.0"}

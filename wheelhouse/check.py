@@ -34,7 +34,13 @@ from wheelhouse.errors import (
 from wheelhouse.house import House
 from wheelhouse.index import SIMPLE_DIR
 from wheelhouse.install import read_house_digest, read_house_metadata
-from wheelhouse.resolver import Environment, Unmet, UnsatisfiableError, resolve_in_house
+from wheelhouse.resolver import (
+    Environment,
+    Unmet,
+    UnsatisfiableError,
+    map_built_paths,
+    resolve_in_house,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -296,9 +302,12 @@ def _ask_pip(
     from wheelhouse.resolve import target_pip_options
 
     scan = scan_requirement_files(list(requirement_files), constraints=constraint_files)
-    lines = [ln for ln in scan.lines if not ln.constraint]
-    lines += [RequirementLine(text, (), "command line") for text in requirements]
-    constraints = [ln for ln in scan.lines if ln.constraint]
+    # Paths and URLs as install reads them: the files the house built from them.
+    every = map_built_paths([*scan.lines, *(RequirementLine(text, (), "command line")
+                                            for text in requirements)],
+                            house.read_manifest().files)
+    lines = [ln for ln in every if not ln.constraint]
+    constraints = [ln for ln in every if ln.constraint]
     with tempfile.TemporaryDirectory(prefix="wheelhouse-check-") as tmp:
         report = Path(tmp) / "report.json"
         req_file, constraint_file = Path(tmp) / "requirements.txt", Path(tmp) / "constraints.txt"

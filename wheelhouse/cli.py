@@ -687,16 +687,24 @@ def run_cmd(house_path: Path, command: tuple[str, ...], host: str, port: int) ->
     raise click.exceptions.Exit(code)
 
 
-def _wanted(requirements: tuple[str, ...], requirement_files: tuple[Path, ...],
-            constraint_files: tuple[Path, ...], pre: bool) -> Any:
-    from wheelhouse.requirements import scan_requirement_files
-    from wheelhouse.resolver import WantedSet
+def _wanted(house_path: Path, requirements: tuple[str, ...],
+            requirement_files: tuple[Path, ...], constraint_files: tuple[Path, ...],
+            pre: bool) -> Any:
+    from wheelhouse.house import House
+    from wheelhouse.requirements import RequirementLine, scan_requirement_files
+    from wheelhouse.resolver import WantedSet, map_built_paths
 
     scan = scan_requirement_files(list(requirement_files), constraints=constraint_files)
-    wanted = WantedSet.from_lines(scan.lines, pre=pre or scan.pre,
+    given = [RequirementLine(text, (), "command line") for text in requirements]
+    lines = [*scan.lines, *given]
+    if any(line.text.startswith((".", "/", "~", "file:")) or "://" in line.text
+           or "/" in line.text for line in lines):
+        # Paths and URLs build accepted: the files the house built from them.
+        lines = map_built_paths(lines, House.open(house_path).read_manifest().files)
+    wanted = WantedSet.from_lines(lines[:len(scan.lines)], pre=pre or scan.pre,
                                   require_hashes=scan.require_hashes)
-    for text in requirements:
-        wanted.add(text)
+    for line in lines[len(scan.lines):]:
+        wanted.add(line.text)
     if not wanted.requirements:
         raise click.UsageError("name what to install: REQ arguments or -r FILE")
     return wanted
@@ -751,7 +759,7 @@ def install_command(
     """
     from wheelhouse.install import install
 
-    wanted = _wanted(requirements, requirement_files, constraint_files, pre)
+    wanted = _wanted(house_path, requirements, requirement_files, constraint_files, pre)
     report = install(house_path, wanted, python=python, prefix=prefix, target=target_dir,
                      compile_bytecode=not no_compile,
                      break_system_packages=break_system_packages, dry_run=dry_run, jobs=jobs)
@@ -803,7 +811,7 @@ def check_command(
     from wheelhouse.house import House
     from wheelhouse.targets import Target
 
-    wanted = _wanted(requirements, requirement_files, constraint_files, pre)
+    wanted = _wanted(house_path, requirements, requirement_files, constraint_files, pre)
     targets: list[Target | None] = []
     if python_versions or platforms or implementation or abi:
         for version in python_versions or (None,):

@@ -114,7 +114,8 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def _looks_like_path_or_url(text: str) -> bool:
+def looks_like_path_or_url(text: str) -> bool:
+    """True for a requirement that is a path or URL rather than a name."""
     return (
         "://" in text
         or text.startswith((".", "/", "~", "file:"))
@@ -211,7 +212,7 @@ def scan_requirement_files(
                 continue
             scan.requirements.append(requirement)
             scan.lines.append(RequirementLine(requirement, tuple(hashes), where, constraint))
-            if not validate or _looks_like_path_or_url(requirement) or "${" in requirement:
+            if not validate or looks_like_path_or_url(requirement) or "${" in requirement:
                 continue
             try:
                 Requirement(requirement)

@@ -46,6 +46,7 @@ __all__ = [
     "Unmet",
     "UnsatisfiableError",
     "WantedSet",
+    "map_built_paths",
     "parse_requires_dist",
     "resolve_in_house",
 ]
@@ -216,6 +217,64 @@ class WantedSet:
                 f"{where}: invalid requirement {text!r} ({str(e).splitlines()[0]})",
                 hint="use a project name with an optional version, e.g. 'requests>=2'") from None
         self.requirements.append((req, where))
+
+
+def _origin_key(text: str) -> str:
+    """A path or URL as a comparable string: file URLs and paths as absolute paths."""
+    import os
+    import urllib.parse
+    from pathlib import Path
+
+    text = text.strip().split("#", 1)[0]
+    if text.startswith("file:"):
+        return os.path.normpath(urllib.parse.unquote(urllib.parse.urlsplit(text).path))
+    if "://" in text:
+        return text
+    return os.path.normpath(str(Path(text).expanduser().absolute()))
+
+
+def map_built_paths(lines: Iterable[RequirementLine],
+                    files: Iterable[FileEntry]) -> list[RequirementLine]:
+    """Requirement lines with local paths and URLs replaced by what the house built from them.
+
+    ``build`` accepts ``./my-project``, ``dist/pkg-1.0.tar.gz`` or ``pkg @ https://…``
+    lines and records where each file came from; ``install`` and ``check`` take the
+    same file and read those lines as ``name==version`` of that file. Matched by
+    the same path or URL, else (another machine, another directory) by a unique
+    last path component. A line no file came from is left as it is.
+    """
+    from wheelhouse.requirements import RequirementLine, looks_like_path_or_url
+
+    by_origin: dict[str, set[tuple[str, str]]] = {}
+    by_base: dict[str, set[tuple[str, str]]] = {}
+    for e in files:
+        if not e.origin:
+            continue
+        key = _origin_key(e.origin.removeprefix("built:"))
+        by_origin.setdefault(key, set()).add((e.project, e.version))
+        base = key.rstrip("/").rsplit("/", 1)[-1]
+        if base:
+            by_base.setdefault(base, set()).add((e.project, e.version))
+    out: list[RequirementLine] = []
+    for line in lines:
+        text = line.text
+        name_part, at, url = text.partition(" @ ")
+        spec = url if at else text
+        if not (at or looks_like_path_or_url(text)):
+            out.append(line)
+            continue
+        key = _origin_key(spec.split(";", 1)[0])
+        found = by_origin.get(key) or by_base.get(key.rstrip("/").rsplit("/", 1)[-1], set())
+        if len(found) == 1:
+            project, version = next(iter(found))
+            if not at or canonicalize_name(name_part.split("[", 1)[0].strip()) == project:
+                extras = ("[" + name_part.split("[", 1)[1].split("]", 1)[0] + "]"
+                          if at and "[" in name_part else "")
+                out.append(RequirementLine(f"{project}{extras}=={version}", line.hashes,
+                                           line.where, line.constraint))
+                continue
+        out.append(line)
+    return out
 
 
 def parse_requires_dist(metadata: bytes, *, source: str) -> list[Requirement]:
