@@ -156,6 +156,12 @@ def test_host_target_equals_sys_tags() -> None:
         pytest.param({"platform": "foo-bar-baz"}, "foo-bar-baz", id="unknown-uv-name"),
         pytest.param({"implementation": "cpython!"}, "cpython!", id="bad-implementation"),
         pytest.param({"abi": "cp312<"}, "cp312<", id="bad-abi"),
+        pytest.param({"platform": "manylinux_2_28_arm64"}, "64-bit ARM is 'aarch64'",
+                     id="arm64-on-linux"),
+        pytest.param({"platform": "musllinux_1_2_amd64"}, "'amd64' is not a Linux architecture",
+                     id="amd64-on-musl"),
+        pytest.param({"platform": "manylinux2014_x64"}, "'x64' is not a Linux architecture",
+                     id="legacy-alias-bad-arch"),
     ],
 )
 def test_bad_targets_are_named(kwargs: dict[str, str], message: str) -> None:

@@ -644,8 +644,7 @@ def run_command(house: Path | str, command: Sequence[str], *, host: str = "127.0
         try:
             proc = subprocess.Popen(list(command), env=env)
         except FileNotFoundError:
-            log.error("command not found: %s", command[0])
-            return 127
+            return 127  # the CLI says so
         except PermissionError:
             return 126
 

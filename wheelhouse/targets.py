@@ -30,7 +30,8 @@ _SIMPLE = re.compile(r"(linux|win|win32|win_amd64|win_arm64|any)(?:_([a-z0-9_]+)
 _LEGACY_GLIBC = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 _GLIBC_LEGACY = {v: k for k, v in _LEGACY_GLIBC.items()}
 _WINDOWS = {"win32", "win_amd64", "win_arm64"}
-_LINUX_ARCHES = {"x86_64", "i686", "aarch64", "armv7l", "ppc64", "ppc64le", "s390x", "riscv64"}
+_LINUX_ARCHES = {"x86_64", "i686", "aarch64", "armv7l", "ppc64", "ppc64le", "s390x", "riscv64",
+                 "loongarch64"}
 
 #: uv's ``--python-platform`` names and the wheel platform each stands for.
 #: Source: uv's ``TargetTriple`` (crates/uv-configuration/src/target_triple.rs):
@@ -90,6 +91,13 @@ def parse_platform(value: str) -> str:
     text = value.strip()
     if text in UV_PLATFORMS:
         return UV_PLATFORMS[text]
+    linux = _LEGACY.match(text) or _MANYLINUX.match(text) or _MUSLLINUX.match(text)
+    if linux and linux.group(linux.re.groups) not in _LINUX_ARCHES:
+        arch = linux.group(linux.re.groups)
+        hint = " (on Linux, 64-bit ARM is 'aarch64')" if arch == "arm64" else ""
+        raise InvalidTargetError(
+            f"unknown platform {value!r}: {arch!r} is not a Linux architecture{hint}",
+            hint="Linux architectures: " + ", ".join(sorted(_LINUX_ARCHES)))
     if m := _LEGACY.match(text):
         major, minor = _LEGACY_GLIBC[m.group(1)]
         return f"manylinux_{major}_{minor}_{m.group(2)}"
