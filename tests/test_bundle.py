@@ -502,7 +502,11 @@ def test_truncated_bundle_is_refused(
     }[where]
     bad = tmp_path / f"bad{suffix}"
     bad.write_bytes(raw[:cut])
-    _assert_refused_and_nothing_written(bad, tmp_path, other_store)
+    error = _assert_refused_and_nothing_written(bad, tmp_path, other_store)
+    # Said as what it is, in a few lines: not one "member removed?" per member never reached.
+    assert "truncated" in str(error), str(error)
+    assert "member removed?" not in str(error)
+    assert len(str(error).splitlines()) < 8
 
 
 def test_junk_after_the_end_of_the_archive_is_refused(

@@ -844,24 +844,36 @@ class _BundleReader:
         After the last member a tar holds at least two zero blocks and nothing
         else; anything more was added, anything less is a truncated bundle.
         """
+        missing = sorted(set(self._expected) - self._seen)
+        end_problem: str | None = None
         try:
             self._stream.seek(self._tf.offset)
             rest = 0
             while chunk := self._stream.read(_CHUNK):
                 if chunk.count(0) != len(chunk):
-                    self.problems.append(
-                        "data after the end of the archive (a member added or a header damaged)")
+                    end_problem = ("data after the end of the archive (a member added or a "
+                                   "header damaged)")
                     break
                 rest += len(chunk)
             else:
                 if rest < 2 * tarfile.BLOCKSIZE:
-                    self.problems.append("the bundle is truncated (no end-of-archive marker)")
+                    end_problem = "the bundle is truncated (no end-of-archive marker)"
             self.raw.drain()
         except Exception as e:  # noqa: BLE001 - a damaged stream fails in many ways (zlib, zstd, tar)
-            self.problems.append(f"the bundle is truncated or damaged ({e})")
-        missing = sorted(set(self._expected) - self._seen)
-        self.problems += [f"{name!r}: listed in {BUNDLE_MANIFEST} but missing (member removed?)"
-                          for name in missing]
+            end_problem = f"the bundle is truncated or damaged ({e})"
+        if missing and end_problem is not None:
+            # The archive stops early: one problem, not one per member never reached.
+            shown = ", ".join(repr(n) for n in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            self.problems.append(
+                f"the bundle is truncated or damaged: it stops after {len(self._seen)} "
+                f"member(s); {len(missing)} listed in {BUNDLE_MANIFEST} never came "
+                f"({shown}{more})")
+        else:
+            if end_problem is not None:
+                self.problems.append(end_problem)
+            self.problems += [f"{name!r}: listed in {BUNDLE_MANIFEST} but missing "
+                              "(member removed?)" for name in missing]
         return self.raw.hash.hexdigest() if self.raw.hash is not None else None
 
 
