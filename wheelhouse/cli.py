@@ -287,9 +287,10 @@ def export_command(obj: Context, house_path: Path, output: Path, since: Path | N
         }, indent=1))
         return
     if not obj.quiet:
-        delta = (f"; a delta: {result.skipped} file(s) left out, the other side has them"
+        delta = (f"; a delta: {result.skipped} member(s) the other side has were left out"
                  if result.base_manifest_sha256 is not None else "")
-        _echo(f"{result.path}: {result.files} file(s), {_size(result.size)}, "
+        _echo(f"{result.path}: {result.files} distribution file(s) in the house, "
+              f"{result.members} member(s) carried, {_size(result.size)}, "
               f"in {time.monotonic() - started:.1f} s{delta}")
         _echo(f"{result.sha256}  {result.path}")
 
