@@ -258,3 +258,39 @@ def test_unevaluable_marker_is_an_error_naming_the_line(tmp_path: Path, house: P
     assert "Traceback" not in out.stderr
     assert (f"error: {req}:2: cannot evaluate the environment marker of "
             "'lib; python_version ~= \"3\"' for cp312-win_amd64") in out.stderr
+
+
+def _system_pip_version() -> tuple[int, ...] | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["/usr/bin/python3", "-m", "pip", "--version"], capture_output=True,
+                             text=True, timeout=60, check=False, env=isolated_env())
+    except OSError:
+        return None
+    if out.returncode != 0 or not out.stdout.startswith("pip "):
+        return None
+    return tuple(int(p) for p in out.stdout.split()[1].split(".")[:2] if p.isdigit())
+
+
+def test_pips_with_the_pep658_name_bug_install_from_a_house(tmp_path: Path, store: Store) -> None:
+    # pip 22.3-23.0 (Debian 12's) fail on PEP 658 metadata under the old key when a
+    # dependency is named with '_' but the project's own name has '-' (pypa/pip#12038):
+    # a house advertises its metadata only under the PEP 714 names, which they ignore.
+    version = _system_pip_version()
+    if version is None or not ((22, 3) <= version < (23, 1)):
+        pytest.skip(f"needs the system's pip 22.3-23.0 (found {version})")
+    d = tmp_path / "dists"
+    wheels = [build_wheel(d, "app", "1.0", requires_dist=["my_lib>=1"]),
+              build_wheel(d, "my-lib", "1.0")]
+    h = House.open(tmp_path / "house", create=True)
+    add_paths(h, store, wheels)
+    import subprocess
+
+    out = subprocess.run(
+        ["/usr/bin/python3", "-m", "pip", "install", "--dry-run", "--isolated",
+         "--no-cache-dir", "--target", str(tmp_path / "t"),
+         "--index-url", (h.root / "simple").as_uri() + "/", "app"],
+        capture_output=True, text=True, timeout=120, check=False, env=isolated_env())
+    assert out.returncode == 0, out.stderr
+    assert "Would install app-1.0 my-lib-1.0" in out.stdout or "my_lib-1.0" in out.stdout

@@ -86,9 +86,10 @@ def _anchor(entry: FileEntry, prefix: str) -> str:
     if entry.requires_python:
         attrs.append(f'data-requires-python="{_attr(entry.requires_python)}"')
     if entry.metadata_sha256:
-        # PEP 714 name, and the PEP 658 name older clients read.
+        # The PEP 714 name only: pip 22.3-23.0 read the PEP 658 name and then fail
+        # on a metadata file whose Name differs from the link's in '-', '_' or '.'
+        # (pypa/pip#12038), and fail on the JSON key outright (PEP 714).
         attrs.append(f'data-core-metadata="sha256={entry.metadata_sha256}"')
-        attrs.append(f'data-dist-info-metadata="sha256={entry.metadata_sha256}"')
     if entry.yanked is not None:
         attrs.append(f'data-yanked="{_attr(entry.yanked)}"')
     return f"<a {' '.join(attrs)}>{_attr(entry.filename)}</a><br>"
@@ -123,8 +124,8 @@ def render_project_html(project: str, files: Sequence[FileEntry]) -> bytes:
     """The PEP 503 page of one project: one anchor per file, relative to the page.
 
     Each anchor carries ``#sha256=``, and where they apply
-    ``data-requires-python`` (escaped), ``data-core-metadata`` and
-    ``data-dist-info-metadata`` (PEP 714/658), ``data-yanked`` (PEP 592).
+    ``data-requires-python`` (escaped), ``data-core-metadata`` (PEP 714/658;
+    never the old ``data-dist-info-metadata`` name), ``data-yanked`` (PEP 592).
     """
     body = [f"<h1>Links for {html.escape(project)}</h1>"]
     body.extend(_anchor(e, _FILES_FROM_PROJECT) for e in _sorted_files(files))
@@ -153,8 +154,7 @@ def render_project_json(project: str, files: Sequence[FileEntry]) -> bytes:
         metadata: dict[str, str] | bool = (
             {"sha256": e.metadata_sha256} if e.metadata_sha256 else False
         )
-        item["core-metadata"] = metadata
-        item["dist-info-metadata"] = metadata
+        item["core-metadata"] = metadata  # PEP 714; the old name breaks pip 22.3-23.0
         if e.upload_time is not None:
             item["upload-time"] = e.upload_time
         out_files.append(item)
