@@ -198,6 +198,27 @@ def test_adding_one_project_rewrites_only_its_pages(
     }
 
 
+def test_pages_from_an_older_rendering_are_all_rewritten(
+    built_house: House, store: Store, tmp_path: Path
+) -> None:
+    # A house indexed by an older wheelhouse: its state file holds the bare
+    # manifest digest, and its pages carry the pre-PEP 714 metadata name.
+    simple = built_house.root / "simple"
+    state = simple / ".manifest-sha256"
+    digest = state.read_text().split()[-1]
+    state.write_text(digest + "\n")
+    old_page = simple / "zeta" / "index.html"
+    old_page.write_bytes(old_page.read_bytes().replace(
+        b"data-core-metadata=", b"data-dist-info-metadata=", 1))
+    add_paths(built_house, store, [build_wheel(tmp_path / "more", "newcomer", "1.0")])
+    # Adding one project rewrote the page of another, untouched one.
+    assert b"data-dist-info-metadata" not in old_page.read_bytes()
+    manifest = built_house.read_manifest()
+    assert render_index(manifest) == {
+        rel: (built_house.root / rel).read_bytes() for rel in render_index(manifest)
+    }
+
+
 def test_new_version_of_existing_project_leaves_root_alone(
     built_house: House, store: Store, tmp_path: Path
 ) -> None:

@@ -30,6 +30,7 @@ from wheelhouse.errors import (
 from wheelhouse.filenames import parse_filename, validate_component
 from wheelhouse.index import (
     FIND_LINKS_PAGE,
+    RENDERING,
     SIMPLE_DIR,
     iter_index_pages,
     render_find_links,
@@ -512,10 +513,12 @@ class House:
         """
         simple = self.root / SIMPLE_DIR
         _own_dir(simple)
-        state = self._digest(manifest)
-        if previous is not None and _read_text(self._index_state_path()) == self._digest(
-            previous
-        ):
+        # The state names the manifest the pages came from and how they were
+        # rendered: pages from an older rendering are all rewritten.
+        state = f"rendering-{RENDERING} {self._digest(manifest)}"
+        if previous is not None and _read_text(
+            self._index_state_path()
+        ) == f"rendering-{RENDERING} {self._digest(previous)}":
             stats = self._write_index_incremental(manifest, previous)
         else:
             stats = self._write_index_full(manifest)

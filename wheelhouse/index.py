@@ -41,6 +41,11 @@ API_VERSION = "1.1"
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
 #: Directory of the index inside a house.
 SIMPLE_DIR = "simple"
+
+#: Bumped whenever the pages change for the same manifest, so that a house
+#: indexed by an older wheelhouse gets every page rewritten, not just the
+#: changed ones. 2: PEP 658 metadata under the PEP 714 names only.
+RENDERING = 2
 #: The flat page listing every file, for ``pip --find-links URL``.
 FIND_LINKS_PAGE = "find-links.html"
 #: From ``simple/<project>/``, the way to ``files/``.
