@@ -314,7 +314,8 @@ class House:
         if not create:
             raise HouseError(
                 f"no house at {root} (no {MANIFEST_NAME})",
-                hint="create one with 'wheelhouse add FILES -o DIR'",
+                hint="build one with 'wheelhouse build -r requirements.txt -o DIR', or "
+                "make one from files you have with 'wheelhouse add FILES -o DIR'",
             )
         if root.exists() and any(p.name != _LOCK_NAME for p in root.iterdir()):
             raise HouseError(
