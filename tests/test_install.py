@@ -194,6 +194,10 @@ def test_dry_run_changes_nothing(tmp_path: Path, app_house: Path) -> None:
                      "every wheel requires Python <3.0", id="requires-python"),
         pytest.param([("lib", "1.0", [], None, "py3-none-any")], "lib>=2",
                      "the house has 1.0; none satisfies >=2", id="version-excluded"),
+        pytest.param([("requests-toolbelt", "1.0", [], None, "py3-none-any")],
+                     "requests-toolbel",
+                     "requests-toolbel (required by command line): not in the house "
+                     "(did you mean 'requests-toolbelt'?)", id="typo-gets-a-suggestion"),
     ],
 )
 def test_unsatisfiable_installs_nothing(

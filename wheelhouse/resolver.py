@@ -12,6 +12,7 @@ use), so a house holding several versions of a project resolves as pip would.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import platform as _platform
 import re
 from dataclasses import dataclass, field
@@ -678,6 +679,9 @@ def _explain(house: _House, provider: _Provider, req: _Req, all_reqs: Sequence[_
     name = req.name
     files = house.by_project.get(name, [])
     if not files:
+        close = difflib.get_close_matches(name, list(house.by_project), n=3, cutoff=0.75)
+        if close:
+            return f"not in the house (did you mean {' or '.join(map(repr, close))}?)"
         return "not in the house"
     wheels = [e for e in files if e.kind == "wheel"]
     if not wheels:
