@@ -274,6 +274,27 @@ def test_unknown_package_is_named(tmp_path: Path, store: Store, upstream: LocalI
     with pytest.raises(ResolutionError, match="no-such-package"):
         build(["no-such-package==1.0"], house=tmp_path / "house", store=store,
               pip_options=_opts(upstream))
+    # The failed build leaves no empty house behind, in a new or an empty directory.
+    assert not (tmp_path / "house").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ResolutionError):
+        build(["no-such-package==1.0"], house=tmp_path / "empty", store=store,
+              pip_options=_opts(upstream))
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_a_failed_build_leaves_an_existing_house_as_it_was(
+    tmp_path: Path, store: Store, upstream: LocalIndex
+) -> None:
+    house = tmp_path / "house"
+    build(["lib==1.0"], house=house, store=store, pip_options=_opts(upstream))
+    before = {str(p.relative_to(house)): p.read_bytes() for p in house.rglob("*")
+              if p.is_file() and p.name != ".wheelhouse-build.json"}
+    with pytest.raises(ResolutionError, match="no-such-package"):
+        build(["no-such-package==1.0"], house=house, store=store, pip_options=_opts(upstream))
+    after = {str(p.relative_to(house)): p.read_bytes() for p in house.rglob("*")
+             if p.is_file() and p.name != ".wheelhouse-build.json"}
+    assert after == before
 
 
 def test_hash_mismatch_enters_nothing(tmp_path: Path, store: Store, upstream: LocalIndex) -> None:
@@ -283,7 +304,7 @@ def test_hash_mismatch_enters_nothing(tmp_path: Path, store: Store, upstream: Lo
         build(requirement_files=[req], house=tmp_path / "house", store=store,
               pip_options=_opts(upstream))
     assert "0" * 64 in str(info.value) or "HASH" in str(info.value).upper()
-    assert House.open(tmp_path / "house").read_manifest().files == ()
+    assert not (tmp_path / "house").exists()  # no empty house left behind
 
 
 def test_a_failing_sdist_build_names_the_package(
@@ -452,7 +473,7 @@ def test_network_down_mid_build_keeps_what_finished_and_leaves_the_house_alone(
         build(["app"], house=house, store=store, pip_options=_opts(server), pip=flaky_pip,
               jobs=2)
     assert "downloading" in str(info.value)
-    assert House.open(house).read_manifest().files == ()  # not half-updated
+    assert not house.exists()  # not half-written, and no empty house left behind
     assert store.verify().ok
     kept = [m for m in (store.read_meta(n) for n, _ in store.iter_blobs()) if m is not None]
     assert kept, "the chunk that finished is kept in the store"
