@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.builders import build_wheel, corrupt_zip
-from tests.conftest import WheelFactory, wheelhouse
+from tests.conftest import Venv, WheelFactory, isolated_env, wheelhouse
 from wheelhouse.cli import main
 from wheelhouse.store import Store
 
@@ -113,3 +113,22 @@ def test_terminal_escapes_from_packages_are_neutralised(
     err = capsys.readouterr().err
     assert code == 1
     assert "\x1b" not in err
+
+
+def test_default_store_works_after_install_cached_the_interpreter(
+    tmp_path: Path, venv: Venv
+) -> None:
+    # A fresh machine whose first command is `wheelhouse install` (a Dockerfile
+    # stage): the interpreter facts it caches share the default store directory,
+    # and a later `add` or `build` must still create the store there.
+    env = isolated_env({"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    env.pop("WHEELHOUSE_STORE", None)
+    wheel = build_wheel(tmp_path / "in", "demo", "1.0")
+    made = wheelhouse("add", str(wheel), "-o", str(tmp_path / "h1"),
+                      env=env | {"WHEELHOUSE_STORE": str(tmp_path / "elsewhere")})
+    assert made.returncode == 0
+    wheelhouse("install", str(tmp_path / "h1"), "demo", "--python", str(venv.python),
+               "--dry-run", env=env)
+    assert (tmp_path / "cache" / "wheelhouse" / "interpreters").is_dir()
+    wheelhouse("add", str(wheel), "-o", str(tmp_path / "h2"), env=env)
+    assert (tmp_path / "cache" / "wheelhouse" / "wheelhouse-store.json").is_file()

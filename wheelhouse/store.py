@@ -61,7 +61,10 @@ _TOKEN = secrets.token_hex(4)
 _COUNTER = itertools.count()
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _BLOB_MODE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
-_LAYOUT = frozenset({"blobs", "meta", "tmp", "locks", "quarantine", "houses", MARKER})
+# "interpreters" is the interpreter-facts cache (interpreter.py): it lives in the
+# same per-user directory as the default store and may be there first.
+_LAYOUT = frozenset({"blobs", "meta", "tmp", "locks", "quarantine", "houses", "interpreters",
+                     MARKER})
 #: The lock writers hold shared, and gc exclusive (see Store.in_use).
 USE_LOCK = "use"
 # A helper process stages temp files on behalf of its parent: they carry the
