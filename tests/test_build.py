@@ -21,6 +21,7 @@ from wheelhouse.errors import (
     IntegrityError,
     InvalidInputError,
     ResolutionError,
+    WheelhouseError,
 )
 from wheelhouse.house import House
 from wheelhouse.store import Store
@@ -565,3 +566,26 @@ def test_requirements_with_local_paths_serve_install_and_check_too(
     wheelhouse("install", str(house), "-r", str(req), "--python", str(venv.python),
                "--no-compile", env=isolated_env())
     assert venv.installed() == {"lib": "2.0", "mine": "1.0"}
+
+
+def test_build_from_a_file_index_reads_files_in_place_and_checks_their_hashes(
+    tmp_path: Path, store: Store, upstream_dir: Path
+) -> None:
+    # A local mirror (file:// index) is read where it lies: no copy through pip,
+    # the sources untouched, and the index's sha256 still checked byte for byte.
+    mirror = tmp_path / "mirror"
+    shutil.copytree(upstream_dir, mirror)
+    lib = next((mirror / "files").glob("lib-2.0-*.whl"))
+    before = {p.name: p.read_bytes() for p in (mirror / "files").iterdir()}
+    opts = ["--index-url", (mirror / "simple").as_uri() + "/"]
+    result = build(["lib"], house=tmp_path / "house", store=store, pip_options=opts)
+    (entry,) = result.targets["host"]
+    assert entry.filename == lib.name and entry.origin == lib.as_uri()
+    assert {p.name: p.read_bytes() for p in (mirror / "files").iterdir()} == before
+    # The same file with other bytes than its index page's hash: refused, named.
+    lib.write_bytes(lib.read_bytes() + b"tampered")
+    with pytest.raises(WheelhouseError) as info:
+        build(["lib"], house=tmp_path / "house2", store=Store.open(tmp_path / "s2", create=True),
+              pip_options=opts)
+    assert lib.name in str(info.value) and "expected sha256=" in str(info.value)
+    assert not (tmp_path / "house2").exists()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import urllib.parse
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wheelhouse.errors import (
@@ -18,7 +21,6 @@ from wheelhouse.filenames import parse_filename
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from pathlib import Path
 
     from wheelhouse._pip import PipRunner
     from wheelhouse.resolve import Resolved
@@ -26,6 +28,19 @@ if TYPE_CHECKING:
 __all__ = ["BuiltWheel", "build_wheel", "download_files"]
 
 log = logging.getLogger(__name__)
+
+
+#: Files one pip process downloads before another is started beside it.
+_FILES_PER_PROCESS = 24
+
+
+def local_file(url: str) -> Path | None:
+    """The regular file a ``file:`` URL names, or None (another scheme, or no such file)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+        return None
+    path = Path(urllib.request.url2pathname(parts.path))
+    return path if path.is_file() else None
 
 
 def download_files(
@@ -42,13 +57,28 @@ def download_files(
     Files go to *dest*; the result maps each item's URL to its local path.
     pip checks the index's sha256 where there is one (hash-checking mode per
     chunk); the caller checks every byte again before anything enters the store.
-    Downloads run as *jobs* pip processes in parallel. *target_options*
+    A ``file:`` URL is not copied: its path is returned as it is. The rest
+    downloads in up to *jobs* pip processes in parallel. *target_options*
     (``--platform`` and friends) let pip fetch wheels for another platform.
     """
-    if not items:
-        return {}
-    chunks: list[list[Resolved]] = [[] for _ in range(max(1, min(jobs, len(items))))]
-    for i, item in enumerate(sorted(items, key=lambda r: r.url)):
+    result: dict[str, Path] = {}
+    remote: list[Resolved] = []
+    for item in items:
+        local = local_file(item.url)
+        if local is not None:
+            # A file: URL (a local index or find-links folder) is read where it
+            # lies: the store copies it, checking the index's sha256, and a pip
+            # process to copy it first would only cost time.
+            result[item.url] = local
+        else:
+            remote.append(item)
+    if not remote:
+        return result
+    # pip's start-up (~0.5 s of CPU) is the cost on a fast network, the
+    # transfer on a slow one: a process per _FILES_PER_PROCESS files, at most *jobs*.
+    count = max(1, min(jobs, -(-len(remote) // _FILES_PER_PROCESS)))
+    chunks: list[list[Resolved]] = [[] for _ in range(count)]
+    for i, item in enumerate(sorted(remote, key=lambda r: r.url)):
         chunks[i % len(chunks)].append(item)
 
     def run(index: int, chunk: list[Resolved]) -> dict[str, Path]:
@@ -86,7 +116,6 @@ def download_files(
             out[r.url] = path
         return out
 
-    result: dict[str, Path] = {}
     failure: WheelhouseError | None = None
     with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
         futures = [pool.submit(run, i, chunk) for i, chunk in enumerate(chunks)]
