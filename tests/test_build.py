@@ -446,8 +446,11 @@ def test_sdists_are_kept_with_their_build_dependencies(
 
 
 def test_network_down_mid_build_keeps_what_finished_and_leaves_the_house_alone(
-    tmp_path: Path, store: Store, upstream_dir: Path
+    tmp_path: Path, store: Store, upstream_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import wheelhouse.acquire
+
+    monkeypatch.setattr(wheelhouse.acquire, "_FILES_PER_PROCESS", 1)  # two pip processes
     from wheelhouse._pip import SubprocessPip
     from wheelhouse.errors import NetworkError
 
