@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -24,11 +25,12 @@ from wheelhouse.store import Store
 from wheelhouse.targets import Target
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from wheelhouse.acquire import BuiltWheel
     from wheelhouse.add import Incoming
     from wheelhouse.resolve import Resolved
+    from wheelhouse.upstream import FileFacts
 
 __all__ = ["BuildResult", "build"]
 
@@ -282,28 +284,47 @@ def _redact(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def _with_upstream_facts(files: list[Incoming], indexes: list[str], jobs: int,
-                         isolated: bool, say: Callable[[str], None]) -> list[Incoming]:
-    """Add each index file's upload time and yank state, as its index page gives them."""
-    from dataclasses import replace
-
+def _fetch_facts(files: Sequence[tuple[str, str | None]], upstream: Callable[[], list[str]],
+                 jobs: int, isolated: bool) -> dict[str, FileFacts]:
+    """Upload time and yank state of each ``(filename, sha256)``, from the index pages."""
     from wheelhouse.filenames import parse_filename
     from wheelhouse.upstream import fetch_file_facts
 
     wanted: dict[str, list[tuple[str, str]]] = {}
-    for item in files:
-        origin = item.origin or ""
-        if item.expected_sha256 and item.filename and origin.startswith(
-                ("https:", "http:", "file:")):
-            name = parse_filename(item.filename).name
-            wanted.setdefault(name, []).append((item.filename, item.expected_sha256))
-    if not wanted or not indexes:
-        return files
-    say(f"reading upload times and yank state for {len(wanted)} project(s)")
-    facts = fetch_file_facts(indexes, wanted, jobs=jobs, isolated=isolated)
+    for filename, sha256 in files:
+        if sha256 and filename:
+            wanted.setdefault(parse_filename(filename).name, []).append((filename, sha256))
+    if not wanted:
+        return {}
+    indexes = upstream()
+    if not indexes:
+        return {}
+    # Pages are small and the wait is the network's: more threads than cores.
+    return fetch_file_facts(indexes, wanted, jobs=max(jobs, 8), isolated=isolated)
+
+
+def _with_upstream_facts(files: list[Incoming], upstream: Callable[[], list[str]], jobs: int,
+                         isolated: bool, say: Callable[[str], None],
+                         known: Mapping[str, FileFacts]) -> list[Incoming]:
+    """Add each index file's upload time and yank state, as its index page gives them.
+
+    *known* holds facts already read (for the host's files, while they downloaded).
+    """
+    from dataclasses import replace
+
+    from_index = [i for i in files if i.filename and i.expected_sha256
+                  and (i.origin or "").startswith(("https:", "http:", "file:"))]
+    rest: list[tuple[str, str | None]] = [
+        (i.filename, i.expected_sha256) for i in from_index
+        if i.filename is not None and i.filename not in known]
+    facts = dict(known)
+    if rest:
+        say(f"reading upload times and yank state for {len(rest)} more file(s)")
+        facts.update(_fetch_facts(rest, upstream, jobs, isolated))
+    found = {i.filename for i in from_index if i.filename in facts}
     return [
         replace(i, upload_time=facts[i.filename].upload_time, yanked=facts[i.filename].yanked)
-        if i.filename in facts else i
+        if i.filename in found else i
         for i in files
     ]
 
@@ -366,9 +387,15 @@ def _build_cold(
     for item in resolutions[HOST]:
         if item.kind in ("wheel", "sdist") and not (item.sha256 and store.has(item.sha256)):
             downloads_needed[item.url] = item
+    # The index pages' facts (upload time, yank state) need only the names and
+    # hashes pip chose: they are read while the files download.
+    facts_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wheelhouse-facts")
+    early_facts = facts_pool.submit(
+        _fetch_facts, [(i.filename, i.sha256) for i in resolutions[HOST]
+                       if i.kind in ("wheel", "sdist") and i.sha256], upstream, jobs, isolated)
+    facts_pool.shutdown(wait=False)
     if downloads_needed:
-        say(f"downloading {len(downloads_needed)} file(s) with {min(jobs, len(downloads_needed))}"
-            " parallel pip process(es)")
+        say(f"downloading {len(downloads_needed)} file(s)")
     try:
         fetched = download_files(pip, list(downloads_needed.values()), tmp / "downloads",
                                  jobs=jobs, pip_options=pip_options)
@@ -473,7 +500,7 @@ def _build_cold(
         Incoming(i.path, i.filename, i.origin, tuple(sorted(served[f])), i.expected_sha256)
         for f, i in sorted(incoming.items())
     ]
-    files = _with_upstream_facts(files, upstream(), jobs, isolated, say)
+    files = _with_upstream_facts(files, upstream, jobs, isolated, say, early_facts.result())
     if files:
         say(f"checking {len(files)} file(s) into the store and the house")
         ingest(house, store, files, jobs=jobs)

@@ -17,20 +17,23 @@ from __future__ import annotations
 
 import base64
 import html.parser
+import http.client
 import json
 import logging
 import netrc
 import os
+import socket
 import ssl
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -169,26 +172,150 @@ def _open(url: str, context: ssl.SSLContext, timeout: float) -> tuple[bytes, str
                 ctype = "application/json" if candidate.suffix == ".json" else "text/html"
                 return candidate.read_bytes()[:_MAX_PAGE], ctype, url
         raise FileNotFoundError(path)
+    auth = _auth_header(parts)
+    if auth:
+        headers["Authorization"] = auth
     if parts.username or parts.password:
-        user = urllib.parse.unquote(parts.username or "")
-        password = urllib.parse.unquote(parts.password or "")
         netloc = parts.hostname or ""
         if parts.port:
             netloc += f":{parts.port}"
         url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-        headers["Authorization"] = "Basic " + base64.b64encode(
-            f"{user}:{password}".encode()).decode()
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+        return response.read(_MAX_PAGE), response.headers.get("Content-Type", ""), response.url
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _auth_header(parts: urllib.parse.SplitResult) -> str | None:
+    if parts.username or parts.password:
+        user = urllib.parse.unquote(parts.username or "")
+        password = urllib.parse.unquote(parts.password or "")
     else:
         try:
             auth = netrc.netrc().authenticators(parts.hostname or "")
         except (OSError, netrc.NetrcParseError):
-            auth = None
-        if auth:
-            headers["Authorization"] = "Basic " + base64.b64encode(
-                f"{auth[0]}:{auth[2]}".encode()).decode()
-    request = urllib.request.Request(url, headers=headers)
-    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-        return response.read(_MAX_PAGE), response.headers.get("Content-Type", ""), response.url
+            return None
+        if not auth:
+            return None
+        user, password = auth[0], auth[2] or ""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def _dial(addresses: list[tuple[int, int, int, str, tuple[object, ...]]],
+          timeout: float) -> socket.socket:
+    error: OSError = OSError("no address")
+    for family, kind, proto, _name, address in addresses:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        except OSError as e:
+            sock.close()
+            error = e
+    raise error
+
+
+class _Pages:
+    """Reads index pages over kept-alive connections, one per thread and host.
+
+    Each host name is looked up once for all threads: a TLS handshake and a
+    DNS query per page cost more than the page, and some resolvers drop
+    queries that arrive together (seen here: 5 s stalls). Through a proxy, or
+    for ``file:`` URLs, it falls back to urllib (which knows the proxy settings).
+    """
+
+    def __init__(self, context: ssl.SSLContext, timeout: float) -> None:
+        self.context = context
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._addresses: dict[tuple[str, int], list[Any]] = {}
+        self._local = threading.local()
+        self._proxies = urllib.request.getproxies()
+        self._opened: list[http.client.HTTPConnection] = []
+
+    def _resolve(self, host: str, port: int) -> list[Any]:
+        with self._lock:
+            found = self._addresses.get((host, port))
+            if found is None:
+                found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                self._addresses[(host, port)] = found
+            return found
+
+    def _connection(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
+        pool: dict[tuple[str, str, int], http.client.HTTPConnection] = getattr(
+            self._local, "pool", None) or {}
+        self._local.pool = pool
+        conn = pool.get((scheme, host, port))
+        if conn is None:
+            pages = self
+
+            if scheme == "https":
+                class _TLS(http.client.HTTPSConnection):
+                    def connect(self) -> None:
+                        raw = _dial(pages._resolve(host, port), pages.timeout)
+                        self.sock = pages.context.wrap_socket(raw, server_hostname=host)
+
+                conn = _TLS(host, port, timeout=self.timeout, context=self.context)
+            else:
+                class _Plain(http.client.HTTPConnection):
+                    def connect(self) -> None:
+                        self.sock = _dial(pages._resolve(host, port), pages.timeout)
+
+                conn = _Plain(host, port, timeout=self.timeout)
+            pool[(scheme, host, port)] = conn
+            with self._lock:
+                self._opened.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every connection opened (once the threads that used them are done)."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
+
+    def get(self, url: str) -> tuple[bytes, str, str]:
+        """The page at *url*: its bytes, Content-Type and final URL (after redirects)."""
+        for _ in range(6):
+            parts = urllib.parse.urlsplit(url)
+            host = parts.hostname or ""
+            if parts.scheme not in ("http", "https") or not host or (
+                    self._proxies.get(parts.scheme) and not urllib.request.proxy_bypass(host)):
+                return _open(url, self.context, self.timeout)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            headers = {"Accept": _ACCEPT, "User-Agent": "wheelhouse"}
+            auth = _auth_header(parts)
+            if auth:
+                headers["Authorization"] = auth
+            path = parts.path or "/"
+            if parts.query:
+                path += "?" + parts.query
+            for attempt in (1, 2):  # a kept-alive connection the server closed: once more
+                conn = self._connection(parts.scheme, host, port)
+                try:
+                    conn.request("GET", path, headers=headers)
+                    response = conn.getresponse()
+                    data = response.read(_MAX_PAGE)
+                    if not response.isclosed():
+                        response.read()  # the rest, so the connection can be used again
+                    break
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                        http.client.CannotSendRequest, http.client.ResponseNotReady):
+                    conn.close()
+                    if attempt == 2:
+                        raise
+            location = response.getheader("Location")
+            if response.status in _REDIRECTS and location:
+                url = urllib.parse.urljoin(url, location)
+                continue
+            if response.status != 200:
+                raise OSError(f"HTTP {response.status} from {url}")
+            return data, response.getheader("Content-Type", ""), url
+        raise OSError(f"too many redirects from {url}")
 
 
 def unreachable(indexes: Sequence[str], *, isolated: bool = False,
@@ -228,7 +355,7 @@ def fetch_file_facts(
     """
     if not indexes or not wanted:
         return {}
-    context = _ssl_context(isolated)
+    pages = _Pages(_ssl_context(isolated), timeout)
 
     def project(name: str, files: list[tuple[str, str]]) -> dict[str, FileFacts]:
         found: dict[str, FileFacts] = {}
@@ -238,7 +365,7 @@ def fetch_file_facts(
                 break
             url = urllib.parse.urljoin(index, urllib.parse.quote(name) + "/")
             try:
-                data, ctype, final = _open(url, context, timeout)
+                data, ctype, final = pages.get(url)
                 page = _parse_page(data, ctype, final)
             except Exception as e:  # noqa: BLE001 - best effort: never fail the build
                 log.debug("cannot read %s: %s", url, e)
@@ -251,7 +378,9 @@ def fetch_file_facts(
 
     out: dict[str, FileFacts] = {}
     items = [(n, list(f)) for n, f in wanted.items()]
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(items)))) as pool:
+    workers = max(1, min(jobs, len(items)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         for facts in pool.map(lambda it: project(*it), items):
             out.update(facts)
+    pages.close()
     return out
