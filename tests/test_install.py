@@ -361,7 +361,9 @@ def test_system_interpreter_needs_consent(app_house: Path) -> None:
 
 def test_target_and_prefix(tmp_path: Path, app_house: Path) -> None:
     target = tmp_path / "t"
-    wheelhouse("install", str(app_house), "app", "--target", str(target), env=isolated_env())
+    out = wheelhouse("install", str(app_house), "app", "--target", str(target),
+                     env=isolated_env())
+    assert f"into {target} (files for " in out.stdout  # not "into <some interpreter>"
     assert (target / "app" / "__init__.py").is_file()
     assert (target / "bin" / "app-hello").is_file()
     env = isolated_env({"PYTHONPATH": str(target)})
@@ -717,3 +719,19 @@ def test_installing_into_wheelhouses_own_environment_warns(tmp_path: Path,
     out = run([str(venv.python), "-m", "wheelhouse", "install", str(app_house), "lib",
                "--python", str(other.python), "--no-compile"], env=isolated_env())
     assert "itself runs from" not in out.stderr
+
+
+def test_python_given_as_a_relative_path_is_that_file_not_a_path_lookup(
+    tmp_path: Path, app_house: Path
+) -> None:
+    venv = new_venv(tmp_path / "v")
+    proc = run([sys.executable, "-m", "wheelhouse", "install", str(app_house), "lib",
+                "--python", "./v/bin/python", "--no-compile"], cwd=tmp_path, env=isolated_env())
+    assert f"into {venv.python}" in proc.stdout or "into v/bin/python" in proc.stdout
+    assert "lib" in Venv(venv.root).installed()
+    # A relative path that does not exist is an error, never another interpreter.
+    missing = run([sys.executable, "-m", "wheelhouse", "install", str(app_house), "lib",
+                   "--python", "./python", "--no-compile"], cwd=tmp_path, env=isolated_env(),
+                  check=False)
+    assert missing.returncode == 1
+    assert "no such interpreter: './python'" in missing.stderr

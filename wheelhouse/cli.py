@@ -781,7 +781,10 @@ def install_command(
         _echo(f"already installed {len(report.skipped)}: " + ", ".join(
             f"{n}-{v}" for n, v in report.skipped))
     if not dry_run:
-        _echo(f"into {report.interpreter} in {report.seconds:.2f} s")
+        where = target_dir or prefix
+        into = (f"{where.absolute()} (files for {report.interpreter})" if where is not None
+                else str(report.interpreter))
+        _echo(f"into {into} in {report.seconds:.2f} s")
 
 
 @cli.command(name="check")

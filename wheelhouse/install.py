@@ -992,8 +992,11 @@ def install(
     if prefix is not None and target is not None:
         raise InvalidInputError("--prefix and --target cannot be used together")
     house = House.open(house_path)
+    exe: Path | str
     if python is not None:
-        exe = Path(python)
+        # A string stays as typed: Path("./python") would lose the "./" and send a
+        # name in the current directory to a PATH lookup. A Path is a path.
+        exe = python.absolute() if isinstance(python, Path) else python
     elif (prefix or target) and not os.environ.get("VIRTUAL_ENV"):
         exe = Path(sys.executable)  # as pip does: files for the interpreter running us
     else:
