@@ -294,3 +294,22 @@ def test_pips_with_the_pep658_name_bug_install_from_a_house(tmp_path: Path, stor
         capture_output=True, text=True, timeout=120, check=False, env=isolated_env())
     assert out.returncode == 0, out.stderr
     assert "Would install app-1.0 my-lib-1.0" in out.stdout or "my_lib-1.0" in out.stdout
+
+
+def test_a_damaged_file_fails_the_check_and_is_named(house: Path) -> None:
+    lib = next((house / "files").glob("lib-1.0-*.whl"))
+    data = bytearray(lib.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    lib.unlink()  # the house file is a hard link to the store's blob: replace, not edit
+    lib.write_bytes(bytes(data))
+    args = ("lib", "--python-version", "3.10", "--platform", "win_amd64")
+    (t,) = check_json(house, *args, ok=False)["targets"]
+    assert not t["ok"]
+    (unmet,) = t["unmet"]
+    assert unmet["requirement"] == "lib==1.0"
+    assert "the house is damaged" in unmet["reason"] and lib.name in unmet["reason"]
+    assert "wheelhouse verify" in unmet["reason"]
+    assert t["disagreement"] is None  # pip refuses too: no bug in ours to report
+    out = wheelhouse("check", str(house), *args, env=isolated_env(), check=False)
+    assert out.returncode == 1
+    assert "bug in wheelhouse" not in out.stdout + out.stderr

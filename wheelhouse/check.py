@@ -41,6 +41,7 @@ from wheelhouse.resolver import (
     map_built_paths,
     resolve_in_house,
 )
+from wheelhouse.store import sha256_file
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -179,6 +180,7 @@ def check(
         if pip_skipped:
             log.warning("cross-check with pip skipped (%s)", pip_skipped)
     out: list[TargetCheck] = []
+    hashed: dict[str, str | None] = {}  # file name -> what is wrong with its bytes
     for target in targets or (None,):
         env = host_environment() if target is None else Environment.for_target(target)
         verdict = TargetCheck(env.name, ok=False)
@@ -190,7 +192,10 @@ def check(
         except ResolutionError as e:
             verdict.unmet = [Unmet("(all)", "the requirements", e.message)]
         else:
-            verdict.ok = True
+            damaged = [u for u in (_damage(house, c.entry, hashed) for c in resolution.chosen)
+                       if u is not None]
+            verdict.ok = not damaged
+            verdict.unmet = damaged
             verdict.chosen = {c.name: str(c.version) for c in resolution.chosen}
         if ask_pip and pip is not None:
             verdict.pip_asked = True
@@ -205,6 +210,33 @@ def check(
                     files, wanted, env, read_metadata, file_digest, verdict.pip_chosen)
         out.append(verdict)
     return CheckResult(out)
+
+
+def _damage(house: House, entry: FileEntry, hashed: dict[str, str | None]) -> Unmet | None:
+    """An Unmet when the house's copy of *entry* is missing or not the bytes it records.
+
+    An install checks every byte; so does check, once per file for all targets.
+    """
+    if entry.filename not in hashed:
+        path = house.file_path(entry.filename)
+        try:
+            st = path.stat()
+            if st.st_size != entry.size:
+                problem: str | None = (f"{path} holds {st.st_size} bytes; the manifest "
+                                       f"records {entry.size}")
+            else:
+                found, _ = sha256_file(path)
+                problem = None if found == entry.sha256 else (
+                    f"{path} has sha256 {found}; the manifest records {entry.sha256}")
+        except OSError as e:
+            problem = f"cannot read {path}: {e.strerror or e}"
+        hashed[entry.filename] = problem
+    problem = hashed[entry.filename]
+    if problem is None:
+        return None
+    return Unmet(f"{entry.project}=={entry.version}", "the house",
+                 f"the house is damaged: {problem} (run 'wheelhouse verify HOUSE', then add "
+                 "or build the file again)")
 
 
 def _pip_marker_limitation(
