@@ -735,3 +735,37 @@ def test_python_given_as_a_relative_path_is_that_file_not_a_path_lookup(
                   check=False)
     assert missing.returncode == 1
     assert "no such interpreter: './python'" in missing.stderr
+
+
+def test_failed_upgrade_puts_back_the_bytecode_python_wrote_on_import(
+    tmp_path: Path, store: Store
+) -> None:
+    d = tmp_path / "dists"
+    v1 = build_wheel(d, "mod", "1.0", files={"mod/__init__.py": b"X = 1\n"})
+    v2 = build_wheel(d, "mod", "2.0", files={"mod/__init__.py": b"X = 2\n"})
+    bad = build_wheel(d, "bad", "1.0", files={"bad/__init__.py": b"B = 1\n"})
+    with zipfile.ZipFile(bad) as zf:  # a member whose bytes do not match RECORD
+        items = {i.filename: zf.read(i) for i in zf.infolist()}
+    items["bad/__init__.py"] = b"B = 2\n"
+    with zipfile.ZipFile(bad, "w") as zf:
+        for name, content in items.items():
+            zf.writestr(name, content)
+    house = make_house(tmp_path / "house", store, [v1, v2, bad])
+    venv = new_venv(tmp_path / "v")
+    site = site_packages(venv)
+    wheelhouse("install", str(house), "mod==1.0", "--python", str(venv.python), "--no-compile",
+               env=isolated_env())
+    writes_bytecode = {k: v for k, v in isolated_env().items() if k != "PYTHONDONTWRITEBYTECODE"}
+    # Python writes bytecode on import, which no RECORD lists.
+    run([str(venv.python), "-c", "import mod"], env=writes_bytecode)
+    assert list(site.glob("mod/__pycache__/__init__.*.pyc"))
+
+    def snapshot() -> dict[str, bytes]:
+        return {str(p.relative_to(venv.root)): p.read_bytes()
+                for p in sorted(venv.root.rglob("*")) if p.is_file()}
+
+    before = snapshot()
+    out = wheelhouse("install", str(house), "mod==2.0", "bad", "--python", str(venv.python),
+                     "--no-compile", env=isolated_env(), check=False)
+    assert out.returncode != 0 and "bad-1.0-py3-none-any.whl" in out.stderr
+    assert snapshot() == before

@@ -331,19 +331,27 @@ def _record_paths(dist: InstalledDist, root: Path) -> list[str]:
     return out
 
 
-def _remove_pycs(py_file: str) -> None:
+def _pycs_of(py_file: str) -> list[str]:
+    """The bytecode files compiled from *py_file* that exist (any interpreter, any -O)."""
     cache = os.path.join(os.path.dirname(py_file), "__pycache__")
     stem = os.path.basename(py_file)[:-3]
     try:
         names = os.listdir(cache)
     except OSError:
-        return
+        return []
+    out = []
     for n in names:
         rest = n[len(stem) + 1:] if n.startswith(stem + ".") else ""
         # <stem>.<cache_tag>.pyc or <stem>.<cache_tag>.opt-N.pyc
         if rest.endswith(".pyc") and rest.count(".") in (1, 2):
-            with _SuppressOSError():
-                os.unlink(os.path.join(cache, n))
+            out.append(os.path.join(cache, n))
+    return out
+
+
+def _remove_pycs(py_file: str) -> None:
+    for pyc in _pycs_of(py_file):
+        with _SuppressOSError():
+            os.unlink(pyc)
 
 
 class _SuppressOSError:
@@ -368,8 +376,9 @@ def _prune_dirs(dirs: Iterable[str], root: Path) -> None:
 def _stash(dist: InstalledDist, root: Path, stash: Path) -> list[tuple[str, str]]:
     """Move *dist*'s files (its RECORD, never outside *root*) into *stash*.
 
-    Returns the moves, so a failed install can put them back. Bytecode of its
-    modules is deleted (it is regenerated on import).
+    Returns the moves, so a failed install can put them back. The bytecode of
+    its modules goes too, RECORD listing it or not (Python writes some on import):
+    stale, it would shadow nothing, but a rollback puts it back as it was.
     """
     stash.mkdir(parents=True, exist_ok=True)
     moves: list[tuple[str, str]] = []
@@ -383,7 +392,10 @@ def _stash(dist: InstalledDist, root: Path, stash: Path) -> list[tuple[str, str]
         moves.append((full, dest))
         dirs.append(os.path.dirname(full))
         if full.endswith(".py"):
-            _remove_pycs(full)
+            for pyc in _pycs_of(full):
+                dest = os.path.join(stash, str(len(moves)))
+                _move(pyc, dest)
+                moves.append((pyc, dest))
             dirs.append(os.path.join(os.path.dirname(full), "__pycache__"))
     _prune_dirs(dirs, root)
     return moves
