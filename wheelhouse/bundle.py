@@ -400,7 +400,7 @@ def _zstd_module(action: str) -> Any:
             continue
     raise BundleError(
         f"cannot {action} a .tar.zst bundle: no zstd library in this Python",
-        hint="pip install 'pip-wheelhouse[zstd]' (or zstandard, or use Python 3.14+), "
+        hint="pip install zstandard (or use Python 3.14+), "
         "or use a plain .tar or .tar.gz bundle",
     )
 
