@@ -719,6 +719,7 @@ def test_cli_export_verify_import_and_errors(
     write_entries(tmp_path / "bad.tar", entries)
     bad = wheelhouse("verify", str(tmp_path / "bad.tar"), env=full_env, check=False)
     assert bad.returncode == 3 and "BAD" in bad.stdout and "big-1.0" in bad.stdout
+    assert "imported" not in bad.stdout  # verify imports nothing, and says nothing of it
     bad = wheelhouse("import", str(tmp_path / "bad.tar"), "-o", str(tmp_path / "far3"),
                      env=far_env, check=False)
     assert bad.returncode == 3, bad.stderr
@@ -728,6 +729,24 @@ def test_cli_export_verify_import_and_errors(
     wrong = wheelhouse("import", str(tmp_path / "b.tar"), "-o", str(tmp_path / "far4"),
                        "--sha256", "0" * 64, env=far_env, check=False)
     assert wrong.returncode == 3 and "hash mismatch" in wrong.stderr
+    assert "not the bundle that was exported" in wrong.stderr
+    # What is not a digest is said so before any reading, with the usage exit code.
+    for typo in ("xyz", digest[:63], digest[:60] + "…e41a"):
+        usage = wheelhouse("verify", str(tmp_path / "b.tar"), "--sha256", typo, env=full_env,
+                           check=False)
+        assert usage.returncode == 2 and "is not a sha256 digest" in usage.stderr
+    prefixed = wheelhouse("verify", str(tmp_path / "b.tar"), "--sha256",
+                          "sha256:" + digest.upper(), env=full_env)
+    assert "all match" in prefixed.stdout
+    # A mistyped bundle name is not taken for a house.
+    typo = wheelhouse("verify", str(tmp_path / "b2.tar"), env=full_env, check=False)
+    assert typo.returncode == 1 and f"no such bundle: {tmp_path / 'b2.tar'}" in typo.stderr
+    # A file that is neither a manifest nor a bundle cannot be a delta's base.
+    (tmp_path / "req.txt").write_text("six\n")
+    since = wheelhouse("export", str(house.root), "--since", str(tmp_path / "req.txt"), "-o",
+                       str(tmp_path / "d.tar"), env=full_env, check=False)
+    assert since.returncode == 3 and "cannot be the base of a delta" in since.stderr
+    assert "imported" not in since.stderr and not (tmp_path / "d.tar").exists()
 
 
 def test_cli_delta_and_base_missing_exit_codes(

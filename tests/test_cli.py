@@ -67,6 +67,7 @@ def test_verify_catches_a_flipped_byte_in_the_store(
         pytest.param(["add", "{wheel}", "-o", "{file}"], 1, "is not a directory",
                      id="house-is-a-file"),
         pytest.param(["ls", "{missing}"], 1, "no house at", id="ls-no-house"),
+        pytest.param(["ls", "{file}"], 1, "name the house's directory", id="ls-a-file"),
         pytest.param(["install", "{missing}", "demo"], 1, "hint: build one with 'wheelhouse build",
                      id="install-no-house-says-how-to-build-one"),
         pytest.param(["add", "{wheel}"], 2, "Missing option", id="usage-error"),

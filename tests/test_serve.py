@@ -92,6 +92,19 @@ def test_run_command_not_found_is_127(house: House) -> None:
     assert "command not found" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_run_command_not_executable_is_126_and_says_so(house: House, tmp_path: Path) -> None:
+    script = tmp_path / "notes.txt"
+    script.write_text("not a program\n")
+    proc = run([sys.executable, "-m", "wheelhouse", "run", str(house.root), "--", str(script)],
+               env=isolated_env(), check=False)
+    assert proc.returncode == 126
+    assert f"cannot run {script}: permission denied" in proc.stderr
+    # A command that runs and exits 126 itself is not second-guessed.
+    own = run([sys.executable, "-m", "wheelhouse", "run", str(house.root), "--",
+               sys.executable, "-c", "raise SystemExit(126)"], env=isolated_env(), check=False)
+    assert own.returncode == 126 and "cannot run" not in own.stderr
+
+
 def test_run_forwards_sigterm(house: House) -> None:
     code = "import time, sys\nprint('ready', flush=True)\ntime.sleep(30)"
     with subprocess.Popen([sys.executable, "-m", "wheelhouse", "run", str(house.root), "--",

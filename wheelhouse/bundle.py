@@ -465,15 +465,22 @@ def read_base_manifest(path: Path | str) -> tuple[Manifest, str]:
     if head == b"{":
         data = path.read_bytes()
         return Manifest.parse(data, source=str(path)), hashlib.sha256(data).hexdigest()
-    with _BundleReader(path, hash_bundle=False) as reader:
-        bm = reader.bundle_manifest
-        info = reader.next_member()
-        want = next(m for m in bm.members if m.name == MANIFEST_NAME)
-        if info is None or info.name != MANIFEST_NAME:
-            raise BundleIntegrityError(str(path), [f"{MANIFEST_NAME} is not the second member"])
-        found = reader.read_small(info, want, _MAX_HOUSE_MANIFEST)
-        if found is None:
-            raise BundleIntegrityError(str(path), reader.problems)
+    try:
+        with _BundleReader(path, hash_bundle=False) as reader:
+            bm = reader.bundle_manifest
+            info = reader.next_member()
+            want = next(m for m in bm.members if m.name == MANIFEST_NAME)
+            if info is None or info.name != MANIFEST_NAME:
+                raise BundleIntegrityError(str(path),
+                                           [f"{MANIFEST_NAME} is not the second member"])
+            found = reader.read_small(info, want, _MAX_HOUSE_MANIFEST)
+            if found is None:
+                raise BundleIntegrityError(str(path), reader.problems)
+    except BundleIntegrityError as e:
+        raise BundleIntegrityError(
+            e.bundle, e.problems, consequence="so it cannot be the base of a delta (--since)",
+            hint="name the receiving side's wheelhouse.json, its house, or the last bundle "
+            "sent to it") from None
     return Manifest.parse(found, source=f"{path}:{MANIFEST_NAME}"), want.sha256
 
 
@@ -1027,6 +1034,10 @@ def _cross_check(bm: BundleManifest, manifest: Manifest) -> list[str]:
     return problems
 
 
+_NOT_THE_BUNDLE = ("this is not the bundle that was exported, or it changed on the way: "
+                   "ask for it again (and check the digest you were given)")
+
+
 def verify_bundle(bundle: Path | str, *, expect_sha256: str | None = None) -> BundleReport:
     """Check a bundle without importing it: every member's sha256 and size, nothing extra.
 
@@ -1034,19 +1045,22 @@ def verify_bundle(bundle: Path | str, *, expect_sha256: str | None = None) -> Bu
     the bundle's own sha256 is not *expect_sha256*).
     """
     path = Path(bundle)
-    with _BundleReader(path, hash_bundle=True) as reader:
-        manifest, _ = _scan(reader, _Staging(None))
-        digest = reader.finish()
-        bm = reader.bundle_manifest
-        problems = reader.problems
-        if manifest is not None:
-            problems += _cross_check(bm, manifest)
-        if problems or manifest is None:
-            raise BundleIntegrityError(str(path), problems or ["no house manifest"])
-        size = reader.raw.size
+    try:
+        with _BundleReader(path, hash_bundle=True) as reader:
+            manifest, _ = _scan(reader, _Staging(None))
+            digest = reader.finish()
+            bm = reader.bundle_manifest
+            problems = reader.problems
+            if manifest is not None:
+                problems += _cross_check(bm, manifest)
+            if problems or manifest is None:
+                raise BundleIntegrityError(str(path), problems or ["no house manifest"])
+            size = reader.raw.size
+    except BundleIntegrityError as e:  # verify imports nothing: do not say it did not
+        raise BundleIntegrityError(e.bundle, e.problems, consequence="") from None
     assert digest is not None
     if expect_sha256 is not None and digest != expect_sha256.lower():
-        raise HashMismatchError(str(path), expect_sha256.lower(), digest)
+        raise HashMismatchError(str(path), expect_sha256.lower(), digest, hint=_NOT_THE_BUNDLE)
     return BundleReport(path, digest, size, bm, manifest)
 
 
@@ -1088,7 +1102,8 @@ def import_bundle(
                 if problems or manifest is None:
                     raise BundleIntegrityError(str(path), problems or ["no house manifest"])
             if expect_sha256 is not None and digest != expect_sha256.lower():
-                raise HashMismatchError(str(path), expect_sha256.lower(), str(digest))
+                raise HashMismatchError(str(path), expect_sha256.lower(), str(digest),
+                                        hint=_NOT_THE_BUNDLE)
             # Base files the store lacks come from the house, checked like the rest.
             for name, sha in from_house.items():
                 with (house_root / name).open("rb") as f:

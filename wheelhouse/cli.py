@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from wheelhouse import __version__
-from wheelhouse.errors import WheelhouseError
+from wheelhouse.errors import InvalidInputError, WheelhouseError
 from wheelhouse.house import FileEntry, House
 from wheelhouse.store import Store
 
@@ -133,6 +133,22 @@ def _size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+_BUNDLE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst")
+
+
+def _digest_option(_ctx: click.Context, _param: click.Parameter,
+                   value: str | None) -> str | None:
+    """A bundle digest as export prints it: 64 hex digits (a ``sha256:`` prefix is allowed)."""
+    if value is None:
+        return None
+    digest = value.strip().lower().removeprefix("sha256:").removeprefix("sha256=")
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise click.BadParameter(
+            f"{value!r} is not a sha256 digest: it has 64 hexadecimal digits, as "
+            "'wheelhouse export' prints it")
+    return digest
+
+
 @cli.command()
 @click.argument("houses", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
@@ -141,7 +157,7 @@ def _size(n: int) -> str:
 @click.option(
     "--quarantine", is_flag=True, help="Move store blobs that fail to the store's quarantine/."
 )
-@click.option("--sha256", "bundle_sha256", metavar="HEX",
+@click.option("--sha256", "bundle_sha256", metavar="HEX", callback=_digest_option,
               help="For a bundle: its sha256 must be this (the digest export printed).")
 @pass_ctx
 def verify(obj: Context, houses: tuple[Path, ...], with_store: bool, quarantine: bool,
@@ -153,6 +169,10 @@ def verify(obj: Context, houses: tuple[Path, ...], with_store: bool, quarantine:
     export') is checked member by member without importing it.
     """
     failed = False
+    for named in houses:
+        if not named.exists() and named.name.endswith(_BUNDLE_SUFFIXES):
+            raise InvalidInputError(f"no such bundle: {named}",
+                                    hint="check the name; 'ls' shows what is there")
     bundles = tuple(p for p in houses if p.is_file())
     houses = tuple(p for p in houses if not p.is_file())
     for path in bundles:
@@ -299,7 +319,7 @@ def export_command(obj: Context, house_path: Path, output: Path, since: Path | N
 @click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("-o", "--house", "house_path", required=True, type=click.Path(path_type=Path),
               help="The house to write (created if missing; a delta needs the older house).")
-@click.option("--sha256", "expect_sha256", metavar="HEX",
+@click.option("--sha256", "expect_sha256", metavar="HEX", callback=_digest_option,
               help="Refuse the bundle unless its sha256 is this (the digest export printed).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @pass_ctx
@@ -685,7 +705,19 @@ def run_cmd(house_path: Path, command: tuple[str, ...], host: str, port: int) ->
     code = run_command(house_path, args, host=host, port=port)
     if code == 127:
         _echo(f"error: command not found: {args[0]}", err=True)
+    elif code == 126 and _not_runnable(args[0]):
+        _echo(f"error: cannot run {args[0]}: permission denied (not an executable program)",
+              err=True)
     raise click.exceptions.Exit(code)
+
+
+def _not_runnable(command: str) -> bool:
+    """True when *command* names a file that cannot be executed (what 126 means here)."""
+    import os
+    import shutil
+
+    path = Path(command if os.sep in command else shutil.which(command) or command)
+    return path.exists() and (path.is_dir() or not os.access(path, os.X_OK))
 
 
 def _wanted(house_path: Path, requirements: tuple[str, ...],

@@ -70,7 +70,9 @@ class IntegrityError(WheelhouseError):
 class HashMismatchError(IntegrityError):
     """A file's sha256 differs from the one expected."""
 
-    def __init__(self, path: str, expected: str, actual: str) -> None:
+    def __init__(self, path: str, expected: str, actual: str, *,
+                 hint: str = "the file was corrupted or changed; run 'wheelhouse verify' "
+                 "and rebuild it") -> None:
         #: The file (or blob) that was checked.
         self.path = path
         #: The sha256 it should have.
@@ -79,7 +81,7 @@ class HashMismatchError(IntegrityError):
         self.actual = actual
         super().__init__(
             f"hash mismatch for {path}: expected sha256={expected}, got sha256={actual}",
-            hint="the file was corrupted or changed; run 'wheelhouse verify' and rebuild it",
+            hint=hint,
         )
 
 
@@ -185,16 +187,16 @@ class BundleIntegrityError(BundleError, IntegrityError):
 
     exit_code = 3
 
-    def __init__(self, bundle: str, problems: list[str]) -> None:
+    def __init__(self, bundle: str, problems: list[str], *,
+                 consequence: str = "nothing was imported",
+                 hint: str = "ask for the bundle again and compare its sha256 with the one "
+                 "printed by 'wheelhouse export'") -> None:
         #: The bundle file.
         self.bundle = bundle
         #: Every problem found.
         self.problems = problems
-        super().__init__(
-            f"{bundle}: bad bundle, nothing was imported:\n  " + "\n  ".join(problems),
-            hint="ask for the bundle again and compare its sha256 with the one printed "
-            "by 'wheelhouse export'",
-        )
+        said = f", {consequence}" if consequence else ""
+        super().__init__(f"{bundle}: bad bundle{said}:\n  " + "\n  ".join(problems), hint=hint)
 
 
 class BundleBaseError(BundleError):

@@ -305,7 +305,8 @@ class House:
         if root.exists() and not root.is_dir():
             raise HouseError(
                 f"house path {root} exists and is not a directory",
-                hint="name a new or existing directory with -o",
+                hint="name a new or existing directory with -o" if create
+                else "name the house's directory (the one holding wheelhouse.json)",
             )
         manifest = root / MANIFEST_NAME
         if manifest.is_file():
