@@ -151,12 +151,19 @@ def venv(tmp_path: Path) -> Venv:
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     requests: list[str]
+    owner: LocalIndex
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def send_head(self) -> Any:
         self.requests.append(f"{self.command} {self.path}")
+        agent = self.headers.get("User-Agent", "")
+        self.owner.agents.append((self.path, agent))
+        refuse = self.owner.refuse
+        if refuse is not None and refuse(self.path, agent):
+            self.send_error(503, "refused by the test")
+            return None
         return super().send_head()
 
 
@@ -167,7 +174,12 @@ class LocalIndex:
         self.root = root
         #: "GET /path" for every request served, in order.
         self.requests: list[str] = []
-        handler_class = type("Handler", (_QuietHandler,), {"requests": self.requests})
+        #: (path, User-Agent) of every request.
+        self.agents: list[tuple[str, str]] = []
+        #: Answer 503 to the requests for which this returns True: (path, User-Agent).
+        self.refuse: Callable[[str, str], bool] | None = None
+        handler_class = type("Handler", (_QuietHandler,),
+                             {"requests": self.requests, "owner": self})
         handler = functools.partial(handler_class, directory=str(root))
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import shutil
@@ -449,8 +450,11 @@ def test_network_down_mid_build_keeps_what_finished_and_leaves_the_house_alone(
     tmp_path: Path, store: Store, upstream_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import wheelhouse.acquire
+    import wheelhouse.upstream
 
-    monkeypatch.setattr(wheelhouse.acquire, "_FILES_PER_PROCESS", 1)  # two pip processes
+    # The pip path: two pip download processes, one of which meets the outage.
+    monkeypatch.setattr(wheelhouse.acquire, "_FILES_PER_PROCESS", 1)
+    monkeypatch.setattr(wheelhouse.upstream, "direct_fetcher", lambda *a, **k: None)
     from wheelhouse._pip import SubprocessPip
     from wheelhouse.errors import NetworkError
 
@@ -592,3 +596,90 @@ def test_build_from_a_file_index_reads_files_in_place_and_checks_their_hashes(
               pip_options=opts)
     assert lib.name in str(info.value) and "expected sha256=" in str(info.value)
     assert not (tmp_path / "house2").exists()
+
+
+def test_files_are_fetched_here_and_pip_takes_over_what_fails(
+    tmp_path: Path, store: Store, upstream: LocalIndex
+) -> None:
+    # Files with an index hash are fetched by wheelhouse itself; one the server
+    # refuses to it is fetched by pip, and the house is the same.
+    upstream.refuse = lambda path, agent: "lib-" in path and agent == "wheelhouse"
+    try:
+        result = build(["app"], house=tmp_path / "house", store=store,
+                       pip_options=_opts(upstream))
+    finally:
+        upstream.refuse = None
+    got = {e.filename for e in result.targets["host"]}
+    assert any(f.startswith("lib-2.0-") for f in got) and any(f.startswith("app-") for f in got)
+    files = [(p, a) for p, a in upstream.agents if p.startswith("/files/")]
+    assert ("wheelhouse" in {a for p, a in files if "/app-" in p})
+    lib = {a.split("/")[0] for p, a in files if "/lib-2.0-" in p}
+    assert lib == {"wheelhouse", "pip"}  # refused here, then fetched by pip
+    assert House.open(tmp_path / "house").verify() == []
+
+
+def test_a_proxy_in_pips_configuration_leaves_downloads_to_pip(
+    tmp_path: Path, store: Store, upstream: LocalIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import http.server
+    import threading
+    import urllib.error
+
+    proxied: list[str] = []
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        """A forward proxy for plain HTTP: what pip sends it, it fetches."""
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            proxied.append(self.path)
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            request = urllib.request.Request(self.path, headers={
+                k: v for k, v in self.headers.items() if k.lower() in ("user-agent", "accept")})
+            try:
+                with opener.open(request, timeout=30) as r:
+                    status, headers, body = r.status, r.headers, r.read()
+            except urllib.error.HTTPError as e:
+                status, headers, body = e.code, e.headers, e.read()
+            self.send_response(status)
+            self.send_header("Content-Type", headers.get("Content-Type", "text/html"))
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        conf = tmp_path / "pip.conf"
+        conf.write_text(f"[global]\nproxy = http://127.0.0.1:{proxy.server_address[1]}\n")
+        monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+        build(["lib==1.0"], house=tmp_path / "house", store=store,
+              pip_options=_opts(upstream))
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    files = [(p, a) for p, a in upstream.agents if p.startswith("/files/")]
+    assert files and {a.split("/")[0] for _, a in files} == {"pip"}
+    assert any("/files/lib-1.0-" in p for p in proxied)  # through the proxy, as configured
+    # Everything, the pages read for upload times included, went through it.
+    assert len(proxied) == len(upstream.agents)
+
+
+def test_a_file_served_with_other_bytes_is_refused_naming_both_hashes(
+    tmp_path: Path, store: Store, upstream_dir: Path, serve_dir: Callable[[Path], LocalIndex]
+) -> None:
+    mirror = tmp_path / "mirror"
+    shutil.copytree(upstream_dir, mirror)
+    lib = next((mirror / "files").glob("lib-2.0-*.whl"))
+    good = hashlib.sha256(lib.read_bytes()).hexdigest()
+    lib.write_bytes(lib.read_bytes() + b"tampered")
+    server = serve_dir(mirror)
+    with pytest.raises(IntegrityError) as info:
+        build(["lib==2.0"], house=tmp_path / "house", store=store, pip_options=_opts(server))
+    message = str(info.value)
+    assert lib.name in message and good in message
+    assert hashlib.sha256(lib.read_bytes()).hexdigest() in message
+    assert not (tmp_path / "house").exists()
+    assert list(store.iter_blobs()) == []

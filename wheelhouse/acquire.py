@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import http.client
 import logging
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from wheelhouse.errors import (
     BuildError,
+    HashMismatchError,
     IntegrityError,
     NetworkError,
     PipError,
@@ -43,6 +45,56 @@ def local_file(url: str) -> Path | None:
     return path if path.is_file() else None
 
 
+class DirectFetcher(Protocol):
+    """Downloads a file in this process (see :func:`wheelhouse.upstream.direct_fetcher`)."""
+
+    def proxied(self, url: str) -> bool:
+        """True when *url* must go through a proxy (then pip fetches it)."""
+
+    def download(self, url: str, dest: Path, sha256: str) -> None:
+        """Stream *url* into *dest*, checking its sha256; raise OSError on failure."""
+
+    def close(self) -> None:
+        """Close the connections."""
+
+
+def _fetch_directly(direct: DirectFetcher, items: list[Resolved], dest: Path, jobs: int,
+                    result: dict[str, Path]) -> list[Resolved]:
+    """Fetch what can be fetched in this process into *result*; return what pip must fetch."""
+    mine = [i for i in items if i.sha256 and not direct.proxied(i.url)]
+    if not mine:
+        return items
+    dest.mkdir(parents=True, exist_ok=True)
+
+    def one(item: Resolved) -> Path | None:
+        assert item.sha256 is not None
+        path = dest / item.sha256 / item.filename
+        path.parent.mkdir(exist_ok=True)
+        try:
+            direct.download(item.url, path, item.sha256)
+        except HashMismatchError as e:
+            raise IntegrityError(
+                f"a downloaded file does not match its hash; nothing entered the store:\n"
+                f"{item.name} {item.version} from {item.url}: expected sha256={e.expected}, "
+                f"got sha256={e.actual}",
+                hint="the index or a proxy served different bytes; do not trust them",
+            ) from None
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            log.debug("fetching %s here failed (%s): pip will", item.url, e)
+            return None
+        return path
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(max(jobs, 8), len(mine)))) as pool:
+            got = list(pool.map(one, mine))
+    finally:
+        direct.close()
+    for item, path in zip(mine, got, strict=True):
+        if path is not None:
+            result[item.url] = path
+    return [i for i in items if i.url not in result]
+
+
 def download_files(
     pip: PipRunner,
     items: Sequence[Resolved],
@@ -51,6 +103,7 @@ def download_files(
     jobs: int,
     pip_options: Sequence[str] = (),
     target_options: Sequence[str] = (),
+    direct: DirectFetcher | None = None,
 ) -> dict[str, Path]:
     """Download each item's file with pip (honouring the user's index, auth, proxy, CA).
 
@@ -72,6 +125,8 @@ def download_files(
             result[item.url] = local
         else:
             remote.append(item)
+    if direct is not None:
+        remote = _fetch_directly(direct, remote, dest / "direct", jobs, result)
     if not remote:
         return result
     # pip's start-up (~0.5 s of CPU) is the cost on a fast network, the

@@ -366,6 +366,11 @@ def _build_cold(
     from wheelhouse.acquire import build_wheel, download_files
     from wheelhouse.add import Incoming, ingest
     from wheelhouse.resolve import resolve_target, target_pip_options
+    from wheelhouse.upstream import direct_fetcher
+
+    # Files whose sha256 the index gave are fetched in this process where pip's
+    # settings allow it (no proxy of pip's own); pip fetches the rest.
+    direct = direct_fetcher(pip_options, isolated=isolated)
 
     # 1. The host first: it is the only target sdists can be built for, and the
     #    pure wheels built from them serve every other target too.
@@ -398,7 +403,7 @@ def _build_cold(
         say(f"downloading {len(downloads_needed)} file(s)")
     try:
         fetched = download_files(pip, list(downloads_needed.values()), tmp / "downloads",
-                                 jobs=jobs, pip_options=pip_options)
+                                 jobs=jobs, pip_options=pip_options, direct=direct)
     except NetworkError as e:
         _keep_partial(store, getattr(e, "partial", {}), downloads_needed)
         raise
@@ -460,7 +465,7 @@ def _build_cold(
             say(f"downloading {len(foreign)} file(s) for {name}")
         fetched.update(download_files(
             pip, list(foreign.values()), tmp / f"downloads-{n}", jobs=jobs,
-            pip_options=pip_options, target_options=target_pip_options(target)))
+            pip_options=pip_options, target_options=target_pip_options(target), direct=direct))
 
     # 3. Everything into the store and the house, each file tagged with its targets.
     incoming: dict[str, Incoming] = {}

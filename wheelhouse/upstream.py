@@ -16,6 +16,8 @@ the fields, leaves the fields unknown, never fails the build.
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import html.parser
 import http.client
 import json
@@ -35,10 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+from wheelhouse.errors import HashMismatchError
 
-__all__ = ["FileFacts", "fetch_file_facts", "index_urls", "unreachable"]
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+
+__all__ = ["FileFacts", "direct_fetcher", "fetch_file_facts", "index_urls", "unreachable"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,14 @@ def _pip_config(isolated: bool) -> dict[str, str]:
     """``pip config list`` as a dict (empty when isolated or pip cannot say)."""
     if isolated:
         return {}
+    # What pip's configuration depends on: asked once per process for the same.
+    key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("PIP_") or k in (
+        "HOME", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS", "VIRTUAL_ENV", "APPDATA")))
+    return dict(_pip_config_for(key))
+
+
+@functools.lru_cache(maxsize=8)
+def _pip_config_for(_environment: tuple[tuple[str, str], ...]) -> dict[str, str]:
     try:
         proc = subprocess.run([sys.executable, "-m", "pip", "config", "list"],
                               capture_output=True, text=True, timeout=60, check=False)
@@ -162,7 +174,27 @@ def _ssl_context(isolated: bool) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile or None)
 
 
-def _open(url: str, context: ssl.SSLContext, timeout: float) -> tuple[bytes, str, str]:
+def pip_proxies(isolated: bool, pip_options: Sequence[str] = ()) -> dict[str, str] | None:
+    """The proxy pip's configuration or options name (for http and https), or None."""
+    proxy = None
+    for option in pip_options:
+        if option.startswith("--proxy="):
+            proxy = option.split("=", 1)[1]
+    if "--proxy" in pip_options[:-1]:
+        proxy = pip_options[list(pip_options).index("--proxy") + 1]
+    if proxy is None:
+        config = _pip_config(isolated)
+        proxy = next((v for k, v in config.items() if k.rsplit(".", 1)[-1] == "proxy" and v),
+                     None)
+    if not proxy:
+        return None
+    if "://" not in proxy:  # pip accepts [user:passwd@]proxy.server:port
+        proxy = "http://" + proxy
+    return {"http": proxy, "https": proxy}
+
+
+def _open(url: str, context: ssl.SSLContext, timeout: float,
+          proxies: dict[str, str] | None = None) -> tuple[bytes, str, str]:
     parts = urllib.parse.urlsplit(url)
     headers = {"Accept": _ACCEPT, "User-Agent": "wheelhouse"}
     if parts.scheme == "file":
@@ -181,7 +213,10 @@ def _open(url: str, context: ssl.SSLContext, timeout: float) -> tuple[bytes, str
             netloc += f":{parts.port}"
         url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
     request = urllib.request.Request(url, headers=headers)
-    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler(proxies) if proxies is not None
+        else urllib.request.ProxyHandler(), urllib.request.HTTPSHandler(context=context))
+    with opener.open(request, timeout=timeout) as response:
         return response.read(_MAX_PAGE), response.headers.get("Content-Type", ""), response.url
 
 
@@ -228,13 +263,16 @@ class _Pages:
     for ``file:`` URLs, it falls back to urllib (which knows the proxy settings).
     """
 
-    def __init__(self, context: ssl.SSLContext, timeout: float) -> None:
+    def __init__(self, context: ssl.SSLContext, timeout: float,
+                 proxies: dict[str, str] | None = None) -> None:
         self.context = context
         self.timeout = timeout
+        #: pip's own proxy, which urllib does not know of, if it names one.
+        self._pip_proxies = proxies
         self._lock = threading.Lock()
         self._addresses: dict[tuple[str, int], list[Any]] = {}
         self._local = threading.local()
-        self._proxies = urllib.request.getproxies()
+        self._proxies = proxies if proxies is not None else urllib.request.getproxies()
         self._opened: list[http.client.HTTPConnection] = []
 
     def _resolve(self, host: str, port: int) -> list[Any]:
@@ -278,16 +316,27 @@ class _Pages:
         for conn in opened:
             conn.close()
 
-    def get(self, url: str) -> tuple[bytes, str, str]:
-        """The page at *url*: its bytes, Content-Type and final URL (after redirects)."""
+    def proxied(self, url: str) -> bool:
+        """True when *url* goes through a proxy (urllib's settings), or is not HTTP(S)."""
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        return parts.scheme not in ("http", "https") or not host or bool(
+            self._proxies.get(parts.scheme) and (
+                self._pip_proxies is not None or not urllib.request.proxy_bypass(host)))
+
+    def _fetch(self, url: str, accept: str, sink: Callable[[bytes], None],
+               limit: int) -> tuple[str, str]:
+        """GET *url*, following redirects; feed the body to *sink* (up to *limit* bytes).
+
+        Returns the Content-Type and the final URL. Raises OSError for anything
+        but a 200 answer. The caller checks :meth:`proxied` first.
+        """
         for _ in range(6):
             parts = urllib.parse.urlsplit(url)
             host = parts.hostname or ""
-            if parts.scheme not in ("http", "https") or not host or (
-                    self._proxies.get(parts.scheme) and not urllib.request.proxy_bypass(host)):
-                return _open(url, self.context, self.timeout)
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            headers = {"Accept": _ACCEPT, "User-Agent": "wheelhouse"}
+            headers = {"Accept": accept, "User-Agent": "wheelhouse",
+                       "Accept-Encoding": "identity"}
             auth = _auth_header(parts)
             if auth:
                 headers["Authorization"] = auth
@@ -299,9 +348,6 @@ class _Pages:
                 try:
                     conn.request("GET", path, headers=headers)
                     response = conn.getresponse()
-                    data = response.read(_MAX_PAGE)
-                    if not response.isclosed():
-                        response.read()  # the rest, so the connection can be used again
                     break
                 except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
                         http.client.CannotSendRequest, http.client.ResponseNotReady):
@@ -309,13 +355,70 @@ class _Pages:
                     if attempt == 2:
                         raise
             location = response.getheader("Location")
-            if response.status in _REDIRECTS and location:
-                url = urllib.parse.urljoin(url, location)
-                continue
             if response.status != 200:
+                response.read()  # the rest, so the connection can be used again
+                if response.status in _REDIRECTS and location:
+                    url = urllib.parse.urljoin(url, location)
+                    continue
                 raise OSError(f"HTTP {response.status} from {url}")
-            return data, response.getheader("Content-Type", ""), url
+            left = limit
+            while left > 0 and (chunk := response.read(min(left, 1 << 20))):
+                sink(chunk)
+                left -= len(chunk)
+            if not response.isclosed():
+                response.read()
+            return response.getheader("Content-Type", ""), url
         raise OSError(f"too many redirects from {url}")
+
+    def get(self, url: str) -> tuple[bytes, str, str]:
+        """The page at *url*: its bytes, Content-Type and final URL (after redirects)."""
+        if self.proxied(url):
+            return _open(url, self.context, self.timeout, self._pip_proxies)
+        parts: list[bytes] = []
+        ctype, final = self._fetch(url, _ACCEPT, parts.append, _MAX_PAGE)
+        return b"".join(parts), ctype, final
+
+    def download(self, url: str, dest: Path, sha256: str) -> None:
+        """Stream the file at *url* into *dest*, checking its sha256 on the way.
+
+        Raises HashMismatchError when the bytes are not the expected ones (the
+        partial file is removed), OSError for anything else.
+        """
+        h = hashlib.sha256()
+        with dest.open("wb") as f:
+
+            def sink(chunk: bytes) -> None:
+                h.update(chunk)
+                f.write(chunk)
+
+            try:
+                self._fetch(url, "*/*", sink, 1 << 40)
+            except BaseException:
+                f.close()
+                dest.unlink(missing_ok=True)
+                raise
+        if h.hexdigest() != sha256.lower():
+            dest.unlink(missing_ok=True)
+            raise HashMismatchError(url, sha256.lower(), h.hexdigest(),
+                                    hint="the index or a proxy served other bytes than the "
+                                    "index page's hash: nothing entered the store")
+
+
+def direct_fetcher(pip_options: Sequence[str], *, isolated: bool = False,
+                   timeout: float = 60.0) -> _Pages | None:
+    """A fetcher for the files pip chose, or None where only pip should fetch them.
+
+    Downloading in this process, over kept-alive connections, saves a pip
+    start-up per process; it is an optimisation, never the authority: a proxy
+    set in pip's configuration or options (which this process would bypass)
+    leaves it to pip, and the caller hands pip any file this fetch fails on.
+    """
+    config = _pip_config(isolated)
+    if pip_proxies(isolated, pip_options) is not None or any(
+            k.rsplit(".", 1)[-1] == "client-cert" for k in config) or any(
+            o.split("=", 1)[0] == "--client-cert" for o in pip_options):
+        return None
+    return _Pages(_ssl_context(isolated), timeout)
 
 
 def unreachable(indexes: Sequence[str], *, isolated: bool = False,
@@ -325,10 +428,11 @@ def unreachable(indexes: Sequence[str], *, isolated: bool = False,
     Any HTTP answer, even an error status, means the index is reachable.
     """
     context = _ssl_context(isolated)
+    proxies = pip_proxies(isolated)
 
     def dead(url: str) -> bool:
         try:
-            _open(url, context, timeout)
+            _open(url, context, timeout, proxies)
         except urllib.error.HTTPError:
             return False
         except (OSError, ValueError):
@@ -355,7 +459,7 @@ def fetch_file_facts(
     """
     if not indexes or not wanted:
         return {}
-    pages = _Pages(_ssl_context(isolated), timeout)
+    pages = _Pages(_ssl_context(isolated), timeout, pip_proxies(isolated))
 
     def project(name: str, files: list[tuple[str, str]]) -> dict[str, FileFacts]:
         found: dict[str, FileFacts] = {}
