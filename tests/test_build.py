@@ -162,21 +162,27 @@ def test_offline_says_what_changed_and_remembers_several_resolutions(
     house = tmp_path / "house"
     target = Target.parse(python_version="3.12", platform=AARCH64, implementation="cp")
     # pip settings count, but only their digests are kept: values may hold credentials.
-    monkeypatch.setenv("PIP_TIMEOUT", "17.123456")
+    (tmp_path / "links-17.123456").mkdir()
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "links-17.123456"))
     build(["app"], house=house, store=store, targets=[target], pip_options=_opts(upstream))
     assert "17.123456" not in (house / ".wheelhouse-build.json").read_text()
-    monkeypatch.delenv("PIP_TIMEOUT")
+    monkeypatch.delenv("PIP_FIND_LINKS")
     build(["app"], house=house, store=store, pip_options=_opts(upstream))
     upstream.__exit__(None, None, None)  # any request now fails
     # Both resolutions are remembered: the host-only one still answers offline.
     assert build(["app"], house=house, store=store, pip_options=_opts(upstream),
                  offline=True).from_cache
-    # A changed pip setting is named (by name only: values may hold credentials).
+    # A timeout or a progress bar does not change what pip resolves.
     monkeypatch.setenv("PIP_DEFAULT_TIMEOUT", "7")
+    monkeypatch.setenv("PIP_PROGRESS_BAR", "off")
+    assert build(["app"], house=house, store=store, pip_options=_opts(upstream),
+                 offline=True).from_cache
+    # A changed pip setting that does is named (by name only: values may hold credentials).
+    monkeypatch.setenv("PIP_PRE", "1")
     with pytest.raises(InvalidInputError) as info:
         build(["app"], house=house, store=store, pip_options=_opts(upstream), offline=True)
-    assert "the pip configuration changed (PIP_DEFAULT_TIMEOUT added)" in info.value.message
-    monkeypatch.delenv("PIP_DEFAULT_TIMEOUT")
+    assert "the pip configuration changed (PIP_PRE added)" in info.value.message
+    monkeypatch.delenv("PIP_PRE")
     with pytest.raises(InvalidInputError) as info:
         build(["app", "lib"], house=house, store=store, pip_options=_opts(upstream),
               offline=True)

@@ -68,6 +68,12 @@ def test_verify_catches_a_flipped_byte_in_the_store(
                      id="house-is-a-file"),
         pytest.param(["ls", "{missing}"], 1, "no house at", id="ls-no-house"),
         pytest.param(["ls", "{file}"], 1, "name the house's directory", id="ls-a-file"),
+        pytest.param(["build", "{reqfile}", "-o", "{house}"], 1,
+                     "is a file, given as a requirement", id="build-forgot-dash-r"),
+        pytest.param(["build", "-r", "{missing}.txt", "-o", "{house}"], 1,
+                     "hint: check the file names", id="build-missing-requirements-file"),
+        pytest.param(["check", "{house}", "demo", "--python-version", "2.7"], 1,
+                     "builds for Python 3 only", id="python-2"),
         pytest.param(["install", "{missing}", "demo"], 1, "hint: build one with 'wheelhouse build",
                      id="install-no-house-says-how-to-build-one"),
         pytest.param(["add", "{wheel}"], 2, "Missing option", id="usage-error"),
@@ -82,8 +88,11 @@ def test_errors_are_one_clear_line_without_traceback(
     corrupt_zip(notzip)
     afile = tmp_path / "afile"
     afile.write_text("x")
+    reqfile = tmp_path / "requirements.txt"
+    reqfile.write_text("demo\n")
     subst = {"missing": str(tmp_path / "missing"), "house": str(tmp_path / "house"),
-             "notzip": str(notzip), "wheel": str(wheel), "file": str(afile)}
+             "notzip": str(notzip), "wheel": str(wheel), "file": str(afile),
+             "reqfile": str(reqfile)}
     proc = wheelhouse(*[a.format(**subst) for a in argv], env=store_env, check=False)
     assert proc.returncode == code, proc.stderr
     assert message in proc.stderr

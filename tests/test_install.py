@@ -348,6 +348,12 @@ def test_not_a_python_script(tmp_path: Path, app_house: Path) -> None:
                      env=isolated_env(), check=False)
     assert out.returncode == 1
     assert "is not a Python interpreter wheelhouse can use" in out.stderr
+    assert "hello" not in out.stderr  # another program's output explains nothing
+    # A Python that fails says why.
+    fake.write_text("#!/bin/sh\necho 'SyntaxError: invalid syntax' >&2\nexit 1\n")
+    out = wheelhouse("install", str(app_house), "lib", "--python", str(fake),
+                     env=isolated_env(), check=False)
+    assert "(it did not answer as Python does: SyntaxError: invalid syntax)" in out.stderr
 
 
 def test_system_interpreter_needs_consent(app_house: Path) -> None:
@@ -769,3 +775,17 @@ def test_failed_upgrade_puts_back_the_bytecode_python_wrote_on_import(
                      "--no-compile", env=isolated_env(), check=False)
     assert out.returncode != 0 and "bad-1.0-py3-none-any.whl" in out.stderr
     assert snapshot() == before
+
+
+def test_bytecode_of_a_module_includes_a_killed_compilers_temp_file(tmp_path: Path) -> None:
+    from wheelhouse.install import _pycs_of
+
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    names = ["m.cpython-311.pyc", "m.cpython-311.opt-1.pyc", "m.cpython-311.pyc.140372184759728",
+             "mx.cpython-311.pyc", "m.cpython-311.pyc.tmp", "m.txt"]
+    for name in names:
+        (cache / name).write_bytes(b"")
+    found = sorted(Path(p).name for p in _pycs_of(str(tmp_path / "m.py")))
+    assert found == ["m.cpython-311.opt-1.pyc", "m.cpython-311.pyc",
+                     "m.cpython-311.pyc.140372184759728"]

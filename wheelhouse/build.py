@@ -20,7 +20,11 @@ from wheelhouse._fs import write_atomic
 from wheelhouse._pip import PipRunner, SubprocessPip
 from wheelhouse.errors import InvalidInputError, NetworkError, ResolutionError
 from wheelhouse.house import FileEntry, House
-from wheelhouse.requirements import requirements_from_pyproject, scan_requirement_files
+from wheelhouse.requirements import (
+    refuse_requirements_file_as_requirement,
+    requirements_from_pyproject,
+    scan_requirement_files,
+)
 from wheelhouse.store import Store
 from wheelhouse.targets import Target
 
@@ -83,9 +87,20 @@ class BuildResult:
         }
 
 
+#: pip settings that change how pip talks or shows progress, never what it resolves.
+_NOT_RESOLUTION = frozenset({
+    "PIP_DEFAULT_TIMEOUT", "PIP_TIMEOUT", "PIP_RETRIES", "PIP_PROGRESS_BAR",
+    "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_NO_INPUT", "PIP_VERBOSE", "PIP_QUIET",
+    "PIP_NO_COLOR", "PIP_LOG", "PIP_LOG_FILE", "PIP_CACHE_DIR", "PIP_NO_CACHE_DIR",
+    "PIP_ROOT_USER_ACTION", "PIP_REQUIRE_VIRTUALENV", "PIP_NO_PYTHON_VERSION_WARNING",
+})
+
+
 def _config_fingerprint() -> dict[str, str]:
-    # The user's pip configuration changes what a resolution means: include it.
-    env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("PIP_")}
+    # The user's pip configuration changes what a resolution means: include it
+    # (but not a timeout or a progress bar).
+    env = {k: v for k, v in sorted(os.environ.items())
+           if k.startswith("PIP_") and k not in _NOT_RESOLUTION}
     files = [os.environ.get("PIP_CONFIG_FILE", ""), "/etc/pip.conf", "/etc/xdg/pip/pip.conf",
              str(Path.home() / ".pip" / "pip.conf"),
              str(Path.home() / ".config" / "pip" / "pip.conf")]
@@ -343,6 +358,7 @@ def _validate_inputs(files: list[Path], requirements: Sequence[str]) -> None:
     """Every requirement line well-formed (file:line errors), before pip runs."""
     from packaging.requirements import InvalidRequirement, Requirement
 
+    refuse_requirements_file_as_requirement(requirements)
     scan_requirement_files(files)
     problems = []
     for text in requirements:

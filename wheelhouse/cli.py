@@ -724,9 +724,14 @@ def _wanted(house_path: Path, requirements: tuple[str, ...],
             requirement_files: tuple[Path, ...], constraint_files: tuple[Path, ...],
             pre: bool) -> Any:
     from wheelhouse.house import House
-    from wheelhouse.requirements import RequirementLine, scan_requirement_files
+    from wheelhouse.requirements import (
+        RequirementLine,
+        refuse_requirements_file_as_requirement,
+        scan_requirement_files,
+    )
     from wheelhouse.resolver import WantedSet, map_built_paths
 
+    refuse_requirements_file_as_requirement(requirements)
     scan = scan_requirement_files(list(requirement_files), constraints=constraint_files)
     given = [RequirementLine(text, (), "command line") for text in requirements]
     lines = [*scan.lines, *given]

@@ -342,7 +342,11 @@ def _pycs_of(py_file: str) -> list[str]:
     out = []
     for n in names:
         rest = n[len(stem) + 1:] if n.startswith(stem + ".") else ""
-        # <stem>.<cache_tag>.pyc or <stem>.<cache_tag>.opt-N.pyc
+        # <stem>.<cache_tag>.pyc or <stem>.<cache_tag>.opt-N.pyc, or the temp file
+        # <...>.pyc.<id> a compiler killed mid-write leaves (importlib writes atomically).
+        head, dot, tail = rest.rpartition(".")
+        if dot and tail.isdigit() and head.endswith(".pyc"):
+            rest = head
         if rest.endswith(".pyc") and rest.count(".") in (1, 2):
             out.append(os.path.join(cache, n))
     return out

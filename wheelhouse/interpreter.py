@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -247,8 +248,12 @@ def _ask(exe: str, prefix: Path | None) -> dict[str, Any]:
         raw: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        # A Python too old or broken says why (SyntaxError, ...); another program's
+        # complaint about our arguments would only confuse.
+        said = f": {detail[0][:200]}" if re.search(r"Error|Python|Traceback", detail[0]) else ""
         raise InvalidInputError(
-            f"{exe!r} is not a Python interpreter wheelhouse can use ({detail[0][:200]})",
+            f"{exe!r} is not a Python interpreter wheelhouse can use (it did not answer as "
+            f"Python does{said})",
             hint="point --python at a CPython or PyPy 3.8+ executable, e.g. .venv/bin/python",
         ) from None
     return raw

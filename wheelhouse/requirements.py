@@ -7,18 +7,19 @@ import re
 import shlex
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wheelhouse.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from pathlib import Path
 
 __all__ = [
     "RequirementLine",
     "RequirementProblem",
     "RequirementsScan",
+    "refuse_requirements_file_as_requirement",
     "requirements_from_pyproject",
     "scan_requirement_files",
 ]
@@ -124,6 +125,18 @@ def looks_like_path_or_url(text: str) -> bool:
     )
 
 
+def refuse_requirements_file_as_requirement(texts: Sequence[str]) -> None:
+    """A requirement argument naming a requirements file means a forgotten ``-r``: say so.
+
+    (pip would look for a project called ``requirements.txt`` on the index.)
+    """
+    for text in texts:
+        if text.endswith((".txt", ".in", ".toml")) and Path(text).is_file():
+            raise InvalidInputError(
+                f"{text!r} is a file, given as a requirement",
+                hint=f"to read the requirements in it, pass it with -r: -r {text}")
+
+
 def scan_requirement_files(
     paths: list[Path], *, validate: bool = True, constraints: Sequence[Path] = ()
 ) -> RequirementsScan:
@@ -226,9 +239,11 @@ def scan_requirement_files(
     for p in constraints:
         read(p, None, True)
     if problems:
+        only_missing = all(p.startswith("no such requirements file") for p in problems)
         raise InvalidInputError(
             f"{len(problems)} problem(s) in the requirements:\n  " + "\n  ".join(problems),
-            hint="fix the lines above; see 'pip help install' for the file format",
+            hint="check the file names (and the directory you run from)" if only_missing
+            else "fix the lines above; see 'pip help install' for the file format",
         )
     return scan
 

@@ -76,7 +76,9 @@ def parse_python_version(value: str) -> tuple[int, int]:
         )
     major, minor = int(m.group(1)), int(m.group(2))
     if major != 3:
-        raise InvalidTargetError(f"unsupported Python version {value!r}: only Python 3 is")
+        raise InvalidTargetError(
+            f"unsupported Python version {value!r}: wheelhouse builds for Python 3 only",
+            hint="use a Python 3 version such as 3.12")
     return major, minor
 
 
