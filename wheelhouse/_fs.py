@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
+import functools
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -25,30 +24,45 @@ __all__ = [
 ]
 
 
+@functools.cache
+def _libc() -> Any:
+    """The C library's symbols (Linux), loaded on first use: ctypes costs start-up time."""
+    import ctypes
+
+    # dlopen(NULL): the running program's symbols, libc's among them (no ldconfig run).
+    return ctypes.CDLL(None, use_errno=True)
+
+
+@functools.cache
 def _load_syncfs() -> Callable[[int], int] | None:
+    """syncfs(2) as a function returning 0 or the errno, or None where there is none."""
     # syncfs(2) flushes one file system in a single call: the cheap way to make a
     # batch of thousands of new files durable before they are published.
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        func = libc.syncfs
+        func = _libc().syncfs
     except (OSError, AttributeError):
         return None
     func.argtypes = [ctypes.c_int]
     func.restype = ctypes.c_int
-    return func
+
+    def call(fd: int) -> int:
+        return 0 if func(fd) == 0 else ctypes.get_errno()
+
+    return call
 
 
-_SYNCFS = _load_syncfs()
-
-
+@functools.cache
 def _load_renameat2() -> Callable[[bytes, bytes], int] | None:
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        func = libc.renameat2
+        func = _libc().renameat2
     except (OSError, AttributeError):
         return None
     func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
@@ -63,7 +77,6 @@ def _load_renameat2() -> Callable[[bytes, bytes], int] | None:
     return call
 
 
-_RENAMEAT2 = _load_renameat2()
 
 
 def rename_noreplace(src: str, dst: str) -> bool:
@@ -73,8 +86,9 @@ def rename_noreplace(src: str, dst: str) -> bool:
     ``renameat2(RENAME_NOREPLACE)`` on Linux; elsewhere, or on a file system
     without it, ``link`` then ``unlink``, which is just as safe.
     """
-    if _RENAMEAT2 is not None:
-        err = _RENAMEAT2(os.fsencode(src), os.fsencode(dst))
+    renameat2 = _load_renameat2()
+    if renameat2 is not None:
+        err = renameat2(os.fsencode(src), os.fsencode(dst))
         if err == 0:
             return True
         if err == errno.EEXIST:
@@ -121,15 +135,16 @@ def sync_files(paths: Iterable[Path]) -> None:
     paths = list(paths)
     if not paths:
         return
-    if _SYNCFS is not None:
+    syncfs = _load_syncfs()
+    if syncfs is not None:
         devices: dict[int, Path] = {}
         for path in paths:
             devices.setdefault(path.stat().st_dev, path)
         for path in devices.values():
             fd = os.open(path, os.O_RDONLY)
             try:
-                if _SYNCFS(fd) != 0:
-                    err = ctypes.get_errno()
+                err = syncfs(fd)
+                if err != 0:
                     raise OSError(err, os.strerror(err), str(path))
             finally:
                 os.close(fd)
