@@ -207,9 +207,16 @@ def test_cli_gc_du_and_keep(
     out = capsys.readouterr().out
     assert "2 blob(s)" in out and "gone" in out
 
+    # The dry run lists what would go, by project as well as by hash.
+    assert main([*s, "gc", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would remove 2 blob(s)" in out
+    assert "demo 1.0 (wheel)" in out
+
     assert main([*s, "gc", "--dry-run", "--keep", str(tmp_path / "copy")]) == 0
     out = capsys.readouterr().out
     assert "would remove 0 blob(s)" in out and f"would forget {tmp_path / 'h'}" in out
+
 
     assert main([*s, "gc", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

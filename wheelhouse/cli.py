@@ -387,7 +387,9 @@ def gc_command(obj: Context, dry_run: bool, max_size: int | None, older_than: fl
         for b in result.removed:
             why = "trimmed" if b.referenced else "unused"
             used = time.strftime("%Y-%m-%d", time.localtime(b.last_use))
-            _echo(f"{verb} {b.sha256}  {_size(b.size):>9}  last used {used} ({why})")
+            meta = store.read_meta(b.sha256) if dry_run else None  # gone once removed
+            what = f"  {meta.name} {meta.version} ({meta.kind})" if meta is not None else ""
+            _echo(f"{verb} {b.sha256}  {_size(b.size):>9}  last used {used} ({why}){what}")
     if not obj.quiet:
         for p in result.forgotten:
             _echo(f"{'would forget' if dry_run else 'forgot'} {p} (no longer a house)")
