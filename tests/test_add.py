@@ -182,6 +182,23 @@ def test_refuses_to_turn_a_non_empty_directory_into_a_house(tmp_path: Path) -> N
         House.open(tmp_path, create=True)
 
 
+def test_a_house_whose_creation_was_killed_is_created_on_the_next_run(tmp_path: Path) -> None:
+    # What a run killed between creating files/ and writing the manifest leaves.
+    root = tmp_path / "house"
+    (root / "files").mkdir(parents=True)
+    (root / ".wheelhouse.lock").write_text("")
+    (root / ".tmp-abc123.part").write_text("{")
+    house = House.open(root, create=True)
+    assert house.read_manifest().files == ()
+    # But not over anything else: a file in files/ is someone's.
+    other = tmp_path / "other"
+    (other / "files").mkdir(parents=True)
+    (other / "files" / "x-1.0-py3-none-any.whl").write_text("mine")
+    with pytest.raises(HouseError, match="not empty and is not a house"):
+        House.open(other, create=True)
+    assert (other / "files" / "x-1.0-py3-none-any.whl").read_text() == "mine"
+
+
 def test_house_on_another_filesystem_gets_verified_copies(
     store: Store, make_wheel: WheelFactory
 ) -> None:

@@ -318,7 +318,7 @@ class House:
                 hint="build one with 'wheelhouse build -r requirements.txt -o DIR', or "
                 "make one from files you have with 'wheelhouse add FILES -o DIR'",
             )
-        if root.exists() and any(p.name != _LOCK_NAME for p in root.iterdir()):
+        if root.exists() and any(not _left_by_creation(p) for p in root.iterdir()):
             raise HouseError(
                 f"{root} is not empty and is not a house",
                 hint="name a new or empty directory with -o",
@@ -721,6 +721,25 @@ class IndexStats:
     written: int
     #: Stray entries removed from ``simple/``.
     removed: int
+
+
+def _left_by_creation(path: Path) -> bool:
+    """True for what a creation of a house killed before its manifest may leave.
+
+    Such a directory is taken as empty, so the next run creates the house.
+    """
+    name = path.name
+    if name == _LOCK_NAME or (name.startswith(".tmp-") and name.endswith(".part")):
+        return True
+    if path.is_symlink():
+        return False
+    if name == FILES_DIR and path.is_dir():
+        return not any(path.iterdir())
+    if name == SIMPLE_DIR and path.is_dir():
+        return all(_left_by_creation(p) or p.name in ("index.html", "index.json",
+                                                          INDEX_STATE)
+                   for p in path.iterdir())
+    return name == FIND_LINKS_PAGE and path.is_file()
 
 
 def _read_text(path: Path) -> str | None:
