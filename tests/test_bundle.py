@@ -739,8 +739,9 @@ def test_cli_export_verify_import_and_errors(
                           "sha256:" + digest.upper(), env=full_env)
     assert "all match" in prefixed.stdout
     # A mistyped bundle name is not taken for a house.
-    typo = wheelhouse("verify", str(tmp_path / "b2.tar"), env=full_env, check=False)
-    assert typo.returncode == 1 and f"no such bundle: {tmp_path / 'b2.tar'}" in typo.stderr
+    mistyped = wheelhouse("verify", str(tmp_path / "b2.tar"), env=full_env, check=False)
+    assert mistyped.returncode == 1
+    assert f"no such bundle: {tmp_path / 'b2.tar'}" in mistyped.stderr
     # A file that is neither a manifest nor a bundle cannot be a delta's base.
     (tmp_path / "req.txt").write_text("six\n")
     since = wheelhouse("export", str(house.root), "--since", str(tmp_path / "req.txt"), "-o",
