@@ -610,11 +610,16 @@ def test_files_are_fetched_here_and_pip_takes_over_what_fails(
     # Files with an index hash are fetched by wheelhouse itself; one the server
     # refuses to it is fetched by pip, and the house is the same.
     upstream.refuse = lambda path, agent: "lib-" in path and agent == "wheelhouse"
+    said: list[str] = []
     try:
         result = build(["app"], house=tmp_path / "house", store=store,
-                       pip_options=_opts(upstream))
+                       pip_options=_opts(upstream), progress=said.append)
     finally:
         upstream.refuse = None
+    # Progress: files done of the total, bytes and rate; then what pip takes over.
+    fetched = [line for line in said if line.startswith("downloaded ")]
+    assert fetched and " file(s), " in fetched[-1] and fetched[-1].endswith(" MB/s")
+    assert "pip downloads 1 file(s)" in said
     got = {e.filename for e in result.targets["host"]}
     assert any(f.startswith("lib-2.0-") for f in got) and any(f.startswith("app-") for f in got)
     files = [(p, a) for p, a in upstream.agents if p.startswith("/files/")]

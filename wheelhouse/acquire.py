@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import logging
+import threading
+import time
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +24,7 @@ from wheelhouse.errors import (
 from wheelhouse.filenames import parse_filename
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from wheelhouse._pip import PipRunner
     from wheelhouse.resolve import Resolved
@@ -58,13 +60,45 @@ class DirectFetcher(Protocol):
         """Close the connections."""
 
 
+class _Progress:
+    """Files done, bytes and rate, said at most twice a second (and at the end)."""
+
+    def __init__(self, total: int, say: Callable[[str], None] | None) -> None:
+        self.total = total
+        self.say = say
+        self.files = 0
+        self.bytes = 0
+        self.started = self.shown = time.monotonic()
+        self.lock = threading.Lock()
+
+    def done(self, size: int) -> None:
+        with self.lock:
+            self.files += 1
+            self.bytes += size
+            if time.monotonic() - self.shown >= 0.5:
+                self._show()
+
+    def end(self) -> None:
+        with self.lock:
+            self._show()
+
+    def _show(self) -> None:
+        now = self.shown = time.monotonic()
+        if self.say is not None:
+            rate = self.bytes / max(now - self.started, 1e-3) / 1e6
+            self.say(f"downloaded {self.files}/{self.total} file(s), "
+                     f"{self.bytes / 1e6:.1f} MB, {rate:.1f} MB/s")
+
+
 def _fetch_directly(direct: DirectFetcher, items: list[Resolved], dest: Path, jobs: int,
-                    result: dict[str, Path]) -> list[Resolved]:
+                    result: dict[str, Path],
+                    say: Callable[[str], None] | None = None) -> list[Resolved]:
     """Fetch what can be fetched in this process into *result*; return what pip must fetch."""
     mine = [i for i in items if i.sha256 and not direct.proxied(i.url)]
     if not mine:
         return items
     dest.mkdir(parents=True, exist_ok=True)
+    progress = _Progress(len(mine), say)
 
     def one(item: Resolved) -> Path | None:
         assert item.sha256 is not None
@@ -82,11 +116,13 @@ def _fetch_directly(direct: DirectFetcher, items: list[Resolved], dest: Path, jo
         except (OSError, http.client.HTTPException, ValueError) as e:
             log.debug("fetching %s here failed (%s): pip will", item.url, e)
             return None
+        progress.done(path.stat().st_size)
         return path
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(max(jobs, 8), len(mine)))) as pool:
             got = list(pool.map(one, mine))
+        progress.end()
     finally:
         direct.close()
     for item, path in zip(mine, got, strict=True):
@@ -104,6 +140,7 @@ def download_files(
     pip_options: Sequence[str] = (),
     target_options: Sequence[str] = (),
     direct: DirectFetcher | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Path]:
     """Download each item's file with pip (honouring the user's index, auth, proxy, CA).
 
@@ -126,7 +163,9 @@ def download_files(
         else:
             remote.append(item)
     if direct is not None:
-        remote = _fetch_directly(direct, remote, dest / "direct", jobs, result)
+        remote = _fetch_directly(direct, remote, dest / "direct", jobs, result, say)
+    if remote and say is not None:
+        say(f"pip downloads {len(remote)} file(s)")
     if not remote:
         return result
     # pip's start-up (~0.5 s of CPU) is the cost on a fast network, the

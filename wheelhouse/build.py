@@ -419,7 +419,7 @@ def _build_cold(
         say(f"downloading {len(downloads_needed)} file(s)")
     try:
         fetched = download_files(pip, list(downloads_needed.values()), tmp / "downloads",
-                                 jobs=jobs, pip_options=pip_options, direct=direct)
+                                 jobs=jobs, pip_options=pip_options, direct=direct, say=say)
     except NetworkError as e:
         _keep_partial(store, getattr(e, "partial", {}), downloads_needed)
         raise
@@ -481,7 +481,8 @@ def _build_cold(
             say(f"downloading {len(foreign)} file(s) for {name}")
         fetched.update(download_files(
             pip, list(foreign.values()), tmp / f"downloads-{n}", jobs=jobs,
-            pip_options=pip_options, target_options=target_pip_options(target), direct=direct))
+            pip_options=pip_options, target_options=target_pip_options(target), direct=direct,
+            say=say))
 
     # 3. Everything into the store and the house, each file tagged with its targets.
     incoming: dict[str, Incoming] = {}
