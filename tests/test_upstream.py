@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+from pathlib import Path  # noqa: TC003 - pytest fixtures resolve annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
@@ -107,3 +108,32 @@ def test_a_file_whose_hash_differs_gets_no_facts(
     url, _, _ = index
     wanted = {"alpha": [("alpha-1.0-py3-none-any.whl", "e" * 64)]}
     assert fetch_file_facts([url], wanted, jobs=1, isolated=True) == {}
+
+
+def test_a_url_whose_last_segment_is_not_one_file_name_is_left_to_pip(tmp_path: Path) -> None:
+    from wheelhouse.acquire import _fetch_directly
+    from wheelhouse.resolve import Resolved
+
+    class Recorder:
+        asked: ClassVar[list[str]] = []
+
+        def proxied(self, url: str) -> bool:
+            return False
+
+        def download(self, url: str, dest: Path, sha256: str) -> None:
+            self.asked.append(url)
+            dest.write_bytes(b"x")
+
+        def close(self) -> None:
+            pass
+
+    evil = Resolved("evil", "1.0", "http://127.0.0.1:9/files/..%2F..%2Fevil-1.0-py3-none-any.whl",
+                    "wheel", "a" * 64)
+    fine = Resolved("fine", "1.0", "http://127.0.0.1:9/files/fine-1.0-py3-none-any.whl",
+                    "wheel", "b" * 64)
+    result: dict[str, Path] = {}
+    left = _fetch_directly(Recorder(), [evil, fine], tmp_path / "d", 2, result)
+    assert left == [evil]
+    assert Recorder.asked == [fine.url]
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [
+        "fine-1.0-py3-none-any.whl"]

@@ -21,7 +21,7 @@ from wheelhouse.errors import (
     PipError,
     WheelhouseError,
 )
-from wheelhouse.filenames import parse_filename
+from wheelhouse.filenames import parse_filename, validate_component
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -90,11 +90,20 @@ class _Progress:
                      f"{self.bytes / 1e6:.1f} MB, {rate:.1f} MB/s")
 
 
+def _safe_name(filename: str) -> bool:
+    """A URL's last segment that is one safe file name (else pip deals with it)."""
+    try:
+        validate_component(filename)
+    except WheelhouseError:
+        return False
+    return True
+
+
 def _fetch_directly(direct: DirectFetcher, items: list[Resolved], dest: Path, jobs: int,
                     result: dict[str, Path],
                     say: Callable[[str], None] | None = None) -> list[Resolved]:
     """Fetch what can be fetched in this process into *result*; return what pip must fetch."""
-    mine = [i for i in items if i.sha256 and not direct.proxied(i.url)]
+    mine = [i for i in items if i.sha256 and _safe_name(i.filename) and not direct.proxied(i.url)]
     if not mine:
         return items
     dest.mkdir(parents=True, exist_ok=True)
