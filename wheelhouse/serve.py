@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from pathlib import Path
 
+    from wheelhouse.house import FileEntry, Manifest
+
 __all__ = ["HouseServer", "environment_for", "run_command", "serving"]
 
 log = logging.getLogger(__name__)
@@ -151,6 +153,7 @@ class HouseServer(ThreadingHTTPServer):
         self.house = house
         #: Recently served pages: path -> (stat signature, bytes, ETag).
         self.page_cache: dict[str, tuple[tuple[int, int, int, int], bytes, str]] = {}
+        self._by_name: tuple[Manifest, dict[str, FileEntry]] | None = None
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.address_family = family
         try:
@@ -160,6 +163,14 @@ class HouseServer(ThreadingHTTPServer):
                 f"cannot listen on {host}:{port}: {e.strerror or e}",
                 hint="choose another --port (0 picks a free one)",
             ) from e
+
+    def files_by_name(self) -> dict[str, FileEntry]:
+        """The manifest's entries by file name, built once per manifest read."""
+        manifest = self.house.read_manifest()  # cached by the house until the file changes
+        cached = self._by_name
+        if cached is None or cached[0] is not manifest:
+            cached = self._by_name = (manifest, manifest.by_filename())
+        return cached[1]
 
     @property
     def url(self) -> str:
@@ -536,7 +547,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _file_etag(self, name: str, st: os.stat_result) -> str:
         # The sha256 from the manifest: a strong validator that never lies.
-        manifest = self.server.house.read_manifest().by_filename()
+        manifest = self.server.files_by_name()
         entry = manifest.get(name)
         if entry is not None:
             return f'"{entry.sha256}"'
