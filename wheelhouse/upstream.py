@@ -365,8 +365,8 @@ class _Pages:
             while left > 0 and (chunk := response.read(min(left, 1 << 20))):
                 sink(chunk)
                 left -= len(chunk)
-            if not response.isclosed():
-                response.read()
+            if left <= 0 and not response.isclosed():
+                conn.close()  # more than asked for: never read it, drop the connection
             return response.getheader("Content-Type", ""), url
         raise OSError(f"too many redirects from {url}")
 
