@@ -447,25 +447,32 @@ def _build_cold(
         if b.pure:
             os.link(b.path, pure_dir / b.path.name)
 
-    # 2. Foreign targets: wheels only, plus the pure wheels built above.
-    for target, name in zip(wanted, names, strict=True):
-        if name == HOST:
-            continue
+    # 2. Foreign targets: wheels only, plus the pure wheels built above. Their
+    #    resolutions are independent: two pip processes at a time.
+    foreign_targets = [(t, n) for t, n in zip(wanted, names, strict=True) if n != HOST]
+
+    def resolve_foreign(target: Target, name: str) -> list[Resolved] | ResolutionError:
         say(f"resolving for {name}")
         try:
-            resolutions[name] = resolve_target(
-                pip, target, requirement_args, pip_options=pip_options,
-                find_links=[str(pure_dir)] if built else [],
-            )
+            return resolve_target(pip, target, requirement_args, pip_options=pip_options,
+                                  find_links=[str(pure_dir)] if built else [])
         except ResolutionError as e:
-            if not allow_missing:
-                raise ResolutionError(
-                    f"{e.message}\n(target {name}: only wheels can serve another platform; "
-                    "a package with only an sdist needs a pure wheel built from it)",
-                    hint=e.hint,
-                ) from e
-            missing[name] = str(e)
-            resolutions[name] = []
+            return e
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(pool.map(lambda tn: resolve_foreign(*tn), foreign_targets))
+    for (_target, name), answer in zip(foreign_targets, answers, strict=True):
+        if not isinstance(answer, ResolutionError):
+            resolutions[name] = answer
+            continue
+        if not allow_missing:
+            raise ResolutionError(
+                f"{answer.message}\n(target {name}: only wheels can serve another platform; "
+                "a package with only an sdist needs a pure wheel built from it)",
+                hint=answer.hint,
+            ) from answer
+        missing[name] = str(answer)
+        resolutions[name] = []
     pure_by_name = {b.path.name: b for b in built.values() if b.pure}
     for n, (target, name) in enumerate(zip(wanted, names, strict=True)):
         if name == HOST:
