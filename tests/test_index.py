@@ -8,6 +8,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pypi_simple import DistributionPackage, IndexPage, ProjectPage
@@ -307,3 +308,114 @@ def test_metadata_with_nasty_requires_python_is_escaped(tmp_path: Path, store: S
 def test_dataclass_fields_cover_pep700() -> None:
     names = {f.name for f in dataclasses.fields(FileEntry)}
     assert {"upload_time", "yanked", "size", "requires_python", "metadata_sha256"} <= names
+
+
+def _many_entries(count: int) -> list[FileEntry]:
+    entries = []
+    for i in range(count):
+        project = f"proj-{i // 3:03d}"
+        version = f"1.{i % 3}"
+        name = project.replace("-", "_")
+        entries.append(_entry(
+            f"{name}-{version}-py3-none-any.whl", project, version, i % 15 + 1,
+            requires_python=">=3.8" if i % 2 else None,
+            metadata_sha256=Sha256("e" * 64) if i % 4 else None,
+            yanked=NASTY if i % 7 == 0 else None,
+        ))
+    return entries
+
+
+def test_spliced_find_links_page_equals_a_full_render() -> None:
+    from wheelhouse.index import render_find_links, splice_find_links
+
+    old = _many_entries(60)
+    page = render_find_links(old)
+    new_entry = _entry("proj-005-1.9-py3-none-any.whl", "proj-005", "1.9", 3)
+    first = _entry("aaa-0.1.tar.gz", "aaa", "0.1", 2, requires_python=NASTY)
+    changed = dataclasses.replace(old[10], yanked="bad")
+    removed = [old[0].filename, old[59].filename, old[10].filename, old[33].filename]
+    added = [new_entry, first, changed]
+    expected = render_find_links(
+        [e for e in old if e.filename not in removed] + added
+    )
+    assert splice_find_links(page, len(old), removed, added) == expected
+    # Everything removed, from an empty page, and pages that are not ours.
+    assert splice_find_links(page, len(old), [e.filename for e in old], []) == (
+        render_find_links([])
+    )
+    assert splice_find_links(render_find_links([]), 0, [], old) == page
+    assert splice_find_links(page, len(old) + 1, [], [new_entry]) is None
+    assert splice_find_links(page, len(old), ["nothere-1.0.tar.gz"], []) is None
+    assert splice_find_links(page, len(old), [], [old[3]]) is None
+
+
+def test_incremental_updates_write_what_a_full_render_writes(
+    built_house: House, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import wheelhouse.house
+
+    # Keep the manifest's lines at any size, as a large house does.
+    monkeypatch.setattr(wheelhouse.house, "_LINES_MIN_BYTES", 0)
+    spliced: list[bytes | None] = []
+    splice = wheelhouse.house.splice_find_links
+
+    def spy(*args: Any) -> bytes | None:
+        spliced.append(splice(*args))
+        return spliced[-1]
+
+    monkeypatch.setattr(wheelhouse.house, "splice_find_links", spy)
+
+    def check() -> None:
+        fresh = House(built_house.root)  # no cached manifest, no remembered lines
+        manifest = fresh.read_manifest()
+        assert built_house.manifest_path.read_bytes() == Manifest(manifest.files).render()
+        expected = render_index(manifest)
+        for rel, data in expected.items():
+            assert (built_house.root / rel).read_bytes() == data, rel
+        pages = {str(p.relative_to(built_house.root)) for p in
+                 (built_house.root / "simple").rglob("index.*")}
+        assert pages == {rel for rel in expected if rel.startswith("simple/")}
+        state = (built_house.root / "simple" / ".manifest-sha256").read_text().split()
+        assert state == [
+            hashlib.sha256(built_house.manifest_path.read_bytes()).hexdigest(),
+            hashlib.sha256((built_house.root / "find-links.html").read_bytes()).hexdigest(),
+        ]
+
+    check()
+    more = tmp_path / "more"
+    add_paths(built_house, store, [build_wheel(more, "zeta", "0.2", requires_python=NASTY)])
+    check()
+    add_paths(built_house, store, [build_wheel(more, "aardvark", "1.0"),
+                                   build_sdist(more, "zzz", "3.0")])
+    check()
+    built_house.yank("zeta==0.1", reason="<why>")
+    check()
+    built_house.remove("demo_pkg-1.0.tar.gz")
+    check()
+    built_house.remove("aardvark")
+    check()
+    assert len(spliced) == 5 and None not in spliced
+    # A find-links page edited by hand is rendered anew, not edited further.
+    (built_house.root / "find-links.html").write_bytes(b"<a href='http://evil.invalid/'>x</a>")
+    built_house.yank("zzz", reason="")
+    check()
+    assert len(spliced) == 5
+
+
+def test_manifest_read_line_by_line_equals_the_json_reading(tmp_path: Path) -> None:
+    manifest = Manifest(tuple(_many_entries(40)))
+    data = manifest.render()
+    by_lines = Manifest.parse(data, source="x", keep_lines=True)
+    assert by_lines.files == manifest.files
+    assert by_lines.render() == data
+    changed = dataclasses.replace(by_lines.files[5], yanked="gone")
+    assert by_lines.with_files([changed]).render() == manifest.with_files([changed]).render()
+    # The same JSON in another layout is read all the same; broken JSON is refused.
+    pretty = json.dumps(json.loads(data), indent=1).encode()
+    assert Manifest.parse(pretty, source="x").files == manifest.files
+    two_in_one = data.replace(b"},\n{", b"},{", 1)
+    assert Manifest.parse(two_in_one, source="x").files == manifest.files
+    from wheelhouse.errors import HouseError
+
+    with pytest.raises(HouseError, match="not valid JSON"):
+        Manifest.parse(data.replace(b"},\n{", b"}\n{", 1), source="x")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import hashlib
 import json
 import json.encoder
 import logging
+import operator
 import os
 import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +39,7 @@ from wheelhouse.index import (
     render_project_pages,
     render_root_html,
     render_root_json,
+    splice_find_links,
 )
 from wheelhouse.store import Sha256, Store, parse_sha256, sha256_file
 
@@ -64,9 +68,14 @@ FILES_DIR = "files"
 METADATA_SUFFIX = ".metadata"
 _LOCK_NAME = ".wheelhouse.lock"
 _PAGE_BATCH = 2000
+# Below this size, rendering the manifest again costs next to nothing.
+_LINES_MIN_BYTES = 256 * 1024
 _quote = json.encoder.encode_basestring_ascii
 # PEP 503 normalised names: what a project directory under simple/ may be called.
 _CANONICAL = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
+_MANIFEST_ORDER = operator.attrgetter("project", "filename")
+# Up to this many new entries, with_files puts each in place instead of sorting.
+_FEW = 256
 #: File in ``simple/`` recording the sha256 of the manifest the index shows.
 INDEX_STATE = ".manifest-sha256"
 
@@ -147,27 +156,38 @@ class FileEntry:
         return "{" + ",".join(parts) + "}"
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> FileEntry:
-        """Validate and build an entry from its manifest JSON object."""
+    def from_dict(
+        cls, raw: dict[str, Any], *, names: dict[str, str] | None = None
+    ) -> FileEntry:
+        """Validate and build an entry from its manifest JSON object.
+
+        *names*, shared across the entries of one manifest, remembers the
+        normalised form of each wheel's name part (a manifest holds few
+        projects per file).
+        """
         filename = raw["filename"]
         if not isinstance(filename, str):
             raise TypeError("filename must be a string")
         validate_component(filename)
+        get = raw.get
+        metadata_sha256 = get("metadata_sha256")
+        targets = get("targets")
+        kind = raw["kind"]
+        project = raw["project"]
+        version = raw["version"]
         entry = cls(
-            filename=filename,
-            sha256=parse_sha256(raw["sha256"]),
-            size=int(raw["size"]),
-            kind=str(raw["kind"]),
-            project=str(raw["project"]),
-            version=str(raw["version"]),
-            requires_python=_opt_str(raw.get("requires_python")),
-            metadata_sha256=(
-                parse_sha256(raw["metadata_sha256"]) if raw.get("metadata_sha256") else None
-            ),
-            origin=_opt_str(raw.get("origin")),
-            upload_time=_opt_str(raw.get("upload_time")),
-            yanked=_opt_str(raw.get("yanked")),
-            targets=tuple(str(t) for t in raw.get("targets", ())),
+            filename,
+            parse_sha256(raw["sha256"]),
+            int(raw["size"]),
+            kind if type(kind) is str else str(kind),
+            project if type(project) is str else str(project),
+            version if type(version) is str else str(version),
+            _opt_str(get("requires_python")),
+            parse_sha256(metadata_sha256) if metadata_sha256 else None,
+            _opt_str(get("origin")),
+            _opt_str(get("upload_time")),
+            _opt_str(get("yanked")),
+            tuple(str(t) for t in targets) if targets else (),
         )
         # The project names a directory under simple/: it must be canonical.
         # And it must be the file's own project (a cheap check for wheels,
@@ -175,7 +195,14 @@ class FileEntry:
         if not _CANONICAL.match(entry.project):
             raise ValueError(f"project name {entry.project!r} is not normalised")
         if entry.kind == "wheel" and filename.endswith(".whl"):
-            consistent = canonicalize_name(filename.split("-", 1)[0]) == entry.project
+            part = filename.split("-", 1)[0]
+            if names is None:
+                consistent = canonicalize_name(part) == entry.project
+            else:
+                canonical = names.get(part)
+                if canonical is None:
+                    canonical = names[part] = canonicalize_name(part)
+                consistent = canonical == entry.project
         else:
             parsed = parse_filename(filename)
             consistent = (parsed.kind, parsed.name) == (entry.kind, entry.project)
@@ -202,9 +229,16 @@ class Manifest:
     files: tuple[FileEntry, ...] = ()
     #: Format version.
     format: int = field(default=MANIFEST_FORMAT)
+    # Lines of the manifest file this one was read from, by file name, with
+    # the entry each line holds: render() reuses the line of an entry that is
+    # still the same object. Set only when the file is known to be our own
+    # rendering (see House.read_manifest).
+    _lines: dict[str, tuple[FileEntry, str]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
-        ordered = tuple(sorted(self.files, key=lambda e: (e.project, e.filename)))
+        ordered = tuple(sorted(self.files, key=_MANIFEST_ORDER))
         object.__setattr__(self, "files", ordered)
 
     def by_filename(self) -> dict[str, FileEntry]:
@@ -218,22 +252,57 @@ class Manifest:
             out.setdefault(e.project, []).append(e)
         return out
 
+    def project_names(self) -> list[str]:
+        """The normalised project names, sorted."""
+        return sorted({e.project for e in self.files})
+
     def with_files(self, entries: Iterable[FileEntry]) -> Manifest:
         """A new manifest with *entries* added or replacing those of the same name."""
-        merged = self.by_filename()
+        entries = list(entries)
+        if len(entries) > _FEW:
+            merged = self.by_filename()
+            for e in entries:
+                merged[e.filename] = e
+            new = replace(self, files=tuple(merged.values()))
+            object.__setattr__(new, "_lines", self._lines)
+            return new
+        # A few: each goes in its place (a file's name determines its project).
+        files = list(self.files)
         for e in entries:
-            merged[e.filename] = e
-        return replace(self, files=tuple(merged.values()))
+            i = bisect.bisect_left(files, (e.project, e.filename), key=_MANIFEST_ORDER)
+            if i < len(files) and files[i].filename == e.filename:
+                files[i] = e
+            else:
+                files.insert(i, e)
+        return self._presorted(tuple(files))
 
     def without(self, filenames: Iterable[str]) -> Manifest:
         """A new manifest without the named files."""
         drop = set(filenames)
-        return replace(self, files=tuple(e for e in self.files if e.filename not in drop))
+        return self._presorted(tuple(e for e in self.files if e.filename not in drop))
+
+    def _presorted(
+        self, files: tuple[FileEntry, ...], lines: dict[str, tuple[FileEntry, str]] | None = None
+    ) -> Manifest:
+        """A manifest like this one with *files*, already in order (no sort)."""
+        new = object.__new__(type(self))
+        object.__setattr__(new, "files", files)
+        object.__setattr__(new, "format", self.format)
+        object.__setattr__(new, "_lines", self._lines if lines is None else lines)
+        return new
 
     def render(self) -> bytes:
         """Serialise to stable JSON bytes (same manifest, same bytes)."""
         # One file per line: readable, diff-friendly, and written by the fast C encoder.
-        lines = [e.to_json_line() for e in self.files]
+        cache = self._lines
+        if cache is None:
+            lines = [e.to_json_line() for e in self.files]
+        else:
+            # Entries unchanged since the manifest was read keep their line.
+            lines = []
+            for e in self.files:
+                hit = cache.get(e.filename)
+                lines.append(hit[1] if hit is not None and hit[0] is e else e.to_json_line())
         body = ",\n".join(lines)
         text = f'{{"format":{self.format},"files":[\n{body}\n]}}\n' if lines else (
             f'{{"format":{self.format},"files":[]}}\n'
@@ -241,8 +310,20 @@ class Manifest:
         return text.encode()
 
     @classmethod
-    def parse(cls, data: bytes, *, source: str) -> Manifest:
-        """Parse manifest bytes; refuse an unknown format or any invalid entry."""
+    def parse(cls, data: bytes, *, source: str, keep_lines: bool = False) -> Manifest:
+        """Parse manifest bytes; refuse an unknown format or any invalid entry.
+
+        A manifest in the shape :meth:`render` gives (one entry per line) is
+        read line by line, so the whole JSON tree never sits in memory at
+        once. With *keep_lines* (the caller knows the bytes are this class's
+        own rendering), :meth:`render` reuses each line of an unchanged entry.
+        """
+        lines = _entry_lines(data)
+        if lines is not None:
+            try:
+                return cls._from_items(_scan_lines(lines), source=source, keep_lines=keep_lines)
+            except _NotLinesError:
+                pass  # valid JSON, perhaps, but not one entry per line
         try:
             raw = json.loads(data)
         except ValueError as e:
@@ -251,12 +332,21 @@ class Manifest:
             raise HouseError(f"{source}: manifest is not a JSON object")
         if raw.get("format") != MANIFEST_FORMAT:
             raise FormatVersionError("manifest", source, raw.get("format"), MANIFEST_FORMAT)
+        items = ((item, None) for item in raw.get("files", []))
+        return cls._from_items(items, source=source, keep_lines=False)
+
+    @classmethod
+    def _from_items(
+        cls, items: Iterable[tuple[Any, str | None]], *, source: str, keep_lines: bool
+    ) -> Manifest:
         entries = []
+        kept: dict[str, tuple[FileEntry, str]] = {}
         problems = []
         seen: set[str] = set()
-        for i, item in enumerate(raw.get("files", [])):
+        names: dict[str, str] = {}
+        for i, (item, line) in enumerate(items):
             try:
-                entry = FileEntry.from_dict(item)
+                entry = FileEntry.from_dict(item, names=names)
             except (KeyError, TypeError, ValueError, InvalidFilenameError) as e:
                 problems.append(f"files[{i}]: {e}")
                 continue
@@ -264,9 +354,64 @@ class Manifest:
                 problems.append(f"files[{i}]: duplicate file name {entry.filename!r}")
             seen.add(entry.filename)
             entries.append(entry)
+            if keep_lines and line is not None:
+                kept[entry.filename] = (entry, line)
         if problems:
             raise HouseError(f"{source}: invalid manifest:\n  " + "\n  ".join(problems))
+        if kept:
+            # Our own rendering (see House.read_manifest): already in order.
+            return cls()._presorted(tuple(entries), kept)
         return cls(tuple(entries))
+
+
+def _project_files(manifest: Manifest, project: str) -> list[FileEntry]:
+    """The entries of one project (the files are sorted by project): two bisections."""
+    files = manifest.files
+    lo = bisect.bisect_left(files, project, key=_PROJECT)
+    hi = bisect.bisect_right(files, project, lo=lo, key=_PROJECT)
+    return list(files[lo:hi])
+
+
+_PROJECT = operator.attrgetter("project")
+
+
+class _NotLinesError(Exception):
+    """A manifest line is not one JSON object."""
+
+
+_MANIFEST_HEAD = f'{{"format":{MANIFEST_FORMAT},"files":['
+
+
+def _entry_lines(data: bytes) -> list[str] | None:
+    """The entry lines of a manifest in render()'s exact shape, else None."""
+    if not data.startswith(_MANIFEST_HEAD.encode() + b"\n") or not data.endswith(b"\n]}\n"):
+        return None
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    lines = text.split("\n")
+    del text
+    body = lines[1:-2]
+    last = len(body) - 1
+    for i, line in enumerate(body):
+        if i < last:
+            if not line.endswith(","):
+                return None
+            body[i] = line[:-1]
+    return body
+
+
+def _scan_lines(lines: list[str]) -> Iterator[tuple[Any, str | None]]:
+    scan = json.decoder.JSONDecoder().scan_once  # type: ignore[attr-defined]
+    for line in lines:
+        try:
+            item, end = scan(line, 0)
+        except (StopIteration, ValueError):
+            raise _NotLinesError from None
+        if end != len(line) or not isinstance(item, dict):
+            raise _NotLinesError
+        yield item, line
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,9 +500,14 @@ class House:
                 data = f.read()
         except OSError as e:
             raise HouseError(f"cannot read {self.manifest_path}: {e.strerror or e}") from e
-        manifest = Manifest.parse(data, source=str(self.manifest_path))
+        digest = hashlib.sha256(data).hexdigest()
+        recorded = (_read_text(self._index_state_path()) or "").split()
+        # Bytes this house wrote (the index records their digest): each line
+        # is the canonical rendering of its entry, so render() may reuse it.
+        ours = recorded[:1] == [digest] and len(data) >= _LINES_MIN_BYTES
+        manifest = Manifest.parse(data, source=str(self.manifest_path), keep_lines=ours)
         self._cache = (signature, manifest)
-        self._digests[id(manifest)] = (manifest, hashlib.sha256(data).hexdigest())
+        self._digests[id(manifest)] = (manifest, digest)
         return manifest
 
     def write_manifest(self, manifest: Manifest) -> None:
@@ -401,7 +551,7 @@ class House:
             if directory.is_symlink():
                 continue  # never reach through a link out of the house
             try:
-                names = [p.name for p in directory.iterdir() if p.name.startswith(".tmp-")]
+                names = [n for n in os.listdir(directory) if n.startswith(".tmp-")]  # noqa: PTH208
             except OSError:
                 continue
             for name in names:
@@ -513,28 +663,64 @@ class House:
         simple = self.root / SIMPLE_DIR
         _own_dir(simple)
         state = self._digest(manifest)
-        if previous is not None and _read_text(self._index_state_path()) == self._digest(
-            previous
-        ):
-            stats = self._write_index_incremental(manifest, previous)
+        recorded = (_read_text(self._index_state_path()) or "").split()
+        links_digest: str | None
+        if previous is not None and recorded[:1] == [self._digest(previous)]:
+            known = recorded[1] if len(recorded) > 1 else None
+            stats, links_digest = self._write_index_incremental(manifest, previous, known)
         else:
-            stats = self._write_index_full(manifest)
-        write_atomic(self._index_state_path(), state.encode() + b"\n")
+            stats, links_digest = self._write_index_full(manifest)
+        # The manifest the index shows, and the sha256 of the find-links page
+        # written from it (an incremental update edits that page in place).
+        lines = [state] if links_digest is None else [state, links_digest]
+        write_atomic(self._index_state_path(), "\n".join(lines).encode() + b"\n")
         return stats
 
-    def _write_index_incremental(self, manifest: Manifest, previous: Manifest) -> IndexStats:
-        old, new = previous.projects(), manifest.projects()
-        changed = sorted(p for p in new if old.get(p) != new[p])
-        gone = sorted(p for p in old if p not in new)
+    def _write_index_incremental(
+        self, manifest: Manifest, previous: Manifest, links_digest: str | None
+    ) -> tuple[IndexStats, str | None]:
+        # What changed, by identity: an entry object carried over from the
+        # previous manifest is unchanged (an equal copy only costs a page).
+        kept = set(map(id, manifest.files))
+        removed = [e for e in previous.files if id(e) not in kept]
+        kept = set(map(id, previous.files))
+        added = [e for e in manifest.files if id(e) not in kept]
+        del kept
+        if len(removed) + len(added) > _PAGE_BATCH:
+            # Many new objects (a manifest read again, not derived): keep
+            # only the entries whose content changed.
+            before = {e.filename: e for e in removed}
+            after = {e.filename: e for e in added}
+            removed = [e for e in removed if after.get(e.filename) != e]
+            added = [e for e in added if before.get(e.filename) != e]
+            del before, after
+        touched = sorted({e.project for e in removed} | {e.project for e in added})
+        new = {p: _project_files(manifest, p) for p in touched}
+        changed = [p for p in touched if new[p]]
+        gone = [p for p in touched if not new[p]]
+        projects_changed = bool(gone) or any(
+            not _project_files(previous, p) for p in changed
+        )
+        new_links: list[bytes] = []
+
+        def find_links() -> bytes:
+            data = None
+            if links_digest is not None:
+                data = self._splice_find_links(previous, removed, added, links_digest)
+            if data is None:
+                data = render_find_links(manifest.files)
+            new_links.append(data)
+            return data
 
         def pages_in_order() -> Iterator[tuple[str, bytes]]:
             for project in changed:
                 yield from render_project_pages(project, new[project]).items()
-            if set(old) != set(new):
-                yield f"{SIMPLE_DIR}/index.html", render_root_html(new)
-                yield f"{SIMPLE_DIR}/index.json", render_root_json(new)
+            if projects_changed:
+                names = manifest.project_names()
+                yield f"{SIMPLE_DIR}/index.html", render_root_html(names)
+                yield f"{SIMPLE_DIR}/index.json", render_root_json(names)
             if changed or gone:
-                yield FIND_LINKS_PAGE, render_find_links(manifest.files)
+                yield FIND_LINKS_PAGE, find_links()
 
         rendered = written = 0
         batch: dict[str, bytes] = {}
@@ -547,17 +733,46 @@ class House:
         written += self._write_pages(batch, compare=False)
         for project in gone:
             _remove_tree(self.root / SIMPLE_DIR / project)
-        return IndexStats(rendered=rendered, written=written, removed=len(gone))
+        if new_links:
+            links_digest = hashlib.sha256(new_links[0]).hexdigest()
+        return IndexStats(rendered=rendered, written=written, removed=len(gone)), links_digest
 
-    def _write_index_full(self, manifest: Manifest) -> IndexStats:
+    def _splice_find_links(
+        self,
+        previous: Manifest,
+        removed: list[FileEntry],
+        added: list[FileEntry],
+        links_digest: str,
+    ) -> bytes | None:
+        """The new find-links page edited from the one on disk, if that one is ours."""
+        if len(removed) + len(added) > max(64, len(previous.files) // 8):
+            return None  # many changes: rendering the page is as cheap
+        try:
+            # Never through a symlink; only a regular file.
+            fd = os.open(self.root / FIND_LINKS_PAGE, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    return None
+                page = f.read()
+        except OSError:
+            return None
+        if hashlib.sha256(page).hexdigest() != links_digest:
+            return None  # not the page we wrote: render it anew
+        return splice_find_links(page, len(previous.files),
+                                 [e.filename for e in removed], added)
+
+    def _write_index_full(self, manifest: Manifest) -> tuple[IndexStats, str | None]:
         # Pages are rendered and written in batches: memory stays flat however
         # many projects there are. Project pages come before the root pages.
         pages: set[str] = set()
         written = 0
         batch: dict[str, bytes] = {}
+        links_digest = None
         for rel, data in iter_index_pages(manifest):
             pages.add(rel)
             batch[rel] = data
+            if rel == FIND_LINKS_PAGE:
+                links_digest = hashlib.sha256(data).hexdigest()
             if len(batch) >= _PAGE_BATCH:
                 written += self._write_pages(batch, compare=True)
                 batch = {}
@@ -577,7 +792,7 @@ class House:
                 continue
             _remove_tree(child)
             removed += 1
-        return IndexStats(rendered=len(pages), written=written, removed=removed)
+        return IndexStats(rendered=len(pages), written=written, removed=removed), links_digest
 
     def _write_pages(self, pages: dict[str, bytes], *, compare: bool) -> int:
         # Project pages first, then the root pages and the flat page. Each
