@@ -312,3 +312,40 @@ def test_symlinked_files_dir_is_refused_and_nothing_outside_changes(
     assert house.manifest_path.read_bytes() == manifest
     assert sorted(p.name for p in outside.iterdir()) == [".tmp-1.x.0.part",
                                                          "a-1.0-py3-none-any.whl"]
+
+
+def test_many_files_go_through_helper_processes_that_publish_their_blobs(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import wheelhouse.add
+
+    dists = tmp_path / "dists"
+    for i in range(12):
+        build_wheel(dists, f"pkg{i}", "1.0")
+    threads = House.open(tmp_path / "by-threads", create=True)
+    add_paths(threads, Store.open(tmp_path / "other-store"), [dists], jobs=None)
+
+    # Past the threshold, two helper processes stage and publish the blobs.
+    monkeypatch.setattr(wheelhouse.add, "_PROCESS_THRESHOLD", 4)
+    monkeypatch.setattr(wheelhouse.add.os, "cpu_count", lambda: 2)
+    bad = build_wheel(tmp_path / "bad", "zzz", "1.0", metadata=metadata_text("other", "1.0"))
+    house = House.open(tmp_path / "house", create=True)
+    with pytest.raises(InvalidInputError, match="nothing was added"):
+        add_paths(house, store, [dists, bad])
+    assert list(house.files_dir.iterdir()) == []
+    assert house.read_manifest().files == ()
+    assert not store.has(hashlib.sha256(bad.read_bytes()).hexdigest())
+    assert list(store.tmp_dir.iterdir()) == []
+
+    result = add_paths(house, store, [dists])
+    assert len(result.added) == 12
+    assert house.read_manifest().files == threads.read_manifest().files
+    assert house.verify() == []
+    assert list(store.tmp_dir.iterdir()) == []
+    for entry in house.read_manifest().files:
+        assert store.has(entry.sha256) and entry.metadata_sha256 is not None
+        assert store.has(entry.metadata_sha256)
+        meta = store.read_meta(entry.sha256)
+        assert meta is not None and meta.filename == entry.filename
+        assert house.file_path(entry.filename).samefile(store.blob_path(entry.sha256))
+    assert _tree(house.root / "simple") == _tree(threads.root / "simple")

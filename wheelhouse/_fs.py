@@ -122,8 +122,13 @@ def sync_files(paths: Iterable[Path]) -> None:
     if not paths:
         return
     if _SYNCFS is not None:
-        devices: dict[int, Path] = {}
+        # One stat per directory, not per file: a file is on its directory's
+        # file system (a mount point is a directory, never a plain file).
+        parents: dict[str, Path] = {}
         for path in paths:
+            parents.setdefault(os.path.dirname(path), path)  # noqa: PTH120
+        devices: dict[int, Path] = {}
+        for path in parents.values():
             devices.setdefault(path.stat().st_dev, path)
         for path in devices.values():
             fd = os.open(path, os.O_RDONLY)

@@ -576,6 +576,31 @@ class House:
                 self.file_path(entry.filename + METADATA_SUFFIX),
             )
 
+    def link_many_from_store(self, store: Store, entries: Iterable[FileEntry]) -> None:
+        """:meth:`link_from_store` for many entries, with one ``link`` call per new name.
+
+        A name that is already there (or a file system without hard links)
+        takes :meth:`link_from_store`'s careful way.
+        """
+        self._check_files_dir()
+        if self._registered != store.root:
+            store.register_house(self.root)
+            self._registered = store.root
+        files = f"{self.files_dir}/"
+        blobs = f"{store.root}/blobs/sha256/"
+        link = os.link
+        for entry in entries:
+            dest = files + validate_component(entry.filename)
+            sha = parse_sha256(entry.sha256)
+            try:
+                link(f"{blobs}{sha[:2]}/{sha}", dest)
+                meta = entry.metadata_sha256
+                if meta is not None:
+                    meta = parse_sha256(meta)
+                    link(f"{blobs}{meta[:2]}/{meta}", dest + METADATA_SUFFIX)
+            except OSError:
+                self.link_from_store(store, entry)
+
     def _check_files_dir(self) -> None:
         if self.files_dir.is_symlink():
             raise HouseError(

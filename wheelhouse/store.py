@@ -308,7 +308,12 @@ class Store:
 
     def has(self, sha256: str) -> bool:
         """Is this blob in the store? (A stat, not a download.)."""
-        return self.blob_path(sha256).is_file()
+        sha = parse_sha256(sha256)
+        try:
+            st = os.stat(f"{self.root}/blobs/sha256/{sha[:2]}/{sha}")  # noqa: PTH116
+        except (OSError, ValueError):
+            return False
+        return stat.S_ISREG(st.st_mode)
 
     def open_blob(self, sha256: str) -> IO[bytes]:
         """Open a blob for reading."""
@@ -459,16 +464,17 @@ class Store:
         as it is (same name, same bytes) and the temp file is dropped.
         """
         final = self.blob_path(sha256)
+        done = False
         try:
             # Temp files are created read-only (see _mkstemp): no chmod here.
             # rename_noreplace never replaces an existing blob.
             try:
-                rename_noreplace(str(tmp), str(final))
+                done = rename_noreplace(str(tmp), str(final))
             except FileNotFoundError:
                 if not tmp.exists():
                     raise
                 final.parent.mkdir(parents=True, exist_ok=True)
-                rename_noreplace(str(tmp), str(final))
+                done = rename_noreplace(str(tmp), str(final))
             if sync_dir:
                 fsync_dir(final.parent)
         except OSError as e:
@@ -476,7 +482,8 @@ class Store:
                 f"cannot write to the store at {self.root}: {_describe_oserror(e)}"
             ) from e
         finally:
-            tmp.unlink(missing_ok=True)
+            if not done:  # renamed: nothing left to remove
+                tmp.unlink(missing_ok=True)
         return final
 
     def put_stream(
