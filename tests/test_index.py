@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -419,3 +420,56 @@ def test_manifest_read_line_by_line_equals_the_json_reading(tmp_path: Path) -> N
 
     with pytest.raises(HouseError, match="not valid JSON"):
         Manifest.parse(data.replace(b"},\n{", b"}\n{", 1), source="x")
+
+
+@pytest.mark.parametrize("fork", [False, True])
+def test_large_new_index_is_built_aside_and_swapped_in(
+    built_house: House, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fork: bool
+) -> None:
+    import wheelhouse.house
+
+    # As a house of thousands of projects would, at the size of this one.
+    monkeypatch.setattr(wheelhouse.house, "_FRESH_MIN_PROJECTS", 2)
+    monkeypatch.setattr(wheelhouse.house, "_FRESH_MAX_EXISTING", 3)
+    monkeypatch.setattr(wheelhouse.house, "_FORK_MIN_PROJECTS", 2 if fork else 10**9)
+    built = []
+    original = wheelhouse.house.House._write_index_fresh
+
+    def spy(self: House, manifest: Manifest) -> Any:
+        built.append(original(self, manifest))
+        return built[-1]
+
+    monkeypatch.setattr(wheelhouse.house.House, "_write_index_fresh", spy)
+    expected = render_index(built_house.read_manifest())
+    simple = built_house.root / "simple"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "index.html").write_text("precious")
+    shutil.rmtree(simple)
+    simple.mkdir()
+    (simple / "junk.txt").write_text("junk")
+    (simple / "zeta").symlink_to(outside)
+
+    stats = built_house.reindex()
+
+    assert built[-1] is not None and stats.removed == 1
+    assert (outside / "index.html").read_text() == "precious"
+    for rel, data in expected.items():
+        assert (built_house.root / rel).read_bytes() == data, rel
+    on_disk = {str(p.relative_to(built_house.root)) for p in simple.rglob("*")
+               if not p.is_dir()}
+    assert on_disk == {rel for rel in expected if rel.startswith("simple/")} | {
+        "simple/.manifest-sha256"}
+    assert not [p for p in built_house.root.iterdir() if p.name.startswith(".tmp-")]
+    # An index already there is brought up to date page by page, as before.
+    assert built_house.reindex().written == 0 and built[-1] is None
+
+
+def test_index_built_aside_by_a_writer_that_died_is_debris(
+    built_house: House, store: Store, tmp_path: Path
+) -> None:
+    debris = built_house.root / ".tmp-simple.123.abcd"
+    (debris / "demo-pkg").mkdir(parents=True)
+    (debris / "demo-pkg" / "index.html").write_text("half")
+    add_paths(built_house, store, [build_wheel(tmp_path / "more", "zeta", "0.3")])
+    assert not debris.exists()

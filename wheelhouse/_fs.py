@@ -16,12 +16,15 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
 __all__ = [
+    "can_exchange",
+    "exchange",
     "fsync_dir",
     "read_small",
     "rename_noreplace",
     "sync_files",
     "write_atomic",
     "write_many_atomic",
+    "write_new",
 ]
 
 
@@ -64,6 +67,64 @@ def _load_renameat2() -> Callable[[bytes, bytes], int] | None:
 
 
 _RENAMEAT2 = _load_renameat2()
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _load_exchange() -> Callable[[bytes, bytes], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        func = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    at_fdcwd = -100
+
+    def call(a: bytes, b: bytes) -> int:
+        if func(at_fdcwd, a, at_fdcwd, b, _RENAME_EXCHANGE) == 0:
+            return 0
+        return ctypes.get_errno()
+
+    return call
+
+
+_EXCHANGE = _load_exchange()
+
+
+def can_exchange() -> bool:
+    """Whether :func:`exchange` may work here (Linux ``renameat2``)."""
+    return _EXCHANGE is not None
+
+
+def exchange(a: str, b: str) -> bool:
+    """Atomically swap the paths *a* and *b* (both must exist); False where unsupported.
+
+    One ``renameat2(RENAME_EXCHANGE)``: a reader finds either the old entry
+    or the new one under each name, never none.
+    """
+    if _EXCHANGE is None:
+        return False
+    err = _EXCHANGE(os.fsencode(a), os.fsencode(b))
+    if err == 0:
+        return True
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def write_new(path: str, data: bytes, *, mode: int = 0o644) -> None:
+    """Create *path* (which must not exist) holding *data*; for files in a private directory."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def rename_noreplace(src: str, dst: str) -> bool:

@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
-from wheelhouse._fs import write_atomic, write_many_atomic
+from wheelhouse._fs import (
+    can_exchange,
+    exchange,
+    fsync_dir,
+    sync_files,
+    write_atomic,
+    write_many_atomic,
+    write_new,
+)
 from wheelhouse.errors import (
     FormatVersionError,
     HashMismatchError,
@@ -36,6 +44,8 @@ from wheelhouse.index import (
     SIMPLE_DIR,
     iter_index_pages,
     render_find_links,
+    render_project_html,
+    render_project_json,
     render_project_pages,
     render_root_html,
     render_root_json,
@@ -68,6 +78,12 @@ FILES_DIR = "files"
 METADATA_SUFFIX = ".metadata"
 _LOCK_NAME = ".wheelhouse.lock"
 _PAGE_BATCH = 2000
+# An index of at least this many projects, where simple/ holds at most
+# _FRESH_MAX_EXISTING entries, is built aside and swapped in (see
+# House._write_index_fresh); from _FORK_MIN_PROJECTS, by two processes.
+_FRESH_MIN_PROJECTS = 500
+_FRESH_MAX_EXISTING = 16
+_FORK_MIN_PROJECTS = 2000
 # Below this size, rendering the manifest again costs next to nothing.
 _LINES_MIN_BYTES = 256 * 1024
 _quote = json.encoder.encode_basestring_ascii
@@ -375,6 +391,70 @@ def _project_files(manifest: Manifest, project: str) -> list[FileEntry]:
 _PROJECT = operator.attrgetter("project")
 
 
+def _project_groups(files: tuple[FileEntry, ...]) -> list[tuple[str, int, int]]:
+    """``(project, start, stop)`` of each project's run in the (sorted) files."""
+    groups: list[tuple[str, int, int]] = []
+    start = 0
+    current = None
+    for i, e in enumerate(files):
+        if e.project != current:
+            if current is not None:
+                groups.append((current, start, i))
+            current, start = e.project, i
+    if current is not None:
+        groups.append((current, start, len(files)))
+    return groups
+
+
+def _write_groups(
+    directory: str, files: tuple[FileEntry, ...], groups: list[tuple[str, int, int]]
+) -> None:
+    """Write each project's two pages into *directory* (new and private)."""
+    for project, start, stop in groups:
+        entries = files[start:stop]
+        # The manifest's project names are checked canonical: one component.
+        os.mkdir(f"{directory}/{project}")  # noqa: PTH102
+        write_new(f"{directory}/{project}/index.html", render_project_html(project, entries))
+        write_new(f"{directory}/{project}/index.json", render_project_json(project, entries))
+
+
+# What a forked helper writes: set just before the fork, read in the child.
+_FORK_JOB: tuple[str, tuple[FileEntry, ...], list[tuple[str, int, int]]] | None = None
+
+
+def _forked_groups() -> int:
+    assert _FORK_JOB is not None
+    directory, files, groups = _FORK_JOB
+    _write_groups(directory, files, groups)
+    return len(groups)
+
+
+def _write_groups_parallel(
+    directory: str, files: tuple[FileEntry, ...], groups: list[tuple[str, int, int]]
+) -> None:
+    """:func:`_write_groups`, half of it in a forked helper process when it pays."""
+    global _FORK_JOB
+    import threading
+
+    if (len(groups) < _FORK_MIN_PROJECTS or (os.cpu_count() or 1) < 2
+            or threading.active_count() > 1 or not hasattr(os, "fork")):
+        _write_groups(directory, files, groups)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    half = len(groups) // 2
+    _FORK_JOB = (directory, files, groups[half:])
+    try:
+        with ProcessPoolExecutor(max_workers=1,
+                                 mp_context=multiprocessing.get_context("fork")) as pool:
+            child = pool.submit(_forked_groups)
+            _write_groups(directory, files, groups[:half])
+            child.result()
+    finally:
+        _FORK_JOB = None
+
+
 class _NotLinesError(Exception):
     """A manifest line is not one JSON object."""
 
@@ -556,7 +636,7 @@ class House:
                 continue
             for name in names:
                 with contextlib.suppress(OSError):
-                    (directory / name).unlink()
+                    _remove_tree(directory / name)  # a file, or an index built aside
 
     # -- changing --------------------------------------------------------
 
@@ -690,7 +770,10 @@ class House:
         state = self._digest(manifest)
         recorded = (_read_text(self._index_state_path()) or "").split()
         links_digest: str | None
-        if previous is not None and recorded[:1] == [self._digest(previous)]:
+        fresh = self._write_index_fresh(manifest)
+        if fresh is not None:
+            stats, links_digest = fresh
+        elif previous is not None and recorded[:1] == [self._digest(previous)]:
             known = recorded[1] if len(recorded) > 1 else None
             stats, links_digest = self._write_index_incremental(manifest, previous, known)
         else:
@@ -786,6 +869,49 @@ class House:
         return splice_find_links(page, len(previous.files),
                                  [e.filename for e in removed], added)
 
+    def _write_index_fresh(self, manifest: Manifest) -> tuple[IndexStats, str | None] | None:
+        """Build a large index whose ``simple/`` holds next to nothing yet aside, then swap it in.
+
+        Every page is written straight into a new private directory (no temp
+        file and rename per page), by two processes when there are many; the
+        tree is flushed once and exchanged with ``simple/`` in one atomic
+        rename: a reader sees the old index or the whole new one. Returns
+        None where this does not apply (a small index, an index already
+        there, no atomic exchange here); the caller then writes page by page.
+        """
+        simple = self.root / SIMPLE_DIR
+        if not can_exchange() or len(manifest.files) < _FRESH_MIN_PROJECTS:
+            return None
+        try:
+            if len(os.listdir(simple)) > _FRESH_MAX_EXISTING:  # noqa: PTH208
+                return None
+        except OSError:
+            return None
+        groups = _project_groups(manifest.files)
+        if len(groups) < _FRESH_MIN_PROJECTS:
+            return None
+        tmp = self.root / f".tmp-simple.{os.getpid()}.{os.urandom(4).hex()}"
+        tmp.mkdir()
+        try:
+            _write_groups_parallel(str(tmp), manifest.files, groups)
+            names = [g[0] for g in groups]
+            write_new(f"{tmp}/index.html", render_root_html(names))
+            write_new(f"{tmp}/index.json", render_root_json(names))
+            sync_files([tmp / "index.html"])  # the whole tree, before it gets its name
+            if not exchange(str(tmp), str(simple)):
+                return None
+            # The old simple/ is now here: count what the new one has no place for.
+            wanted = {*names, "index.html", "index.json", INDEX_STATE}
+            removed = sum(1 for n in os.listdir(tmp) if n not in wanted)  # noqa: PTH208
+        finally:
+            _remove_tree(tmp)
+        fsync_dir(self.root)
+        links = render_find_links(manifest.files)
+        write_atomic(self.root / FIND_LINKS_PAGE, links)
+        pages = 2 * len(groups) + 3
+        return (IndexStats(rendered=pages, written=pages, removed=removed),
+                hashlib.sha256(links).hexdigest())
+
     def _write_index_full(self, manifest: Manifest) -> tuple[IndexStats, str | None]:
         # Pages are rendered and written in batches: memory stays flat however
         # many projects there are. Project pages come before the root pages.
@@ -861,7 +987,8 @@ class House:
         """Rewrite the whole index from the manifest (``wheelhouse index``)."""
         with self.lock():
             manifest = self.read_manifest()
-            present = {p.name for p in self.files_dir.iterdir()} if self.files_dir.is_dir() else set()
+            present = (set(os.listdir(self.files_dir))  # noqa: PTH208
+                       if self.files_dir.is_dir() and not self.files_dir.is_symlink() else set())
             missing = [
                 e.filename + METADATA_SUFFIX
                 for e in manifest.files
