@@ -178,8 +178,11 @@ def _prepare_known(
     path = item.path
     if store.has(sha):
         meta = store.read_meta(sha)
-        if meta is not None and meta.filename == fn.filename:
+        if (meta is not None and meta.filename == fn.filename
+                and (meta.metadata_sha256 is None or store.has(meta.metadata_sha256))):
             return _Prepared(_entry(fn, meta, origin, item), True, [], None)
+        # (A metadata blob gc took while the wheel's blob was still linked
+        # from a house being deleted is extracted and stored again below.)
         # Known bytes under a new name (or no record yet): check them against it.
         with store.open_blob(sha) as f:
             info = read_dist_info(f, fn, source=str(path))

@@ -90,6 +90,7 @@ _quote = json.encoder.encode_basestring_ascii
 # PEP 503 normalised names: what a project directory under simple/ may be called.
 _CANONICAL = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
 _MANIFEST_ORDER = operator.attrgetter("project", "filename")
+_MAX_NAME = 255  # as validate_component
 # Up to this many new entries, with_files puts each in place instead of sorting.
 _FEW = 256
 #: File in ``simple/`` recording the sha256 of the manifest the index shows.
@@ -205,10 +206,30 @@ class FileEntry:
             _opt_str(get("yanked")),
             tuple(str(t) for t in targets) if targets else (),
         )
+        return entry._checked(names)
+
+    @classmethod
+    def _from_line(cls, match: re.Match[str], names: dict[str, str]) -> FileEntry:
+        """Build an entry from a manifest line matched by ``_LINE`` (see Manifest.parse)."""
+        (filename, kind, metadata_sha256, origin, project, requires_python, sha256, size,
+         targets, upload_time, version, yanked) = match.groups()
+        # _LINE allows only safe characters in a file name and a canonical
+        # project name: what validate_component and _checked would test by
+        # regex again is known already.
+        if len(filename) > _MAX_NAME or ".." in filename:
+            validate_component(filename)  # raises, saying why
+        return cls(
+            filename, Sha256(sha256), int(size), kind, project, version, requires_python,
+            Sha256(metadata_sha256) if metadata_sha256 else None, origin, upload_time,
+            yanked, tuple(targets[1:-1].split('","')) if targets else (),
+        )._checked(names, project_ok=True)
+
+    def _checked(self, names: dict[str, str] | None, *, project_ok: bool = False) -> FileEntry:
+        entry, filename = self, self.filename
         # The project names a directory under simple/: it must be canonical.
         # And it must be the file's own project (a cheap check for wheels,
         # whose first name part is the project; the full parse for sdists).
-        if not _CANONICAL.match(entry.project):
+        if not project_ok and not _CANONICAL.match(entry.project):
             raise ValueError(f"project name {entry.project!r} is not normalised")
         if entry.kind == "wheel" and filename.endswith(".whl"):
             part = filename.split("-", 1)[0]
@@ -249,7 +270,7 @@ class Manifest:
     # the entry each line holds: render() reuses the line of an entry that is
     # still the same object. Set only when the file is known to be our own
     # rendering (see House.read_manifest).
-    _lines: dict[str, tuple[FileEntry, str]] | None = field(
+    _lines: tuple[tuple[FileEntry, ...], list[str]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
@@ -298,7 +319,9 @@ class Manifest:
         return self._presorted(tuple(e for e in self.files if e.filename not in drop))
 
     def _presorted(
-        self, files: tuple[FileEntry, ...], lines: dict[str, tuple[FileEntry, str]] | None = None
+        self,
+        files: tuple[FileEntry, ...],
+        lines: tuple[tuple[FileEntry, ...], list[str]] | None = None,
     ) -> Manifest:
         """A manifest like this one with *files*, already in order (no sort)."""
         new = object.__new__(type(self))
@@ -310,11 +333,12 @@ class Manifest:
     def render(self) -> bytes:
         """Serialise to stable JSON bytes (same manifest, same bytes)."""
         # One file per line: readable, diff-friendly, and written by the fast C encoder.
-        cache = self._lines
-        if cache is None:
+        source = self._lines
+        if source is None:
             lines = [e.to_json_line() for e in self.files]
         else:
             # Entries unchanged since the manifest was read keep their line.
+            cache = {e.filename: (e, line) for e, line in zip(*source, strict=True)}
             lines = []
             for e in self.files:
                 hit = cache.get(e.filename)
@@ -337,7 +361,8 @@ class Manifest:
         lines = _entry_lines(data)
         if lines is not None:
             try:
-                return cls._from_items(_scan_lines(lines), source=source, keep_lines=keep_lines)
+                return cls._from_items(_scan_lines(lines), source=source,
+                                       lines=lines if keep_lines else None)
             except _NotLinesError:
                 pass  # valid JSON, perhaps, but not one entry per line
         try:
@@ -348,21 +373,23 @@ class Manifest:
             raise HouseError(f"{source}: manifest is not a JSON object")
         if raw.get("format") != MANIFEST_FORMAT:
             raise FormatVersionError("manifest", source, raw.get("format"), MANIFEST_FORMAT)
-        items = ((item, None) for item in raw.get("files", []))
-        return cls._from_items(items, source=source, keep_lines=False)
+        items = raw.get("files", [])
+        return cls._from_items(items, source=source, lines=None)
 
     @classmethod
     def _from_items(
-        cls, items: Iterable[tuple[Any, str | None]], *, source: str, keep_lines: bool
+        cls, items: Iterable[Any], *, source: str, lines: list[str] | None
     ) -> Manifest:
         entries = []
-        kept: dict[str, tuple[FileEntry, str]] = {}
         problems = []
         seen: set[str] = set()
         names: dict[str, str] = {}
-        for i, (item, line) in enumerate(items):
+        for i, item in enumerate(items):
             try:
-                entry = FileEntry.from_dict(item, names=names)
+                if type(item) is re.Match:
+                    entry = FileEntry._from_line(item, names)
+                else:
+                    entry = FileEntry.from_dict(item, names=names)
             except (KeyError, TypeError, ValueError, InvalidFilenameError) as e:
                 problems.append(f"files[{i}]: {e}")
                 continue
@@ -370,13 +397,13 @@ class Manifest:
                 problems.append(f"files[{i}]: duplicate file name {entry.filename!r}")
             seen.add(entry.filename)
             entries.append(entry)
-            if keep_lines and line is not None:
-                kept[entry.filename] = (entry, line)
         if problems:
             raise HouseError(f"{source}: invalid manifest:\n  " + "\n  ".join(problems))
-        if kept:
-            # Our own rendering (see House.read_manifest): already in order.
-            return cls()._presorted(tuple(entries), kept)
+        if lines is not None:
+            # Our own rendering (see House.read_manifest): already in order,
+            # and one entry per line.
+            files = tuple(entries)
+            return cls()._presorted(files, (files, lines))
         return cls(tuple(entries))
 
 
@@ -482,16 +509,41 @@ def _entry_lines(data: bytes) -> list[str] | None:
     return body
 
 
-def _scan_lines(lines: list[str]) -> Iterator[tuple[Any, str | None]]:
+# A manifest line as FileEntry.to_json_line writes it, when no string in it
+# needs an escape: matched in one go, it needs no JSON decoding. Anything
+# else (escapes, another key order, empty lists) goes to the JSON decoder.
+_STR = r'[^"\\\x00-\x1f]*'
+_LINE = re.compile(
+    r'\{"filename":"([A-Za-z0-9][A-Za-z0-9._+!-]*)"'
+    r',"kind":"(' + _STR + ')"'
+    r'(?:,"metadata_sha256":"([0-9a-f]{64})")?'
+    r'(?:,"origin":"(' + _STR + ')")?'
+    r',"project":"([a-z0-9]+(?:-[a-z0-9]+)*)"'
+    r'(?:,"requires_python":"(' + _STR + ')")?'
+    r',"sha256":"([0-9a-f]{64})"'
+    r',"size":(0|[1-9][0-9]*)'
+    r'(?:,"targets":\[("' + _STR + '"(?:,"' + _STR + r'")*)\])?'
+    r'(?:,"upload_time":"(' + _STR + ')")?'
+    r',"version":"(' + _STR + ')"'
+    r'(?:,"yanked":"(' + _STR + r')")?\}\Z'
+)
+
+
+def _scan_lines(lines: list[str]) -> Iterator[Any]:
     scan = json.decoder.JSONDecoder().scan_once  # type: ignore[attr-defined]
+    match = _LINE.match
     for line in lines:
+        found = match(line)
+        if found is not None:
+            yield found
+            continue
         try:
             item, end = scan(line, 0)
         except (StopIteration, ValueError):
             raise _NotLinesError from None
         if end != len(line) or not isinstance(item, dict):
             raise _NotLinesError
-        yield item, line
+        yield item
 
 
 @dataclass(frozen=True, slots=True)
