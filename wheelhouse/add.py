@@ -252,10 +252,10 @@ def _make_meta(
     return meta, temps
 
 
-def _finish(store: Store, prepared: Sequence[_Prepared]) -> None:
+def _finish(store: Store, prepared: Sequence[_Prepared], *, flush_names: bool = True) -> None:
     """Publish every staged blob (one flush for the batch), then record metadata."""
     items = [t for p in prepared for t in p.temps]
-    store.publish_many(items)
+    store.publish_many(items, flush_names=flush_names)
     for p in prepared:
         if p.meta is not None:
             store.write_meta(p.meta)
@@ -342,7 +342,8 @@ def _prepare_chunk(
     outcomes = [_prepare_one(store, item) for item in items]
     prepared = [o for o in outcomes if isinstance(o, _Prepared)]
     try:
-        _finish(store, prepared)
+        # The blobs' names are flushed once by the parent, for every chunk.
+        _finish(store, prepared, flush_names=False)
     except WheelhouseError as e:
         problem = _Problem(str(e), isinstance(e, IntegrityError))
         return [problem if isinstance(o, _Prepared) else o for o in outcomes]
@@ -373,7 +374,9 @@ def _prepare_all(
             max_workers=workers, initializer=adopt_temp_files_for, initargs=(os.getpid(),)
         ) as pool:
             results = pool.map(_prepare_chunk, [str(store.root)] * len(chunks), chunks)
-            return [item for chunk in results for item in chunk]
+            outcomes = [item for chunk in results for item in chunk]
+        store.flush()  # the names the helpers gave, before any house uses them
+        return outcomes
     workers = jobs or min(8, cpus + 2)
     if workers == 1:
         return [_prepare_one(store, p) for p in files]

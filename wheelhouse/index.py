@@ -6,6 +6,7 @@ Every function here is pure: data in, bytes out. Writing the pages is
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
@@ -84,16 +85,19 @@ def _json(data: Mapping[str, Any]) -> bytes:
 
 
 def _anchor(entry: FileEntry, prefix: str) -> str:
-    attrs = [f'href="{_attr(prefix + entry.filename)}#sha256={entry.sha256}"']
+    # Assembled from fragments: *prefix* holds nothing to escape, so the
+    # name is looked at once for both places it appears.
+    name = _attr(entry.filename)
+    out = f'<a href="{prefix}{name}#sha256={entry.sha256}"'
     if entry.requires_python:
-        attrs.append(f'data-requires-python="{_attr(entry.requires_python)}"')
-    if entry.metadata_sha256:
+        out += f' data-requires-python="{_attr(entry.requires_python)}"'
+    digest = entry.metadata_sha256
+    if digest:
         # PEP 714 name, and the PEP 658 name older clients read.
-        attrs.append(f'data-core-metadata="sha256={entry.metadata_sha256}"')
-        attrs.append(f'data-dist-info-metadata="sha256={entry.metadata_sha256}"')
+        out += f' data-core-metadata="sha256={digest}" data-dist-info-metadata="sha256={digest}"'
     if entry.yanked is not None:
-        attrs.append(f'data-yanked="{_attr(entry.yanked)}"')
-    return f"<a {' '.join(attrs)}>{_attr(entry.filename)}</a><br>"
+        out += f' data-yanked="{_attr(entry.yanked)}"'
+    return f"{out}>{name}</a><br>"
 
 
 def render_root_html(projects: Iterable[str]) -> bytes:
@@ -133,6 +137,7 @@ def render_project_html(project: str, files: Sequence[FileEntry]) -> bytes:
     return _page(f"Links for {project}", body)
 
 
+@functools.lru_cache(maxsize=4096)
 def _version_key(version: str) -> tuple[int, Version | str]:
     try:
         return (1, Version(version))

@@ -436,12 +436,17 @@ class Store:
             raise
         return path, Sha256(hashlib.sha256(data).hexdigest())
 
-    def publish_many(self, items: Sequence[tuple[Path, Sha256]]) -> None:
+    def publish_many(
+        self, items: Sequence[tuple[Path, Sha256]], *, flush_names: bool = True
+    ) -> None:
         """Publish a batch of temp files written with ``durable=False``.
 
         The batch's data is flushed to disk first (one ``syncfs`` on Linux), so
         every blob is durable before it gets its name; then each is linked into
-        place; then the new directory entries are flushed.
+        place; then the new directory entries are flushed -- unless
+        *flush_names* is false, for a caller that flushes the store once
+        itself after many batches (see :meth:`flush`) and before any house
+        names the blobs.
         """
         try:
             sync_files(tmp for tmp, _ in items)
@@ -452,8 +457,18 @@ class Store:
         parents: dict[Path, None] = {}
         for tmp, sha in items:
             parents[self.publish(tmp, sha, sync_dir=False).parent] = None
+        if flush_names:
+            try:
+                sync_files(parents)
+            except OSError as e:
+                raise StoreError(
+                    f"cannot flush the store at {self.root}: {_describe_oserror(e)}"
+                ) from e
+
+    def flush(self) -> None:
+        """Make everything written to the store so far durable (one ``syncfs`` on Linux)."""
         try:
-            sync_files(parents)
+            sync_files([self.root])
         except OSError as e:
             raise StoreError(f"cannot flush the store at {self.root}: {_describe_oserror(e)}") from e
 
