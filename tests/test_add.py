@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -13,7 +14,7 @@ from tests.builders import build_wheel, corrupt_zip, metadata_text
 from wheelhouse.add import add_paths
 from wheelhouse.errors import HouseError, InvalidInputError
 from wheelhouse.house import House, Manifest
-from wheelhouse.store import Store
+from wheelhouse.store import Sha256, Store
 
 if TYPE_CHECKING:
     from tests.conftest import WheelFactory
@@ -336,3 +337,95 @@ def test_symlinked_files_dir_is_refused_and_nothing_outside_changes(
     assert house.manifest_path.read_bytes() == manifest
     assert sorted(p.name for p in outside.iterdir()) == [".tmp-1.x.0.part",
                                                          "a-1.0-py3-none-any.whl"]
+
+
+def test_many_files_go_through_helper_processes_that_publish_their_blobs(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import wheelhouse.add
+
+    dists = tmp_path / "dists"
+    for i in range(12):
+        build_wheel(dists, f"pkg{i}", "1.0")
+    threads = House.open(tmp_path / "by-threads", create=True)
+    add_paths(threads, Store.open(tmp_path / "other-store"), [dists], jobs=None)
+
+    # Past the threshold, two helper processes stage and publish the blobs.
+    monkeypatch.setattr(wheelhouse.add, "_PROCESS_THRESHOLD", 4)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    bad = build_wheel(tmp_path / "bad", "zzz", "1.0", metadata=metadata_text("other", "1.0"))
+    house = House.open(tmp_path / "house", create=True)
+    with pytest.raises(InvalidInputError, match="nothing was added"):
+        add_paths(house, store, [dists, bad])
+    assert list(house.files_dir.iterdir()) == []
+    assert house.read_manifest().files == ()
+    assert not store.has(hashlib.sha256(bad.read_bytes()).hexdigest())
+    assert list(store.tmp_dir.iterdir()) == []
+
+    result = add_paths(house, store, [dists])
+    assert len(result.added) == 12
+    assert house.read_manifest().files == threads.read_manifest().files
+    assert house.verify() == []
+    assert list(store.tmp_dir.iterdir()) == []
+    for entry in house.read_manifest().files:
+        assert store.has(entry.sha256) and entry.metadata_sha256 is not None
+        assert store.has(entry.metadata_sha256)
+        meta = store.read_meta(entry.sha256)
+        assert meta is not None and meta.filename == entry.filename
+        assert house.file_path(entry.filename).samefile(store.blob_path(entry.sha256))
+    assert _tree(house.root / "simple") == _tree(threads.root / "simple")
+
+
+def test_manifest_lines_read_fast_or_slow_give_the_same_entries() -> None:
+    from wheelhouse.house import _LINE, FileEntry
+
+    sha = Sha256("a" * 64)
+    entries = (
+        FileEntry("demo-1.0-py3-none-any.whl", sha, 10, "wheel", "demo", "1.0",
+                  requires_python=">=3.8", metadata_sha256=Sha256("b" * 64), origin="file:///x/y",
+                  upload_time="2024-01-01T00:00:00Z", yanked="", targets=("py312-linux", "t2")),
+        FileEntry("demo-1.0.tar.gz", sha, 0, "sdist", "demo", "1.0"),
+        FileEntry("demo-2.0.tar.gz", sha, 5, "sdist", "demo", "2.0", yanked='"bad" \\ \u00e9\n'),
+        FileEntry("Other_Pkg-3-py2.py3-none-any.whl", sha, 7, "wheel", "other-pkg", "3",
+                  targets=("x",)),
+    )
+    data = Manifest(entries).render()
+    lines = data.decode().split("\n")[1:-2]
+    fast = [bool(_LINE.match(line.rstrip(","))) for line in lines]
+    assert fast.count(True) == 3  # the escaped one goes to the JSON decoder
+    for keep in (False, True):
+        parsed = Manifest.parse(data, source="x", keep_lines=keep)
+        assert parsed.files == Manifest(entries).files
+        assert parsed.render() == data
+
+
+@pytest.mark.parametrize(("filename", "project", "message"), [
+    ("a..b-1.0.tar.gz", "a-b", "'..'"),
+    ("x" * 250 + "-1.0-py3-none-any.whl", "x" * 250, "longer than"),
+    ("demo-1.0-py3-none-any.whl", "other", "disagrees with its file name"),
+])
+def test_manifest_lines_read_fast_are_checked_as_strictly(
+    tmp_path: Path, filename: str, project: str, message: str
+) -> None:
+    line = (f'{{"filename":"{filename}","kind":"wheel","project":"{project}",'
+            f'"sha256":"{"a" * 64}","size":1,"version":"1.0"}}')
+    data = f'{{"format":1,"files":[\n{line}\n]}}\n'.encode()
+    with pytest.raises(HouseError, match=message):
+        Manifest.parse(data, source="x")
+
+
+def test_known_wheel_whose_metadata_blob_is_gone_gets_it_again(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory
+) -> None:
+    wheel = make_wheel("demo", "1.0")
+    first = House.open(tmp_path / "one", create=True)
+    add_paths(first, store, [wheel])
+    (entry,) = first.read_manifest().files
+    assert entry.metadata_sha256 is not None
+    # As gc does when a deleted house still held the wheel's link, not the metadata's.
+    store.blob_path(entry.metadata_sha256).unlink()
+    second = House.open(tmp_path / "two", create=True)
+    add_paths(second, store, [wheel])
+    assert store.has(entry.metadata_sha256)
+    assert second.read_manifest().files == first.read_manifest().files
+    assert second.verify() == []

@@ -6,8 +6,10 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pypi_simple import DistributionPackage, IndexPage, ProjectPage
@@ -15,7 +17,7 @@ from pypi_simple import DistributionPackage, IndexPage, ProjectPage
 from tests.builders import build_sdist, build_wheel, metadata_text
 from wheelhouse.add import add_paths
 from wheelhouse.house import FileEntry, House, Manifest
-from wheelhouse.index import render_index
+from wheelhouse.index import RENDERING, render_index
 from wheelhouse.store import Sha256, Store
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
@@ -205,8 +207,8 @@ def test_pages_from_an_older_rendering_are_all_rewritten(
     # manifest digest, and its pages carry the pre-PEP 714 metadata name.
     simple = built_house.root / "simple"
     state = simple / ".manifest-sha256"
-    digest = state.read_text().split()[-1]
-    state.write_text(digest + "\n")
+    first = state.read_text().split()[0]  # r<rendering>-<manifest sha256>
+    state.write_text(first.split("-", 1)[1] + "\n")
     old_page = simple / "zeta" / "index.html"
     old_page.write_bytes(old_page.read_bytes().replace(
         b"data-core-metadata=", b"data-dist-info-metadata=", 1))
@@ -328,3 +330,168 @@ def test_metadata_with_nasty_requires_python_is_escaped(tmp_path: Path, store: S
 def test_dataclass_fields_cover_pep700() -> None:
     names = {f.name for f in dataclasses.fields(FileEntry)}
     assert {"upload_time", "yanked", "size", "requires_python", "metadata_sha256"} <= names
+
+
+def _many_entries(count: int) -> list[FileEntry]:
+    entries = []
+    for i in range(count):
+        project = f"proj-{i // 3:03d}"
+        version = f"1.{i % 3}"
+        name = project.replace("-", "_")
+        entries.append(_entry(
+            f"{name}-{version}-py3-none-any.whl", project, version, i % 15 + 1,
+            requires_python=">=3.8" if i % 2 else None,
+            metadata_sha256=Sha256("e" * 64) if i % 4 else None,
+            yanked=NASTY if i % 7 == 0 else None,
+        ))
+    return entries
+
+
+def test_spliced_find_links_page_equals_a_full_render() -> None:
+    from wheelhouse.index import render_find_links, splice_find_links
+
+    old = _many_entries(60)
+    page = render_find_links(old)
+    new_entry = _entry("proj-005-1.9-py3-none-any.whl", "proj-005", "1.9", 3)
+    first = _entry("aaa-0.1.tar.gz", "aaa", "0.1", 2, requires_python=NASTY)
+    changed = dataclasses.replace(old[10], yanked="bad")
+    removed = [old[0].filename, old[59].filename, old[10].filename, old[33].filename]
+    added = [new_entry, first, changed]
+    expected = render_find_links(
+        [e for e in old if e.filename not in removed] + added
+    )
+    assert splice_find_links(page, len(old), removed, added) == expected
+    # Everything removed, from an empty page, and pages that are not ours.
+    assert splice_find_links(page, len(old), [e.filename for e in old], []) == (
+        render_find_links([])
+    )
+    assert splice_find_links(render_find_links([]), 0, [], old) == page
+    assert splice_find_links(page, len(old) + 1, [], [new_entry]) is None
+    assert splice_find_links(page, len(old), ["nothere-1.0.tar.gz"], []) is None
+    assert splice_find_links(page, len(old), [], [old[3]]) is None
+
+
+def test_incremental_updates_write_what_a_full_render_writes(
+    built_house: House, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import wheelhouse.house
+    import wheelhouse.index
+
+    # Keep the manifest's lines at any size, as a large house does.
+    monkeypatch.setattr(wheelhouse.house, "_LINES_MIN_BYTES", 0)
+    spliced: list[bytes | None] = []
+    splice = wheelhouse.index.splice_find_links
+
+    def spy(*args: Any) -> bytes | None:
+        spliced.append(splice(*args))
+        return spliced[-1]
+
+    monkeypatch.setattr(wheelhouse.house, "splice_find_links", spy)
+
+    def check() -> None:
+        fresh = House(built_house.root)  # no cached manifest, no remembered lines
+        manifest = fresh.read_manifest()
+        assert built_house.manifest_path.read_bytes() == Manifest(manifest.files).render()
+        expected = render_index(manifest)
+        for rel, data in expected.items():
+            assert (built_house.root / rel).read_bytes() == data, rel
+        pages = {str(p.relative_to(built_house.root)) for p in
+                 (built_house.root / "simple").rglob("index.*")}
+        assert pages == {rel for rel in expected if rel.startswith("simple/")}
+        state = (built_house.root / "simple" / ".manifest-sha256").read_text().split()
+        assert state == [
+            f"r{RENDERING}-" + hashlib.sha256(built_house.manifest_path.read_bytes()).hexdigest(),
+            hashlib.sha256((built_house.root / "find-links.html").read_bytes()).hexdigest(),
+        ]
+
+    check()
+    more = tmp_path / "more"
+    add_paths(built_house, store, [build_wheel(more, "zeta", "0.2", requires_python=NASTY)])
+    check()
+    add_paths(built_house, store, [build_wheel(more, "aardvark", "1.0"),
+                                   build_sdist(more, "zzz", "3.0")])
+    check()
+    built_house.yank("zeta==0.1", reason="<why>")
+    check()
+    built_house.remove("demo_pkg-1.0.tar.gz")
+    check()
+    built_house.remove("aardvark")
+    check()
+    assert len(spliced) == 5 and None not in spliced
+    # A find-links page edited by hand is rendered anew, not edited further.
+    (built_house.root / "find-links.html").write_bytes(b"<a href='http://evil.invalid/'>x</a>")
+    built_house.yank("zzz", reason="")
+    check()
+    assert len(spliced) == 5
+
+
+def test_manifest_read_line_by_line_equals_the_json_reading(tmp_path: Path) -> None:
+    manifest = Manifest(tuple(_many_entries(40)))
+    data = manifest.render()
+    by_lines = Manifest.parse(data, source="x", keep_lines=True)
+    assert by_lines.files == manifest.files
+    assert by_lines.render() == data
+    changed = dataclasses.replace(by_lines.files[5], yanked="gone")
+    assert by_lines.with_files([changed]).render() == manifest.with_files([changed]).render()
+    # The same JSON in another layout is read all the same; broken JSON is refused.
+    pretty = json.dumps(json.loads(data), indent=1).encode()
+    assert Manifest.parse(pretty, source="x").files == manifest.files
+    two_in_one = data.replace(b"},\n{", b"},{", 1)
+    assert Manifest.parse(two_in_one, source="x").files == manifest.files
+    from wheelhouse.errors import HouseError
+
+    with pytest.raises(HouseError, match="not valid JSON"):
+        Manifest.parse(data.replace(b"},\n{", b"}\n{", 1), source="x")
+
+
+@pytest.mark.parametrize("fork", [False, True])
+def test_large_new_index_is_built_aside_and_swapped_in(
+    built_house: House, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fork: bool
+) -> None:
+    import wheelhouse.house
+
+    # As a house of thousands of projects would, at the size of this one.
+    monkeypatch.setattr(wheelhouse.house, "_FRESH_MIN_PROJECTS", 2)
+    monkeypatch.setattr(wheelhouse.house, "_FRESH_MAX_EXISTING", 3)
+    monkeypatch.setattr(wheelhouse.house, "_FORK_MIN_PROJECTS", 2 if fork else 10**9)
+    built = []
+    original = wheelhouse.house.House._write_index_fresh
+
+    def spy(self: House, manifest: Manifest) -> Any:
+        built.append(original(self, manifest))
+        return built[-1]
+
+    monkeypatch.setattr(wheelhouse.house.House, "_write_index_fresh", spy)
+    expected = render_index(built_house.read_manifest())
+    simple = built_house.root / "simple"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "index.html").write_text("precious")
+    shutil.rmtree(simple)
+    simple.mkdir()
+    (simple / "junk.txt").write_text("junk")
+    (simple / "zeta").symlink_to(outside)
+
+    stats = built_house.reindex()
+
+    assert built[-1] is not None and stats.removed == 1
+    assert (outside / "index.html").read_text() == "precious"
+    for rel, data in expected.items():
+        assert (built_house.root / rel).read_bytes() == data, rel
+    on_disk = {str(p.relative_to(built_house.root)) for p in simple.rglob("*")
+               if not p.is_dir()}
+    assert on_disk == {rel for rel in expected if rel.startswith("simple/")} | {
+        "simple/.manifest-sha256"}
+    assert not [p for p in built_house.root.iterdir() if p.name.startswith(".tmp-")]
+    # An index already there is brought up to date page by page, as before.
+    assert built_house.reindex().written == 0 and built[-1] is None
+
+
+def test_index_built_aside_by_a_writer_that_died_is_debris(
+    built_house: House, store: Store, tmp_path: Path
+) -> None:
+    debris = built_house.root / ".tmp-simple.123.abcd"
+    (debris / "demo-pkg").mkdir(parents=True)
+    (debris / "demo-pkg" / "index.html").write_text("half")
+    add_paths(built_house, store, [build_wheel(tmp_path / "more", "zeta", "0.3")])
+    assert not debris.exists()

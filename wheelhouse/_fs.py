@@ -15,12 +15,15 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
 __all__ = [
+    "can_exchange",
+    "exchange",
     "fsync_dir",
     "read_small",
     "rename_noreplace",
     "sync_files",
     "write_atomic",
     "write_many_atomic",
+    "write_new",
 ]
 
 
@@ -77,6 +80,64 @@ def _load_renameat2() -> Callable[[bytes, bytes], int] | None:
     return call
 
 
+
+
+_RENAME_EXCHANGE = 2
+
+
+@functools.cache
+def _load_exchange() -> Callable[[bytes, bytes], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        func = _libc().renameat2
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    at_fdcwd = -100
+
+    def call(a: bytes, b: bytes) -> int:
+        if func(at_fdcwd, a, at_fdcwd, b, _RENAME_EXCHANGE) == 0:
+            return 0
+        return ctypes.get_errno()
+
+    return call
+
+
+def can_exchange() -> bool:
+    """Whether :func:`exchange` may work here (Linux ``renameat2``)."""
+    return _load_exchange() is not None
+
+
+def exchange(a: str, b: str) -> bool:
+    """Atomically swap the paths *a* and *b* (both must exist); False where unsupported.
+
+    One ``renameat2(RENAME_EXCHANGE)``: a reader finds either the old entry
+    or the new one under each name, never none.
+    """
+    swap = _load_exchange()
+    if swap is None:
+        return False
+    err = swap(os.fsencode(a), os.fsencode(b))
+    if err == 0:
+        return True
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def write_new(path: str, data: bytes, *, mode: int = 0o644) -> None:
+    """Create *path* (which must not exist) holding *data*; for files in a private directory."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def rename_noreplace(src: str, dst: str) -> bool:
@@ -137,8 +198,13 @@ def sync_files(paths: Iterable[Path]) -> None:
         return
     syncfs = _load_syncfs()
     if syncfs is not None:
-        devices: dict[int, Path] = {}
+        # One stat per directory, not per file: a file is on its directory's
+        # file system (a mount point is a directory, never a plain file).
+        parents: dict[str, Path] = {}
         for path in paths:
+            parents.setdefault(os.path.dirname(path), path)  # noqa: PTH120
+        devices: dict[int, Path] = {}
+        for path in parents.values():
             devices.setdefault(path.stat().st_dev, path)
         for path in devices.values():
             fd = os.open(path, os.O_RDONLY)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import hashlib
 import json
 import json.encoder
 import logging
+import operator
 import os
 import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,7 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
-from wheelhouse._fs import write_atomic, write_many_atomic
+from wheelhouse._fs import (
+    can_exchange,
+    exchange,
+    fsync_dir,
+    sync_files,
+    write_atomic,
+    write_many_atomic,
+    write_new,
+)
 from wheelhouse.errors import (
     FormatVersionError,
     HashMismatchError,
@@ -34,9 +45,12 @@ from wheelhouse.index import (
     SIMPLE_DIR,
     iter_index_pages,
     render_find_links,
+    render_project_html,
+    render_project_json,
     render_project_pages,
     render_root_html,
     render_root_json,
+    splice_find_links,
 )
 from wheelhouse.store import Sha256, Store, parse_sha256, sha256_file
 
@@ -65,9 +79,21 @@ FILES_DIR = "files"
 METADATA_SUFFIX = ".metadata"
 _LOCK_NAME = ".wheelhouse.lock"
 _PAGE_BATCH = 2000
+# An index of at least this many projects, where simple/ holds at most
+# _FRESH_MAX_EXISTING entries, is built aside and swapped in (see
+# House._write_index_fresh); from _FORK_MIN_PROJECTS, by two processes.
+_FRESH_MIN_PROJECTS = 500
+_FRESH_MAX_EXISTING = 16
+_FORK_MIN_PROJECTS = 2000
+# Below this size, rendering the manifest again costs next to nothing.
+_LINES_MIN_BYTES = 256 * 1024
 _quote = json.encoder.encode_basestring_ascii
 # PEP 503 normalised names: what a project directory under simple/ may be called.
 _CANONICAL = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
+_MANIFEST_ORDER = operator.attrgetter("project", "filename")
+_MAX_NAME = 255  # as validate_component
+# Up to this many new entries, with_files puts each in place instead of sorting.
+_FEW = 256
 #: File in ``simple/`` recording the sha256 of the manifest the index shows.
 INDEX_STATE = ".manifest-sha256"
 
@@ -148,35 +174,73 @@ class FileEntry:
         return "{" + ",".join(parts) + "}"
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> FileEntry:
-        """Validate and build an entry from its manifest JSON object."""
+    def from_dict(
+        cls, raw: dict[str, Any], *, names: dict[str, str] | None = None
+    ) -> FileEntry:
+        """Validate and build an entry from its manifest JSON object.
+
+        *names*, shared across the entries of one manifest, remembers the
+        normalised form of each wheel's name part (a manifest holds few
+        projects per file).
+        """
         filename = raw["filename"]
         if not isinstance(filename, str):
             raise TypeError("filename must be a string")
         validate_component(filename)
+        get = raw.get
+        metadata_sha256 = get("metadata_sha256")
+        targets = get("targets")
+        kind = raw["kind"]
+        project = raw["project"]
+        version = raw["version"]
         entry = cls(
-            filename=filename,
-            sha256=parse_sha256(raw["sha256"]),
-            size=int(raw["size"]),
-            kind=str(raw["kind"]),
-            project=str(raw["project"]),
-            version=str(raw["version"]),
-            requires_python=_opt_str(raw.get("requires_python")),
-            metadata_sha256=(
-                parse_sha256(raw["metadata_sha256"]) if raw.get("metadata_sha256") else None
-            ),
-            origin=_opt_str(raw.get("origin")),
-            upload_time=_opt_str(raw.get("upload_time")),
-            yanked=_opt_str(raw.get("yanked")),
-            targets=tuple(str(t) for t in raw.get("targets", ())),
+            filename,
+            parse_sha256(raw["sha256"]),
+            int(raw["size"]),
+            kind if type(kind) is str else str(kind),
+            project if type(project) is str else str(project),
+            version if type(version) is str else str(version),
+            _opt_str(get("requires_python")),
+            parse_sha256(metadata_sha256) if metadata_sha256 else None,
+            _opt_str(get("origin")),
+            _opt_str(get("upload_time")),
+            _opt_str(get("yanked")),
+            tuple(str(t) for t in targets) if targets else (),
         )
+        return entry._checked(names)
+
+    @classmethod
+    def _from_line(cls, match: re.Match[str], names: dict[str, str]) -> FileEntry:
+        """Build an entry from a manifest line matched by ``_LINE`` (see Manifest.parse)."""
+        (filename, kind, metadata_sha256, origin, project, requires_python, sha256, size,
+         targets, upload_time, version, yanked) = match.groups()
+        # _LINE allows only safe characters in a file name and a canonical
+        # project name: what validate_component and _checked would test by
+        # regex again is known already.
+        if len(filename) > _MAX_NAME or ".." in filename:
+            validate_component(filename)  # raises, saying why
+        return cls(
+            filename, Sha256(sha256), int(size), kind, project, version, requires_python,
+            Sha256(metadata_sha256) if metadata_sha256 else None, origin, upload_time,
+            yanked, tuple(targets[1:-1].split('","')) if targets else (),
+        )._checked(names, project_ok=True)
+
+    def _checked(self, names: dict[str, str] | None, *, project_ok: bool = False) -> FileEntry:
+        entry, filename = self, self.filename
         # The project names a directory under simple/: it must be canonical.
         # And it must be the file's own project (a cheap check for wheels,
         # whose first name part is the project; the full parse for sdists).
-        if not _CANONICAL.match(entry.project):
+        if not project_ok and not _CANONICAL.match(entry.project):
             raise ValueError(f"project name {entry.project!r} is not normalised")
         if entry.kind == "wheel" and filename.endswith(".whl"):
-            consistent = canonicalize_name(filename.split("-", 1)[0]) == entry.project
+            part = filename.split("-", 1)[0]
+            if names is None:
+                consistent = canonicalize_name(part) == entry.project
+            else:
+                canonical = names.get(part)
+                if canonical is None:
+                    canonical = names[part] = canonicalize_name(part)
+                consistent = canonical == entry.project
         else:
             parsed = parse_filename(filename)
             consistent = (parsed.kind, parsed.name) == (entry.kind, entry.project)
@@ -203,9 +267,16 @@ class Manifest:
     files: tuple[FileEntry, ...] = ()
     #: Format version.
     format: int = field(default=MANIFEST_FORMAT)
+    # Lines of the manifest file this one was read from, by file name, with
+    # the entry each line holds: render() reuses the line of an entry that is
+    # still the same object. Set only when the file is known to be our own
+    # rendering (see House.read_manifest).
+    _lines: tuple[tuple[FileEntry, ...], list[str]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
-        ordered = tuple(sorted(self.files, key=lambda e: (e.project, e.filename)))
+        ordered = tuple(sorted(self.files, key=_MANIFEST_ORDER))
         object.__setattr__(self, "files", ordered)
 
     def by_filename(self) -> dict[str, FileEntry]:
@@ -219,22 +290,60 @@ class Manifest:
             out.setdefault(e.project, []).append(e)
         return out
 
+    def project_names(self) -> list[str]:
+        """The normalised project names, sorted."""
+        return sorted({e.project for e in self.files})
+
     def with_files(self, entries: Iterable[FileEntry]) -> Manifest:
         """A new manifest with *entries* added or replacing those of the same name."""
-        merged = self.by_filename()
+        entries = list(entries)
+        if len(entries) > _FEW:
+            merged = self.by_filename()
+            for e in entries:
+                merged[e.filename] = e
+            new = replace(self, files=tuple(merged.values()))
+            object.__setattr__(new, "_lines", self._lines)
+            return new
+        # A few: each goes in its place (a file's name determines its project).
+        files = list(self.files)
         for e in entries:
-            merged[e.filename] = e
-        return replace(self, files=tuple(merged.values()))
+            i = bisect.bisect_left(files, (e.project, e.filename), key=_MANIFEST_ORDER)
+            if i < len(files) and files[i].filename == e.filename:
+                files[i] = e
+            else:
+                files.insert(i, e)
+        return self._presorted(tuple(files))
 
     def without(self, filenames: Iterable[str]) -> Manifest:
         """A new manifest without the named files."""
         drop = set(filenames)
-        return replace(self, files=tuple(e for e in self.files if e.filename not in drop))
+        return self._presorted(tuple(e for e in self.files if e.filename not in drop))
+
+    def _presorted(
+        self,
+        files: tuple[FileEntry, ...],
+        lines: tuple[tuple[FileEntry, ...], list[str]] | None = None,
+    ) -> Manifest:
+        """A manifest like this one with *files*, already in order (no sort)."""
+        new = object.__new__(type(self))
+        object.__setattr__(new, "files", files)
+        object.__setattr__(new, "format", self.format)
+        object.__setattr__(new, "_lines", self._lines if lines is None else lines)
+        return new
 
     def render(self) -> bytes:
         """Serialise to stable JSON bytes (same manifest, same bytes)."""
         # One file per line: readable, diff-friendly, and written by the fast C encoder.
-        lines = [e.to_json_line() for e in self.files]
+        source = self._lines
+        if source is None:
+            lines = [e.to_json_line() for e in self.files]
+        else:
+            # Entries unchanged since the manifest was read keep their line.
+            cache = {e.filename: (e, line) for e, line in zip(*source, strict=True)}
+            lines = []
+            for e in self.files:
+                hit = cache.get(e.filename)
+                lines.append(hit[1] if hit is not None and hit[0] is e else e.to_json_line())
         body = ",\n".join(lines)
         text = f'{{"format":{self.format},"files":[\n{body}\n]}}\n' if lines else (
             f'{{"format":{self.format},"files":[]}}\n'
@@ -242,8 +351,21 @@ class Manifest:
         return text.encode()
 
     @classmethod
-    def parse(cls, data: bytes, *, source: str) -> Manifest:
-        """Parse manifest bytes; refuse an unknown format or any invalid entry."""
+    def parse(cls, data: bytes, *, source: str, keep_lines: bool = False) -> Manifest:
+        """Parse manifest bytes; refuse an unknown format or any invalid entry.
+
+        A manifest in the shape :meth:`render` gives (one entry per line) is
+        read line by line, so the whole JSON tree never sits in memory at
+        once. With *keep_lines* (the caller knows the bytes are this class's
+        own rendering), :meth:`render` reuses each line of an unchanged entry.
+        """
+        lines = _entry_lines(data)
+        if lines is not None:
+            try:
+                return cls._from_items(_scan_lines(lines), source=source,
+                                       lines=lines if keep_lines else None)
+            except _NotLinesError:
+                pass  # valid JSON, perhaps, but not one entry per line
         try:
             raw = json.loads(data)
         except ValueError as e:
@@ -252,12 +374,23 @@ class Manifest:
             raise HouseError(f"{source}: manifest is not a JSON object")
         if raw.get("format") != MANIFEST_FORMAT:
             raise FormatVersionError("manifest", source, raw.get("format"), MANIFEST_FORMAT)
+        items = raw.get("files", [])
+        return cls._from_items(items, source=source, lines=None)
+
+    @classmethod
+    def _from_items(
+        cls, items: Iterable[Any], *, source: str, lines: list[str] | None
+    ) -> Manifest:
         entries = []
         problems = []
         seen: set[str] = set()
-        for i, item in enumerate(raw.get("files", [])):
+        names: dict[str, str] = {}
+        for i, item in enumerate(items):
             try:
-                entry = FileEntry.from_dict(item)
+                if type(item) is re.Match:
+                    entry = FileEntry._from_line(item, names)
+                else:
+                    entry = FileEntry.from_dict(item, names=names)
             except (KeyError, TypeError, ValueError, InvalidFilenameError) as e:
                 problems.append(f"files[{i}]: {e}")
                 continue
@@ -267,7 +400,151 @@ class Manifest:
             entries.append(entry)
         if problems:
             raise HouseError(f"{source}: invalid manifest:\n  " + "\n  ".join(problems))
+        if lines is not None:
+            # Our own rendering (see House.read_manifest): already in order,
+            # and one entry per line.
+            files = tuple(entries)
+            return cls()._presorted(files, (files, lines))
         return cls(tuple(entries))
+
+
+def _project_files(manifest: Manifest, project: str) -> list[FileEntry]:
+    """The entries of one project (the files are sorted by project): two bisections."""
+    files = manifest.files
+    lo = bisect.bisect_left(files, project, key=_PROJECT)
+    hi = bisect.bisect_right(files, project, lo=lo, key=_PROJECT)
+    return list(files[lo:hi])
+
+
+_PROJECT = operator.attrgetter("project")
+
+
+def _project_groups(files: tuple[FileEntry, ...]) -> list[tuple[str, int, int]]:
+    """``(project, start, stop)`` of each project's run in the (sorted) files."""
+    groups: list[tuple[str, int, int]] = []
+    start = 0
+    current = None
+    for i, e in enumerate(files):
+        if e.project != current:
+            if current is not None:
+                groups.append((current, start, i))
+            current, start = e.project, i
+    if current is not None:
+        groups.append((current, start, len(files)))
+    return groups
+
+
+def _write_groups(
+    directory: str, files: tuple[FileEntry, ...], groups: list[tuple[str, int, int]]
+) -> None:
+    """Write each project's two pages into *directory* (new and private)."""
+    for project, start, stop in groups:
+        entries = files[start:stop]
+        # The manifest's project names are checked canonical: one component.
+        os.mkdir(f"{directory}/{project}")  # noqa: PTH102
+        write_new(f"{directory}/{project}/index.html", render_project_html(project, entries))
+        write_new(f"{directory}/{project}/index.json", render_project_json(project, entries))
+
+
+# What a forked helper writes: set just before the fork, read in the child.
+_FORK_JOB: tuple[str, tuple[FileEntry, ...], list[tuple[str, int, int]]] | None = None
+
+
+def _forked_groups() -> int:
+    assert _FORK_JOB is not None
+    directory, files, groups = _FORK_JOB
+    _write_groups(directory, files, groups)
+    return len(groups)
+
+
+def _write_groups_parallel(
+    directory: str, files: tuple[FileEntry, ...], groups: list[tuple[str, int, int]]
+) -> None:
+    """:func:`_write_groups`, half of it in a forked helper process when it pays."""
+    global _FORK_JOB
+    import threading
+
+    if (len(groups) < _FORK_MIN_PROJECTS or (os.cpu_count() or 1) < 2
+            or threading.active_count() > 1 or not hasattr(os, "fork")):
+        _write_groups(directory, files, groups)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    half = len(groups) // 2
+    _FORK_JOB = (directory, files, groups[half:])
+    try:
+        with ProcessPoolExecutor(max_workers=1,
+                                 mp_context=multiprocessing.get_context("fork")) as pool:
+            child = pool.submit(_forked_groups)
+            _write_groups(directory, files, groups[:half])
+            child.result()
+    finally:
+        _FORK_JOB = None
+
+
+class _NotLinesError(Exception):
+    """A manifest line is not one JSON object."""
+
+
+_MANIFEST_HEAD = f'{{"format":{MANIFEST_FORMAT},"files":['
+
+
+def _entry_lines(data: bytes) -> list[str] | None:
+    """The entry lines of a manifest in render()'s exact shape, else None."""
+    if not data.startswith(_MANIFEST_HEAD.encode() + b"\n") or not data.endswith(b"\n]}\n"):
+        return None
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    lines = text.split("\n")
+    del text
+    body = lines[1:-2]
+    last = len(body) - 1
+    for i, line in enumerate(body):
+        if i < last:
+            if not line.endswith(","):
+                return None
+            body[i] = line[:-1]
+    return body
+
+
+# A manifest line as FileEntry.to_json_line writes it, when no string in it
+# needs an escape: matched in one go, it needs no JSON decoding. Anything
+# else (escapes, another key order, empty lists) goes to the JSON decoder.
+_STR = r'[^"\\\x00-\x1f]*'
+_LINE = re.compile(
+    r'\{"filename":"([A-Za-z0-9][A-Za-z0-9._+!-]*)"'
+    r',"kind":"(' + _STR + ')"'
+    r'(?:,"metadata_sha256":"([0-9a-f]{64})")?'
+    r'(?:,"origin":"(' + _STR + ')")?'
+    r',"project":"([a-z0-9]+(?:-[a-z0-9]+)*)"'
+    r'(?:,"requires_python":"(' + _STR + ')")?'
+    r',"sha256":"([0-9a-f]{64})"'
+    r',"size":(0|[1-9][0-9]*)'
+    r'(?:,"targets":\[("' + _STR + '"(?:,"' + _STR + r'")*)\])?'
+    r'(?:,"upload_time":"(' + _STR + ')")?'
+    r',"version":"(' + _STR + ')"'
+    r'(?:,"yanked":"(' + _STR + r')")?\}\Z'
+)
+
+
+def _scan_lines(lines: list[str]) -> Iterator[Any]:
+    scan = json.decoder.JSONDecoder().scan_once  # type: ignore[attr-defined]
+    match = _LINE.match
+    for line in lines:
+        found = match(line)
+        if found is not None:
+            yield found
+            continue
+        try:
+            item, end = scan(line, 0)
+        except (StopIteration, ValueError):
+            raise _NotLinesError from None
+        if end != len(line) or not isinstance(item, dict):
+            raise _NotLinesError
+        yield item
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,9 +635,14 @@ class House:
                 data = f.read()
         except OSError as e:
             raise HouseError(f"cannot read {self.manifest_path}: {e.strerror or e}") from e
-        manifest = Manifest.parse(data, source=str(self.manifest_path))
+        digest = hashlib.sha256(data).hexdigest()
+        recorded = (_read_text(self._index_state_path()) or "").split()
+        # Bytes this house wrote (the index records their digest): each line
+        # is the canonical rendering of its entry, so render() may reuse it.
+        ours = recorded[:1] == [digest] and len(data) >= _LINES_MIN_BYTES
+        manifest = Manifest.parse(data, source=str(self.manifest_path), keep_lines=ours)
         self._cache = (signature, manifest)
-        self._digests[id(manifest)] = (manifest, hashlib.sha256(data).hexdigest())
+        self._digests[id(manifest)] = (manifest, digest)
         return manifest
 
     def write_manifest(self, manifest: Manifest) -> None:
@@ -404,12 +686,12 @@ class House:
             if directory.is_symlink():
                 continue  # never reach through a link out of the house
             try:
-                names = [p.name for p in directory.iterdir() if p.name.startswith(".tmp-")]
+                names = [n for n in os.listdir(directory) if n.startswith(".tmp-")]  # noqa: PTH208
             except OSError:
                 continue
             for name in names:
                 with contextlib.suppress(OSError):
-                    (directory / name).unlink()
+                    _remove_tree(directory / name)  # a file, or an index built aside
 
     # -- changing --------------------------------------------------------
 
@@ -428,6 +710,31 @@ class House:
                 entry.metadata_sha256,
                 self.file_path(entry.filename + METADATA_SUFFIX),
             )
+
+    def link_many_from_store(self, store: Store, entries: Iterable[FileEntry]) -> None:
+        """:meth:`link_from_store` for many entries, with one ``link`` call per new name.
+
+        A name that is already there (or a file system without hard links)
+        takes :meth:`link_from_store`'s careful way.
+        """
+        self._check_files_dir()
+        if self._registered != store.root:
+            store.register_house(self.root)
+            self._registered = store.root
+        files = f"{self.files_dir}/"
+        blobs = f"{store.root}/blobs/sha256/"
+        link = os.link
+        for entry in entries:
+            dest = files + validate_component(entry.filename)
+            sha = parse_sha256(entry.sha256)
+            try:
+                link(f"{blobs}{sha[:2]}/{sha}", dest)
+                meta = entry.metadata_sha256
+                if meta is not None:
+                    meta = parse_sha256(meta)
+                    link(f"{blobs}{meta[:2]}/{meta}", dest + METADATA_SUFFIX)
+            except OSError:
+                self.link_from_store(store, entry)
 
     def _check_files_dir(self) -> None:
         if self.files_dir.is_symlink():
@@ -516,30 +823,70 @@ class House:
         simple = self.root / SIMPLE_DIR
         _own_dir(simple)
         # The state names the manifest the pages came from and how they were
-        # rendered: pages from an older rendering are all rewritten.
-        state = f"rendering-{RENDERING} {self._digest(manifest)}"
-        if previous is not None and _read_text(
-            self._index_state_path()
-        ) == f"rendering-{RENDERING} {self._digest(previous)}":
-            stats = self._write_index_incremental(manifest, previous)
+        # rendered (pages from an older rendering are all rewritten), then the
+        # sha256 of the find-links page written from it.
+        state = f"r{RENDERING}-{self._digest(manifest)}"
+        recorded = (_read_text(self._index_state_path()) or "").split()
+        links_digest: str | None
+        fresh = self._write_index_fresh(manifest)
+        if fresh is not None:
+            stats, links_digest = fresh
+        elif previous is not None and recorded[:1] == [f"r{RENDERING}-{self._digest(previous)}"]:
+            known = recorded[1] if len(recorded) > 1 else None
+            stats, links_digest = self._write_index_incremental(manifest, previous, known)
         else:
-            stats = self._write_index_full(manifest)
-        write_atomic(self._index_state_path(), state.encode() + b"\n")
+            stats, links_digest = self._write_index_full(manifest)
+        # The manifest the index shows, and the sha256 of the find-links page
+        # written from it (an incremental update edits that page in place).
+        lines = [state] if links_digest is None else [state, links_digest]
+        write_atomic(self._index_state_path(), "\n".join(lines).encode() + b"\n")
         return stats
 
-    def _write_index_incremental(self, manifest: Manifest, previous: Manifest) -> IndexStats:
-        old, new = previous.projects(), manifest.projects()
-        changed = sorted(p for p in new if old.get(p) != new[p])
-        gone = sorted(p for p in old if p not in new)
+    def _write_index_incremental(
+        self, manifest: Manifest, previous: Manifest, links_digest: str | None
+    ) -> tuple[IndexStats, str | None]:
+        # What changed, by identity: an entry object carried over from the
+        # previous manifest is unchanged (an equal copy only costs a page).
+        kept = set(map(id, manifest.files))
+        removed = [e for e in previous.files if id(e) not in kept]
+        kept = set(map(id, previous.files))
+        added = [e for e in manifest.files if id(e) not in kept]
+        del kept
+        if len(removed) + len(added) > _PAGE_BATCH:
+            # Many new objects (a manifest read again, not derived): keep
+            # only the entries whose content changed.
+            before = {e.filename: e for e in removed}
+            after = {e.filename: e for e in added}
+            removed = [e for e in removed if after.get(e.filename) != e]
+            added = [e for e in added if before.get(e.filename) != e]
+            del before, after
+        touched = sorted({e.project for e in removed} | {e.project for e in added})
+        new = {p: _project_files(manifest, p) for p in touched}
+        changed = [p for p in touched if new[p]]
+        gone = [p for p in touched if not new[p]]
+        projects_changed = bool(gone) or any(
+            not _project_files(previous, p) for p in changed
+        )
+        new_links: list[bytes] = []
+
+        def find_links() -> bytes:
+            data = None
+            if links_digest is not None:
+                data = self._splice_find_links(previous, removed, added, links_digest)
+            if data is None:
+                data = render_find_links(manifest.files)
+            new_links.append(data)
+            return data
 
         def pages_in_order() -> Iterator[tuple[str, bytes]]:
             for project in changed:
                 yield from render_project_pages(project, new[project]).items()
-            if set(old) != set(new):
-                yield f"{SIMPLE_DIR}/index.html", render_root_html(new)
-                yield f"{SIMPLE_DIR}/index.json", render_root_json(new)
+            if projects_changed:
+                names = manifest.project_names()
+                yield f"{SIMPLE_DIR}/index.html", render_root_html(names)
+                yield f"{SIMPLE_DIR}/index.json", render_root_json(names)
             if changed or gone:
-                yield FIND_LINKS_PAGE, render_find_links(manifest.files)
+                yield FIND_LINKS_PAGE, find_links()
 
         rendered = written = 0
         batch: dict[str, bytes] = {}
@@ -552,17 +899,89 @@ class House:
         written += self._write_pages(batch, compare=False)
         for project in gone:
             _remove_tree(self.root / SIMPLE_DIR / project)
-        return IndexStats(rendered=rendered, written=written, removed=len(gone))
+        if new_links:
+            links_digest = hashlib.sha256(new_links[0]).hexdigest()
+        return IndexStats(rendered=rendered, written=written, removed=len(gone)), links_digest
 
-    def _write_index_full(self, manifest: Manifest) -> IndexStats:
+    def _splice_find_links(
+        self,
+        previous: Manifest,
+        removed: list[FileEntry],
+        added: list[FileEntry],
+        links_digest: str,
+    ) -> bytes | None:
+        """The new find-links page edited from the one on disk, if that one is ours."""
+        if len(removed) + len(added) > max(64, len(previous.files) // 8):
+            return None  # many changes: rendering the page is as cheap
+        try:
+            # Never through a symlink; only a regular file.
+            fd = os.open(self.root / FIND_LINKS_PAGE, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    return None
+                page = f.read()
+        except OSError:
+            return None
+        if hashlib.sha256(page).hexdigest() != links_digest:
+            return None  # not the page we wrote: render it anew
+        return splice_find_links(page, len(previous.files),
+                                 [e.filename for e in removed], added)
+
+    def _write_index_fresh(self, manifest: Manifest) -> tuple[IndexStats, str | None] | None:
+        """Build a large index whose ``simple/`` holds next to nothing yet aside, then swap it in.
+
+        Every page is written straight into a new private directory (no temp
+        file and rename per page), by two processes when there are many; the
+        tree is flushed once and exchanged with ``simple/`` in one atomic
+        rename: a reader sees the old index or the whole new one. Returns
+        None where this does not apply (a small index, an index already
+        there, no atomic exchange here); the caller then writes page by page.
+        """
+        simple = self.root / SIMPLE_DIR
+        if not can_exchange() or len(manifest.files) < _FRESH_MIN_PROJECTS:
+            return None
+        try:
+            if len(os.listdir(simple)) > _FRESH_MAX_EXISTING:  # noqa: PTH208
+                return None
+        except OSError:
+            return None
+        groups = _project_groups(manifest.files)
+        if len(groups) < _FRESH_MIN_PROJECTS:
+            return None
+        tmp = self.root / f".tmp-simple.{os.getpid()}.{os.urandom(4).hex()}"
+        tmp.mkdir()
+        try:
+            _write_groups_parallel(str(tmp), manifest.files, groups)
+            names = [g[0] for g in groups]
+            write_new(f"{tmp}/index.html", render_root_html(names))
+            write_new(f"{tmp}/index.json", render_root_json(names))
+            sync_files([tmp / "index.html"])  # the whole tree, before it gets its name
+            if not exchange(str(tmp), str(simple)):
+                return None
+            # The old simple/ is now here: count what the new one has no place for.
+            wanted = {*names, "index.html", "index.json", INDEX_STATE}
+            removed = sum(1 for n in os.listdir(tmp) if n not in wanted)  # noqa: PTH208
+        finally:
+            _remove_tree(tmp)
+        fsync_dir(self.root)
+        links = render_find_links(manifest.files)
+        write_atomic(self.root / FIND_LINKS_PAGE, links)
+        pages = 2 * len(groups) + 3
+        return (IndexStats(rendered=pages, written=pages, removed=removed),
+                hashlib.sha256(links).hexdigest())
+
+    def _write_index_full(self, manifest: Manifest) -> tuple[IndexStats, str | None]:
         # Pages are rendered and written in batches: memory stays flat however
         # many projects there are. Project pages come before the root pages.
         pages: set[str] = set()
         written = 0
         batch: dict[str, bytes] = {}
+        links_digest = None
         for rel, data in iter_index_pages(manifest):
             pages.add(rel)
             batch[rel] = data
+            if rel == FIND_LINKS_PAGE:
+                links_digest = hashlib.sha256(data).hexdigest()
             if len(batch) >= _PAGE_BATCH:
                 written += self._write_pages(batch, compare=True)
                 batch = {}
@@ -582,7 +1001,7 @@ class House:
                 continue
             _remove_tree(child)
             removed += 1
-        return IndexStats(rendered=len(pages), written=written, removed=removed)
+        return IndexStats(rendered=len(pages), written=written, removed=removed), links_digest
 
     def _write_pages(self, pages: dict[str, bytes], *, compare: bool) -> int:
         # Project pages first, then the root pages and the flat page. Each
@@ -626,7 +1045,8 @@ class House:
         """Rewrite the whole index from the manifest (``wheelhouse index``)."""
         with self.lock():
             manifest = self.read_manifest()
-            present = {p.name for p in self.files_dir.iterdir()} if self.files_dir.is_dir() else set()
+            present = (set(os.listdir(self.files_dir))  # noqa: PTH208
+                       if self.files_dir.is_dir() and not self.files_dir.is_symlink() else set())
             missing = [
                 e.filename + METADATA_SUFFIX
                 for e in manifest.files

@@ -6,9 +6,11 @@ Every function here is pure: data in, bytes out. Writing the pages is
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
+from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
 from packaging.version import InvalidVersion, Version
@@ -32,6 +34,7 @@ __all__ = [
     "render_project_pages",
     "render_root_html",
     "render_root_json",
+    "splice_find_links",
 ]
 
 #: Repository API version (PEP 629 meta tag, PEP 691 ``meta.api-version``).
@@ -87,17 +90,21 @@ def _json(data: Mapping[str, Any]) -> bytes:
 
 
 def _anchor(entry: FileEntry, prefix: str) -> str:
-    attrs = [f'href="{_attr(prefix + entry.filename)}#sha256={entry.sha256}"']
+    # Assembled from fragments: *prefix* holds nothing to escape, so the
+    # name is looked at once for both places it appears.
+    name = _attr(entry.filename)
+    out = f'<a href="{prefix}{name}#sha256={entry.sha256}"'
     if entry.requires_python:
-        attrs.append(f'data-requires-python="{_attr(entry.requires_python)}"')
-    if entry.metadata_sha256:
+        out += f' data-requires-python="{_attr(entry.requires_python)}"'
+    digest = entry.metadata_sha256
+    if digest:
         # The PEP 714 name only: pip 22.3-23.0 read the PEP 658 name and then fail
         # on a metadata file whose Name differs from the link's in '-', '_' or '.'
         # (pypa/pip#12038), and fail on the JSON key outright (PEP 714).
-        attrs.append(f'data-core-metadata="sha256={entry.metadata_sha256}"')
+        out += f' data-core-metadata="sha256={digest}"'
     if entry.yanked is not None:
-        attrs.append(f'data-yanked="{_attr(entry.yanked)}"')
-    return f"<a {' '.join(attrs)}>{_attr(entry.filename)}</a><br>"
+        out += f' data-yanked="{_attr(entry.yanked)}"'
+    return f"{out}>{name}</a><br>"
 
 
 def render_root_html(projects: Iterable[str]) -> bytes:
@@ -137,6 +144,7 @@ def render_project_html(project: str, files: Sequence[FileEntry]) -> bytes:
     return _page(f"Links for {project}", body)
 
 
+@functools.lru_cache(maxsize=4096)
 def _version_key(version: str) -> tuple[int, Version | str]:
     try:
         return (1, Version(version))
@@ -178,6 +186,62 @@ def render_find_links(files: Iterable[FileEntry]) -> bytes:
     """A flat page linking every file, for ``pip --find-links``; it sits at the house's root."""
     body = [_anchor(e, "files/") for e in _sorted_files(files)]
     return _page("Links", body)
+
+
+# A page is its head (8 lines), one line per link, and its tail (3 lines, the
+# last empty): see _page.
+_HEAD_LINES = 8
+_TAIL_LINES = 3
+
+
+def _link_name(line: bytes) -> bytes:
+    # The file name in one link line: between 'href="files/' and '#'. File
+    # names never hold '#' or anything HTML escapes (see validate_component).
+    start = line.index(b'href="files/') + 12
+    return line[start : line.index(b"#", start)]
+
+
+def splice_find_links(
+    old_page: bytes,
+    old_count: int,
+    removed: Iterable[str],
+    added: Iterable[FileEntry],
+) -> bytes | None:
+    """The find-links page of a changed house, edited from the previous one.
+
+    *old_page* is the page as :func:`render_find_links` rendered it for
+    *old_count* files; *removed* names files whose links go, *added* the
+    entries whose links come (a changed file is in both). Each edit finds its
+    place by bisection, so the result equals ``render_find_links`` of the new
+    list, byte for byte, at the cost of a few list edits instead of one anchor
+    per file. Returns None when *old_page* does not have the shape of such a
+    page.
+    """
+    lines = old_page.split(b"\n")
+    if len(lines) != old_count + _HEAD_LINES + _TAIL_LINES:
+        return None
+    head, links, tail = (lines[:_HEAD_LINES], lines[_HEAD_LINES:-_TAIL_LINES],
+                         lines[-_TAIL_LINES:])
+    try:
+        drop = set()
+        for name in removed:
+            key = name.encode("ascii")
+            i = bisect_left(links, key, key=_link_name)
+            if i >= len(links) or _link_name(links[i]) != key:
+                return None  # not on the old page
+            drop.add(i)
+        for i in sorted(drop, reverse=True):
+            del links[i]
+        for entry in sorted(added, key=lambda e: e.filename):
+            key = entry.filename.encode("ascii")
+            i = bisect_left(links, key, key=_link_name)
+            if i < len(links) and _link_name(links[i]) == key:
+                return None  # a link that was not removed first
+            links.insert(i, ("    " + _anchor(entry, "files/")).encode(
+                "ascii", "xmlcharrefreplace"))
+    except (ValueError, UnicodeEncodeError):
+        return None  # a line that is no link, or a name that needs escaping
+    return b"\n".join([*head, *links, *tail])
 
 
 def project_page_paths(project: str) -> tuple[str, str]:

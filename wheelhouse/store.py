@@ -311,7 +311,12 @@ class Store:
 
     def has(self, sha256: str) -> bool:
         """Is this blob in the store? (A stat, not a download.)."""
-        return self.blob_path(sha256).is_file()
+        sha = parse_sha256(sha256)
+        try:
+            st = os.stat(f"{self.root}/blobs/sha256/{sha[:2]}/{sha}")  # noqa: PTH116
+        except (OSError, ValueError):
+            return False
+        return stat.S_ISREG(st.st_mode)
 
     def open_blob(self, sha256: str) -> IO[bytes]:
         """Open a blob for reading."""
@@ -434,12 +439,17 @@ class Store:
             raise
         return path, Sha256(hashlib.sha256(data).hexdigest())
 
-    def publish_many(self, items: Sequence[tuple[Path, Sha256]]) -> None:
+    def publish_many(
+        self, items: Sequence[tuple[Path, Sha256]], *, flush_names: bool = True
+    ) -> None:
         """Publish a batch of temp files written with ``durable=False``.
 
         The batch's data is flushed to disk first (one ``syncfs`` on Linux), so
         every blob is durable before it gets its name; then each is linked into
-        place; then the new directory entries are flushed.
+        place; then the new directory entries are flushed -- unless
+        *flush_names* is false, for a caller that flushes the store once
+        itself after many batches (see :meth:`flush`) and before any house
+        names the blobs.
         """
         try:
             sync_files(tmp for tmp, _ in items)
@@ -450,8 +460,18 @@ class Store:
         parents: dict[Path, None] = {}
         for tmp, sha in items:
             parents[self.publish(tmp, sha, sync_dir=False).parent] = None
+        if flush_names:
+            try:
+                sync_files(parents)
+            except OSError as e:
+                raise StoreError(
+                    f"cannot flush the store at {self.root}: {_describe_oserror(e)}"
+                ) from e
+
+    def flush(self) -> None:
+        """Make everything written to the store so far durable (one ``syncfs`` on Linux)."""
         try:
-            sync_files(parents)
+            sync_files([self.root])
         except OSError as e:
             raise StoreError(f"cannot flush the store at {self.root}: {_describe_oserror(e)}") from e
 
@@ -462,16 +482,17 @@ class Store:
         as it is (same name, same bytes) and the temp file is dropped.
         """
         final = self.blob_path(sha256)
+        done = False
         try:
             # Temp files are created read-only (see _mkstemp): no chmod here.
             # rename_noreplace never replaces an existing blob.
             try:
-                rename_noreplace(str(tmp), str(final))
+                done = rename_noreplace(str(tmp), str(final))
             except FileNotFoundError:
                 if not tmp.exists():
                     raise
                 final.parent.mkdir(parents=True, exist_ok=True)
-                rename_noreplace(str(tmp), str(final))
+                done = rename_noreplace(str(tmp), str(final))
             if sync_dir:
                 fsync_dir(final.parent)
         except OSError as e:
@@ -479,7 +500,8 @@ class Store:
                 f"cannot write to the store at {self.root}: {_describe_oserror(e)}"
             ) from e
         finally:
-            tmp.unlink(missing_ok=True)
+            if not done:  # renamed: nothing left to remove
+                tmp.unlink(missing_ok=True)
         return final
 
     def put_stream(

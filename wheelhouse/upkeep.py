@@ -192,6 +192,10 @@ def _read_houses(store: Store) -> tuple[dict[Path, Manifest], list[tuple[Path, P
         try:
             live[path] = House.open(path).read_manifest()
         except (HouseError, FormatVersionError) as e:
+            if not (path / MANIFEST_NAME).is_file() and not (path / MANIFEST_NAME).is_symlink():
+                # Gone between the look and the read: a house being deleted.
+                gone.append((path, record))
+                continue
             raise StoreError(
                 f"cannot tell which blobs the house {path} uses: {e.message}",
                 hint=f"repair it (wheelhouse verify {path}), or move it away and run gc again",
