@@ -429,3 +429,23 @@ def test_known_wheel_whose_metadata_blob_is_gone_gets_it_again(
     assert store.has(entry.metadata_sha256)
     assert second.read_manifest().files == first.read_manifest().files
     assert second.verify() == []
+
+
+def test_no_shared_memory_for_worker_processes_falls_back_to_threads(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import concurrent.futures
+
+    import wheelhouse.add
+
+    def no_semaphores(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")  # what a full /dev/shm gives
+
+    monkeypatch.setattr(concurrent.futures.ProcessPoolExecutor, "__init__", no_semaphores)
+    monkeypatch.setattr(wheelhouse.add, "_PROCESS_THRESHOLD", 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    wheels = [make_wheel(f"pkg{i}", "1.0") for i in range(4)]
+    house = House.open(tmp_path / "house", create=True)
+    result = add_paths(house, store, wheels)
+    assert len(result.added) == 4
+    assert house.verify() == [] and store.verify().ok

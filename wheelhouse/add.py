@@ -370,13 +370,19 @@ def _prepare_all(
         workers = min(jobs or cpus, cpus)
         size = max(50, len(files) // (workers * 8))
         chunks = [files[i : i + size] for i in range(0, len(files), size)]
-        with ProcessPoolExecutor(
-            max_workers=workers, initializer=adopt_temp_files_for, initargs=(os.getpid(),)
-        ) as pool:
-            results = pool.map(_prepare_chunk, [str(store.root)] * len(chunks), chunks)
-            outcomes = [item for chunk in results for item in chunk]
-        store.flush()  # the names the helpers gave, before any house uses them
-        return outcomes
+        try:
+            procs = ProcessPoolExecutor(
+                max_workers=workers, initializer=adopt_temp_files_for, initargs=(os.getpid(),))
+        except OSError as e:
+            # No shared memory for the pool's semaphores (a full /dev/shm, or none
+            # at all in some sandboxes): threads do the same work, slower.
+            log.info("no worker processes (%s): using threads", e)
+        else:
+            with procs:
+                results = procs.map(_prepare_chunk, [str(store.root)] * len(chunks), chunks)
+                outcomes = [item for chunk in results for item in chunk]
+            store.flush()  # the names the helpers gave, before any house uses them
+            return outcomes
     workers = jobs or min(8, cpus + 2)
     if workers == 1:
         return [_prepare_one(store, p) for p in files]
