@@ -218,3 +218,21 @@ def build_sdist(
 def corrupt_zip(path: Path) -> None:
     """Overwrite a file with bytes that are not a zip archive."""
     path.write_bytes(b"this is not a zip file\n" * 10)
+
+
+def unpack_sdist(sdist: Path, dest: Path) -> None:
+    """Unpack one of our own sdists into *dest*, safely on every supported Python.
+
+    ``extractall(filter=...)`` came with 3.10.12 and 3.11.4; before that, the
+    members (regular files and directories under one top directory) are checked here.
+    """
+    with tarfile.open(sdist) as tf:
+        if hasattr(tarfile, "data_filter"):
+            tf.extractall(dest, filter="data")
+            return
+        members = tf.getmembers()
+        for m in members:
+            parts = m.name.split("/")
+            if not (m.isfile() or m.isdir()) or m.name.startswith("/") or ".." in parts:
+                raise ValueError(f"unexpected member in {sdist}: {m.name!r}")
+        tf.extractall(dest, members=members)

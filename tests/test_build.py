@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.builders import build_sdist, build_wheel
+from tests.builders import build_sdist, build_wheel, unpack_sdist
 from tests.conftest import LocalIndex, Venv, isolated_env, run, wheelhouse
 from wheelhouse.add import add_paths
 from wheelhouse.build import build
@@ -192,11 +192,9 @@ def test_offline_says_what_changed_and_remembers_several_resolutions(
 def test_changed_local_project_is_built_again(
     tmp_path: Path, store: Store, upstream: LocalIndex
 ) -> None:
-    import tarfile
 
     sdist = build_sdist(tmp_path / "d", "mine", "1.0")
-    with tarfile.open(sdist) as tf:
-        tf.extractall(tmp_path / "src", filter="data")
+    unpack_sdist(sdist, tmp_path / "src")
     project = tmp_path / "src" / "mine-1.0"
     req = tmp_path / "requirements.txt"
     req.write_text(f"{project}\n")
@@ -556,11 +554,9 @@ def test_unreachable_index_is_a_network_error(tmp_path: Path) -> None:
 def test_requirements_with_local_paths_serve_install_and_check_too(
     tmp_path: Path, store: Store, upstream: LocalIndex, venv: Venv
 ) -> None:
-    import tarfile
 
     sdist = build_sdist(tmp_path / "d", "mine", "1.0", requires_dist=["lib"])
-    with tarfile.open(sdist) as tf:
-        tf.extractall(tmp_path / "src", filter="data")
+    unpack_sdist(sdist, tmp_path / "src")
     project = tmp_path / "src" / "mine-1.0"
     req = tmp_path / "requirements.txt"
     req.write_text(f"{project}\n")
