@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 import urllib.parse
@@ -153,6 +152,8 @@ def _new_house_undone_on_failure(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except BaseException:
+            import shutil
+
             if fresh and root is not None and root.is_dir():
                 if existed:
                     for child in root.iterdir():

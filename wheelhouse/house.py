@@ -12,7 +12,6 @@ import logging
 import operator
 import os
 import re
-import shutil
 import stat
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -785,6 +784,8 @@ class House:
                 ):
                     raise
                 # Across file systems: copy, verify, fsync, then rename into place.
+                import shutil
+
                 shutil.copyfile(blob, tmp)
                 actual, _ = sha256_file(tmp)
                 if actual != sha256:
@@ -1181,6 +1182,8 @@ def _remove_tree(path: Path) -> None:
     if path.is_symlink() or not path.is_dir():
         path.unlink(missing_ok=True)
     else:
+        import shutil
+
         shutil.rmtree(path)
 
 

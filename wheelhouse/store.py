@@ -9,18 +9,14 @@ import json
 import logging
 import os
 import re
-import secrets
 import stat
 import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NewType
-
-import platformdirs
 
 from wheelhouse._fs import fsync_dir, rename_noreplace, sync_files
 from wheelhouse._hashing import BackgroundHash
@@ -57,7 +53,7 @@ MARKER = "wheelhouse-store.json"
 Sha256 = NewType("Sha256", str)
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
-_TOKEN = secrets.token_hex(4)
+_TOKEN = os.urandom(4).hex()
 _COUNTER = itertools.count()
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _BLOB_MODE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
@@ -76,7 +72,7 @@ def adopt_temp_files_for(parent_pid: int) -> None:
     """In a helper process: name temp files after *parent_pid*, with a fresh token."""
     global _OWNER_PID, _TOKEN
     _OWNER_PID = parent_pid
-    _TOKEN = secrets.token_hex(4)
+    _TOKEN = os.urandom(4).hex()
 _CHUNK = 1024 * 1024
 # A temp file whose writer is gone (or older than this) is debris from a crash.
 _STALE_TMP_SECONDS = 24 * 3600
@@ -106,6 +102,8 @@ def sha256_file(path: Path) -> tuple[Sha256, int]:
 
 def default_store_root() -> Path:
     """The per-user default store directory (``WHEELHOUSE_STORE`` is read by the CLI)."""
+    import platformdirs  # here: only the default path needs it (start-up time)
+
     return platformdirs.user_cache_path("wheelhouse")
 
 
@@ -726,6 +724,8 @@ class Store:
             except OSError:
                 return BadBlob(name, None, path)
             return None if actual == name else BadBlob(name, actual, path)
+
+        from concurrent.futures import ThreadPoolExecutor  # here: start-up time
 
         with ThreadPoolExecutor(max_workers=jobs or min(8, (os.cpu_count() or 1) + 2)) as pool:
             results = [r for r in pool.map(check, blobs) if r is not None]
