@@ -122,3 +122,20 @@ def shm_scratch(root: Path) -> Iterator[Path]:
         yield root
     finally:
         remove(root)
+
+
+def fresh_bytecode() -> None:
+    """Compile wheelhouse's modules first, as an install does.
+
+    With ``PYTHONDONTWRITEBYTECODE`` set (some machines set it), an edited
+    module would be compiled again by every command timed: start-up would
+    measure the compiler, not wheelhouse.
+    """
+    import subprocess
+    import sys
+
+    import wheelhouse
+
+    package = str(Path(wheelhouse.__file__).parent)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", package], check=True,
+                   env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})

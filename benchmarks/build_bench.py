@@ -29,6 +29,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _scratch import fresh_bytecode
+
 REQUIREMENTS = """\
 requests
 flask
@@ -64,6 +67,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scratch", default="/var/tmp/wheelhouse-build-bench")
     args = parser.parse_args()
+    fresh_bytecode()
     root = Path(args.scratch)
     if root.exists():
         shutil.rmtree(root)

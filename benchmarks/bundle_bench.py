@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _scratch import fits, room, shm_scratch
+from _scratch import fits, fresh_bytecode, room, shm_scratch
 
 # At its peak a location holds the house (store blobs; the house's files are hard
 # links to them) and one run: the bundle, two plain tars, an imported store and two
@@ -290,6 +290,7 @@ def main() -> int:
                         help="house size in /dev/shm (default: --size, capped to fit memory)")
     parser.add_argument("--settle", type=float, default=20.0)
     args = parser.parse_args()
+    fresh_bytecode()
     size = parse_size(args.size)
     for where in args.where.split(","):
         if where == "disk":

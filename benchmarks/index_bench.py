@@ -45,7 +45,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _corpus import make_corpus, write_wheel
-from _scratch import fits, remove, shm_scratch
+from _scratch import fits, fresh_bytecode, remove, shm_scratch
 
 PEERS = {
     "simple503": "simple503",
@@ -240,6 +240,7 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=20.0,
                         help="seconds to let the disk settle before measuring")
     args = parser.parse_args()
+    fresh_bytecode()
     sizes = [int(s) for s in args.sizes.split(",")]
     for where in args.where.split(","):
         if where not in ("disk", "shm"):

@@ -38,7 +38,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _scratch import fits, remove, shm_scratch
+from _scratch import fits, fresh_bytecode, remove, shm_scratch
 
 REQUIREMENTS = """\
 numpy
@@ -198,6 +198,7 @@ def main() -> int:
     parser.add_argument("--where", default="disk,shm")
     parser.add_argument("--house", type=Path, help="An existing house to install from.")
     args = parser.parse_args()
+    fresh_bytecode()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "WHEELHOUSE_"))}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed tools run: bytecode cached
     env.update({"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1",

@@ -108,6 +108,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scratch", type=Path, default=Path("/var/tmp/wheelhouse-serve-bench"))
     args, _unknown = parser.parse_known_args()  # nox passes every script the same posargs
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _scratch import fresh_bytecode
+
+    fresh_bytecode()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install wrk")
     scratch: Path = args.scratch
@@ -124,7 +128,6 @@ def main() -> int:
         build_env["WHEELHOUSE_STORE"] = str(scratch / "store")
         subprocess.run([sys.executable, "-m", "wheelhouse", "build", "-r", str(req), "-o",
                         str(house)], env=build_env, check=True, capture_output=True)
-    sys.path.insert(0, str(Path(__file__).parent))
     from _corpus import make_corpus
 
     big_house = scratch / "house-10k"
