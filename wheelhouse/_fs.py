@@ -58,35 +58,12 @@ def _load_syncfs() -> Callable[[int], int] | None:
     return call
 
 
-@functools.cache
-def _load_renameat2() -> Callable[[bytes, bytes], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        func = _libc().renameat2
-    except (OSError, AttributeError):
-        return None
-    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    func.restype = ctypes.c_int
-    at_fdcwd, rename_noreplace = -100, 1
-
-    def call(src: bytes, dst: bytes) -> int:
-        if func(at_fdcwd, src, at_fdcwd, dst, rename_noreplace) == 0:
-            return 0
-        return ctypes.get_errno()
-
-    return call
-
-
-
-
-_RENAME_EXCHANGE = 2
+_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
 
 
 @functools.cache
-def _load_exchange() -> Callable[[bytes, bytes], int] | None:
+def _load_renameat2(flags: int) -> Callable[[bytes, bytes], int] | None:
+    """renameat2(2) with *flags*, returning 0 or the errno; None where there is none."""
     if not sys.platform.startswith("linux"):
         return None
     import ctypes
@@ -99,8 +76,8 @@ def _load_exchange() -> Callable[[bytes, bytes], int] | None:
     func.restype = ctypes.c_int
     at_fdcwd = -100
 
-    def call(a: bytes, b: bytes) -> int:
-        if func(at_fdcwd, a, at_fdcwd, b, _RENAME_EXCHANGE) == 0:
+    def call(src: bytes, dst: bytes) -> int:
+        if func(at_fdcwd, src, at_fdcwd, dst, flags) == 0:
             return 0
         return ctypes.get_errno()
 
@@ -109,7 +86,7 @@ def _load_exchange() -> Callable[[bytes, bytes], int] | None:
 
 def can_exchange() -> bool:
     """Whether :func:`exchange` may work here (Linux ``renameat2``)."""
-    return _load_exchange() is not None
+    return _load_renameat2(_RENAME_EXCHANGE) is not None
 
 
 def exchange(a: str, b: str) -> bool:
@@ -118,7 +95,7 @@ def exchange(a: str, b: str) -> bool:
     One ``renameat2(RENAME_EXCHANGE)``: a reader finds either the old entry
     or the new one under each name, never none.
     """
-    swap = _load_exchange()
+    swap = _load_renameat2(_RENAME_EXCHANGE)
     if swap is None:
         return False
     err = swap(os.fsencode(a), os.fsencode(b))
@@ -147,7 +124,7 @@ def rename_noreplace(src: str, dst: str) -> bool:
     ``renameat2(RENAME_NOREPLACE)`` on Linux; elsewhere, or on a file system
     without it, ``link`` then ``unlink``, which is just as safe.
     """
-    renameat2 = _load_renameat2()
+    renameat2 = _load_renameat2(_RENAME_NOREPLACE)
     if renameat2 is not None:
         err = renameat2(os.fsencode(src), os.fsencode(dst))
         if err == 0:

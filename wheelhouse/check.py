@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wheelhouse.errors import (
+    IntegrityError,
     InvalidInputError,
     PipError,
     ResolutionError,
@@ -41,7 +42,6 @@ from wheelhouse.resolver import (
     map_built_paths,
     resolve_in_house,
 )
-from wheelhouse.store import sha256_file
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -192,7 +192,7 @@ def check(
         except ResolutionError as e:
             verdict.unmet = [Unmet("(all)", "the requirements", e.message)]
         else:
-            damaged = [u for u in (_damage(house, c.entry, hashed) for c in resolution.chosen)
+            damaged = [u for u in (_damage(file_digest, c.entry, hashed) for c in resolution.chosen)
                        if u is not None]
             verdict.ok = not damaged
             verdict.unmet = damaged
@@ -212,25 +212,18 @@ def check(
     return CheckResult(out)
 
 
-def _damage(house: House, entry: FileEntry, hashed: dict[str, str | None]) -> Unmet | None:
+def _damage(file_digest: FileDigest, entry: FileEntry,
+            hashed: dict[str, str | None]) -> Unmet | None:
     """An Unmet when the house's copy of *entry* is missing or not the bytes it records.
 
     An install checks every byte; so does check, once per file for all targets.
     """
     if entry.filename not in hashed:
-        path = house.file_path(entry.filename)
         try:
-            st = path.stat()
-            if st.st_size != entry.size:
-                problem: str | None = (f"{path} holds {st.st_size} bytes; the manifest "
-                                       f"records {entry.size}")
-            else:
-                found, _ = sha256_file(path)
-                problem = None if found == entry.sha256 else (
-                    f"{path} has sha256 {found}; the manifest records {entry.sha256}")
-        except OSError as e:
-            problem = f"cannot read {path}: {e.strerror or e}"
-        hashed[entry.filename] = problem
+            file_digest(entry, "sha256")  # checks the bytes against the manifest
+            hashed[entry.filename] = None
+        except IntegrityError as e:
+            hashed[entry.filename] = e.message
     problem = hashed[entry.filename]
     if problem is None:
         return None

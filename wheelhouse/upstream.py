@@ -399,9 +399,7 @@ class _Pages:
                 raise
         if h.hexdigest() != sha256.lower():
             dest.unlink(missing_ok=True)
-            raise HashMismatchError(url, sha256.lower(), h.hexdigest(),
-                                    hint="the index or a proxy served other bytes than the "
-                                    "index page's hash: nothing entered the store")
+            raise HashMismatchError(url, sha256.lower(), h.hexdigest())
 
 
 def direct_fetcher(pip_options: Sequence[str], *, isolated: bool = False,
