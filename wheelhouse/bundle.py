@@ -405,11 +405,17 @@ def _zstd_module(action: str) -> Any:
     )
 
 
+_GZ_SUFFIXES = (".tar.gz", ".tgz")
+_ZST_SUFFIXES = (".tar.zst", ".tzst", ".tar.zstd")
+#: The names a bundle may have (compared in lower case).
+BUNDLE_SUFFIXES = (".tar", *_GZ_SUFFIXES, *_ZST_SUFFIXES)
+
+
 def _compression_for(path: Path) -> str:
     name = path.name.lower()
-    if name.endswith((".tar.gz", ".tgz")):
+    if name.endswith(_GZ_SUFFIXES):
         return "gz"
-    if name.endswith((".tar.zst", ".tzst", ".tar.zstd")):
+    if name.endswith(_ZST_SUFFIXES):
         return "zst"
     for suffix in (".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip"):
         if name.endswith(suffix):

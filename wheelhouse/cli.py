@@ -133,9 +133,6 @@ def _size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-_BUNDLE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst")
-
-
 def _digest_option(_ctx: click.Context, _param: click.Parameter,
                    value: str | None) -> str | None:
     """A bundle digest as export prints it: 64 hex digits (a ``sha256:`` prefix is allowed)."""
@@ -169,8 +166,10 @@ def verify(obj: Context, houses: tuple[Path, ...], with_store: bool, quarantine:
     export') is checked member by member without importing it.
     """
     failed = False
+    from wheelhouse.bundle import BUNDLE_SUFFIXES
+
     for named in houses:
-        if not named.exists() and named.name.endswith(_BUNDLE_SUFFIXES):
+        if not named.exists() and named.name.lower().endswith(BUNDLE_SUFFIXES):
             raise InvalidInputError(f"no such bundle: {named}",
                                     hint="check the name; 'ls' shows what is there")
     bundles = tuple(p for p in houses if p.is_file())
