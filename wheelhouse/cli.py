@@ -15,7 +15,7 @@ import click
 from wheelhouse import __version__
 from wheelhouse.errors import InvalidInputError, WheelhouseError
 from wheelhouse.house import FileEntry, House
-from wheelhouse.store import Store
+from wheelhouse.store import Store, parse_sha256
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -139,11 +139,12 @@ def _digest_option(_ctx: click.Context, _param: click.Parameter,
     if value is None:
         return None
     digest = value.strip().lower().removeprefix("sha256:").removeprefix("sha256=")
-    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+    try:
+        return parse_sha256(digest)
+    except WheelhouseError:
         raise click.BadParameter(
             f"{value!r} is not a sha256 digest: it has 64 hexadecimal digits, as "
-            "'wheelhouse export' prints it")
-    return digest
+            "'wheelhouse export' prints it") from None
 
 
 @cli.command()
