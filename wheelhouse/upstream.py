@@ -239,7 +239,7 @@ def _auth_header(parts: urllib.parse.SplitResult) -> str | None:
 
 
 def _dial(addresses: list[tuple[int, int, int, str, tuple[object, ...]]],
-          timeout: float) -> socket.socket:
+          timeout: float | None) -> socket.socket:
     error: OSError = OSError("no address")
     for family, kind, proto, _name, address in addresses:
         sock = socket.socket(family, kind, proto)
@@ -252,6 +252,30 @@ def _dial(addresses: list[tuple[int, int, int, str, tuple[object, ...]]],
             sock.close()
             error = e
     raise error
+
+
+class _PlainConnection(http.client.HTTPConnection):
+    """An HTTP connection that dials the addresses *resolve* gives (one lookup per host)."""
+
+    resolve: Callable[[str, int], list[Any]]
+
+    def connect(self) -> None:
+        self.sock = _dial(self.resolve(self.host, self.port), self.timeout)
+
+
+class _TLSConnection(http.client.HTTPSConnection):
+    """An HTTPS connection that dials the addresses *resolve* gives (one lookup per host)."""
+
+    resolve: Callable[[str, int], list[Any]]
+
+    def __init__(self, host: str, port: int, *, timeout: float,
+                 context: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._tls = context
+
+    def connect(self) -> None:
+        raw = _dial(self.resolve(self.host, self.port), self.timeout)
+        self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
 
 
 class _Pages:
@@ -289,21 +313,11 @@ class _Pages:
         self._local.pool = pool
         conn = pool.get((scheme, host, port))
         if conn is None:
-            pages = self
-
             if scheme == "https":
-                class _TLS(http.client.HTTPSConnection):
-                    def connect(self) -> None:
-                        raw = _dial(pages._resolve(host, port), pages.timeout)
-                        self.sock = pages.context.wrap_socket(raw, server_hostname=host)
-
-                conn = _TLS(host, port, timeout=self.timeout, context=self.context)
+                conn = _TLSConnection(host, port, timeout=self.timeout, context=self.context)
             else:
-                class _Plain(http.client.HTTPConnection):
-                    def connect(self) -> None:
-                        self.sock = _dial(pages._resolve(host, port), pages.timeout)
-
-                conn = _Plain(host, port, timeout=self.timeout)
+                conn = _PlainConnection(host, port, timeout=self.timeout)
+            conn.resolve = self._resolve
             pool[(scheme, host, port)] = conn
             with self._lock:
                 self._opened.append(conn)
