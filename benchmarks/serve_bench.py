@@ -105,7 +105,7 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--house", type=Path)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--scratch", type=Path, default=Path("/var/tmp/wheelhouse-serve-bench"))
     args, _unknown = parser.parse_known_args()  # nox passes every script the same posargs
     sys.path.insert(0, str(Path(__file__).parent))
@@ -179,35 +179,39 @@ def main() -> int:
     for run_number in range(args.runs):
         tmp = scratch / f"run-{run_number}"
         tmp.mkdir()
-        if True:
-            for label, cmd in (
-                ("pip via wheelhouse run",
-                 [py, "-m", "wheelhouse", "run", str(house), "--", py, "-m", "pip", "--python",
-                  "{venv}", "install", *requirement_names]),
-                ("pip --no-index --find-links DIR",
-                 [py, "-m", "pip", "--python", "{venv}", "install", "--no-index", "--find-links",
-                  str(house / "files"), *requirement_names]),
-                *(() if uv is None else (
-                    ("uv via wheelhouse run (cold cache)",
-                     [py, "-m", "wheelhouse", "run", str(house), "--", uv, "pip", "install",
-                      "--python", "{venv}", "--cache-dir", "{cache}", *requirement_names]),
-                    ("uv --offline --find-links DIR (cold cache)",
-                     [uv, "pip", "install", "--python", "{venv}", "--offline", "--no-index",
-                      "--find-links", str(house / "files"), "--cache-dir", "{cache}",
-                      *requirement_names]),
-                )),
-            ):
-                venv = Path(tmp) / f"venv-{len(results.get(label, []))}-{abs(hash(label))}"
-                subprocess.run([py, "-m", "venv", "--without-pip", str(venv)], check=True)
-                cache = Path(tmp) / f"cache-{abs(hash(label))}"
-                argv = [a.replace("{venv}", str(venv / "bin" / "python"))
-                        .replace("{cache}", str(cache)) for a in cmd]
-                results.setdefault(label, []).append(timed(argv, env))
+        variants = [
+            ("pip via wheelhouse run",
+             [py, "-m", "wheelhouse", "run", str(house), "--", py, "-m", "pip", "--python",
+              "{venv}", "install", *requirement_names]),
+            ("pip --no-index --find-links DIR",
+             [py, "-m", "pip", "--python", "{venv}", "install", "--no-index", "--find-links",
+              str(house / "files"), *requirement_names]),
+            *(() if uv is None else (
+                ("uv via wheelhouse run (cold cache)",
+                 [py, "-m", "wheelhouse", "run", str(house), "--", uv, "pip", "install",
+                  "--python", "{venv}", "--cache-dir", "{cache}", *requirement_names]),
+                ("uv --offline --find-links DIR (cold cache)",
+                 [uv, "pip", "install", "--python", "{venv}", "--offline", "--no-index",
+                  "--find-links", str(house / "files"), "--cache-dir", "{cache}",
+                  *requirement_names]),
+            )),
+        ]
+        # The order rotates from run to run: no variant always goes first (or
+        # always follows the one that left the disk busiest).
+        shift = run_number % len(variants)
+        for label, cmd in variants[shift:] + variants[:shift]:
+            venv = Path(tmp) / f"venv-{len(results.get(label, []))}-{abs(hash(label))}"
+            subprocess.run([py, "-m", "venv", "--without-pip", str(venv)], check=True)
+            cache = Path(tmp) / f"cache-{abs(hash(label))}"
+            argv = [a.replace("{venv}", str(venv / "bin" / "python"))
+                    .replace("{cache}", str(cache)) for a in cmd]
+            results.setdefault(label, []).append(timed(argv, env))
     print(f"\ninstall of {len(requirement_names)} projects into a fresh venv, "
           f"medians of {args.runs} (min-max), seconds\n")
     print("| variant | seconds |")
     print("|---|---|")
-    for label, secs in results.items():
+    for label, _cmd in variants:
+        secs = results[label]
         print(f"| {label} | {statistics.median(secs):.2f} ({min(secs):.2f}-{max(secs):.2f}) |")
     return 0
 

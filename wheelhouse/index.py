@@ -46,8 +46,9 @@ SIMPLE_DIR = "simple"
 
 #: Bumped whenever the pages change for the same manifest, so that a house
 #: indexed by an older wheelhouse gets every page rewritten, not just the
-#: changed ones. 2: PEP 658 metadata under the PEP 714 names only.
-RENDERING = 2
+#: changed ones. 2: PEP 658 metadata under the PEP 714 names only; 3: none on
+#: the find-links page.
+RENDERING = 3
 #: The flat page listing every file, for ``pip --find-links URL``.
 FIND_LINKS_PAGE = "find-links.html"
 #: From ``simple/<project>/``, the way to ``files/``.
@@ -97,7 +98,7 @@ def _json(data: Mapping[str, Any]) -> bytes:
     ).encode() + b"\n"
 
 
-def _anchor(entry: FileEntry, prefix: str) -> str:
+def _anchor(entry: FileEntry, prefix: str, *, metadata: bool = True) -> str:
     # Assembled from fragments: *prefix* holds nothing to escape, so the
     # name is looked at once for both places it appears.
     name = _attr(entry.filename)
@@ -105,7 +106,7 @@ def _anchor(entry: FileEntry, prefix: str) -> str:
     if entry.requires_python:
         out += f' data-requires-python="{_attr(entry.requires_python)}"'
     digest = entry.metadata_sha256
-    if digest:
+    if digest and metadata:
         # The PEP 714 name only: pip 22.3-23.0 read the PEP 658 name and then fail
         # on a metadata file whose Name differs from the link's in '-', '_' or '.'
         # (pypa/pip#12038), and fail on the JSON key outright (PEP 714).
@@ -191,8 +192,16 @@ def render_project_json(project: str, files: Sequence[FileEntry]) -> bytes:
 
 
 def render_find_links(files: Iterable[FileEntry]) -> bytes:
-    """A flat page linking every file, for ``pip --find-links``; it sits at the house's root."""
-    body = [_anchor(e, "files/") for e in _sorted_files(files)]
+    """A flat page linking every file, for ``pip --find-links``; it sits at the house's root.
+
+    Its links carry hashes, requires-python and yank state but no PEP 658
+    metadata: a find-links install downloads the wheels it picks anyway, and
+    with the metadata advertised pip fetches a ``.metadata`` file first for
+    every one of them (40 extra requests, 0.15 s of pip's time for a
+    40-package install through ``wheelhouse run``). Resolvers that look at
+    many candidates use ``simple/``, whose pages carry it.
+    """
+    body = [_anchor(e, "files/", metadata=False) for e in _sorted_files(files)]
     return _page("Links", body)
 
 
@@ -245,7 +254,7 @@ def splice_find_links(
             i = bisect_left(links, key, key=_link_name)
             if i < len(links) and _link_name(links[i]) == key:
                 return None  # a link that was not removed first
-            links.insert(i, ("    " + _anchor(entry, "files/")).encode(
+            links.insert(i, ("    " + _anchor(entry, "files/", metadata=False)).encode(
                 "ascii", "xmlcharrefreplace"))
     except (ValueError, UnicodeEncodeError):
         return None  # a line that is no link, or a name that needs escaping

@@ -600,6 +600,10 @@ def _open_house(path: Path | str) -> House:
     return house
 
 
+#: How often the serving loop checks for a stop request (it sleeps in select() meanwhile).
+_STOP_POLL_SECONDS = 0.02
+
+
 @contextlib.contextmanager
 def serving(house: Path | str | House, *, host: str = "127.0.0.1",
             port: int = 0) -> Iterator[str]:
@@ -609,8 +613,10 @@ def serving(house: Path | str | House, *, host: str = "127.0.0.1",
     """
     house_obj = house if isinstance(house, House) else _open_house(house)
     server = HouseServer(house_obj, host, port)
-    thread = threading.Thread(target=server.serve_forever, name="wheelhouse-serve",
-                              daemon=True)
+    # The loop looks for a stop request between waits: socketserver's default
+    # wait of 0.5 s would add half a second to every `wheelhouse run`.
+    thread = threading.Thread(target=server.serve_forever, args=(_STOP_POLL_SECONDS,),
+                              name="wheelhouse-serve", daemon=True)
     thread.start()
     try:
         yield server.url
