@@ -690,3 +690,102 @@ def test_a_file_served_with_other_bytes_is_refused_naming_both_hashes(
     assert hashlib.sha256(lib.read_bytes()).hexdigest() in message
     assert not (tmp_path / "house").exists()
     assert list(store.iter_blobs()) == []
+
+
+def _without_metadata(upstream_dir: Path, mirror: Path) -> Path:
+    """A copy of the upstream index whose pages advertise no PEP 658 metadata, as many
+    mirrors serve them: pip then downloads each wheel it considers to read its metadata."""
+    import re
+
+    shutil.copytree(upstream_dir, mirror)
+    for page in (mirror / "simple").glob("*/index.html"):
+        page.write_text(re.sub(r' data-(core|dist-info)-metadata="[^"]*"', "",
+                               page.read_text()))
+    for meta in (mirror / "files").glob("*.metadata"):
+        meta.unlink()
+    return mirror
+
+
+def test_what_pip_downloads_while_it_resolves_is_not_downloaded_again(
+    tmp_path: Path, store: Store, upstream_dir: Path, serve_dir: Callable[[Path], LocalIndex]
+) -> None:
+    server = serve_dir(_without_metadata(upstream_dir, tmp_path / "mirror"))
+    said: list[str] = []
+    result = build(["app"], house=tmp_path / "house", store=store, pip_options=_opts(server),
+                   progress=said.append)
+    got = {e.filename for e in result.targets["host"]}
+    assert {f.split("-")[0] for f in got} == {"app", "lib", "native", "fancy", "extradep"}
+    # Every wheel and every project page crossed the network once: pip fetched
+    # them to resolve, and the build kept them (pages give the upload times).
+    gets = [r.split()[1] for r in server.requests if r.startswith("GET ")]
+    files = [g for g in gets if g.startswith("/files/")]
+    assert sorted(files) == sorted(f"/files/{f}" for f in got)
+    pages = [g for g in gets if g.startswith("/simple/")]
+    assert len(pages) == len(set(pages))
+    assert f"{len(got)} file(s) pip downloaded while it resolved are kept" in said
+    assert set(result.downloaded) == got
+    house = House.open(tmp_path / "house")
+    assert house.verify() == []
+    assert {e.filename for e in house.read_manifest().files if e.yanked is None} == got
+
+
+def test_a_pip_whose_internals_differ_still_builds(
+    tmp_path: Path, store: Store, upstream_dir: Path, serve_dir: Callable[[Path], LocalIndex],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import wheelhouse._pip
+
+    # The keeping wrapper finds no such function: pip runs as it is, and the
+    # build downloads what pip downloaded and deleted.
+    monkeypatch.setattr(wheelhouse._pip, "_KEEPING", wheelhouse._pip._KEEPING.replace(
+        "collector._get_index_content", "collector._no_such_function"))
+    server = serve_dir(_without_metadata(upstream_dir, tmp_path / "mirror"))
+    result = build(["lib==2.0"], house=tmp_path / "house", store=store,
+                   pip_options=_opts(server))
+    assert [e.filename for e in result.targets["host"]] == ["lib-2.0-py3-none-any.whl"]
+    files = [r for r in server.requests if r.startswith("GET /files/")]
+    assert files == ["GET /files/lib-2.0-py3-none-any.whl"] * 2
+    assert House.open(tmp_path / "house").verify() == []
+
+
+def test_a_file_pip_resolves_from_with_other_bytes_is_an_integrity_error(
+    tmp_path: Path, store: Store, upstream_dir: Path, serve_dir: Callable[[Path], LocalIndex]
+) -> None:
+    mirror = _without_metadata(upstream_dir, tmp_path / "mirror")
+    lib = next((mirror / "files").glob("lib-2.0-*.whl"))
+    good = hashlib.sha256(lib.read_bytes()).hexdigest()
+    lib.write_bytes(lib.read_bytes() + b"tampered")
+    server = serve_dir(mirror)
+    with pytest.raises(IntegrityError) as info:
+        build(["lib==2.0"], house=tmp_path / "house", store=store, pip_options=_opts(server))
+    message = str(info.value)
+    assert lib.name in message and good in message
+    assert hashlib.sha256(lib.read_bytes()).hexdigest() in message
+    assert not (tmp_path / "house").exists()
+    assert list(store.iter_blobs()) == []
+
+
+def test_read_kept_takes_only_files_inside_its_folder(tmp_path: Path) -> None:
+    from wheelhouse._pip import read_kept
+
+    kept = tmp_path / "kept"
+    (kept / "0").mkdir(parents=True)
+    (kept / "0" / "a-1.0-py3-none-any.whl").write_bytes(b"a")
+    (kept / "1").write_bytes(b"<html></html>")
+    records = [
+        {"file": "a-1.0-py3-none-any.whl", "sha256": "ab" * 32,
+         "path": str(kept / "0" / "a-1.0-py3-none-any.whl")},
+        {"file": "evil.whl", "sha256": "cd" * 32, "path": str(tmp_path / "x" / "evil.whl")},
+        {"file": "b.whl", "sha256": "ef" * 32, "path": str(kept / "0" / ".." / ".." / "b.whl")},
+        {"page": "http://i/simple/a/", "url": "http://i/simple/a/", "content_type": "text/html",
+         "path": str(kept / "1")},
+        {"page": "http://i/simple/b/", "url": "http://i/simple/b/", "content_type": "text/html",
+         "path": "/etc/passwd"},
+    ]
+    (kept / "kept.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in records) + '{"file": "cut sh')
+    got = read_kept(kept)
+    assert got.files == {("a-1.0-py3-none-any.whl", "ab" * 32):
+                         kept / "0" / "a-1.0-py3-none-any.whl"}
+    assert got.pages == {"http://i/simple/a/": ("http://i/simple/a/", "text/html", kept / "1")}
+    assert read_kept(tmp_path / "nothing-here").files == {}

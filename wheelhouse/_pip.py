@@ -1,4 +1,15 @@
-"""The one place that runs pip: a subprocess, never an import."""
+"""The one place that runs pip: a subprocess, never an import.
+
+A resolution (``pip install --dry-run --report``) downloads every wheel it
+considers when the index offers no PEP 658 metadata (mirrors often do not),
+and reads every project's index page; then it deletes them all. A build would
+fetch both again: the files to keep, the pages for upload times and yank
+state. :meth:`SubprocessPip.keeping` runs pip so that it leaves copies of
+both behind (see ``_KEEPING``); :func:`read_kept` reads them back. Only a
+speed-up: with a pip whose internals differ, pip runs as usual and nothing is
+kept, and whatever is kept is checked against the index's sha256 before it
+enters the store, like any download.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +17,120 @@ import logging
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from wheelhouse.errors import PipError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from pathlib import Path
 
-__all__ = ["PipResult", "PipRunner", "SubprocessPip"]
+__all__ = ["Kept", "PipResult", "PipRunner", "SubprocessPip", "read_kept"]
 
 log = logging.getLogger(__name__)
 
 _TAIL_LINES = 25
+
+#: Run as ``python -c`` in place of ``python -m pip``: pip, with two of its
+#: functions wrapped so that each file it downloads (with a sha256 in its URL)
+#: and each index page it reads is hard-linked or written into
+#: $WHEELHOUSE_PIP_KEEP, listed in ``kept.jsonl``. Any surprise in pip's
+#: internals leaves pip unwrapped.
+_KEEPING = r"""
+import os, sys
+if sys.path and sys.path[0] in ("", os.getcwd()):
+    sys.path.pop(0)  # as pip's __main__ does
+
+def _keep(keep):
+    import itertools, json, shutil, threading
+    from pip._internal.index import collector
+    from pip._internal.operations import prepare
+    get_http_url, get_index_content = prepare.get_http_url, collector._get_index_content
+    numbers, lock = itertools.count(), threading.Lock()
+    listing = open(os.path.join(keep, "kept.jsonl"), "a", encoding="utf-8")
+
+    def note(record):
+        with lock:
+            listing.write(json.dumps(record) + "\n")
+            listing.flush()
+
+    def kept_get_http_url(link, *args, **kwargs):
+        got = get_http_url(link, *args, **kwargs)
+        try:
+            if link.hash_name == "sha256" and link.hash and not link.filename.endswith(
+                    ".metadata"):
+                folder = os.path.join(keep, str(next(numbers)))
+                os.mkdir(folder)
+                dest = os.path.join(folder, link.filename)
+                try:
+                    os.link(got.path, dest)
+                except OSError:
+                    shutil.copyfile(got.path, dest)
+                note({"file": link.filename, "sha256": link.hash.lower(), "path": dest})
+        except Exception:
+            pass
+        return got
+
+    def kept_get_index_content(link, *args, **kwargs):
+        page = get_index_content(link, *args, **kwargs)
+        try:
+            if page is not None:
+                dest = os.path.join(keep, str(next(numbers)))
+                with open(dest, "wb") as f:
+                    f.write(page.content)
+                note({"page": link.url.split("#", 1)[0], "url": page.url,
+                      "content_type": page.content_type, "path": dest})
+        except Exception:
+            pass
+        return page
+
+    prepare.get_http_url = kept_get_http_url
+    collector._get_index_content = kept_get_index_content
+
+try:
+    _keep(os.environ.pop("WHEELHOUSE_PIP_KEEP"))
+except Exception:
+    pass
+from pip._internal.cli.main import main
+sys.exit(main())
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """What a :meth:`SubprocessPip.keeping` run of pip left behind."""
+
+    #: ``(filename, sha256)`` -> a copy of the file pip downloaded, under its own name.
+    files: dict[tuple[str, str], Path]
+    #: Index page URL (as pip asked for it) -> (final URL, content type, a copy of the page).
+    pages: dict[str, tuple[str, str, Path]]
+
+
+def read_kept(folder: Path) -> Kept:
+    """The files and pages a keeping pip left in *folder* (nothing, if it kept none)."""
+    import json
+
+    files: dict[tuple[str, str], Path] = {}
+    pages: dict[str, tuple[str, str, Path]] = {}
+    try:
+        lines = (folder / "kept.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+            path = Path(record["path"])
+            if "file" in record:
+                if path.parent.parent != folder or path.name != record["file"]:
+                    continue  # never a path elsewhere
+                files[(str(record["file"]), str(record["sha256"]))] = path
+            elif path.parent == folder:
+                pages[str(record["page"])] = (str(record["url"]), str(record["content_type"]),
+                                              path)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a killed pip
+    return Kept(files, pages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,19 +164,36 @@ class SubprocessPip:
     isolated: bool = False
     python: str = field(default_factory=lambda: sys.executable)
     env: dict[str, str] | None = None
+    #: A folder for copies of the files and index pages pip fetches (see the module's doc).
+    keep: Path | None = None
+
+    def keeping(self, folder: Path) -> SubprocessPip:
+        """A copy of this runner that leaves what pip fetches in *folder*.
+
+        Read it back with :func:`read_kept`. *folder* must not exist yet; pip's
+        temp files go there too, so that its downloads are hard-linked, not copied.
+        """
+        (folder / "tmp").mkdir(parents=True)
+        return replace(self, keep=folder)
 
     def __call__(self, args: Sequence[str], *, cwd: Path | None = None) -> PipResult:
         """Run pip; raise PipError with argv, exit code and the tail of stderr on failure."""
-        argv = [self.python, "-m", "pip", *(["--isolated"] if self.isolated else []), *args]
+        start = ["-c", _KEEPING] if self.keep is not None else ["-m", "pip"]
+        argv = [self.python, *start, *(["--isolated"] if self.isolated else []), *args]
         env = dict(self.env if self.env is not None else os.environ)
         env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
         env.setdefault("PIP_NO_INPUT", "1")
-        log.debug("running %s", " ".join(argv))
+        if self.keep is not None:
+            env["WHEELHOUSE_PIP_KEEP"] = str(self.keep)
+            env["TMPDIR"] = str(self.keep / "tmp")
+        # What pip was asked, as the user would have typed it (not the keeping wrapper).
+        shown = [self.python, "-m", "pip", *argv[3:]]
+        log.debug("running %s%s", " ".join(shown), " (keeping)" if self.keep else "")
         proc = subprocess.run(
             argv, capture_output=True, text=True, env=env, cwd=cwd, check=False,
             stdin=subprocess.DEVNULL,
         )
         if proc.returncode != 0:
             tail = "\n".join(proc.stderr.strip().splitlines()[-_TAIL_LINES:])
-            raise PipError(argv, proc.returncode, tail)
-        return PipResult(argv, proc.stdout, proc.stderr)
+            raise PipError(shown, proc.returncode, tail)
+        return PipResult(shown, proc.stdout, proc.stderr)

@@ -301,8 +301,13 @@ def _redact(url: str) -> str:
 
 
 def _fetch_facts(files: Sequence[tuple[str, str | None]], upstream: Callable[[], list[str]],
-                 jobs: int, isolated: bool) -> dict[str, FileFacts]:
-    """Upload time and yank state of each ``(filename, sha256)``, from the index pages."""
+                 jobs: int, isolated: bool,
+                 read: Mapping[str, tuple[str, str, Path]] | None = None,
+                 ) -> dict[str, FileFacts]:
+    """Upload time and yank state of each ``(filename, sha256)``, from the index pages.
+
+    *read*: pages pip already fetched (see :func:`wheelhouse.upstream.fetch_file_facts`).
+    """
     from wheelhouse.filenames import parse_filename
     from wheelhouse.upstream import fetch_file_facts
 
@@ -316,12 +321,14 @@ def _fetch_facts(files: Sequence[tuple[str, str | None]], upstream: Callable[[],
     if not indexes:
         return {}
     # Pages are small and the wait is the network's: more threads than cores.
-    return fetch_file_facts(indexes, wanted, jobs=max(jobs, 8), isolated=isolated)
+    return fetch_file_facts(indexes, wanted, jobs=max(jobs, 8), isolated=isolated, read=read)
 
 
 def _with_upstream_facts(files: list[Incoming], upstream: Callable[[], list[str]], jobs: int,
                          isolated: bool, say: Callable[[str], None],
-                         known: Mapping[str, FileFacts]) -> list[Incoming]:
+                         known: Mapping[str, FileFacts],
+                         read: Mapping[str, tuple[str, str, Path]] | None = None,
+                         ) -> list[Incoming]:
     """Add each index file's upload time and yank state, as its index page gives them.
 
     *known* holds facts already read (for the host's files, while they downloaded).
@@ -336,7 +343,7 @@ def _with_upstream_facts(files: list[Incoming], upstream: Callable[[], list[str]
     facts = dict(known)
     if rest:
         say(f"reading upload times and yank state for {len(rest)} more file(s)")
-        facts.update(_fetch_facts(rest, upstream, jobs, isolated))
+        facts.update(_fetch_facts(rest, upstream, jobs, isolated, read))
     found = {i.filename for i in from_index if i.filename in facts}
     return [
         replace(i, upload_time=facts[i.filename].upload_time, yanked=facts[i.filename].yanked)
@@ -380,6 +387,7 @@ def _build_cold(
     keep_sdists: bool = False, upstream: Callable[[], list[str]] = list,
     isolated: bool = False,
 ) -> BuildResult:
+    from wheelhouse._pip import read_kept
     from wheelhouse.acquire import build_wheel, download_files
     from wheelhouse.add import Incoming, ingest
     from wheelhouse.resolve import resolve_target, target_pip_options
@@ -395,8 +403,18 @@ def _build_cold(
     missing: dict[str, str] = {}
     host_wanted = HOST in names
     say("resolving for this interpreter")
+    # What pip downloads and reads while it resolves is kept, not fetched again.
+    kept_files: dict[tuple[str, str], Path] = {}
+    kept_pages: dict[str, tuple[str, str, Path]] = {}
+
+    def keep(folder: Path) -> None:
+        kept = read_kept(folder)
+        kept_files.update(kept.files)
+        kept_pages.update(kept.pages)
+
     try:
-        resolutions[HOST] = resolve_target(pip, None, requirement_args, pip_options=pip_options)
+        resolutions[HOST] = resolve_target(pip, None, requirement_args, pip_options=pip_options,
+                                           keep=tmp / "kept-host")
     except ResolutionError as e:
         if host_wanted and not allow_missing:
             raise
@@ -404,25 +422,35 @@ def _build_cold(
             missing[HOST] = str(e)
         resolutions[HOST] = []
 
+    keep(tmp / "kept-host")
     built: dict[str, BuiltWheel] = {}  # key: resolved URL of the sdist/source
     downloads_needed: dict[str, Resolved] = {}
+    fetched: dict[str, Path] = {}
     for item in resolutions[HOST]:
         if item.kind in ("wheel", "sdist") and not (item.sha256 and store.has(item.sha256)):
-            downloads_needed[item.url] = item
+            if item.sha256 and (item.filename, item.sha256) in kept_files:
+                fetched[item.url] = kept_files[(item.filename, item.sha256)]
+            else:
+                downloads_needed[item.url] = item
     # The index pages' facts (upload time, yank state) need only the names and
     # hashes pip chose: they are read while the files download.
     facts_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wheelhouse-facts")
     early_facts = facts_pool.submit(
         _fetch_facts, [(i.filename, i.sha256) for i in resolutions[HOST]
-                       if i.kind in ("wheel", "sdist") and i.sha256], upstream, jobs, isolated)
+                       if i.kind in ("wheel", "sdist") and i.sha256], upstream, jobs, isolated,
+        dict(kept_pages))
     facts_pool.shutdown(wait=False)
+    if fetched:
+        say(f"{len(fetched)} file(s) pip downloaded while it resolved are kept")
     if downloads_needed:
         say(f"downloading {len(downloads_needed)} file(s)")
     try:
-        fetched = download_files(pip, list(downloads_needed.values()), tmp / "downloads",
-                                 jobs=jobs, pip_options=pip_options, direct=direct, say=say)
+        fetched.update(download_files(pip, list(downloads_needed.values()), tmp / "downloads",
+                                      jobs=jobs, pip_options=pip_options, direct=direct,
+                                      say=say))
     except NetworkError as e:
-        _keep_partial(store, getattr(e, "partial", {}), downloads_needed)
+        _keep_partial(store, {**fetched, **getattr(e, "partial", {})},
+                      {**downloads_needed, **{i.url: i for i in resolutions[HOST]}})
         raise
 
     def local(item: Resolved) -> Path:
@@ -452,16 +480,20 @@ def _build_cold(
     #    resolutions are independent: two pip processes at a time.
     foreign_targets = [(t, n) for t, n in zip(wanted, names, strict=True) if n != HOST]
 
-    def resolve_foreign(target: Target, name: str) -> list[Resolved] | ResolutionError:
+    def resolve_foreign(target: Target, name: str, n: int) -> list[Resolved] | ResolutionError:
         say(f"resolving for {name}")
         try:
             return resolve_target(pip, target, requirement_args, pip_options=pip_options,
-                                  find_links=[str(pure_dir)] if built else [])
+                                  find_links=[str(pure_dir)] if built else [],
+                                  keep=tmp / f"kept-{n}")
         except ResolutionError as e:
             return e
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        answers = list(pool.map(lambda tn: resolve_foreign(*tn), foreign_targets))
+        answers = list(pool.map(lambda tnn: resolve_foreign(*tnn),
+                                [(t, name, n) for n, (t, name) in enumerate(foreign_targets)]))
+    for n in range(len(foreign_targets)):
+        keep(tmp / f"kept-{n}")
     for (_target, name), answer in zip(foreign_targets, answers, strict=True):
         if not isinstance(answer, ResolutionError):
             resolutions[name] = answer
@@ -482,7 +514,11 @@ def _build_cold(
         for item in resolutions.get(name, []):
             if item.filename in pure_by_name and item.url.startswith("file:"):
                 continue
-            if item.url not in fetched and not (item.sha256 and store.has(item.sha256)):
+            if item.url in fetched or (item.sha256 and store.has(item.sha256)):
+                continue
+            if item.sha256 and (item.filename, item.sha256) in kept_files:
+                fetched[item.url] = kept_files[(item.filename, item.sha256)]
+            else:
                 foreign[item.url] = item
         # pip fetches a wheel for another platform only when told that platform.
         if foreign:
@@ -530,7 +566,8 @@ def _build_cold(
         Incoming(i.path, i.filename, i.origin, tuple(sorted(served[f])), i.expected_sha256)
         for f, i in sorted(incoming.items())
     ]
-    files = _with_upstream_facts(files, upstream, jobs, isolated, say, early_facts.result())
+    files = _with_upstream_facts(files, upstream, jobs, isolated, say, early_facts.result(),
+                                 kept_pages)
     if files:
         say(f"checking {len(files)} file(s) into the store and the house")
         ingest(house, store, files, jobs=jobs)

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
-from wheelhouse.errors import BuildError, InvalidInputError, PipError, ResolutionError
+from wheelhouse.errors import (
+    BuildError,
+    IntegrityError,
+    InvalidInputError,
+    PipError,
+    ResolutionError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -99,12 +105,19 @@ def resolve_target(
     *,
     pip_options: Sequence[str] = (),
     find_links: Sequence[str] = (),
+    keep: Path | None = None,
 ) -> list[Resolved]:
     """Ask pip which distributions *target* needs (``None``: this interpreter).
 
     For a foreign target pip may only consider wheels (``--only-binary=:all:``);
-    wheels we built from sdists are offered through *find_links*.
+    wheels we built from sdists are offered through *find_links*. With *keep*
+    (a folder that does not exist yet), the files and index pages pip fetched
+    while it resolved are left there (:func:`wheelhouse._pip.read_kept`).
     """
+    from wheelhouse._pip import SubprocessPip
+
+    if keep is not None and isinstance(pip, SubprocessPip):
+        pip = pip.keeping(keep)
     with tempfile.TemporaryDirectory(prefix="wheelhouse-resolve-") as tmp:
         report = Path(tmp) / "report.json"
         args = ["install", "--dry-run", "--ignore-installed", "--quiet", "--report",
@@ -118,6 +131,14 @@ def resolve_target(
             pip(args)
         except PipError as e:
             where = f"for {target}" if target is not None else "for this interpreter"
+            if "DO NOT MATCH THE HASHES" in e.stderr_tail:
+                # pip downloaded a file to read its metadata (the index offers no
+                # PEP 658 metadata) and its bytes are not the ones the index hashed.
+                raise IntegrityError(
+                    f"a downloaded file does not match its hash; nothing entered the store:\n"
+                    f"{e.stderr_tail}",
+                    hint="the index or a proxy served different bytes; do not trust them",
+                ) from e
             if "metadata-generation-failed" in e.stderr_tail or (
                 "subprocess-exited-with-error" in e.stderr_tail
             ):

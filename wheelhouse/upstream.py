@@ -16,6 +16,7 @@ the fields, leaves the fields unknown, never fails the build.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import html.parser
@@ -463,15 +464,27 @@ def fetch_file_facts(
     jobs: int = 8,
     timeout: float = 30.0,
     isolated: bool = False,
+    read: Mapping[str, tuple[str, str, Path]] | None = None,
 ) -> dict[str, FileFacts]:
     """Facts for each ``(filename, sha256)`` in *wanted* (by project), from *indexes*.
 
     Indexes are asked in order; the first page listing a file with the same
     sha256 gives its facts. Failures are logged and leave files unknown.
+    *read* holds pages already fetched (by pip, while it resolved): page URL
+    -> (final URL, content type, a file holding the page); those are not
+    fetched again.
     """
     if not indexes or not wanted:
         return {}
+    read = read or {}
     pages = _Pages(_ssl_context(isolated), timeout, pip_proxies(isolated))
+
+    def get(url: str) -> tuple[bytes, str, str]:
+        if url in read:
+            final, ctype, path = read[url]
+            with contextlib.suppress(OSError):
+                return path.read_bytes(), ctype, final
+        return pages.get(url)
 
     def project(name: str, files: list[tuple[str, str]]) -> dict[str, FileFacts]:
         found: dict[str, FileFacts] = {}
@@ -481,7 +494,7 @@ def fetch_file_facts(
                 break
             url = urllib.parse.urljoin(index, urllib.parse.quote(name) + "/")
             try:
-                data, ctype, final = pages.get(url)
+                data, ctype, final = get(url)
                 page = _parse_page(data, ctype, final)
             except Exception as e:  # noqa: BLE001 - best effort: never fail the build
                 log.debug("cannot read %s: %s", url, e)
