@@ -26,7 +26,7 @@ from wheelhouse.errors import PipError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["Kept", "PipResult", "PipRunner", "SubprocessPip", "read_kept"]
+__all__ = ["Kept", "KeptReader", "PipResult", "PipRunner", "SubprocessPip", "read_kept"]
 
 log = logging.getLogger(__name__)
 
@@ -107,30 +107,50 @@ class Kept:
     pages: dict[str, tuple[str, str, Path]]
 
 
+class KeptReader:
+    """Reads what a keeping pip lists in *folder*, as it goes.
+
+    Call :meth:`read` again for what was added since. Files and pages outside
+    *folder* are never taken.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._offset = 0
+
+    def read(self) -> Kept:
+        """What was listed since the last call (a line not yet ended waits for the next)."""
+        import json
+
+        files: dict[tuple[str, str], Path] = {}
+        pages: dict[str, tuple[str, str, Path]] = {}
+        try:
+            with (self.folder / "kept.jsonl").open("rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except OSError:
+            data = b""
+        whole = data[: data.rfind(b"\n") + 1]
+        self._offset += len(whole)
+        for line in whole.splitlines():
+            try:
+                record = json.loads(line)
+                path = Path(record["path"])
+                if "file" in record:
+                    if path.parent.parent != self.folder or path.name != record["file"]:
+                        continue  # never a path elsewhere
+                    files[(str(record["file"]), str(record["sha256"]))] = path
+                elif path.parent == self.folder:
+                    pages[str(record["page"])] = (str(record["url"]),
+                                                  str(record["content_type"]), path)
+            except (ValueError, KeyError, TypeError):
+                continue  # not a record of ours
+        return Kept(files, pages)
+
+
 def read_kept(folder: Path) -> Kept:
     """The files and pages a keeping pip left in *folder* (nothing, if it kept none)."""
-    import json
-
-    files: dict[tuple[str, str], Path] = {}
-    pages: dict[str, tuple[str, str, Path]] = {}
-    try:
-        lines = (folder / "kept.jsonl").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        lines = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-            path = Path(record["path"])
-            if "file" in record:
-                if path.parent.parent != folder or path.name != record["file"]:
-                    continue  # never a path elsewhere
-                files[(str(record["file"]), str(record["sha256"]))] = path
-            elif path.parent == folder:
-                pages[str(record["page"])] = (str(record["url"]), str(record["content_type"]),
-                                              path)
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut short by a killed pip
-    return Kept(files, pages)
+    return KeptReader(folder).read()
 
 
 @dataclass(frozen=True, slots=True)

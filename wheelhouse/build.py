@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from wheelhouse.acquire import BuiltWheel
     from wheelhouse.add import Incoming
     from wheelhouse.resolve import Resolved
-    from wheelhouse.upstream import FileFacts
+    from wheelhouse.upstream import FileFacts, PageFacts
 
 __all__ = ["BuildResult", "build"]
 
@@ -302,7 +303,7 @@ def _redact(url: str) -> str:
 
 def _fetch_facts(files: Sequence[tuple[str, str | None]], upstream: Callable[[], list[str]],
                  jobs: int, isolated: bool,
-                 read: Mapping[str, tuple[str, str, Path]] | None = None,
+                 read: Mapping[str, PageFacts] | None = None,
                  ) -> dict[str, FileFacts]:
     """Upload time and yank state of each ``(filename, sha256)``, from the index pages.
 
@@ -327,7 +328,7 @@ def _fetch_facts(files: Sequence[tuple[str, str | None]], upstream: Callable[[],
 def _with_upstream_facts(files: list[Incoming], upstream: Callable[[], list[str]], jobs: int,
                          isolated: bool, say: Callable[[str], None],
                          known: Mapping[str, FileFacts],
-                         read: Mapping[str, tuple[str, str, Path]] | None = None,
+                         read: Mapping[str, PageFacts] | None = None,
                          ) -> list[Incoming]:
     """Add each index file's upload time and yank state, as its index page gives them.
 
@@ -350,6 +351,48 @@ def _with_upstream_facts(files: list[Incoming], upstream: Callable[[], list[str]
         if i.filename in found else i
         for i in files
     ]
+
+
+class _Kept:
+    """What a keeping pip leaves in *folder*, taken as it comes.
+
+    A thread lists the files and parses the index pages while pip is still resolving.
+
+    After :meth:`finish`, *files* maps ``(filename, sha256)`` to a copy of each
+    file pip downloaded, and *pages* each page pip read (by the URL it asked
+    for) to what it says (:func:`wheelhouse.upstream.parse_saved_page`).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        from wheelhouse._pip import KeptReader
+
+        self._reader = KeptReader(folder)
+        self.files: dict[tuple[str, str], Path] = {}
+        self.pages: dict[str, PageFacts] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wheelhouse-kept", daemon=True)
+        self._thread.start()
+
+    def _take(self) -> None:
+        from wheelhouse.upstream import parse_saved_page
+
+        kept = self._reader.read()
+        self.files.update(kept.files)
+        for url, (final, ctype, path) in kept.pages.items():
+            page = parse_saved_page(final, ctype, path)
+            if page is not None:
+                self.pages[url] = page
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self._take()
+
+    def finish(self) -> _Kept:
+        """Stop watching and take what is left."""
+        self._stop.set()
+        self._thread.join()
+        self._take()
+        return self
 
 
 def _keep_partial(store: Store, partial: dict[str, Path], items: dict[str, Resolved]) -> None:
@@ -387,7 +430,6 @@ def _build_cold(
     keep_sdists: bool = False, upstream: Callable[[], list[str]] = list,
     isolated: bool = False,
 ) -> BuildResult:
-    from wheelhouse._pip import read_kept
     from wheelhouse.acquire import build_wheel, download_files
     from wheelhouse.add import Incoming, ingest
     from wheelhouse.resolve import resolve_target, target_pip_options
@@ -395,7 +437,10 @@ def _build_cold(
 
     # Files whose sha256 the index gave are fetched in this process where pip's
     # settings allow it (no proxy of pip's own); pip fetches the rest.
-    direct = direct_fetcher(pip_options, isolated=isolated)
+    # Reading pip's settings for it runs pip too (0.15 s): done while pip resolves.
+    settings_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wheelhouse-settings")
+    direct_later = settings_pool.submit(direct_fetcher, pip_options, isolated=isolated)
+    settings_pool.shutdown(wait=False)
 
     # 1. The host first: it is the only target sdists can be built for, and the
     #    pure wheels built from them serve every other target too.
@@ -403,15 +448,17 @@ def _build_cold(
     missing: dict[str, str] = {}
     host_wanted = HOST in names
     say("resolving for this interpreter")
-    # What pip downloads and reads while it resolves is kept, not fetched again.
+    # What pip downloads and reads while it resolves is kept, not fetched again;
+    # the pages are read as they come, while pip goes on.
     kept_files: dict[tuple[str, str], Path] = {}
-    kept_pages: dict[str, tuple[str, str, Path]] = {}
+    kept_pages: dict[str, PageFacts] = {}
 
-    def keep(folder: Path) -> None:
-        kept = read_kept(folder)
-        kept_files.update(kept.files)
-        kept_pages.update(kept.pages)
+    def keep(watch: _Kept) -> None:
+        watch.finish()
+        kept_files.update(watch.files)
+        kept_pages.update(watch.pages)
 
+    host_kept = _Kept(tmp / "kept-host")
     try:
         resolutions[HOST] = resolve_target(pip, None, requirement_args, pip_options=pip_options,
                                            keep=tmp / "kept-host")
@@ -421,8 +468,8 @@ def _build_cold(
         if host_wanted:
             missing[HOST] = str(e)
         resolutions[HOST] = []
-
-    keep(tmp / "kept-host")
+    finally:
+        keep(host_kept)
     built: dict[str, BuiltWheel] = {}  # key: resolved URL of the sdist/source
     downloads_needed: dict[str, Resolved] = {}
     fetched: dict[str, Path] = {}
@@ -432,6 +479,7 @@ def _build_cold(
                 fetched[item.url] = kept_files[(item.filename, item.sha256)]
             else:
                 downloads_needed[item.url] = item
+    direct = direct_later.result()
     # The index pages' facts (upload time, yank state) need only the names and
     # hashes pip chose: they are read while the files download.
     facts_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wheelhouse-facts")
@@ -493,7 +541,7 @@ def _build_cold(
         answers = list(pool.map(lambda tnn: resolve_foreign(*tnn),
                                 [(t, name, n) for n, (t, name) in enumerate(foreign_targets)]))
     for n in range(len(foreign_targets)):
-        keep(tmp / f"kept-{n}")
+        keep(_Kept(tmp / f"kept-{n}"))  # read once pip is done: nothing waits on them
     for (_target, name), answer in zip(foreign_targets, answers, strict=True):
         if not isinstance(answer, ResolutionError):
             resolutions[name] = answer

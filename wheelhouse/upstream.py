@@ -16,7 +16,6 @@ the fields, leaves the fields unknown, never fails the build.
 from __future__ import annotations
 
 import base64
-import contextlib
 import functools
 import hashlib
 import html.parser
@@ -43,7 +42,15 @@ from wheelhouse.errors import HashMismatchError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
 
-__all__ = ["FileFacts", "direct_fetcher", "fetch_file_facts", "index_urls", "unreachable"]
+__all__ = [
+    "FileFacts",
+    "PageFacts",
+    "direct_fetcher",
+    "fetch_file_facts",
+    "index_urls",
+    "parse_saved_page",
+    "unreachable",
+]
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +143,20 @@ class _Anchors(html.parser.HTMLParser):
             self.files.append(dict(attrs))
 
 
-def _parse_page(data: bytes, content_type: str, page_url: str) -> dict[str, tuple[str, FileFacts]]:
+#: What one index page says: ``{filename: (sha256, facts)}``.
+PageFacts = dict[str, tuple[str, FileFacts]]
+
+
+def parse_saved_page(final_url: str, content_type: str, path: Path) -> PageFacts | None:
+    """:func:`_parse_page` of a page saved in *path* (None if it cannot be read)."""
+    try:
+        return _parse_page(path.read_bytes(), content_type, final_url)
+    except Exception as e:  # noqa: BLE001 - best effort, like every page
+        log.debug("cannot read the page pip saved from %s: %s", final_url, e)
+        return None
+
+
+def _parse_page(data: bytes, content_type: str, page_url: str) -> PageFacts:
     """``{filename: (sha256, facts)}`` from a PEP 691 JSON or PEP 503 HTML page."""
     out: dict[str, tuple[str, FileFacts]] = {}
     if "json" in content_type:
@@ -464,27 +484,20 @@ def fetch_file_facts(
     jobs: int = 8,
     timeout: float = 30.0,
     isolated: bool = False,
-    read: Mapping[str, tuple[str, str, Path]] | None = None,
+    read: Mapping[str, PageFacts] | None = None,
 ) -> dict[str, FileFacts]:
     """Facts for each ``(filename, sha256)`` in *wanted* (by project), from *indexes*.
 
     Indexes are asked in order; the first page listing a file with the same
     sha256 gives its facts. Failures are logged and leave files unknown.
-    *read* holds pages already fetched (by pip, while it resolved): page URL
-    -> (final URL, content type, a file holding the page); those are not
+    *read* holds pages already fetched (by pip, while it resolved) and parsed
+    (:func:`parse_saved_page`), by the URL they were asked for; those are not
     fetched again.
     """
     if not indexes or not wanted:
         return {}
     read = read or {}
     pages = _Pages(_ssl_context(isolated), timeout, pip_proxies(isolated))
-
-    def get(url: str) -> tuple[bytes, str, str]:
-        if url in read:
-            final, ctype, path = read[url]
-            with contextlib.suppress(OSError):
-                return path.read_bytes(), ctype, final
-        return pages.get(url)
 
     def project(name: str, files: list[tuple[str, str]]) -> dict[str, FileFacts]:
         found: dict[str, FileFacts] = {}
@@ -494,8 +507,11 @@ def fetch_file_facts(
                 break
             url = urllib.parse.urljoin(index, urllib.parse.quote(name) + "/")
             try:
-                data, ctype, final = get(url)
-                page = _parse_page(data, ctype, final)
+                if url in read:
+                    page = read[url]
+                else:
+                    data, ctype, final = pages.get(url)
+                    page = _parse_page(data, ctype, final)
             except Exception as e:  # noqa: BLE001 - best effort: never fail the build
                 log.debug("cannot read %s: %s", url, e)
                 continue
