@@ -16,7 +16,7 @@ from pypi_simple import DistributionPackage, IndexPage, ProjectPage
 
 from tests.builders import build_sdist, build_wheel, metadata_text
 from wheelhouse.add import add_paths
-from wheelhouse.house import FileEntry, House, Manifest
+from wheelhouse.house import INDEX_STATE, FileEntry, House, Manifest
 from wheelhouse.index import RENDERING, render_index
 from wheelhouse.store import Sha256, Store
 
@@ -495,3 +495,31 @@ def test_index_built_aside_by_a_writer_that_died_is_debris(
     (debris / "demo-pkg" / "index.html").write_text("half")
     add_paths(built_house, store, [build_wheel(tmp_path / "more", "zeta", "0.3")])
     assert not debris.exists()
+
+
+def test_a_manifest_the_house_wrote_is_rendered_again_from_its_own_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Adding one file to a 50,000-file house must not render 50,000 lines again:
+    # the lines of the manifest the house wrote (its index state names its
+    # digest) are reused for every entry that did not change.
+    house = House.open(tmp_path / "house", create=True)
+    house.write_manifest(Manifest(tuple(_many_entries(2000))))
+    house.write_index(house.read_manifest())
+    assert (house.root / "simple" / INDEX_STATE).read_text().startswith(f"r{RENDERING}-")
+
+    rendered: list[str] = []
+    original = FileEntry.to_json_line
+
+    def counting(self: FileEntry) -> str:
+        rendered.append(self.filename)
+        return original(self)
+
+    monkeypatch.setattr(FileEntry, "to_json_line", counting)
+    again = House.open(tmp_path / "house")
+    new = _entry("zz_new-1.0-py3-none-any.whl", "zz-new", "1.0", 3)
+    changed = again.read_manifest().with_files([new])
+    data = changed.render()
+    assert rendered == [new.filename]
+    monkeypatch.setattr(FileEntry, "to_json_line", original)
+    assert data == Manifest(changed.files).render()

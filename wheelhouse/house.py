@@ -636,9 +636,11 @@ class House:
             raise HouseError(f"cannot read {self.manifest_path}: {e.strerror or e}") from e
         digest = hashlib.sha256(data).hexdigest()
         recorded = (_read_text(self._index_state_path()) or "").split()
-        # Bytes this house wrote (the index records their digest): each line
-        # is the canonical rendering of its entry, so render() may reuse it.
-        ours = recorded[:1] == [digest] and len(data) >= _LINES_MIN_BYTES
+        # Bytes this house wrote (the index state records their digest, after
+        # the rendering version of the pages: "r3-<sha256>"): each line is the
+        # canonical rendering of its entry, so render() may reuse it.
+        ours = (bool(recorded) and recorded[0].rsplit("-", 1)[-1] == digest
+                and len(data) >= _LINES_MIN_BYTES)
         manifest = Manifest.parse(data, source=str(self.manifest_path), keep_lines=ours)
         self._cache = (signature, manifest)
         self._digests[id(manifest)] = (manifest, digest)
