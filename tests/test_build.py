@@ -789,3 +789,26 @@ def test_read_kept_takes_only_files_inside_its_folder(tmp_path: Path) -> None:
                          kept / "0" / "a-1.0-py3-none-any.whl"}
     assert got.pages == {"http://i/simple/a/": ("http://i/simple/a/", "text/html", kept / "1")}
     assert read_kept(tmp_path / "nothing-here").files == {}
+
+
+def test_a_kept_sdist_is_checked_against_the_hash_the_index_gives(
+    tmp_path: Path, store: Store, upstream_dir: Path, serve_dir: Callable[[Path], LocalIndex]
+) -> None:
+    # pip checks a download against the user's --hash, not the index's; the
+    # copy pip leaves is checked again before it is built, and the index's
+    # wrong hash is an integrity error, as for a file fetched by the build.
+    mirror = _without_metadata(upstream_dir, tmp_path / "mirror")
+    sdist = mirror / "files" / "srconly-1.0.tar.gz"
+    good = hashlib.sha256(sdist.read_bytes()).hexdigest()
+    page = mirror / "simple" / "srconly" / "index.html"
+    page.write_text(page.read_text().replace(good, "0" * 64))
+    server = serve_dir(mirror)
+    req = tmp_path / "requirements.txt"
+    req.write_text(f"srconly==1.0 --hash=sha256:{good}\n")
+    with pytest.raises(IntegrityError) as info:
+        build(requirement_files=[req], house=tmp_path / "house", store=store,
+              pip_options=_opts(server))
+    message = str(info.value)
+    assert "srconly" in message and good in message and "0" * 64 in message
+    assert not (tmp_path / "house").exists()
+    assert list(store.iter_blobs()) == []

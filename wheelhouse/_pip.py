@@ -7,8 +7,9 @@ fetch both again: the files to keep, the pages for upload times and yank
 state. :meth:`SubprocessPip.keeping` runs pip so that it leaves copies of
 both behind (see ``_KEEPING``); :func:`read_kept` reads them back. Only a
 speed-up: with a pip whose internals differ, pip runs as usual and nothing is
-kept, and whatever is kept is checked against the index's sha256 before it
-enters the store, like any download.
+kept. Whatever is kept is hashed again before it is used (wheels and sdists
+alike); a file whose bytes are not the ones the resolution names is an
+integrity error, never a reason to fetch it again.
 """
 
 from __future__ import annotations
@@ -55,19 +56,27 @@ def _keep(keep):
             listing.write(json.dumps(record) + "\n")
             listing.flush()
 
+    def safe(name):
+        # One plain path component, or nothing is kept (older pips do not
+        # clean the name they take from a URL).
+        return (bool(name) and name not in (".", "..") and "/" not in name
+                and "\\" not in name and "\0" not in name and os.path.basename(name) == name)
+
     def kept_get_http_url(link, *args, **kwargs):
         got = get_http_url(link, *args, **kwargs)
         try:
-            if link.hash_name == "sha256" and link.hash and not link.filename.endswith(
-                    ".metadata"):
+            name = link.filename
+            if (link.hash_name == "sha256" and link.hash and safe(name)
+                    and not name.endswith(".metadata")):
                 folder = os.path.join(keep, str(next(numbers)))
                 os.mkdir(folder)
-                dest = os.path.join(folder, link.filename)
+                dest = os.path.join(folder, name)
                 try:
                     os.link(got.path, dest)
                 except OSError:
-                    shutil.copyfile(got.path, dest)
-                note({"file": link.filename, "sha256": link.hash.lower(), "path": dest})
+                    with open(got.path, "rb") as src, open(dest, "xb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                note({"file": name, "sha256": link.hash.lower(), "path": dest})
         except Exception:
             pass
         return got
@@ -92,8 +101,8 @@ try:
     _keep(os.environ.pop("WHEELHOUSE_PIP_KEEP"))
 except Exception:
     pass
-from pip._internal.cli.main import main
-sys.exit(main())
+import runpy
+runpy.run_module("pip", run_name="__main__", alter_sys=True)  # as python -m pip
 """
 
 
@@ -143,8 +152,8 @@ class KeptReader:
                 elif path.parent == self.folder:
                     pages[str(record["page"])] = (str(record["url"]),
                                                   str(record["content_type"]), path)
-            except (ValueError, KeyError, TypeError):
-                continue  # not a record of ours
+            except Exception:  # noqa: BLE001, S112 - a line that is not a record of ours
+                continue
         return Kept(files, pages)
 
 
@@ -190,10 +199,12 @@ class SubprocessPip:
     def keeping(self, folder: Path) -> SubprocessPip:
         """A copy of this runner that leaves what pip fetches in *folder*.
 
-        Read it back with :func:`read_kept`. *folder* must not exist yet; pip's
-        temp files go there too, so that its downloads are hard-linked, not copied.
+        Read it back with :func:`read_kept`. *folder* must not exist yet. pip's
+        downloads are hard-linked there when pip's temp directory is on the
+        same filesystem (wheelhouse's temp folders are in the same place), else
+        copied.
         """
-        (folder / "tmp").mkdir(parents=True)
+        folder.mkdir(parents=True)
         return replace(self, keep=folder)
 
     def __call__(self, args: Sequence[str], *, cwd: Path | None = None) -> PipResult:
@@ -205,7 +216,6 @@ class SubprocessPip:
         env.setdefault("PIP_NO_INPUT", "1")
         if self.keep is not None:
             env["WHEELHOUSE_PIP_KEEP"] = str(self.keep)
-            env["TMPDIR"] = str(self.keep / "tmp")
         # What pip was asked, as the user would have typed it (not the keeping wrapper).
         shown = [self.python, "-m", "pip", *argv[3:]]
         log.debug("running %s%s", " ".join(shown), " (keeping)" if self.keep else "")

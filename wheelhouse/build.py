@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from wheelhouse._fs import write_atomic
 from wheelhouse._pip import PipRunner, SubprocessPip
-from wheelhouse.errors import InvalidInputError, NetworkError, ResolutionError
+from wheelhouse.errors import IntegrityError, InvalidInputError, NetworkError, ResolutionError
 from wheelhouse.house import FileEntry, House
 from wheelhouse.requirements import (
     refuse_requirements_file_as_requirement,
@@ -356,32 +356,40 @@ def _with_upstream_facts(files: list[Incoming], upstream: Callable[[], list[str]
 class _Kept:
     """What a keeping pip leaves in *folder*, taken as it comes.
 
-    A thread lists the files and parses the index pages while pip is still resolving.
-
-    After :meth:`finish`, *files* maps ``(filename, sha256)`` to a copy of each
-    file pip downloaded, and *pages* each page pip read (by the URL it asked
-    for) to what it says (:func:`wheelhouse.upstream.parse_saved_page`).
+    A thread hashes the files and parses the index pages while pip is still
+    resolving. After :meth:`finish`, :meth:`adopt` gives the copy of a file pip
+    downloaded, checked against the hash the resolution names, and *pages*
+    maps each page pip read (by the URL it asked for) to what it says
+    (:func:`wheelhouse.upstream.parse_saved_page`).
     """
 
     def __init__(self, folder: Path) -> None:
         from wheelhouse._pip import KeptReader
 
         self._reader = KeptReader(folder)
-        self.files: dict[tuple[str, str], Path] = {}
+        #: (filename, sha256 in the link pip followed) -> (copy, sha256 of its bytes).
+        self._files: dict[tuple[str, str], tuple[Path, str]] = {}
+        self._used: set[Path] = set()
         self.pages: dict[str, PageFacts] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wheelhouse-kept", daemon=True)
         self._thread.start()
 
     def _take(self) -> None:
+        from wheelhouse.store import sha256_file
         from wheelhouse.upstream import parse_saved_page
 
         kept = self._reader.read()
-        self.files.update(kept.files)
+        for key, path in kept.files.items():
+            try:
+                self._files[key] = (path, sha256_file(path)[0])
+            except OSError:
+                continue
         for url, (final, ctype, path) in kept.pages.items():
             page = parse_saved_page(final, ctype, path)
             if page is not None:
                 self.pages[url] = page
+            path.unlink(missing_ok=True)  # read: the page is not needed again
 
     def _run(self) -> None:
         while not self._stop.wait(0.05):
@@ -393,6 +401,34 @@ class _Kept:
         self._thread.join()
         self._take()
         return self
+
+    def adopt(self, item: Resolved) -> Path | None:
+        """The copy pip left of *item*'s file, checked, or None.
+
+        A copy whose bytes are not the ones the resolution names is an
+        IntegrityError, never a reason to fetch the file again.
+        """
+        if not item.sha256:
+            return None
+        hit = self._files.get((item.filename, item.sha256))
+        if hit is None:
+            return None
+        path, actual = hit
+        if actual != item.sha256:
+            raise IntegrityError(
+                f"a downloaded file does not match its hash; nothing entered the store:\n"
+                f"{item.name} {item.version} from {_redact(item.url)}: expected "
+                f"sha256={item.sha256}, got sha256={actual}",
+                hint="the index or a proxy served different bytes; do not trust them",
+            )
+        self._used.add(path)
+        return path
+
+    def discard_unused(self) -> None:
+        """Delete the copies nothing adopted (pip's backtracking leaves some)."""
+        for path, _sha in self._files.values():
+            if path not in self._used:
+                path.unlink(missing_ok=True)
 
 
 def _keep_partial(store: Store, partial: dict[str, Path], items: dict[str, Resolved]) -> None:
@@ -450,13 +486,12 @@ def _build_cold(
     say("resolving for this interpreter")
     # What pip downloads and reads while it resolves is kept, not fetched again;
     # the pages are read as they come, while pip goes on.
-    kept_files: dict[tuple[str, str], Path] = {}
     kept_pages: dict[str, PageFacts] = {}
 
-    def keep(watch: _Kept) -> None:
+    def keep(watch: _Kept) -> _Kept:
         watch.finish()
-        kept_files.update(watch.files)
         kept_pages.update(watch.pages)
+        return watch
 
     host_kept = _Kept(tmp / "kept-host")
     try:
@@ -475,10 +510,12 @@ def _build_cold(
     fetched: dict[str, Path] = {}
     for item in resolutions[HOST]:
         if item.kind in ("wheel", "sdist") and not (item.sha256 and store.has(item.sha256)):
-            if item.sha256 and (item.filename, item.sha256) in kept_files:
-                fetched[item.url] = kept_files[(item.filename, item.sha256)]
+            adopted = host_kept.adopt(item)
+            if adopted is not None:
+                fetched[item.url] = adopted
             else:
                 downloads_needed[item.url] = item
+    host_kept.discard_unused()
     direct = direct_later.result()
     # The index pages' facts (upload time, yank state) need only the names and
     # hashes pip chose: they are read while the files download.
@@ -540,8 +577,8 @@ def _build_cold(
     with ThreadPoolExecutor(max_workers=2) as pool:
         answers = list(pool.map(lambda tnn: resolve_foreign(*tnn),
                                 [(t, name, n) for n, (t, name) in enumerate(foreign_targets)]))
-    for n in range(len(foreign_targets)):
-        keep(_Kept(tmp / f"kept-{n}"))  # read once pip is done: nothing waits on them
+    foreign_kept = [keep(_Kept(tmp / f"kept-{n}"))  # read once pip is done
+                    for n in range(len(foreign_targets))]
     for (_target, name), answer in zip(foreign_targets, answers, strict=True):
         if not isinstance(answer, ResolutionError):
             resolutions[name] = answer
@@ -564,8 +601,9 @@ def _build_cold(
                 continue
             if item.url in fetched or (item.sha256 and store.has(item.sha256)):
                 continue
-            if item.sha256 and (item.filename, item.sha256) in kept_files:
-                fetched[item.url] = kept_files[(item.filename, item.sha256)]
+            adopted = next((p for k in foreign_kept if (p := k.adopt(item)) is not None), None)
+            if adopted is not None:
+                fetched[item.url] = adopted
             else:
                 foreign[item.url] = item
         # pip fetches a wheel for another platform only when told that platform.
@@ -575,6 +613,8 @@ def _build_cold(
             pip, list(foreign.values()), tmp / f"downloads-{n}", jobs=jobs,
             pip_options=pip_options, target_options=target_pip_options(target), direct=direct,
             say=say))
+    for kept in foreign_kept:
+        kept.discard_unused()
 
     # 3. Everything into the store and the house, each file tagged with its targets.
     incoming: dict[str, Incoming] = {}

@@ -133,11 +133,12 @@ def resolve_target(
             where = f"for {target}" if target is not None else "for this interpreter"
             if "DO NOT MATCH THE HASHES" in e.stderr_tail:
                 # pip downloaded a file to read its metadata (the index offers no
-                # PEP 658 metadata) and its bytes are not the ones the index hashed.
+                # PEP 658 metadata) and its bytes are not the ones a hash names.
                 raise IntegrityError(
                     f"a downloaded file does not match its hash; nothing entered the store:\n"
                     f"{e.stderr_tail}",
-                    hint="the index or a proxy served different bytes; do not trust them",
+                    hint="either a --hash in your requirements is out of date, or the index "
+                    "or a proxy served different bytes; do not trust them until you know which",
                 ) from e
             if "metadata-generation-failed" in e.stderr_tail or (
                 "subprocess-exited-with-error" in e.stderr_tail
