@@ -211,6 +211,15 @@ def test_changed_local_project_is_built_again(
                   pip_options=_opts(upstream))
     assert not again.from_cache
     assert [e.filename for e in again.targets["host"]] == ["mine-1.1-py3-none-any.whl"]
+    # Edited again without a new version: other bytes under the same name,
+    # which a house refuses, saying what to do; the house keeps what it had.
+    (project / "src" / "mine.py").write_text('__version__ = "1.1"\nX = 3\n')
+    before = (house / "wheelhouse.json").read_bytes()
+    with pytest.raises(WheelhouseError) as info:
+        build(requirement_files=[req], house=house, store=store, pip_options=_opts(upstream))
+    assert "mine-1.1-py3-none-any.whl" in str(info.value)
+    assert "new version" in (info.value.hint or "")
+    assert (house / "wheelhouse.json").read_bytes() == before
 
 
 def test_foreign_target_gets_wheels_for_it_and_pure_built_wheels(

@@ -495,7 +495,9 @@ def _ingest(
             raise HouseError(
                 "a house never reuses a file name for different bytes:\n  "
                 + "\n  ".join(conflicts),
-                hint="remove the old file first with 'wheelhouse remove', or use another house",
+                hint="a project rebuilt from source at the same version gives other bytes: "
+                "give it a new version, or remove the old file first with "
+                "'wheelhouse remove HOUSE FILE'; or use another house",
             )
         added = [e for name, e in sorted(incoming.items()) if name not in current]
         unchanged = [current[name] for name in sorted(incoming) if name in current]
