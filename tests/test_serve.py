@@ -360,3 +360,35 @@ def test_cached_page_replaced_by_a_symlink_is_not_served(tmp_path: Path) -> None
         page.symlink_to(tmp_path / "secret.html")
         status, _, body = _get(url, "/simple/app/")
         assert status == 404 and b"outside" not in body
+
+
+def test_clients_that_go_away_leave_no_traceback(house: House) -> None:
+    # Clients reset connections, close them mid-download or between requests
+    # all the time; the server says nothing about it and goes on serving.
+    import struct
+
+    with subprocess.Popen([sys.executable, "-m", "wheelhouse", "serve", str(house.root),
+                           "--port", "0"], env=isolated_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        url = proc.stdout.readline().split(" at ")[1].strip()
+        host, port = url.removeprefix("http://").split(":")
+        request = (b"GET /files/big_thing-1.0-py3-none-any.whl HTTP/1.1\r\n"
+                   b"Host: x\r\n\r\n")
+        for abort in ("reset mid-response", "close mid-response", "reset when idle"):
+            with socket.create_connection((host, int(port))) as s:
+                if abort != "reset when idle":
+                    s.sendall(request)
+                    assert s.recv(1024).startswith(b"HTTP/1.1 200")
+                if abort.startswith("reset"):
+                    # SO_LINGER 0: close() sends RST instead of FIN.
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                else:
+                    s.shutdown(socket.SHUT_RDWR)
+        time.sleep(0.5)
+        status, _headers, body = _get(url, "/simple/")
+        assert status == 200 and b"big-thing" in body
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        err = proc.stderr.read()
+    assert "Traceback" not in err and "Exception" not in err, err

@@ -13,6 +13,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -163,6 +164,21 @@ class HouseServer(ThreadingHTTPServer):
                 f"cannot listen on {host}:{port}: {e.strerror or e}",
                 hint="choose another --port (0 picks a free one)",
             ) from e
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Say nothing of a client that went away; one line for anything else.
+
+        A client that resets, closes mid-response or times out is normal for a
+        server. Any other error is one log line, with its traceback only at
+        debug level: never a traceback on the terminal.
+        """
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            log.debug("client %s went away: %s", client_address, error)
+            return
+        log.warning("error while answering %s: %s: %s", client_address,
+                    type(error).__name__, error)
+        log.debug("the error's traceback", exc_info=error)
 
     def files_by_name(self) -> dict[str, FileEntry]:
         """The manifest's entries by file name, built once per manifest read."""
