@@ -436,21 +436,29 @@ def test_pyproject_dependencies_extras_and_groups(
     assert bad.returncode == 1 and "no dependency group 'nope'" in bad.stderr
 
 
+@pytest.mark.parametrize("index_metadata", [True, False], ids=["pep658", "no-pep658"])
 def test_sdists_are_kept_with_their_build_dependencies(
-    tmp_path: Path, store: Store, serve_dir: Callable[[Path], LocalIndex]
+    tmp_path: Path, store: Store, serve_dir: Callable[[Path], LocalIndex], index_metadata: bool
 ) -> None:
     d = tmp_path / "dists"
     build_sdist(d, "needsbuild", "1.0", build_requires=["buildhelper>=1"])
     build_wheel(d, "buildhelper", "1.0")
     up = House.open(tmp_path / "up", create=True)
     add_paths(up, Store.open(tmp_path / "upstore"), [d])
-    server = serve_dir(up.root)
+    root = up.root if index_metadata else _without_metadata(up.root, tmp_path / "mirror")
+    server = serve_dir(root)
     house = tmp_path / "house"
     build(["needsbuild"], house=house, store=store, pip_options=_opts(server),
           keep_sdists=True)
     files = {e.filename for e in House.open(house).read_manifest().files}
     assert files == {"needsbuild-1.0.tar.gz", "needsbuild-1.0-py3-none-any.whl",
                      "buildhelper-1.0-py3-none-any.whl"}
+    if not index_metadata:
+        # Fetched by pip for the two isolated builds of the sdist (its metadata,
+        # then its wheel), then by the resolution of the build dependencies,
+        # whose copy and page the build keeps: not a fourth time.
+        assert server.requests.count("GET /files/buildhelper-1.0-py3-none-any.whl") == 3
+        assert server.requests.count("GET /simple/buildhelper/") == 3
     server.__exit__(None, None, None)
     # The offline side can build the sdist from the house alone.
     run([sys.executable, "-m", "pip", "wheel", "--no-index", "--find-links",

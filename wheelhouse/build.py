@@ -648,7 +648,7 @@ def _build_cold(
                 built_names.append(b.path.name)
     if keep_sdists:
         _keep_sdists(pip, store, resolutions[HOST], built, local, names, want, pip_options,
-                     jobs, tmp, say)
+                     jobs, tmp, say, kept_pages)
     # A pure wheel built for the host serves every target that chose it.
     files = [
         Incoming(i.path, i.filename, i.origin, tuple(sorted(served[f])), i.expected_sha256)
@@ -678,8 +678,12 @@ def _keep_sdists(
     local: Callable[[Resolved], Path], names: list[str],
     want: Callable[[str, Path, str, str, str | None], None], pip_options: Sequence[str],
     jobs: int, tmp: Path, say: Callable[[str], None],
+    kept_pages: dict[str, PageFacts] | None = None,
 ) -> None:
-    """Add the sdists wheels were built from, and the wheels their builds need."""
+    """Add the sdists wheels were built from, and the wheels their builds need.
+
+    Index pages pip reads while it resolves the build dependencies go into *kept_pages*.
+    """
     from wheelhouse.acquire import download_files
     from wheelhouse.dists import read_build_requires
     from wheelhouse.filenames import parse_filename
@@ -698,11 +702,26 @@ def _keep_sdists(
     if not build_requires:
         return
     say(f"resolving the build dependencies of the sdists: {', '.join(sorted(build_requires))}")
-    needed = resolve_target(pip, None, sorted(build_requires), pip_options=pip_options)
-    missing = {r.url: r for r in needed
-               if r.kind == "wheel" and not (r.sha256 and store.has(r.sha256))}
-    fetched = download_files(pip, list(missing.values()), tmp / "build-deps", jobs=jobs,
-                             pip_options=pip_options)
+    kept = _Kept(tmp / "kept-build-deps")
+    try:
+        needed = resolve_target(pip, None, sorted(build_requires), pip_options=pip_options,
+                                keep=tmp / "kept-build-deps")
+    finally:
+        kept.finish()
+        if kept_pages is not None:
+            kept_pages.update(kept.pages)
+    missing: dict[str, Resolved] = {}
+    fetched: dict[str, Path] = {}
+    for r in needed:
+        if r.kind == "wheel" and not (r.sha256 and store.has(r.sha256)):
+            adopted = kept.adopt(r)
+            if adopted is not None:
+                fetched[r.url] = adopted
+            else:
+                missing[r.url] = r
+    kept.discard_unused()
+    fetched.update(download_files(pip, list(missing.values()), tmp / "build-deps", jobs=jobs,
+                                  pip_options=pip_options))
     for r in needed:
         if r.kind != "wheel":
             raise ResolutionError(
