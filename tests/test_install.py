@@ -789,3 +789,84 @@ def test_bytecode_of_a_module_includes_a_killed_compilers_temp_file(tmp_path: Pa
     found = sorted(Path(p).name for p in _pycs_of(str(tmp_path / "m.py")))
     assert found == ["m.cpython-311.opt-1.pyc", "m.cpython-311.pyc",
                      "m.cpython-311.pyc.140372184759728"]
+
+
+@pytest.mark.parametrize("failure", ["permission", "ctrl-c"])
+def test_an_upgrade_stopped_while_the_old_version_moves_aside_puts_it_all_back(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    # The old version's files move aside one by one before the new one is
+    # written; a failure or Ctrl-C on the fifth move must put back the four
+    # before it, not lose them.
+    from wheelhouse import install as install_mod
+    from wheelhouse.resolver import WantedSet
+
+    d = tmp_path / "dists"
+    modules = {f"many/m{i}.py": f"X = {i}\n".encode() for i in range(20)}
+    v1 = build_wheel(d, "many", "1.0", files=modules)
+    v2 = build_wheel(d, "many", "2.0", files=modules)
+    house = make_house(tmp_path / "house", store, [v1, v2])
+    venv = new_venv(tmp_path / "v")
+
+    def want(spec: str) -> WantedSet:
+        wanted = WantedSet()
+        wanted.add(spec)
+        return wanted
+
+    install_mod.install(house, want("many==1.0"), python=venv.python, compile_bytecode=False)
+    before = tree(venv.root)
+    real_move = install_mod._move
+    calls = []
+
+    def failing_move(src: str, dest: str) -> None:
+        calls.append(src)
+        if len(calls) == 5:
+            if failure == "permission":
+                raise PermissionError(1, "Operation not permitted", src)
+            raise KeyboardInterrupt
+        real_move(src, dest)
+
+    monkeypatch.setattr(install_mod, "_move", failing_move)
+    expected = install_mod.InstallError if failure == "permission" else KeyboardInterrupt
+    with pytest.raises(expected) as info:
+        install_mod.install(house, want("many==2.0"), python=venv.python,
+                            compile_bytecode=False)
+    if failure == "permission":
+        assert "many 1.0" in str(info.value) and "nothing was changed" in str(info.value)
+    monkeypatch.setattr(install_mod, "_move", real_move)
+    assert tree(venv.root) == before
+    assert venv.installed() == {"many": "1.0"}
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the lock is flock on POSIX")
+def test_two_installs_into_one_environment_take_turns(
+    tmp_path: Path, app_house: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wheelhouse import install as install_mod
+    from wheelhouse.errors import LockTimeoutError
+    from wheelhouse.resolver import WantedSet
+
+    venv = new_venv(tmp_path / "v")
+    site = site_packages(venv)
+    before = tree(venv.root)
+    # Another process installing into the environment holds its lock.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", ("import fcntl, os, time\n"
+         f"fd = os.open({str(site)!r}, os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(install_mod, "_LOCK_TIMEOUT", 0.5)
+        wanted = WantedSet()
+        wanted.add("app")
+        with pytest.raises(LockTimeoutError) as info:
+            install_mod.install(app_house, wanted, python=venv.python, compile_bytecode=False)
+        assert str(site) in str(info.value)
+        assert tree(venv.root) == before
+    finally:
+        holder.kill()
+        holder.communicate()
+    # Once the other is done, the install goes ahead.
+    install_mod.install(app_house, wanted, python=venv.python, compile_bytecode=False)
+    assert venv.installed() == {"app": "1.0", "lib": "1.0"}

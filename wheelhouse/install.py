@@ -17,6 +17,7 @@ The order of work is what makes it safe:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -44,6 +45,7 @@ from wheelhouse.errors import (
     IntegrityError,
     InvalidDistributionError,
     InvalidInputError,
+    LockTimeoutError,
     WheelhouseError,
 )
 from wheelhouse.house import METADATA_SUFFIX, FileEntry, House
@@ -51,7 +53,7 @@ from wheelhouse.interpreter import InterpreterInfo, default_interpreter, query_i
 from wheelhouse.resolver import Environment, Resolution, WantedSet, resolve_in_house
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from installer.records import RecordEntry
 
@@ -69,6 +71,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 JOURNAL_NAME = ".wheelhouse-install.json"
+#: The lock file one install holds on the environment where flock is not available.
+_LOCK_NAME = ".wheelhouse-install.lock"
+#: How long an install waits for another one into the same environment, in seconds.
+_LOCK_TIMEOUT = 600.0
 _STASH_PREFIX = ".wheelhouse-stash-"
 _SCHEMES = ("purelib", "platlib", "headers", "scripts", "data")
 
@@ -377,32 +383,34 @@ def _prune_dirs(dirs: Iterable[str], root: Path) -> None:
             d = os.path.dirname(d)
 
 
-def _stash(dist: InstalledDist, root: Path, stash: Path) -> list[tuple[str, str]]:
+def _stash(dist: InstalledDist, root: Path, stash: Path,
+           moves: list[tuple[str, str]]) -> None:
     """Move *dist*'s files (its RECORD, never outside *root*) into *stash*.
 
-    Returns the moves, so a failed install can put them back. The bytecode of
-    its modules goes too, RECORD listing it or not (Python writes some on import):
-    stale, it would shadow nothing, but a rollback puts it back as it was.
+    Each move is appended to *moves* as soon as it is done, so that a failure
+    or an interrupt half-way leaves a list a rollback can put back whole. The
+    bytecode of its modules goes too, RECORD listing it or not (Python writes
+    some on import): stale, it would shadow nothing, but a rollback puts it
+    back as it was.
     """
     stash.mkdir(parents=True, exist_ok=True)
-    moves: list[tuple[str, str]] = []
     dirs: list[str] = []
     dist_info = os.path.realpath(dist.path)
     for full in [*_record_paths(dist, root), dist_info]:
         if not os.path.lexists(full) or (os.path.isdir(full) and full != dist_info):
             continue
+        # Listed before it moves: a rollback skips what is not in the stash.
         dest = os.path.join(stash, str(len(moves)))
-        _move(full, dest)
         moves.append((full, dest))
+        _move(full, dest)
         dirs.append(os.path.dirname(full))
         if full.endswith(".py"):
             for pyc in _pycs_of(full):
                 dest = os.path.join(stash, str(len(moves)))
-                _move(pyc, dest)
                 moves.append((pyc, dest))
+                _move(pyc, dest)
             dirs.append(os.path.join(os.path.dirname(full), "__pycache__"))
     _prune_dirs(dirs, root)
-    return moves
 
 
 def _move(src: str, dest: str) -> None:
@@ -966,6 +974,74 @@ def _error_from(entry: FileEntry, error: tuple[str, str, str]) -> WheelhouseErro
 # The journal of an install in progress
 
 
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ignore Ctrl-C in the block (from the main thread; elsewhere, do nothing)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _environment_lock(layout: _Layout, *, dry_run: bool) -> Iterator[None]:
+    """Hold the target environment's install lock (nothing for a dry run).
+
+    Two installs into one environment at once would each take the other's
+    files for a half-finished install of their own. On POSIX the lock is an
+    ``flock`` on the site-packages directory itself, so it leaves no file
+    behind; elsewhere a lock file beside the journal.
+    """
+    if dry_run:
+        yield
+        return
+    timeout = _LOCK_TIMEOUT
+    where = Path(layout.scheme["purelib"])
+    _check_writable(layout)
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InstallError(
+            f"the environment is read-only: cannot write to {where} ({e.strerror or e})",
+            hint="install into an environment you can write to, or fix its permissions",
+        ) from e
+    if os.name != "posix":
+        import filelock
+
+        lock = filelock.FileLock(str(where / _LOCK_NAME), timeout=timeout)
+        try:
+            lock.acquire()
+        except filelock.Timeout as e:
+            raise LockTimeoutError(str(where / _LOCK_NAME), timeout) from e
+        try:
+            yield
+        finally:
+            lock.release()
+        return
+    import fcntl
+
+    fd = os.open(where, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeoutError(str(where), timeout) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # and with it the lock
+
+
 def _journal_path(layout: _Layout) -> Path:
     return Path(layout.scheme["purelib"]) / JOURNAL_NAME
 
@@ -1036,102 +1112,112 @@ def install(
         house.read_manifest().files, wanted, env, read_house_metadata(house),
         file_digest=read_house_digest(house))
 
-    report = InstallReport(info.executable, dry_run=dry_run)
-    installed = find_installed(layout.site_dirs)
-    interrupted = _read_journal(layout)
-    requested = {canonicalize_name(r.name) for r, _ in wanted.requirements}
-    todo: list[tuple[FileEntry, InstalledDist | None]] = []
-    for cand in resolution.chosen:
-        have = installed.get(cand.name)
-        half = cand.name in interrupted
-        if have is not None and have.version == str(cand.version) and not half:
-            report.skipped.append((cand.name, have.version))
-            continue
-        if half:
-            report.completed.append(cand.name)
-        todo.append((cand.entry, have))
-    if dry_run or not todo:
-        for entry, have in todo:
+    # One install into an environment at a time: a second waits for the first.
+    with _environment_lock(layout, dry_run=dry_run):
+        report = InstallReport(info.executable, dry_run=dry_run)
+        installed = find_installed(layout.site_dirs)
+        interrupted = _read_journal(layout)
+        requested = {canonicalize_name(r.name) for r, _ in wanted.requirements}
+        todo: list[tuple[FileEntry, InstalledDist | None]] = []
+        for cand in resolution.chosen:
+            have = installed.get(cand.name)
+            half = cand.name in interrupted
+            if have is not None and have.version == str(cand.version) and not half:
+                report.skipped.append((cand.name, have.version))
+                continue
+            if half:
+                report.completed.append(cand.name)
+            todo.append((cand.entry, have))
+        if dry_run or not todo:
+            for entry, have in todo:
+                report.installed.append((entry.project, entry.version, entry.filename))
+                if have is not None and have.version != entry.version:
+                    report.replaced.append((entry.project, have.version, entry.version))
+            report.seconds = time.monotonic() - started
+            return report
+
+        workers = max(1, jobs or min(8, os.cpu_count() or 2))
+        # 3. What can be checked without reading the wheels (they are checked as they are
+        #    read: a bad one rolls everything back).
+        for _entry, have in todo:
+            if have is not None and not (have.path / "RECORD").is_file() and not (
+                    have.name in interrupted and interrupted[have.name] == have.version):
+                raise InstallError(
+                    f"cannot replace {have.name} {have.version}: it has no RECORD "
+                    f"({have.path}), so its files are unknown",
+                    hint="remove it by hand, or install into a fresh environment")
+        _check_writable(layout)
+
+        # 4. Journal, stash replaced versions, install (verifying every member against
+        #    RECORD as it is written); on any failure put everything back as it was.
+        pending = dict(interrupted)
+        pending.update({e.project: e.version for e, _ in todo})
+        _write_journal(layout, pending)
+        stash = Path(layout.scheme["purelib"]) / f"{_STASH_PREFIX}{os.getpid()}"
+        shutil.rmtree(stash, ignore_errors=True)  # a dead run's, with our pid
+        stash.mkdir(parents=True)
+        moves: list[tuple[str, str]] = []
+        results = [_Written() for _ in todo]
+        try:
+            for entry, have in todo:
+                if have is None:
+                    continue
+                if (have.path / "RECORD").is_file():
+                    try:
+                        _stash(have, layout.root, stash / "replaced" / have.path.name, moves)
+                    except OSError as e:
+                        raise InstallError(
+                            f"cannot move {have.name} {have.version} aside to replace it: "
+                            f"{e.strerror or e} ({e.filename}); nothing was changed",
+                            hint="the environment must be writable by you, every file of it",
+                        ) from e
+                else:
+                    # Half-written by an interrupted run of ours (the journal says so):
+                    # its files are rewritten below; its metadata goes now.
+                    moves += _stash_dir(have.path, layout.root, stash / "half" / have.path.name)
+                if have.version != entry.version:
+                    report.replaced.append((entry.project, have.version, entry.version))
+
+            jobs_list = [(i, str(house.file_path(e.filename)), e.sha256, e.project,
+                          e.project in requested) for i, (e, _have) in enumerate(todo)]
+            groups = _partition(jobs_list, [todo[i][0].size for i in range(len(todo))], workers)
+            outcomes = _run_groups(groups, layout, info, stash)
+            failure: WheelhouseError | None = None
+            for outcome in outcomes:
+                for index, w in outcome.written:
+                    results[index] = w
+                if outcome.error is not None and failure is None:
+                    failure = _error_from(todo[outcome.error[0]][0], outcome.error[1:])
+            if failure is not None:
+                raise failure
+            # 5. Bytecode, still undone on Ctrl-C: the install is not over until it is.
+            if compile_bytecode and info.cache_tag:
+                py_files = [p for w in results for p in w.py_files]
+                compiled = _compile(info, py_files, os.cpu_count() or 2)
+                for w in results:
+                    report.compiled += _add_pyc_to_record(w, compiled, info.cache_tag)
+        except BaseException:
+            report.compiled = 0
+            with _interrupts_held():  # a second Ctrl-C must not cut the rollback short
+                _rollback(stash, layout.root)
+                _unstash(moves)
+            shutil.rmtree(stash, ignore_errors=True)
+            if not interrupted:
+                _journal_path(layout).unlink(missing_ok=True)
+            else:
+                _write_journal(layout, interrupted)
+            raise
+        shutil.rmtree(stash, ignore_errors=True)
+        _remove_dead_stashes(layout)
+        for entry, _have in todo:
             report.installed.append((entry.project, entry.version, entry.filename))
-            if have is not None and have.version != entry.version:
-                report.replaced.append((entry.project, have.version, entry.version))
+            pending.pop(entry.project, None)
+        if pending:
+            _write_journal(layout, pending)
+        else:
+            _journal_path(layout).unlink(missing_ok=True)
         report.seconds = time.monotonic() - started
         return report
-
-    workers = max(1, jobs or min(8, os.cpu_count() or 2))
-    # 3. What can be checked without reading the wheels (they are checked as they are
-    #    read: a bad one rolls everything back).
-    for _entry, have in todo:
-        if have is not None and not (have.path / "RECORD").is_file() and not (
-                have.name in interrupted and interrupted[have.name] == have.version):
-            raise InstallError(
-                f"cannot replace {have.name} {have.version}: it has no RECORD "
-                f"({have.path}), so its files are unknown",
-                hint="remove it by hand, or install into a fresh environment")
-    _check_writable(layout)
-
-    # 4. Journal, stash replaced versions, install (verifying every member against
-    #    RECORD as it is written); on any failure put everything back as it was.
-    pending = dict(interrupted)
-    pending.update({e.project: e.version for e, _ in todo})
-    _write_journal(layout, pending)
-    stash = Path(layout.scheme["purelib"]) / f"{_STASH_PREFIX}{os.getpid()}"
-    shutil.rmtree(stash, ignore_errors=True)  # a dead run's, with our pid
-    stash.mkdir(parents=True)
-    moves: list[tuple[str, str]] = []
-    results = [_Written() for _ in todo]
-    try:
-        for entry, have in todo:
-            if have is None:
-                continue
-            if (have.path / "RECORD").is_file():
-                moves += _stash(have, layout.root, stash / "replaced" / have.path.name)
-            else:
-                # Half-written by an interrupted run of ours (the journal says so):
-                # its files are rewritten below; its metadata goes now.
-                moves += _stash_dir(have.path, layout.root, stash / "half" / have.path.name)
-            if have.version != entry.version:
-                report.replaced.append((entry.project, have.version, entry.version))
-
-        jobs_list = [(i, str(house.file_path(e.filename)), e.sha256, e.project,
-                      e.project in requested) for i, (e, _have) in enumerate(todo)]
-        groups = _partition(jobs_list, [todo[i][0].size for i in range(len(todo))], workers)
-        outcomes = _run_groups(groups, layout, info, stash)
-        failure: WheelhouseError | None = None
-        for outcome in outcomes:
-            for index, w in outcome.written:
-                results[index] = w
-            if outcome.error is not None and failure is None:
-                failure = _error_from(todo[outcome.error[0]][0], outcome.error[1:])
-        if failure is not None:
-            raise failure
-        # 5. Bytecode, still undone on Ctrl-C: the install is not over until it is.
-        if compile_bytecode and info.cache_tag:
-            py_files = [p for w in results for p in w.py_files]
-            compiled = _compile(info, py_files, os.cpu_count() or 2)
-            for w in results:
-                report.compiled += _add_pyc_to_record(w, compiled, info.cache_tag)
-    except BaseException:
-        report.compiled = 0
-        _rollback(stash, layout.root)
-        _unstash(moves)
-        shutil.rmtree(stash, ignore_errors=True)
-        if not interrupted:
-            _journal_path(layout).unlink(missing_ok=True)
-        else:
-            _write_journal(layout, interrupted)
-        raise
-    shutil.rmtree(stash, ignore_errors=True)
-    _remove_dead_stashes(layout)
-    for entry, _have in todo:
-        report.installed.append((entry.project, entry.version, entry.filename))
-        pending.pop(entry.project, None)
-    if pending:
-        _write_journal(layout, pending)
-    else:
-        _journal_path(layout).unlink(missing_ok=True)
-    report.seconds = time.monotonic() - started
-    return report
 
 
 def _remove_dead_stashes(layout: _Layout) -> None:
