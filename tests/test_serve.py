@@ -392,3 +392,27 @@ def test_clients_that_go_away_leave_no_traceback(house: House) -> None:
         assert proc.wait(timeout=10) == 0
         err = proc.stderr.read()
     assert "Traceback" not in err and "Exception" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        ((b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 41\r\n\r\n"
+         b"GET /nonexistent-smuggled HTTP/1.1\r\n\r\n\r\n"), b" 400 "),
+        ((b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+         b"25\r\nGET /nonexistent-smuggled HTTP/1.1\r\n\r\n0\r\n\r\n"), b" 400 "),
+        ((b"POST /simple/ HTTP/1.1\r\nHost: x\r\nContent-Length: 41\r\n\r\n"
+         b"GET /nonexistent-smuggled HTTP/1.1\r\n\r\n\r\n"), b" 405 "),
+    ],
+    ids=["get-with-length", "get-chunked", "post-with-body"],
+)
+def test_a_request_body_is_never_taken_for_the_next_request(
+    house: House, request_bytes: bytes, status: bytes
+) -> None:
+    # The server reads no bodies: one left on the connection would be parsed
+    # as a second request (smuggling, behind a proxy). One answer, then closed.
+    with serving(house) as url:
+        reply = _exchange(url, request_bytes)
+    assert reply.startswith(b"HTTP/1.1" + status), reply[:200]
+    assert reply.count(b"HTTP/1.1 ") == 1, reply
+    assert b"<still open>" not in reply

@@ -289,6 +289,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         elif connection == "keep-alive":
             self.close_connection = False
+        length = headers.get("content-length")
+        if "transfer-encoding" in headers or (length is not None and length != "0"):
+            # A body, which this server never reads: left on the connection it
+            # would be taken for the next request (request smuggling behind a
+            # proxy). The connection closes after the answer; GET and HEAD
+            # carry no body, so they are refused.
+            self.close_connection = True
+            if self.command in ("GET", "HEAD"):
+                self.send_error(HTTPStatus.BAD_REQUEST, "A GET or HEAD request has no body")
+                return False
+            return True
         if (headers.get("expect", "").lower() == "100-continue"
                 and self.request_version == "HTTP/1.1"):
             return self.handle_expect_100()
