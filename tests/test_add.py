@@ -449,3 +449,28 @@ def test_no_shared_memory_for_worker_processes_falls_back_to_threads(
     result = add_paths(house, store, wheels)
     assert len(result.added) == 4
     assert house.verify() == [] and store.verify().ok
+
+
+def test_a_damaged_blob_is_never_linked_and_the_good_bytes_take_its_place(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    wheel = make_wheel("demo", "1.0")
+    other = make_wheel("other", "1.0")
+    first = House.open(tmp_path / "one", create=True)
+    add_paths(first, store, [wheel])
+    (entry,) = first.read_manifest().files
+    # The store's copy is replaced by other bytes (a disk error, a hand edit).
+    blob = store.blob_path(entry.sha256)
+    blob.unlink()
+    blob.write_bytes(other.read_bytes())
+    second = House.open(tmp_path / "two", create=True)
+    result = add_paths(second, store, [wheel])
+    assert result.reused == 0  # not taken from the store: stored again
+    linked = second.file_path(entry.filename).read_bytes()
+    assert hashlib.sha256(linked).hexdigest() == entry.sha256
+    assert second.verify() == []
+    assert hashlib.sha256(blob.read_bytes()).hexdigest() == entry.sha256
+    assert [p.name.split(".")[0] for p in (store.root / "quarantine").iterdir()] == [
+        entry.sha256]
+    assert any("damaged" in r.getMessage() and entry.sha256 in r.getMessage()
+               for r in caplog.records)

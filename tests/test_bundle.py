@@ -774,3 +774,21 @@ def test_cli_delta_and_base_missing_exit_codes(
     assert "unsupported bundle type" in capsys.readouterr().err
     assert main([*s, "export", str(house.root), "--since", str(tmp_path / "nope"),
                  "-o", str(tmp_path / "c.tar")]) == 2
+
+
+def test_a_damaged_blob_in_the_receiving_store_is_replaced_from_the_bundle(
+    tmp_path: Path, house: House, other_store: Store
+) -> None:
+    out = tmp_path / "bundle.tar"
+    export(house, out)
+    import_bundle(out, tmp_path / "first", store=other_store)
+    entry = next(e for e in house.read_manifest().files if e.filename.startswith("demo-2.0"))
+    blob = other_store.blob_path(entry.sha256)
+    blob.unlink()
+    blob.write_bytes(b"not the wheel")
+    # The blob is in the store, so the bundle's copy would have been skipped:
+    # it is hashed first, found damaged, set aside, and the bundle's bytes used.
+    imported = import_bundle(out, tmp_path / "second", store=other_store)
+    assert imported.new_blobs == 1
+    assert House.open(tmp_path / "second").verify() == []
+    assert other_store.verify().ok

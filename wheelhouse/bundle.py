@@ -1097,8 +1097,10 @@ def import_bundle(
                 bm = reader.bundle_manifest
                 from_house = _check_base(bm, current, house_root, store, path)
                 # One stat per blob, up front (gc cannot remove any meanwhile: in_use).
+                # Each is hashed: a damaged blob is set aside and taken from the bundle.
                 staging.present = {m.sha256 for m in bm.members
-                                   if m.name.startswith(f"{FILES_DIR}/") and store.has(m.sha256)}
+                                   if m.name.startswith(f"{FILES_DIR}/") and store.has(m.sha256)
+                                   and store.intact(m.sha256)}
                 _check_import_space(bm, store, house_root, current, staging.present)
                 manifest, small = _scan(reader, staging)
                 digest = reader.finish()
@@ -1152,7 +1154,7 @@ def _check_base(bm: BundleManifest, current: Manifest | None, house_root: Path, 
     from_house: dict[str, Sha256] = {}
     missing = []
     for m in bm.base:
-        if store.has(m.sha256):
+        if store.has(m.sha256) and store.intact(m.sha256):
             continue
         path = house_root / m.name
         if have.get(m.name) == m.sha256 and path.is_file() and not path.is_symlink():

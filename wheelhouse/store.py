@@ -733,6 +733,26 @@ class Store:
             results = [self._quarantine(bad) for bad in results]
         return StoreVerifyReport(len(blobs), tuple(results))
 
+    def intact(self, sha256: str) -> bool:
+        """True if blob *sha256* exists and its bytes hash to its name.
+
+        A damaged blob is moved to ``quarantine/`` (with a warning naming both
+        hashes), so it is never linked; the caller stores good bytes again.
+        """
+        path = self.blob_path(sha256)
+        try:
+            actual: str | None = sha256_file(path)[0]
+        except FileNotFoundError:
+            return False
+        except OSError:
+            actual = None
+        if actual == sha256:
+            return True
+        bad = self._quarantine(BadBlob(sha256, actual, path))
+        log.warning("the store's blob %s was damaged (its bytes hash to sha256=%s): moved to %s",
+                    sha256, actual, bad.quarantined_to)
+        return False
+
     def _quarantine(self, bad: BadBlob) -> BadBlob:
         qdir = self.root / "quarantine"
         qdir.mkdir(parents=True, exist_ok=True)
