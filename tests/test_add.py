@@ -263,6 +263,13 @@ def test_verify_reports_changed_missing_and_stray_files(
                 "kind": "wheel", "project": "evil", "version": "1.0"}]}).encode(),
             "not a sha256", id="bad-digest",
         ),
+        pytest.param(b'{"format": 1, "files": null}', "'files' is not a list",
+                     id="files-null"),
+        pytest.param(b'{"format": 1, "files": [{"filename": "evil-1.0-py3-none-any.whl", '
+                     b'"sha256": "' + b"a" * 64 + b'", "size": 1e400, "kind": "wheel", '
+                     b'"project": "evil", "version": "1.0"}]}', "size must be a whole number",
+                     id="size-infinite"),
+        pytest.param(b'{"format": 1, "files": ["just a string"]}', r"files\[0\]", id="entry-string"),
     ],
 )
 def test_bad_manifest_is_refused(tmp_path: Path, content: bytes, message: str) -> None:
@@ -474,3 +481,20 @@ def test_a_damaged_blob_is_never_linked_and_the_good_bytes_take_its_place(
         entry.sha256]
     assert any("damaged" in r.getMessage() and entry.sha256 in r.getMessage()
                for r in caplog.records)
+
+
+@pytest.mark.parametrize("record", [b"[1, 2]", b"null", b'"text"', b"{\"format\": 1, \"tags\": 5}"])
+def test_an_unreadable_blob_record_is_made_again(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory, record: bytes
+) -> None:
+    wheel = make_wheel("demo", "1.0")
+    first = House.open(tmp_path / "one", create=True)
+    add_paths(first, store, [wheel])
+    (entry,) = first.read_manifest().files
+    meta = store.meta_path(entry.sha256)
+    meta.unlink()
+    meta.write_bytes(record)
+    second = House.open(tmp_path / "two", create=True)
+    add_paths(second, store, [wheel])
+    assert second.read_manifest().files == first.read_manifest().files
+    assert store.read_meta(entry.sha256) is not None

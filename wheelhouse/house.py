@@ -192,10 +192,13 @@ class FileEntry:
         kind = raw["kind"]
         project = raw["project"]
         version = raw["version"]
+        size = raw["size"]
+        if type(size) is not int:
+            raise TypeError(f"size must be a whole number, not {size!r}")
         entry = cls(
             filename,
             parse_sha256(raw["sha256"]),
-            int(raw["size"]),
+            size,
             kind if type(kind) is str else str(kind),
             project if type(project) is str else str(project),
             version if type(version) is str else str(version),
@@ -374,6 +377,8 @@ class Manifest:
         if raw.get("format") != MANIFEST_FORMAT:
             raise FormatVersionError("manifest", source, raw.get("format"), MANIFEST_FORMAT)
         items = raw.get("files", [])
+        if not isinstance(items, list):
+            raise HouseError(f"{source}: invalid manifest: 'files' is not a list")
         return cls._from_items(items, source=source, lines=None)
 
     @classmethod
@@ -390,7 +395,8 @@ class Manifest:
                     entry = FileEntry._from_line(item, names)
                 else:
                     entry = FileEntry.from_dict(item, names=names)
-            except (KeyError, TypeError, ValueError, InvalidFilenameError) as e:
+            except (KeyError, TypeError, ValueError, OverflowError, AttributeError,
+                    InvalidFilenameError) as e:
                 problems.append(f"files[{i}]: {e}")
                 continue
             if entry.filename in seen:

@@ -148,6 +148,8 @@ class BlobMeta:
         """Parse a record written by :meth:`to_json`; refuse an unknown format."""
         try:
             raw: dict[str, Any] = json.loads(data)
+            if not isinstance(raw, dict):
+                raise TypeError("not a JSON object")
             if raw.get("format") != STORE_FORMAT:
                 raise FormatVersionError("blob metadata", source, raw.get("format"), STORE_FORMAT)
             raw["tags"] = tuple(raw.get("tags", ()))
@@ -158,7 +160,7 @@ class BlobMeta:
             return meta
         except FormatVersionError:
             raise
-        except (ValueError, TypeError, StoreError) as e:
+        except (ValueError, TypeError, AttributeError, RecursionError, StoreError) as e:
             raise StoreError(f"{source}: unreadable blob metadata ({e})") from e
 
 
