@@ -142,3 +142,35 @@ def test_default_store_works_after_install_cached_the_interpreter(
     assert (tmp_path / "cache" / "wheelhouse" / "interpreters").is_dir()
     wheelhouse("add", str(wheel), "-o", str(tmp_path / "h2"), env=env)
     assert (tmp_path / "cache" / "wheelhouse" / "wheelhouse-store.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("toml", "args", "message"),
+    [
+        ('[project]\nname = "x"\ndependencies = "alpha"\n', [],
+         "[project] dependencies must be a list of strings"),
+        ('[project]\nname = "x"\ndependencies = [1]\n', [],
+         "[project] dependencies must be a list of strings"),
+        ('project = "x"\n', [], "[project] must be a table"),
+        ('[project]\nname = "x"\noptional-dependencies = "x"\n', ["--extra", "x"],
+         "[project.optional-dependencies] must be a table"),
+        ('[dependency-groups]\ndev = "beta"\n', ["--group", "dev"],
+         "dependency group 'dev' must be a list"),
+        ('[dependency-groups]\ndev = [3]\n', ["--group", "dev"],
+         "dependency group 'dev' holds 3"),
+    ],
+    ids=["deps-string", "deps-number", "project-string", "optional-string", "group-string",
+         "group-number"],
+)
+def test_malformed_pyproject_is_a_clear_error(
+    tmp_path: Path, toml: str, args: list[str], message: str
+) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(toml)
+    out = wheelhouse("--store", str(tmp_path / "store"), "build", "--project", str(project),
+                     *args, "-o", str(tmp_path / "house"), env=isolated_env(), check=False)
+    assert out.returncode != 0
+    assert message in out.stderr and "pyproject.toml" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "house").exists()

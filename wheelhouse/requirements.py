@@ -8,7 +8,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wheelhouse.errors import InvalidInputError
 
@@ -279,24 +279,37 @@ def requirements_from_pyproject(
         raise InvalidInputError(f"no such file: {str(path)!r}") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise InvalidInputError(f"{path}: not a readable pyproject.toml ({e})") from e
-    project = data.get("project", {})
+
+    def table(value: object, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise InvalidInputError(f"{path}: {where} must be a table, not {value!r}")
+        return value
+
+    def strings(value: object, where: str) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidInputError(f"{path}: {where} must be a list of strings, not {value!r}",
+                                    hint='for example: dependencies = ["requests>=2"]')
+        return value
+
+    project = table(data.get("project", {}), "[project]")
     out: list[str] = []
-    if "dependencies" in project.get("dynamic", []):
+    if "dependencies" in strings(project.get("dynamic", []), "[project] dynamic"):
         raise InvalidInputError(
             f"{path}: [project] dependencies are dynamic, so they cannot be read statically",
             hint="build the project itself (wheelhouse build ./project) or list the "
             "dependencies in a requirements file",
         )
-    out += list(project.get("dependencies", []))
-    optional = project.get("optional-dependencies", {})
+    out += strings(project.get("dependencies", []), "[project] dependencies")
+    optional = table(project.get("optional-dependencies", {}),
+                     "[project.optional-dependencies]")
     for extra in extras:
         if extra not in optional:
             raise InvalidInputError(
                 f"{path}: no optional-dependencies extra {extra!r}",
                 hint="extras here: " + (", ".join(sorted(optional)) or "none"),
             )
-        out += list(optional[extra])
-    all_groups = data.get("dependency-groups", {})
+        out += strings(optional[extra], f"optional-dependencies {extra!r}")
+    all_groups = table(data.get("dependency-groups", {}), "[dependency-groups]")
 
     def expand(group: str, seen: tuple[str, ...]) -> list[str]:
         if group in seen:
@@ -306,12 +319,20 @@ def requirements_from_pyproject(
                 f"{path}: no dependency group {group!r}",
                 hint="groups here: " + (", ".join(sorted(all_groups)) or "none"),
             )
+        entries = all_groups[group]
+        if not isinstance(entries, list):
+            raise InvalidInputError(
+                f"{path}: dependency group {group!r} must be a list, not {entries!r}")
         items: list[str] = []
-        for item in all_groups[group]:
+        for item in entries:
             if isinstance(item, dict) and "include-group" in item:
                 items += expand(str(item["include-group"]), (*seen, group))
             elif isinstance(item, str):
                 items.append(item)
+            else:
+                raise InvalidInputError(
+                    f"{path}: dependency group {group!r} holds {item!r}, which is neither "
+                    "a requirement string nor an include-group table")
         return items
 
     for group in groups:
