@@ -405,6 +405,19 @@ def test_lock_with_pip_tools_then_build_from_the_lock(
                                                           "extradep"}
 
 
+def test_lock_of_an_unknown_name_says_so_without_a_traceback(
+    tmp_path: Path, upstream: LocalIndex
+) -> None:
+    source = tmp_path / "requirements.in"
+    source.write_text("nosuchpkg\n")
+    out = wheelhouse("lock", "-r", str(source), "-o", str(tmp_path / "requirements.txt"),
+                     "--index-url", f"{upstream.url}/simple/", env=isolated_env(), check=False)
+    assert out.returncode != 0
+    assert "nosuchpkg" in out.stderr and "Traceback" not in out.stderr
+    assert 'File "' not in out.stderr  # no frames either
+    assert not (tmp_path / "requirements.txt").exists()
+
+
 def test_lock_for_another_platform_says_how_instead(tmp_path: Path) -> None:
     from wheelhouse.errors import InvalidTargetError
     from wheelhouse.lock import lock

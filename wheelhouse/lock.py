@@ -8,7 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wheelhouse.errors import InvalidInputError, InvalidTargetError, ResolutionError
+from wheelhouse.errors import (
+    InvalidInputError,
+    InvalidTargetError,
+    NetworkError,
+    ResolutionError,
+)
 from wheelhouse.requirements import scan_requirement_files
 
 if TYPE_CHECKING:
@@ -70,8 +75,48 @@ def lock(
     proc = subprocess.run(argv, capture_output=True, text=True, check=False,
                           stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-_TAIL:])
-        raise ResolutionError(f"pip-tools could not lock {', '.join(map(str, paths))}:\n{tail}")
+        lines = [line for line in _without_tracebacks(proc.stderr.strip().splitlines())
+                 if line.strip()]
+        tail = "\n".join(lines[-_TAIL:])
+        what = f"pip-tools could not lock {', '.join(map(str, paths))}:\n{tail}"
+        if any(s in proc.stderr for s in _UNREACHABLE):
+            raise NetworkError(what, hint="check the index URL and the network "
+                               "(pip config list shows what pip uses)")
+        raise ResolutionError(what, hint="check the names and versions above and the index "
+                              "pip-tools used")
     pins = sum(1 for line in out.read_text(encoding="utf-8").splitlines()
                if "==" in line and not line.startswith((" ", "#", "-")))
     return LockResult(out, pins)
+
+
+#: What pip says when it cannot reach an index at all.
+_UNREACHABLE = ("Failed to establish a new connection", "NewConnectionError",
+                "Name or service not known", "Temporary failure in name resolution",
+                "Connection refused")
+
+
+def _without_tracebacks(lines: list[str]) -> list[str]:
+    """*lines* without Python tracebacks: each one shrinks to its last line (the error).
+
+    pip-tools lets some of pip's errors (no such distribution) escape as
+    tracebacks; the user needs the error, not the frames.
+    """
+    out: list[str] = []
+    in_traceback = False
+    for line in lines:
+        if line.startswith("Traceback (most recent call last):"):
+            in_traceback = True
+            continue
+        if in_traceback:
+            if not line.strip() or line.startswith((" ", "\t")):
+                continue
+            in_traceback = False
+            # "pip._internal.exceptions.DistributionNotFound: No matching ..." -> the message.
+            name, sep, message = line.partition(": ")
+            out.append(message if sep and "." in name and " " not in name else line)
+            continue
+        if line.startswith(("During handling of the above exception",
+                            "The above exception was the direct cause")):
+            continue
+        out.append(line)
+    return out
