@@ -416,3 +416,23 @@ def test_a_request_body_is_never_taken_for_the_next_request(
     assert reply.startswith(b"HTTP/1.1" + status), reply[:200]
     assert reply.count(b"HTTP/1.1 ") == 1, reply
     assert b"<still open>" not in reply
+
+
+def test_an_index_left_behind_by_a_killed_change_is_said_and_put_right(
+    tmp_path: Path, store: Store
+) -> None:
+    d = tmp_path / "dists"
+    house = House.open(tmp_path / "house", create=True)
+    add_paths(house, store, [build_wheel(d, "lib", "1.0")])
+    # A change killed (SIGKILL cannot wait) after its manifest, before its index.
+    other = House.open(tmp_path / "other", create=True)
+    add_paths(other, store, [build_wheel(d, "newer", "1.0")])
+    (entry,) = other.read_manifest().files
+    house.link_from_store(store, entry)
+    house.write_manifest(house.read_manifest().with_files([entry]))
+    assert [p.path for p in House.open(house.root).verify()] == ["simple/"]
+    # Serving it rewrites the index first, and says so.
+    with serving(house.root) as url:
+        status, _headers, body = _get(url, "/simple/")
+    assert status == 200 and b"newer" in body
+    assert House.open(house.root).verify() == []

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
 
 __all__ = [
     "can_exchange",
     "exchange",
     "fsync_dir",
+    "interrupts_deferred",
     "read_small",
     "rename_noreplace",
     "sync_files",
@@ -261,3 +262,34 @@ def write_many_atomic(files: Mapping[Path, bytes], *, mode: int = 0o644) -> None
         for tmp, _ in temps[renamed:]:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Let Ctrl-C and SIGTERM wait until the block is done, then take effect.
+
+    For the few steps that must finish together (a house's manifest and its
+    index): an interrupt in between would leave one without the other. A
+    signal that arrives meanwhile is delivered again, to the handler that was
+    there before, once the block has ended without an exception of its own.
+    Outside the main thread (no signals there) this does nothing.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+
+    def note(signum: int, _frame: object) -> None:
+        noted.append(signum)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for signum in dict.fromkeys(noted):
+        signal.raise_signal(signum)

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from wheelhouse._fs import read_small
+from wheelhouse._fs import interrupts_deferred, read_small
 from wheelhouse.dists import read_dist_info
 from wheelhouse.errors import (
     HashMismatchError,
@@ -536,11 +536,12 @@ def _ingest(
             house.link_from_store(store, entry)  # repairs a missing link, else a stat
         changed = added + retargeted
         new_manifest = manifest.with_files(changed) if changed else manifest
-        if changed:
-            house.write_manifest(new_manifest)
-        clock.lap("link and manifest")
-        house.write_index(new_manifest, previous=manifest)
-        clock.lap("index")
+        with interrupts_deferred():  # the manifest and the index, together
+            if changed:
+                house.write_manifest(new_manifest)
+            clock.lap("link and manifest")
+            house.commit(new_manifest, previous=manifest, manifest_written=True)
+            clock.lap("index")
     reused = sum(1 for p in stored if p.reused)
     log.info("added %d file(s), %d unchanged, %d reused from the store",
              len(added), len(unchanged), reused)

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from wheelhouse._fs import fsync_dir, write_many_atomic
+from wheelhouse._fs import fsync_dir, interrupts_deferred, write_many_atomic
 from wheelhouse._hashing import BackgroundHash
 from wheelhouse.errors import (
     BundleBaseError,
@@ -1197,9 +1197,10 @@ def _write_house(house_root: Path, store: Store, manifest: Manifest,
             for path in sorted(lock_dir.iterdir()):
                 if path.name not in locks and not path.is_dir():
                     path.unlink()
-        write_many_atomic({house.manifest_path: small[MANIFEST_NAME]})
-        new = house.read_manifest()
-        house.write_index(new, previous=old)
+        with interrupts_deferred():  # the manifest and the index, together
+            write_many_atomic({house.manifest_path: small[MANIFEST_NAME]})
+            new = house.read_manifest()
+            house.commit(new, previous=old, manifest_written=True)
         keep = new.by_filename()
         gone = [e for e in old.files if e.filename not in keep]
         for entry in gone:

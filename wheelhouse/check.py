@@ -177,6 +177,10 @@ def check(
     if ask_pip:
         pip = pip if pip is not None else _isolated_pip()
         pip_skipped = _pip_unavailable(pip)
+        if not pip_skipped and not house.index_is_current():
+            # pip reads the index, which would show another house than ours.
+            pip_skipped = (f"the index does not match the manifest (a change was interrupted): "
+                           f"run 'wheelhouse index {house.root}'")
         if pip_skipped:
             log.warning("cross-check with pip skipped (%s)", pip_skipped)
     out: list[TargetCheck] = []

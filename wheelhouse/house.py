@@ -24,6 +24,7 @@ from wheelhouse._fs import (
     can_exchange,
     exchange,
     fsync_dir,
+    interrupts_deferred,
     sync_files,
     write_atomic,
     write_many_atomic,
@@ -659,6 +660,43 @@ class House:
         self._cache = None
         self._digests[id(manifest)] = (manifest, hashlib.sha256(data).hexdigest())
 
+    def commit(self, manifest: Manifest, *, previous: Manifest,
+               manifest_first: bool = True, manifest_written: bool = False) -> IndexStats:
+        """Write *manifest* and bring the index in line with it, as one step.
+
+        Ctrl-C or SIGTERM waits until both are written (an interrupt between
+        them would leave an index that shows another house). The manifest goes
+        first when files are added (the index never links a file the manifest
+        lacks), the index first when files go (*manifest_first* False); a
+        caller that wrote the manifest itself, in its own
+        :func:`interrupts_deferred` block, says *manifest_written*. An index
+        that cannot be written is said plainly, with the way out.
+        """
+        # With the manifest written already, there is nothing left to write.
+        previous_written = manifest if manifest_written else previous
+        with interrupts_deferred():
+            if manifest_first and manifest is not previous_written:
+                self.write_manifest(manifest)
+            try:
+                stats = self.write_index(manifest, previous=previous)
+            except OSError as e:
+                raise HouseError(
+                    f"cannot write the index of {self.root}: {e.strerror or e}"
+                    + (f" ({e.filename})" if e.filename else "")
+                    + ("; the manifest was updated" if manifest_first or manifest_written
+                       else ""),
+                    hint=f"fix the problem, then run 'wheelhouse index {self.root}'",
+                ) from e
+            if not manifest_first and manifest is not previous_written:
+                self.write_manifest(manifest)
+        return stats
+
+    def index_is_current(self) -> bool:
+        """True when the index was written from the manifest as it is now."""
+        manifest = self.read_manifest()
+        recorded = (_read_text(self._index_state_path()) or "").split()
+        return recorded[:1] == [f"r{RENDERING}-{self._digest(manifest)}"]
+
     def _digest(self, manifest: Manifest) -> str:
         # The sha256 of a manifest's rendering, remembered from when it was read
         # or written (rendering 50,000 entries again costs more than the index work).
@@ -1086,8 +1124,7 @@ class House:
             chosen = select_files(manifest, selector)
             changed = [replace(e, yanked=None if undo else reason) for e in chosen]
             new_manifest = manifest.with_files(changed)
-            self.write_manifest(new_manifest)
-            self.write_index(new_manifest, previous=manifest)
+            self.commit(new_manifest, previous=manifest)
             return changed
 
     def remove(self, selector: str) -> list[FileEntry]:
@@ -1101,8 +1138,7 @@ class House:
             chosen = select_files(manifest, selector)
             new_manifest = manifest.without(e.filename for e in chosen)
             # Index and manifest first, files last: nobody is sent to a missing file.
-            self.write_index(new_manifest, previous=manifest)
-            self.write_manifest(new_manifest)
+            self.commit(new_manifest, previous=manifest, manifest_first=False)
             for entry in chosen:
                 self.unlink_file(entry)
             return chosen
@@ -1137,6 +1173,10 @@ class House:
             for path in sorted(self.files_dir.iterdir()):
                 if path.name not in expected and not path.name.startswith(".tmp-"):
                     problems.append(HouseProblem(f"{FILES_DIR}/{path.name}", "not in the manifest"))
+        if not self.index_is_current():
+            problems.append(HouseProblem(
+                f"{SIMPLE_DIR}/", "the index was not written from this manifest (a change was "
+                f"interrupted?): run 'wheelhouse index {self.root}'"))
         return problems
 
 

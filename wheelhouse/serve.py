@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from packaging.utils import canonicalize_name
 
-from wheelhouse.errors import HouseError, InvalidInputError
+from wheelhouse.errors import HouseError, InvalidInputError, WheelhouseError
 from wheelhouse.filenames import is_safe_component
 from wheelhouse.house import FILES_DIR, House
 from wheelhouse.index import FIND_LINKS_PAGE, JSON_CONTENT_TYPE, SIMPLE_DIR
@@ -624,6 +624,17 @@ def _open_house(path: Path | str) -> House:
     house = House.open(path)
     if not (house.root / SIMPLE_DIR / "index.html").is_file():
         raise HouseError(f"{house.root} has no index", hint=f"run 'wheelhouse index {path}'")
+    if not house.index_is_current():
+        # A change killed between the manifest and the index: the index would
+        # show another house. Rewritten here if the house is writable.
+        try:
+            house.reindex()
+            log.warning("the index of %s did not match its manifest (a change was "
+                        "interrupted): rewritten", house.root)
+        except (OSError, WheelhouseError) as e:
+            log.warning("the index of %s does not match its manifest (a change was "
+                        "interrupted), and cannot be rewritten here (%s): run "
+                        "'wheelhouse index %s' where it can", house.root, e, house.root)
     return house
 
 
