@@ -169,6 +169,21 @@ def test_missing_path_is_named(tmp_path: Path, store: Store) -> None:
         add_paths(house, store, [tmp_path / "nope.whl"])
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_fifo_or_device_is_named_not_read(tmp_path: Path, store: Store) -> None:
+    house = House.open(tmp_path / "house", create=True)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    os.mkfifo(odd / "fifo-1.0-py3-none-any.whl")  # reading it would wait for a writer
+    (odd / "zero-1.0-py3-none-any.whl").symlink_to("/dev/zero")  # and this, forever
+    with pytest.raises(InvalidInputError, match="not a regular file") as info:
+        add_paths(house, store, [odd])
+    assert "fifo-1.0" in str(info.value) and "zero-1.0" in str(info.value)
+    with pytest.raises(InvalidInputError, match="not a regular file"):
+        add_paths(house, store, [odd / "fifo-1.0-py3-none-any.whl"])
+    assert house.read_manifest().files == ()
+
+
 def test_house_path_that_is_a_file(tmp_path: Path) -> None:
     path = tmp_path / "house"
     path.write_text("I am a file")

@@ -6,6 +6,7 @@ import hashlib
 import io
 import logging
 import os
+import stat
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
@@ -69,18 +70,32 @@ def _collect(paths: Iterable[Path]) -> list[str]:
     """:func:`collect_dist_paths`, as strings."""
     found: list[str] = []
     missing = []
+    odd: list[str] = []  # a FIFO, a device, a socket: reading one could block or never end
     for path in paths:
         if path.is_dir():
             for dirpath, dirnames, filenames in os.walk(path):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                found.extend(
-                    os.path.join(dirpath, f)  # noqa: PTH118
-                    for f in sorted(filenames) if f.endswith(_DIST_SUFFIXES)
-                )
+                for f in sorted(filenames):
+                    if not f.endswith(_DIST_SUFFIXES):
+                        continue
+                    full = os.path.join(dirpath, f)  # noqa: PTH118
+                    try:
+                        regular = stat.S_ISREG(os.stat(full).st_mode)  # noqa: PTH116
+                    except OSError:
+                        missing.append(full)  # a dangling link
+                        continue
+                    (found if regular else odd).append(full)
         elif path.is_file():
             found.append(str(path))
+        elif path.exists():
+            odd.append(str(path))
         else:
             missing.append(str(path))
+    if odd:
+        raise InvalidInputError(
+            "not a regular file: " + ", ".join(repr(m) for m in odd),
+            hint="wheels and sdists are plain files; remove or rename these",
+        )
     if missing:
         raise InvalidInputError(
             "no such file or directory: " + ", ".join(repr(m) for m in missing)
