@@ -842,3 +842,45 @@ def test_a_kept_sdist_is_checked_against_the_hash_the_index_gives(
     assert "srconly" in message and good in message and "0" * 64 in message
     assert not (tmp_path / "house").exists()
     assert list(store.iter_blobs()) == []
+
+
+def test_ctrl_c_during_a_build_lets_pip_clean_up_after_itself(
+    tmp_path: Path, serve_dir: Callable[[Path], LocalIndex]
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    d = tmp_path / "dists"
+    # sdists: pip builds each one's metadata in a fresh environment of its own,
+    # so at any moment it has temp directories to remove.
+    build_wheel(d, "buildhelper", "1.0")
+    for i in range(60):
+        build_sdist(d, f"many{i}", "1.0", build_requires=["buildhelper"])
+    up = House.open(tmp_path / "up", create=True)
+    add_paths(up, Store.open(tmp_path / "upstore"), [d])
+    mirror = _without_metadata(up.root, tmp_path / "mirror")  # pip downloads as it resolves
+    server = serve_dir(mirror)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    req = tmp_path / "requirements.txt"
+    req.write_text("".join(f"many{i}\n" for i in range(60)))
+    env = isolated_env({"TMPDIR": str(temp), "WHEELHOUSE_STORE": str(tmp_path / "store")})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wheelhouse", "build", "-r", str(req), "-o",
+         str(tmp_path / "house"), "--index-url", f"{server.url}/simple/"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    deadline = time.monotonic() + 60
+    while (not any(p.name.startswith("pip-") for p in temp.iterdir())
+           and proc.poll() is None and time.monotonic() < deadline):
+        time.sleep(0.01)
+    assert proc.poll() is None, "the build finished before it could be interrupted"
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole group
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    left = [p.name for p in temp.iterdir() if p.name.startswith("pip-")]
+    assert left == []

@@ -162,6 +162,32 @@ def read_kept(folder: Path) -> Kept:
     return KeptReader(folder).read()
 
 
+#: How long pip may take to clean up after Ctrl-C (it got the same SIGINT) before it is killed.
+_CLEAN_UP_SECONDS = 10.0
+
+
+def _run_letting_pip_clean_up(argv: list[str], *, env: dict[str, str],
+                              cwd: Path | None) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` with output captured, except on Ctrl-C.
+
+    pip gets the terminal's SIGINT too, and removes its temp directories as it
+    stops; ``subprocess.run`` would kill it 0.25 s later, half-way through
+    (hundreds of ``pip-*`` folders left in the temp directory). It is given
+    time to finish first.
+    """
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env, cwd=cwd, stdin=subprocess.DEVNULL) as proc:
+        try:
+            stdout, stderr = proc.communicate()
+        except KeyboardInterrupt:
+            try:
+                proc.communicate(timeout=_CLEAN_UP_SECONDS)  # still reading its output
+            except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                proc.kill()
+            raise
+        return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+
+
 @dataclass(frozen=True, slots=True)
 class PipResult:
     """What a pip run printed."""
@@ -219,10 +245,7 @@ class SubprocessPip:
         # What pip was asked, as the user would have typed it (not the keeping wrapper).
         shown = [self.python, "-m", "pip", *argv[3:]]
         log.debug("running %s%s", " ".join(shown), " (keeping)" if self.keep else "")
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, env=env, cwd=cwd, check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        proc = _run_letting_pip_clean_up(argv, env=env, cwd=cwd)
         if proc.returncode != 0:
             tail = "\n".join(proc.stderr.strip().splitlines()[-_TAIL_LINES:])
             raise PipError(shown, proc.returncode, tail)
