@@ -870,3 +870,21 @@ def test_two_installs_into_one_environment_take_turns(
     # Once the other is done, the install goes ahead.
     install_mod.install(app_house, wanted, python=venv.python, compile_bytecode=False)
     assert venv.installed() == {"app": "1.0", "lib": "1.0"}
+
+
+@pytest.mark.parametrize("command", ["install", "check"])
+def test_a_url_requirement_no_house_file_came_from_is_refused_offline(
+    tmp_path: Path, app_house: Path, command: str
+) -> None:
+    # It names a file the house does not have: taking the house's own version of
+    # the project instead, or asking the network, would both be wrong.
+    req = tmp_path / "requirements.txt"
+    req.write_text("lib @ https://example.invalid/lib-7.0-py3-none-any.whl\n")
+    venv = new_venv(tmp_path / "v")
+    extra = ["--python", str(venv.python)] if command == "install" else []
+    out = wheelhouse(command, str(app_house), "-r", str(req), *extra, env=isolated_env(),
+                     check=False)
+    assert out.returncode == 1, out.stderr
+    assert f"{req}:1" in out.stderr and "names a URL" in out.stderr
+    assert "Traceback" not in out.stderr and "example.invalid" in out.stderr
+    assert venv.installed() == {}

@@ -178,6 +178,11 @@ class WantedSet:
                     f"{line.where}: {line.text!r} is a path or URL; installing from a house "
                     "takes project names (name, name==1.0, name[extra]>=2)")
                 continue
+            if req.url and not line.constraint:
+                problems.append(
+                    f"{line.where}: {line.text!r} names a URL that no file in the house came "
+                    "from; installing from a house takes project names, and never goes online")
+                continue
             if line.constraint:
                 if req.url or req.extras:
                     problems.append(f"{line.where}: a constraint takes a name and versions "
@@ -217,6 +222,11 @@ class WantedSet:
             raise InvalidInputError(
                 f"{where}: invalid requirement {text!r} ({str(e).splitlines()[0]})",
                 hint="use a project name with an optional version, e.g. 'requests>=2'") from None
+        if req.url:
+            raise InvalidInputError(
+                f"{where}: {text!r} names a URL; installing from a house takes project names, "
+                "and never goes online",
+                hint="build the house from it first (wheelhouse build), then name the project")
         self.requirements.append((req, where))
 
 
