@@ -888,3 +888,14 @@ def test_a_url_requirement_no_house_file_came_from_is_refused_offline(
     assert f"{req}:1" in out.stderr and "names a URL" in out.stderr
     assert "Traceback" not in out.stderr and "example.invalid" in out.stderr
     assert venv.installed() == {}
+
+
+def test_a_requirements_file_with_a_byte_order_mark_is_read_as_pip_reads_it(
+    tmp_path: Path, app_house: Path
+) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_bytes("\ufefflib==1.0\n".encode())  # as Windows editors save it
+    venv = new_venv(tmp_path / "v")
+    wheelhouse("install", str(app_house), "-r", str(req), "--python", str(venv.python),
+               "--no-compile", env=isolated_env())
+    assert venv.installed() == {"lib": "1.0"}

@@ -436,3 +436,11 @@ def test_an_index_left_behind_by_a_killed_change_is_said_and_put_right(
         status, _headers, body = _get(url, "/simple/")
     assert status == 200 and b"newer" in body
     assert House.open(house.root).verify() == []
+
+
+def test_a_host_that_is_not_this_machines_is_named_as_the_problem(house: House) -> None:
+    out = wheelhouse("serve", str(house.root), "--host", "999.1.1.1", "--port", "0",
+                     env=isolated_env(), check=False)
+    assert out.returncode == 1
+    assert "999.1.1.1" in out.stderr and "--host must be" in out.stderr
+    assert "--port" not in out.stderr.split("hint:")[1]

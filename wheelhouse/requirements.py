@@ -161,7 +161,7 @@ def scan_requirement_files(
             return
         seen.add((resolved, constraint))
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # a BOM, as pip allows
         except FileNotFoundError:
             problems.append(f"{via + ': ' if via else ''}no such requirements file: {str(path)!r}")
             return

@@ -160,9 +160,13 @@ class HouseServer(ThreadingHTTPServer):
         try:
             super().__init__((host, port), _Handler)
         except OSError as e:
+            import errno
+
+            in_use = e.errno in (errno.EADDRINUSE, errno.EACCES)
             raise InvalidInputError(
                 f"cannot listen on {host}:{port}: {e.strerror or e}",
-                hint="choose another --port (0 picks a free one)",
+                hint="choose another --port (0 picks a free one)" if in_use else
+                "--host must be an address of this machine (127.0.0.1, 0.0.0.0, ::1, ...)",
             ) from e
 
     def handle_error(self, request: Any, client_address: Any) -> None:
