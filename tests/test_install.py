@@ -899,3 +899,14 @@ def test_a_requirements_file_with_a_byte_order_mark_is_read_as_pip_reads_it(
     wheelhouse("install", str(app_house), "-r", str(req), "--python", str(venv.python),
                "--no-compile", env=isolated_env())
     assert venv.installed() == {"lib": "1.0"}
+
+
+def test_python_named_as_a_plain_file_here_that_cannot_run_says_so(
+    tmp_path: Path, app_house: Path
+) -> None:
+    (tmp_path / "afile").write_text("not a program\n")
+    out = run([sys.executable, "-m", "wheelhouse", "install", str(app_house), "lib",
+               "--python", "afile"], env=isolated_env(), check=False, cwd=tmp_path)
+    assert out.returncode == 1
+    assert "'./afile' is not an executable Python interpreter" in out.stderr
+    assert "no such interpreter" not in out.stderr

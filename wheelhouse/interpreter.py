@@ -197,8 +197,11 @@ def query_interpreter(python: str | Path, *, prefix: Path | None = None) -> Inte
 
 def _locate(exe: str) -> str:
     """*exe* as a path: a bare name (``python3``) is looked up on ``PATH``, as a shell does."""
-    if os.sep in exe or (os.altsep and os.altsep in exe) or Path(exe).exists():
+    if os.sep in exe or (os.altsep and os.altsep in exe):
         return exe
+    if Path(exe).exists():
+        # A file here: run it as ./NAME (a bare name would be looked up on PATH).
+        return os.path.join(os.curdir, exe)  # noqa: PTH118
     import shutil
 
     found = shutil.which(exe)
