@@ -174,3 +174,22 @@ def test_malformed_pyproject_is_a_clear_error(
     assert message in out.stderr and "pyproject.toml" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "house").exists()
+
+
+def test_a_failed_add_into_a_new_house_leaves_no_house_behind(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    broken = build_wheel(bad, "broken", "1.0")
+    corrupt_zip(broken)
+    out = wheelhouse("--store", str(tmp_path / "store"), "add", str(bad), "-o",
+                     str(tmp_path / "house"), env=isolated_env(), check=False)
+    assert out.returncode == 1 and "nothing was added" in out.stderr
+    assert not (tmp_path / "house").exists()
+    # An existing house is left as it was, not removed.
+    good = build_wheel(tmp_path / "good", "good", "1.0")
+    wheelhouse("--store", str(tmp_path / "store"), "add", str(good), "-o",
+               str(tmp_path / "house"), env=isolated_env())
+    out = wheelhouse("--store", str(tmp_path / "store"), "add", str(bad), "-o",
+                     str(tmp_path / "house"), env=isolated_env(), check=False)
+    assert out.returncode == 1
+    assert (tmp_path / "house" / "files" / "good-1.0-py3-none-any.whl").is_file()

@@ -134,37 +134,17 @@ def _holding_store(func: Callable[P, R]) -> Callable[P, R]:
 
 
 def _new_house_undone_on_failure(func: Callable[P, R]) -> Callable[P, R]:
-    """A build that fails leaves no empty house behind where there was none.
-
-    Only a house this call created is removed (its directory did not exist, or
-    was empty): an existing house is never touched by the cleanup.
-    """
+    """A build that fails leaves no empty house behind where there was none."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        path = kwargs.get("house")
-        root = Path(path).expanduser().absolute() if isinstance(path, (str, Path)) else None
-        existed = root is not None and root.exists()
-        try:
-            fresh = root is not None and (
-                not existed or (root.is_dir() and not any(root.iterdir())))
-        except OSError:
-            fresh = False
-        try:
-            return func(*args, **kwargs)
-        except BaseException:
-            import shutil
+        from wheelhouse.house import removed_if_new_and_failed
 
-            if fresh and root is not None and root.is_dir():
-                if existed:
-                    for child in root.iterdir():
-                        if child.is_dir() and not child.is_symlink():
-                            shutil.rmtree(child, ignore_errors=True)
-                        else:
-                            child.unlink(missing_ok=True)
-                else:
-                    shutil.rmtree(root, ignore_errors=True)
-            raise
+        path = kwargs.get("house")
+        if not isinstance(path, (str, Path)):
+            return func(*args, **kwargs)
+        with removed_if_new_and_failed(path):
+            return func(*args, **kwargs)
 
     return wrapper
 

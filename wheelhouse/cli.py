@@ -14,7 +14,7 @@ import click
 
 from wheelhouse import __version__
 from wheelhouse.errors import InvalidInputError, WheelhouseError
-from wheelhouse.house import FileEntry, House
+from wheelhouse.house import FileEntry, House, removed_if_new_and_failed
 from wheelhouse.store import Store, parse_sha256
 
 if TYPE_CHECKING:
@@ -91,8 +91,9 @@ def add(obj: Context, paths: tuple[Path, ...], house_path: Path, jobs: int | Non
     from wheelhouse.add import add_paths
 
     store = obj.store()
-    house = House.open(house_path, create=True)
-    result = add_paths(house, store, list(paths), jobs=jobs)
+    with removed_if_new_and_failed(house_path):  # a failed add leaves no empty house
+        house = House.open(house_path, create=True)
+        result = add_paths(house, store, list(paths), jobs=jobs)
     if not obj.quiet:
         _echo(
             f"{house.root}: {len(result.added)} added, {len(result.unchanged)} already there "

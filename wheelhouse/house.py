@@ -1192,6 +1192,36 @@ class IndexStats:
     removed: int
 
 
+@contextlib.contextmanager
+def removed_if_new_and_failed(path: Path | str) -> Iterator[None]:
+    """A command that fails leaves no empty house behind where there was none.
+
+    Only a house this block created is removed (its directory did not exist,
+    or was empty): an existing house is never touched by the cleanup.
+    """
+    import shutil
+
+    root = Path(path).expanduser().absolute()
+    existed = root.exists()
+    try:
+        fresh = not existed or (root.is_dir() and not any(root.iterdir()))
+    except OSError:
+        fresh = False
+    try:
+        yield
+    except BaseException:
+        if fresh and root.is_dir() and not root.is_symlink():
+            if existed:
+                for child in root.iterdir():
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child, ignore_errors=True)
+                    else:
+                        child.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
 def _left_by_creation(path: Path) -> bool:
     """True for what a creation of a house killed before its manifest may leave.
 
