@@ -305,6 +305,15 @@ def test_hash_mode_requires_matching_hashes(tmp_path: Path, app_house: Path) -> 
     assert out.returncode == 1
     assert "--hash" in out.stderr
     assert other.installed() == {}
+    # A project left unhashed: said once (not once per file), and the hint is about hashes.
+    req.write_text(f"lib==1.0 --hash=sha256:{good}\napp==1.0\n")
+    out = wheelhouse("install", str(app_house), "-r", str(req), "--python", str(other.python),
+                     env=isolated_env(), check=False)
+    assert out.returncode == 1
+    app_line = next(line for line in out.stderr.splitlines() if line.strip().startswith("app"))
+    assert app_line.count("not pinned with --hash") == 1, out.stderr
+    assert "hash-checking mode" in out.stderr.split("hint:")[1]
+    assert other.installed() == {}
 
     # sha512 (pip accepts sha256, sha384 and sha512): computed from the house's file.
     wheel = app_house / "files" / "lib-1.0-py3-none-any.whl"

@@ -359,9 +359,12 @@ class UnsatisfiableError(ResolutionError):
         self.environment = environment
         self.unmet = list(unmet)
         lines = "\n  ".join(str(u) for u in self.unmet)
+        hashes_only = all("--hash" in u.reason for u in self.unmet)
         super().__init__(
             f"the house cannot satisfy the requirements for {environment}:\n  {lines}",
-            hint="add the missing files to the house (wheelhouse build ... for this target), "
+            hint="in hash-checking mode every project needs an exact pin and a --hash line; "
+            "the house's locks/ folder has a requirements file with both" if hashes_only else
+            "add the missing files to the house (wheelhouse build ... for this target), "
             "or relax the requirements",
         )
 
@@ -608,7 +611,7 @@ class _Provider(AbstractProvider):  # type: ignore[type-arg]
             problems = {e.filename: self.hash_problem(name, e) for _, e in out}
             kept = [(v, e) for v, e in out if problems[e.filename] is None]
             if not kept:
-                self.why_none[name] = "; ".join(p for p in problems.values() if p)
+                self.why_none[name] = "; ".join(dict.fromkeys(p for p in problems.values() if p))
             out = kept
         return out
 
