@@ -884,3 +884,29 @@ def test_ctrl_c_during_a_build_lets_pip_clean_up_after_itself(
     assert "Traceback" not in err
     left = [p.name for p in temp.iterdir() if p.name.startswith("pip-")]
     assert left == []
+
+
+def test_an_index_whose_pep658_metadata_is_not_the_wheels_is_refused(
+    tmp_path: Path, store: Store, upstream_dir: Path, serve_dir: Callable[[Path], LocalIndex]
+) -> None:
+    # The index says app needs only lib (its own .metadata, hash and all); the
+    # wheel says more. pip resolves with the index's copy: the house would lack
+    # what app needs.
+    mirror = tmp_path / "mirror"
+    shutil.copytree(upstream_dir, mirror)
+    meta = mirror / "files" / "app-1.0-py3-none-any.whl.metadata"
+    old_sha = hashlib.sha256(meta.read_bytes()).hexdigest()
+    lines = [line for line in meta.read_text().splitlines(keepends=True)
+             if not line.startswith("Requires-Dist:") or "lib" in line]
+    meta.write_text("".join(lines))
+    new_sha = hashlib.sha256(meta.read_bytes()).hexdigest()
+    for page in (mirror / "simple" / "app").iterdir():
+        page.write_text(page.read_text().replace(old_sha, new_sha))
+    server = serve_dir(mirror)
+    with pytest.raises(IntegrityError) as info:
+        build(["app"], house=tmp_path / "house", store=store, pip_options=_opts(server))
+    message = str(info.value)
+    assert "app-1.0-py3-none-any.whl" in message and "PEP 658" in message
+    assert new_sha in message and old_sha in message
+    assert not (tmp_path / "house").exists()
+    assert list(store.iter_blobs()) == []

@@ -66,8 +66,7 @@ def _keep(keep):
         got = get_http_url(link, *args, **kwargs)
         try:
             name = link.filename
-            if (link.hash_name == "sha256" and link.hash and safe(name)
-                    and not name.endswith(".metadata")):
+            if link.hash_name == "sha256" and link.hash and safe(name):
                 folder = os.path.join(keep, str(next(numbers)))
                 os.mkdir(folder)
                 dest = os.path.join(folder, name)
@@ -76,7 +75,10 @@ def _keep(keep):
                 except OSError:
                     with open(got.path, "rb") as src, open(dest, "xb") as out:
                         shutil.copyfileobj(src, out, 1 << 20)
-                note({"file": name, "sha256": link.hash.lower(), "path": dest})
+                # A PEP 658 .metadata file is what pip resolved with, in place
+                # of the wheel's own METADATA: kept, to be compared with it.
+                kind = "metadata" if name.endswith(".metadata") else "file"
+                note({kind: name, "sha256": link.hash.lower(), "path": dest})
         except Exception:
             pass
         return got
@@ -114,6 +116,8 @@ class Kept:
     files: dict[tuple[str, str], Path]
     #: Index page URL (as pip asked for it) -> (final URL, content type, a copy of the page).
     pages: dict[str, tuple[str, str, Path]]
+    #: Wheel file name -> a copy of the PEP 658 metadata pip resolved it with.
+    metadata: dict[str, Path] = field(default_factory=dict)
 
 
 class KeptReader:
@@ -133,6 +137,7 @@ class KeptReader:
 
         files: dict[tuple[str, str], Path] = {}
         pages: dict[str, tuple[str, str, Path]] = {}
+        metadata: dict[str, Path] = {}
         try:
             with (self.folder / "kept.jsonl").open("rb") as f:
                 f.seek(self._offset)
@@ -149,12 +154,17 @@ class KeptReader:
                     if path.parent.parent != self.folder or path.name != record["file"]:
                         continue  # never a path elsewhere
                     files[(str(record["file"]), str(record["sha256"]))] = path
+                elif "metadata" in record:
+                    name = str(record["metadata"])
+                    if path.parent.parent != self.folder or path.name != name:
+                        continue
+                    metadata[name.removesuffix(".metadata")] = path
                 elif path.parent == self.folder:
                     pages[str(record["page"])] = (str(record["url"]),
                                                   str(record["content_type"]), path)
             except Exception:  # noqa: BLE001, S112 - a line that is not a record of ours
                 continue
-        return Kept(files, pages)
+        return Kept(files, pages, metadata)
 
 
 def read_kept(folder: Path) -> Kept:

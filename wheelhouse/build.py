@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from wheelhouse._fs import write_atomic
 from wheelhouse._pip import PipRunner, SubprocessPip
-from wheelhouse.errors import IntegrityError, InvalidInputError, NetworkError, ResolutionError
+from wheelhouse.errors import (
+    IntegrityError,
+    InvalidInputError,
+    NetworkError,
+    ResolutionError,
+    WheelhouseError,
+)
 from wheelhouse.house import FileEntry, House
 from wheelhouse.requirements import (
     refuse_requirements_file_as_requirement,
@@ -351,6 +357,8 @@ class _Kept:
         self._files: dict[tuple[str, str], tuple[Path, str]] = {}
         self._used: set[Path] = set()
         self.pages: dict[str, PageFacts] = {}
+        #: Wheel file name -> the PEP 658 metadata pip resolved it with.
+        self.metadata: dict[str, Path] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wheelhouse-kept", daemon=True)
         self._thread.start()
@@ -360,6 +368,7 @@ class _Kept:
         from wheelhouse.upstream import parse_saved_page
 
         kept = self._reader.read()
+        self.metadata.update(kept.metadata)
         for key, path in kept.files.items():
             try:
                 self._files[key] = (path, sha256_file(path)[0])
@@ -409,6 +418,40 @@ class _Kept:
         for path, _sha in self._files.values():
             if path not in self._used:
                 path.unlink(missing_ok=True)
+
+
+def _check_resolved_metadata(files: Sequence[Incoming], resolved_with: Mapping[str, Path]) -> None:
+    """Each wheel's METADATA must be the PEP 658 metadata pip resolved it with.
+
+    The index serves the two apart; a copy that differs (a mirror that made
+    its own) makes pip resolve with dependencies the wheel does not have, and
+    the house would lack what the wheel needs. pip refuses such a wheel at
+    install time (since 26.2); the build refuses it before anything enters the
+    store.
+    """
+    from wheelhouse.dists import read_dist_info
+    from wheelhouse.filenames import parse_filename
+
+    for item in files:
+        name = item.filename or item.path.name
+        kept = resolved_with.get(name)
+        if kept is None or not name.endswith(".whl"):
+            continue
+        try:
+            with item.path.open("rb") as f:
+                own = read_dist_info(f, parse_filename(name), source=name).metadata
+            index_copy = kept.read_bytes()
+        except (OSError, WheelhouseError):
+            continue  # the checks at ingest say what is wrong with the wheel
+        if own is not None and own != index_copy:
+            raise IntegrityError(
+                f"the index's PEP 658 metadata for {name} is not the wheel's own METADATA "
+                f"(sha256={hashlib.sha256(index_copy).hexdigest()} from the index, "
+                f"sha256={hashlib.sha256(own).hexdigest()} in the wheel): pip resolved with "
+                "dependencies the wheel may not have; nothing entered the store",
+                hint="the index serves metadata that does not match its files; tell whoever "
+                "runs it, or build from another index",
+            )
 
 
 def _keep_partial(store: Store, partial: dict[str, Path], items: dict[str, Resolved]) -> None:
@@ -467,10 +510,12 @@ def _build_cold(
     # What pip downloads and reads while it resolves is kept, not fetched again;
     # the pages are read as they come, while pip goes on.
     kept_pages: dict[str, PageFacts] = {}
+    resolved_with: dict[str, Path] = {}  # wheel name -> the PEP 658 metadata pip used
 
     def keep(watch: _Kept) -> _Kept:
         watch.finish()
         kept_pages.update(watch.pages)
+        resolved_with.update(watch.metadata)
         return watch
 
     host_kept = _Kept(tmp / "kept-host")
@@ -634,6 +679,7 @@ def _build_cold(
         Incoming(i.path, i.filename, i.origin, tuple(sorted(served[f])), i.expected_sha256)
         for f, i in sorted(incoming.items())
     ]
+    _check_resolved_metadata(files, resolved_with)
     files = _with_upstream_facts(files, upstream, jobs, isolated, say, early_facts.result(),
                                  kept_pages)
     if files:
