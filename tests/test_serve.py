@@ -444,3 +444,20 @@ def test_a_host_that_is_not_this_machines_is_named_as_the_problem(house: House) 
     assert out.returncode == 1
     assert "999.1.1.1" in out.stderr and "--host must be" in out.stderr
     assert "--port" not in out.stderr.split("hint:")[1]
+
+
+def test_run_takes_its_options_after_the_house_too(house: House) -> None:
+    port = 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = wheelhouse("run", str(house.root), "--port", str(port), "--", sys.executable, "-c",
+                     "import os; print(os.environ['PIP_FIND_LINKS'])", env=isolated_env())
+    assert out.stdout.strip() == f"http://127.0.0.1:{port}/find-links.html"
+    bad = wheelhouse("run", str(house.root), "--verbose", "--", "true", env=isolated_env(),
+                     check=False)
+    assert bad.returncode == 2 and "only --host and --port" in bad.stderr
+    # A command of its own with a '--' in it is the command, as before.
+    out = wheelhouse("run", str(house.root), sys.executable, "-c",
+                     "import sys; print(sys.argv[1:])", "--", "x", env=isolated_env())
+    assert out.stdout.strip() == "['--', 'x']"

@@ -703,7 +703,13 @@ def run_cmd(house_path: Path, command: tuple[str, ...], host: str, port: int) ->
     from wheelhouse.serve import run_command
 
     args = list(command)
-    if args and args[0] == "--":
+    if args and args[0].startswith("-") and args[0] != "--" and "--" in args:
+        # 'run HOUSE --port 8080 -- pip ...': run's own options after HOUSE, before
+        # the '--' that starts the command. Taken as options; anything else there
+        # is an error (it is not clear whose it is).
+        own, args = args[:args.index("--")], args[args.index("--") + 1:]
+        host, port = _run_options_after_house(own, host, port)
+    elif args and args[0] == "--":
         args = args[1:]
     code = run_command(house_path, args, host=host, port=port)
     if code == 127:
@@ -712,6 +718,34 @@ def run_cmd(house_path: Path, command: tuple[str, ...], host: str, port: int) ->
         _echo(f"error: cannot run {args[0]}: permission denied (not an executable program)",
               err=True)
     raise click.exceptions.Exit(code)
+
+
+def _run_options_after_house(words: list[str], host: str, port: int) -> tuple[str, int]:
+    """``--host``/``--port`` given between HOUSE and ``--``."""
+    i = 0
+    while i < len(words):
+        word = words[i]
+        name, eq, value = word.partition("=")
+        if name not in ("--host", "--port"):
+            raise click.UsageError(
+                f"{word!r} before '--': only --host and --port may go there; the command "
+                "goes after '--' (wheelhouse run HOUSE [--port N] -- COMMAND ...)")
+        if not eq:
+            if i + 1 >= len(words):
+                raise click.UsageError(f"{name} needs a value")
+            value = words[i + 1]
+            i += 1
+        if name == "--host":
+            host = value
+        else:
+            try:
+                port = int(value)
+            except ValueError:
+                raise click.UsageError(f"--port takes a number, not {value!r}") from None
+            if not 0 <= port <= 65535:
+                raise click.UsageError(f"--port {port} is not in 0..65535")
+        i += 1
+    return host, port
 
 
 def _not_runnable(command: str) -> bool:
