@@ -266,6 +266,9 @@ def test_verify_reports_changed_missing_and_stray_files(
     [
         pytest.param(b"{not json", "not valid JSON", id="not-json"),
         pytest.param(b'{"format": 7, "files": []}', "format version 7", id="future-format"),
+        pytest.param(b'{"format": "1", "files": []}', r"not a number \('1'\)",
+                     id="format-string"),
+        pytest.param(b'{"files": []}', "has no format version", id="no-format"),
         pytest.param(
             json.dumps({"format": 1, "files": [{
                 "filename": "../evil-1.0-py3-none-any.whl", "sha256": "a" * 64, "size": 1,

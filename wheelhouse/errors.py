@@ -105,10 +105,17 @@ class FormatVersionError(WheelhouseError):
         self.found = found
         #: The version(s) this wheelhouse understands.
         self.supported = supported
+        if found is None:
+            said = "has no format version"
+        elif type(found) is not int:
+            said = f"has a format version that is not a number ({found!r})"
+        else:
+            said = f"format version {found} is not supported"
         super().__init__(
-            f"{path}: {what} format version {found!r} is not supported "
-            f"(this wheelhouse reads version {supported!r})",
-            hint="upgrade wheelhouse, or point it at a different directory",
+            f"{path}: {what} {said} (this wheelhouse reads version {supported!r})",
+            hint="upgrade wheelhouse, or point it at a different directory"
+            if type(found) is int else "the file was edited or written by something else; "
+            "restore it (a house's manifest: from a bundle, or build the house again)",
         )
 
 
