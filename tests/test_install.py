@@ -919,3 +919,23 @@ def test_python_named_as_a_plain_file_here_that_cannot_run_says_so(
     assert out.returncode == 1
     assert "'./afile' is not an executable Python interpreter" in out.stderr
     assert "no such interpreter" not in out.stderr
+
+
+def test_an_extra_the_project_does_not_provide_is_said_as_pip_says_it(
+    tmp_path: Path, app_house: Path
+) -> None:
+    venv = new_venv(tmp_path / "v")
+    out = wheelhouse("install", str(app_house), "lib[nosuch]", "--python", str(venv.python),
+                     "--no-compile", env=isolated_env())
+    assert "lib 1.0 does not provide the extra 'nosuch'" in out.stderr
+    assert venv.installed() == {"lib": "1.0"}
+
+
+def test_an_extra_named_only_in_requires_dist_markers_is_provided(
+    tmp_path: Path, app_house: Path
+) -> None:
+    venv = new_venv(tmp_path / "v")
+    out = wheelhouse("install", str(app_house), "app[fast]", "--python", str(venv.python),
+                     "--no-compile", env=isolated_env())
+    assert "does not provide" not in out.stderr
+    assert venv.installed() == {"app": "1.0", "lib": "1.0", "speedup": "1.0"}

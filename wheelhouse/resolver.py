@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import logging
 import platform as _platform
 import re
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ __all__ = [
     "parse_requires_dist",
     "resolve_in_house",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class FileDigest(Protocol):
@@ -467,6 +470,20 @@ class _House:
             self._requires[entry.filename] = cached
         return cached
 
+    def provides_extra(self, entry: FileEntry) -> set[str]:
+        """The extras a wheel's metadata names, normalised.
+
+        ``Provides-Extra``, and any extra its ``Requires-Dist`` markers test
+        (metadata older than 2.1 need not list them).
+        """
+        raw, _ = parse_email(self.read_metadata(entry))
+        out: set[str] = {canonicalize_name(e) for e in raw.get("provides_extra", [])}
+        for req in self.requires(entry):
+            if req.marker is not None:
+                out.update(canonicalize_name(m) for m in
+                           re.findall(r"""extra == ['"]([^'"]+)['"]""", str(req.marker)))
+        return out
+
 
 def _version(text: str) -> Version | None:
     try:
@@ -498,6 +515,8 @@ class _Provider(AbstractProvider):  # type: ignore[type-arg]
         #: Why :meth:`matching` last found nothing for a project, when the cause
         #: was a yank or a hash (the specifier cases are explained from scratch).
         self.why_none: dict[str, str] = {}
+        #: (project, extra) already said to be unknown, so each is said once.
+        self._warned_extras: set[tuple[str, str]] = set()
 
     # resolvelib's protocol -------------------------------------------------
     def identify(self, requirement_or_candidate: _Req | Candidate) -> str:
@@ -553,7 +572,13 @@ class _Provider(AbstractProvider):  # type: ignore[type-arg]
             # An extra is its project at the same version, plus the extra's requirements.
             deps.append(_Req(candidate.name, frozenset(), SpecifierSet(f"=={candidate.version}"),
                              parent, f"{candidate.name}=={candidate.version}"))
+            provided = self.house.provides_extra(candidate.entry)
             for extra in sorted(candidate.extras):
+                if canonicalize_name(extra) not in provided and (
+                        (candidate.name, extra) not in self._warned_extras):
+                    self._warned_extras.add((candidate.name, extra))
+                    log.warning("%s %s does not provide the extra '%s'", candidate.name,
+                                candidate.version, extra)
                 for req in self.house.requires(candidate.entry):
                     if req.marker is not None and self._marker(req, extra, candidate) and not (
                             self._marker(req, "", candidate)):
