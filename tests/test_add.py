@@ -516,3 +516,46 @@ def test_an_unreadable_blob_record_is_made_again(
     add_paths(second, store, [wheel])
     assert second.read_manifest().files == first.read_manifest().files
     assert store.read_meta(entry.sha256) is not None
+
+
+def test_a_failed_command_never_removes_a_house_somebody_else_filled(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory
+) -> None:
+    from wheelhouse.house import removed_if_new_and_failed
+
+    wheel = make_wheel("demo", "1.0")
+    root = tmp_path / "house"
+    with pytest.raises(RuntimeError), removed_if_new_and_failed(root):
+        # Another process creates the same house and fills it meanwhile.
+        add_paths(House.open(root, create=True), store, [wheel])
+        raise RuntimeError("this command fails")
+    assert [e.filename for e in House.open(root).read_manifest().files] == [wheel.name]
+    # An empty house this command created is removed.
+    empty = tmp_path / "empty"
+    with pytest.raises(RuntimeError), removed_if_new_and_failed(empty):
+        House.open(empty, create=True)
+        raise RuntimeError("this command fails")
+    assert not empty.exists()
+
+
+def test_a_damaged_blob_another_process_set_aside_first_is_not_an_error(
+    tmp_path: Path, store: Store, make_wheel: WheelFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wheel = make_wheel("demo", "1.0")
+    first = House.open(tmp_path / "one", create=True)
+    add_paths(first, store, [wheel])
+    (entry,) = first.read_manifest().files
+    blob = store.blob_path(entry.sha256)
+    blob.unlink()
+    blob.write_bytes(b"damaged")
+
+    def gone_already(*_args: object) -> None:
+        blob.unlink()  # the other process moved it first
+        raise FileNotFoundError(2, "No such file or directory", str(blob))
+
+    monkeypatch.setattr(Store, "_quarantine", gone_already)
+    assert store.intact(entry.sha256) is False
+    monkeypatch.undo()
+    second = House.open(tmp_path / "two", create=True)
+    add_paths(second, store, [wheel])
+    assert second.verify() == []

@@ -939,3 +939,41 @@ def test_an_extra_named_only_in_requires_dist_markers_is_provided(
                      "--no-compile", env=isolated_env())
     assert "does not provide" not in out.stderr
     assert venv.installed() == {"app": "1.0", "lib": "1.0", "speedup": "1.0"}
+
+
+def test_nothing_to_do_in_a_read_only_environment_is_not_an_error(
+    tmp_path: Path, app_house: Path
+) -> None:
+    venv = new_venv(tmp_path / "v")
+    wheelhouse("install", str(app_house), "lib", "--python", str(venv.python), "--no-compile",
+               env=isolated_env())
+    site = site_packages(venv)
+    if os.geteuid() == 0:
+        made = run(["chattr", "+i", str(site)], check=False)
+        if made.returncode != 0:  # pragma: no cover - file systems without attributes
+            pytest.skip(f"running as root and chattr +i failed: {made.stderr.strip()}")
+    else:
+        site.chmod(0o555)
+    try:
+        out = wheelhouse("install", str(app_house), "lib", "--python", str(venv.python),
+                         env=isolated_env(), check=False)
+    finally:
+        if os.geteuid() == 0:
+            run(["chattr", "-i", str(site)])
+        site.chmod(0o755)
+    assert out.returncode == 0, out.stderr
+    assert "already installed" in out.stdout + out.stderr
+
+
+def test_a_directory_named_like_the_python_does_not_hide_the_one_on_path(
+    tmp_path: Path, app_house: Path
+) -> None:
+    import shutil
+
+    name = Path(shutil.which("python3") or sys.executable).name
+    (tmp_path / name).mkdir()  # a python3/ folder, as monorepos have
+    out = run([sys.executable, "-m", "wheelhouse", "install", str(app_house), "lib",
+               "--python", name, "--target", str(tmp_path / "t"), "--dry-run"],
+              env=isolated_env(), check=False, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "lib" in out.stdout

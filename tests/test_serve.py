@@ -461,3 +461,26 @@ def test_run_takes_its_options_after_the_house_too(house: House) -> None:
     out = wheelhouse("run", str(house.root), sys.executable, "-c",
                      "import sys; print(sys.argv[1:])", "--", "x", env=isolated_env())
     assert out.stdout.strip() == "['--', 'x']"
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /simple/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 30\r\n\r\n",
+        b"GET /simple/ HTTP/1.1\r\nHost: x\r\nContent-Length: +0\r\n\r\n",
+        (b"GET /simple/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Transfer-Encoding: identity\r\n\r\n"),
+    ],
+    ids=["two-lengths", "signed-length", "two-encodings"],
+)
+def test_ambiguous_message_framing_is_refused(house: House, request_bytes: bytes) -> None:
+    with serving(house) as url:
+        reply = _exchange(url, request_bytes)
+    assert reply.startswith(b"HTTP/1.1 400 "), reply[:200]
+    assert reply.count(b"HTTP/1.1 ") == 1 and b"<still open>" not in reply
+
+
+def test_run_options_after_the_house_without_the_separator_are_refused(house: House) -> None:
+    out = wheelhouse("run", str(house.root), "--port", "0", "echo", "hi", env=isolated_env(),
+                     check=False)
+    assert out.returncode == 2 and "put run's options before HOUSE" in out.stderr

@@ -290,6 +290,8 @@ def interrupts_deferred() -> Iterator[None]:
         yield
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            # None: a handler installed from C, which cannot be put back from
+            # Python; the default is the nearest.
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
     for signum in dict.fromkeys(noted):
         signal.raise_signal(signum)

@@ -1097,10 +1097,12 @@ def import_bundle(
                 bm = reader.bundle_manifest
                 from_house = _check_base(bm, current, house_root, store, path)
                 # One stat per blob, up front (gc cannot remove any meanwhile: in_use).
-                # Each is hashed: a damaged blob is set aside and taken from the bundle.
+                # One stat per blob, up front (gc cannot remove any meanwhile:
+                # in_use); a blob the house does not link yet is hashed first,
+                # and a damaged one is set aside and taken from the bundle.
                 staging.present = {m.sha256 for m in bm.members
                                    if m.name.startswith(f"{FILES_DIR}/") and store.has(m.sha256)
-                                   and store.intact(m.sha256)}
+                                   and _linked_or_intact(store, house_root / m.name, m.sha256)}
                 _check_import_space(bm, store, house_root, current, staging.present)
                 manifest, small = _scan(reader, staging)
                 digest = reader.finish()
@@ -1154,7 +1156,7 @@ def _check_base(bm: BundleManifest, current: Manifest | None, house_root: Path, 
     from_house: dict[str, Sha256] = {}
     missing = []
     for m in bm.base:
-        if store.has(m.sha256) and store.intact(m.sha256):
+        if store.has(m.sha256) and _linked_or_intact(store, house_root / m.name, m.sha256):
             continue
         path = house_root / m.name
         if have.get(m.name) == m.sha256 and path.is_file() and not path.is_symlink():
@@ -1164,6 +1166,18 @@ def _check_base(bm: BundleManifest, current: Manifest | None, house_root: Path, 
     if missing:
         raise BundleBaseError(str(bundle), str(house_root), missing)
     return from_house
+
+
+def _linked_or_intact(store: Store, house_file: Path, sha256: str) -> bool:
+    """True when blob *sha256* may be linked into the house.
+
+    Either the house links it already (the same inode: nothing new is
+    linked), or its bytes hash to its name (see :meth:`Store.intact`).
+    """
+    with contextlib.suppress(OSError):
+        if os.path.samestat(house_file.stat(), store.blob_path(sha256).stat()):
+            return True
+    return store.intact(sha256)
 
 
 def _check_import_space(bm: BundleManifest, store: Store, house_root: Path,
@@ -1197,12 +1211,14 @@ def _write_house(house_root: Path, store: Store, manifest: Manifest,
             for path in sorted(lock_dir.iterdir()):
                 if path.name not in locks and not path.is_dir():
                     path.unlink()
-        with interrupts_deferred():  # the manifest and the index, together
+        # The manifest, the index and the files that go, together: an
+        # interrupt waits, and leaves neither a stale index nor a stray file.
+        with interrupts_deferred():
             write_many_atomic({house.manifest_path: small[MANIFEST_NAME]})
             new = house.read_manifest()
             house.commit(new, previous=old, manifest_written=True)
-        keep = new.by_filename()
-        gone = [e for e in old.files if e.filename not in keep]
-        for entry in gone:
-            house.unlink_file(entry)
+            keep = new.by_filename()
+            gone = [e for e in old.files if e.filename not in keep]
+            for entry in gone:
+                house.unlink_file(entry)
     return len(gone)

@@ -711,6 +711,10 @@ def run_cmd(house_path: Path, command: tuple[str, ...], host: str, port: int) ->
         host, port = _run_options_after_house(own, host, port)
     elif args and args[0] == "--":
         args = args[1:]
+    elif args and args[0].partition("=")[0] in ("--host", "--port"):
+        raise click.UsageError(
+            f"{args[0]} after HOUSE is taken for the command; put run's options before HOUSE, "
+            "or end them with '--' (wheelhouse run HOUSE --port N -- COMMAND ...)")
     code = run_command(house_path, args, host=host, port=port)
     if code == 127:
         _echo(f"error: command not found: {args[0]}", err=True)

@@ -37,6 +37,7 @@ from wheelhouse.errors import (
     InvalidFilenameError,
     InvalidInputError,
     LockTimeoutError,
+    WheelhouseError,
 )
 from wheelhouse.filenames import parse_filename, validate_component
 from wheelhouse.index import (
@@ -1138,9 +1139,10 @@ class House:
             chosen = select_files(manifest, selector)
             new_manifest = manifest.without(e.filename for e in chosen)
             # Index and manifest first, files last: nobody is sent to a missing file.
-            self.commit(new_manifest, previous=manifest, manifest_first=False)
-            for entry in chosen:
-                self.unlink_file(entry)
+            with interrupts_deferred():  # and an interrupt leaves no stray file
+                self.commit(new_manifest, previous=manifest, manifest_first=False)
+                for entry in chosen:
+                    self.unlink_file(entry)
             return chosen
 
     # -- checking --------------------------------------------------------
@@ -1199,8 +1201,6 @@ def removed_if_new_and_failed(path: Path | str) -> Iterator[None]:
     Only a house this block created is removed (its directory did not exist,
     or was empty): an existing house is never touched by the cleanup.
     """
-    import shutil
-
     root = Path(path).expanduser().absolute()
     existed = root.exists()
     try:
@@ -1211,15 +1211,39 @@ def removed_if_new_and_failed(path: Path | str) -> Iterator[None]:
         yield
     except BaseException:
         if fresh and root.is_dir() and not root.is_symlink():
-            if existed:
-                for child in root.iterdir():
-                    if child.is_dir() and not child.is_symlink():
-                        shutil.rmtree(child, ignore_errors=True)
-                    else:
-                        child.unlink(missing_ok=True)
-            else:
-                shutil.rmtree(root, ignore_errors=True)
+            _remove_if_still_empty(root, keep_dir=existed)
         raise
+
+
+def _remove_if_still_empty(root: Path, *, keep_dir: bool) -> None:
+    """Remove the house at *root* (or, with *keep_dir*, what is in it) if it holds no file.
+
+    Another process may have created the same house and added to it while this
+    one failed: that house is theirs, and stays. Checked and removed under the
+    house lock.
+    """
+    import shutil
+
+    def remove() -> None:
+        if keep_dir:
+            for child in root.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+    if not (root / MANIFEST_NAME).exists():
+        remove()
+        return
+    try:
+        house = House.open(root)
+        with house.lock(timeout=10.0):
+            if not house.read_manifest().files:
+                remove()
+    except (WheelhouseError, OSError):
+        pass  # when in doubt, leave it
 
 
 def _left_by_creation(path: Path) -> bool:

@@ -422,11 +422,17 @@ def _move(src: str, dest: str) -> None:
 
         if e.errno != errno.EXDEV:
             raise
+        # Copied under a temp name and renamed when whole: a copy cut short
+        # (a full disk) never stands at *dest*, where a rollback would take it
+        # for the original.
+        part = dest + ".part"
         if os.path.isdir(src) and not os.path.islink(src):
-            shutil.copytree(src, dest, symlinks=True)
+            shutil.copytree(src, part, symlinks=True)
+            os.rename(part, dest)
             shutil.rmtree(src)
         else:
-            shutil.copy2(src, dest, follow_symlinks=False)
+            shutil.copy2(src, part, follow_symlinks=False)
+            os.rename(part, dest)
             os.unlink(src)
 
 
@@ -1003,14 +1009,15 @@ def _environment_lock(layout: _Layout, *, dry_run: bool) -> Iterator[None]:
         return
     timeout = _LOCK_TIMEOUT
     where = Path(layout.scheme["purelib"])
-    _check_writable(layout)
-    try:
-        where.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InstallError(
-            f"the environment is read-only: cannot write to {where} ({e.strerror or e})",
-            hint="install into an environment you can write to, or fix its permissions",
-        ) from e
+    if not where.is_dir():  # a new --target or --prefix: made here (a lock needs it)
+        _check_writable(layout)
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InstallError(
+                f"the environment is read-only: cannot write to {where} ({e.strerror or e})",
+                hint="install into an environment you can write to, or fix its permissions",
+            ) from e
     if os.name != "posix":
         import filelock
 
@@ -1024,9 +1031,10 @@ def _environment_lock(layout: _Layout, *, dry_run: bool) -> Iterator[None]:
         finally:
             lock.release()
         return
+    import errno
     import fcntl
 
-    fd = os.open(where, os.O_RDONLY)
+    fd = os.open(where, os.O_RDONLY)  # read-only: a read-only environment locks too
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -1037,6 +1045,15 @@ def _environment_lock(layout: _Layout, *, dry_run: bool) -> Iterator[None]:
                 if time.monotonic() >= deadline:
                     raise LockTimeoutError(str(where), timeout) from None
                 time.sleep(0.05)
+            except OSError as e:
+                if e.errno not in (errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS,
+                                   errno.EINVAL):
+                    raise
+                # A file system without flock on directories (NFS takes it as a
+                # byte-range lock, which needs a file open for writing).
+                log.warning("cannot lock %s (%s): two installs into it at once would "
+                            "collide", where, e.strerror or e)
+                break
         yield
     finally:
         os.close(fd)  # and with it the lock

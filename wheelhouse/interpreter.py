@@ -199,12 +199,13 @@ def _locate(exe: str) -> str:
     """*exe* as a path: a bare name (``python3``) is looked up on ``PATH``, as a shell does."""
     if os.sep in exe or (os.altsep and os.altsep in exe):
         return exe
-    if Path(exe).exists():
-        # A file here: run it as ./NAME (a bare name would be looked up on PATH).
-        return os.path.join(os.curdir, exe)  # noqa: PTH118
     import shutil
 
     found = shutil.which(exe)
+    if found is None and Path(exe).is_file():
+        # Not on PATH, but a file here: run as ./NAME (a bare name would be
+        # looked up on PATH again).
+        return os.path.join(os.curdir, exe)  # noqa: PTH118
     if found is None:
         raise InvalidInputError(f"no such interpreter: {exe!r} is not on PATH",
                                 hint="give the path to a Python executable, e.g. .venv/bin/python")

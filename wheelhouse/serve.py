@@ -283,7 +283,13 @@ class _Handler(BaseHTTPRequestHandler):
                 # No name, whitespace around it, or obsolete line folding (RFC 9112 5.2).
                 self.send_error(HTTPStatus.BAD_REQUEST, "Bad header line")
                 return False
-            headers.setdefault(name.lower(), value.strip())
+            key = name.lower()
+            if key in ("content-length", "transfer-encoding") and key in headers:
+                # Two framings for one message: which one a proxy in front
+                # believed is anybody's guess (request smuggling, RFC 9112 6.3).
+                self.send_error(HTTPStatus.BAD_REQUEST, f"More than one {name}")
+                return False
+            headers.setdefault(key, value.strip())
         else:
             self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
             return False
@@ -294,7 +300,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif connection == "keep-alive":
             self.close_connection = False
         length = headers.get("content-length")
-        if "transfer-encoding" in headers or (length is not None and length != "0"):
+        if length is not None and not length.isdigit():
+            self.send_error(HTTPStatus.BAD_REQUEST, "Bad Content-Length")
+            return False
+        if "transfer-encoding" in headers or (length is not None and int(length) != 0):
             # A body, which this server never reads: left on the connection it
             # would be taken for the next request (request smuggling behind a
             # proxy). The connection closes after the answer; GET and HEAD

@@ -746,11 +746,17 @@ class Store:
             actual: str | None = sha256_file(path)[0]
         except FileNotFoundError:
             return False
-        except OSError:
-            actual = None
+        except OSError as e:
+            # Unreadable now (too many open files, an I/O error): not proof of
+            # damage, so not set aside; and not linked unchecked either.
+            raise StoreError(f"cannot read the store's blob {path}: "
+                             f"{_describe_oserror(e)}") from e
         if actual == sha256:
             return True
-        bad = self._quarantine(BadBlob(sha256, actual, path))
+        try:
+            bad = self._quarantine(BadBlob(sha256, actual, path))
+        except FileNotFoundError:
+            return False  # another process found it first and set it aside
         log.warning("the store's blob %s was damaged (its bytes hash to sha256=%s): moved to %s",
                     sha256, actual, bad.quarantined_to)
         return False
@@ -758,7 +764,7 @@ class Store:
     def _quarantine(self, bad: BadBlob) -> BadBlob:
         qdir = self.root / "quarantine"
         qdir.mkdir(parents=True, exist_ok=True)
-        dest = qdir / f"{bad.path.name}.{int(time.time())}"
+        dest = qdir / f"{bad.path.name}.{int(time.time())}.{os.getpid()}.{os.urandom(4).hex()}"
         bad.path.replace(dest)
         # The metadata record described the good bytes; it goes too.
         if _HEX64.match(bad.expected):
