@@ -193,3 +193,14 @@ def test_a_failed_add_into_a_new_house_leaves_no_house_behind(tmp_path: Path) ->
                      str(tmp_path / "house"), env=isolated_env(), check=False)
     assert out.returncode == 1
     assert (tmp_path / "house" / "files" / "good-1.0-py3-none-any.whl").is_file()
+
+
+def test_a_store_path_under_a_file_names_the_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a directory\n")
+    wheel = build_wheel(tmp_path / "d", "demo", "1.0")
+    out = wheelhouse("--store", str(blocker / "store"), "add", str(wheel), "-o",
+                     str(tmp_path / "house"), env=isolated_env(), check=False)
+    assert out.returncode != 0
+    assert f"{blocker} is a file" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "house").exists()

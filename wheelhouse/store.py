@@ -241,7 +241,12 @@ class Store:
                 ) from None
             store._create()
         except NotADirectoryError:
-            raise StoreError(f"store path {path} is not a directory") from None
+            blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()),
+                           path)
+            raise StoreError(
+                f"store path {path} is not a directory"
+                + (f": {blocker} is a file" if blocker != path else ""),
+                hint="pass --store DIR (or set WHEELHOUSE_STORE) to a directory") from None
         except OSError as e:
             raise StoreError(f"cannot read store at {path}: {_describe_oserror(e)}") from e
         else:

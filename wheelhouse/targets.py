@@ -213,7 +213,8 @@ class Target:
             abis = ()  # the default for the chosen version/implementation
         else:
             abis = host.abis
-        platforms = (parse_platform(platform),) if platform else host.platforms
+        # None means this machine's; an empty --platform '' is a mistake, said as such.
+        platforms = host.platforms if platform is None else (parse_platform(platform),)
         return cls(version, impl, abis, platforms)
 
     @classmethod
