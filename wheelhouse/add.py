@@ -186,28 +186,15 @@ def _file_uri(path: Path) -> str:
     return f"{uri}/{urllib.parse.quote_from_bytes(os.fsencode(name))}"
 
 
-def _damaged_blob(store: Store, sha: Sha256, incoming: Path) -> bool:
-    """True (and the blob set aside) when the store's blob *sha* is not what its name says.
-
-    A blob is about to be linked into a house without being copied again: its
-    bytes are hashed first (unless *incoming*, just hashed, is the blob itself),
-    so a damaged one is never linked. The incoming file, which does hash to
-    *sha*, then takes its place.
-    """
-    try:
-        if os.path.samestat(incoming.stat(), store.blob_path(sha).stat()):
-            return False
-    except OSError:
-        pass
-    return not store.intact(sha)
-
-
 def _prepare_known(
     store: Store, item: Incoming, fn: DistFilename, origin: str, sha: Sha256, size: int,
     *, durable: bool,
 ) -> _Prepared | None:
     path = item.path
-    if store.has(sha) and not _damaged_blob(store, sha, path):
+    # Known bytes are linked without being copied again: the blob is hashed
+    # first (unless *path*, just hashed, is the blob itself), so a damaged one
+    # is set aside and never linked; the incoming file then takes its place.
+    if store.has(sha) and store.intact(sha, known_good=path):
         meta = store.read_meta(sha)
         if (meta is not None and meta.filename == fn.filename
                 and (meta.metadata_sha256 is None or store.has(meta.metadata_sha256))):

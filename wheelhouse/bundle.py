@@ -1102,7 +1102,7 @@ def import_bundle(
                 # and a damaged one is set aside and taken from the bundle.
                 staging.present = {m.sha256 for m in bm.members
                                    if m.name.startswith(f"{FILES_DIR}/") and store.has(m.sha256)
-                                   and _linked_or_intact(store, house_root / m.name, m.sha256)}
+                                   and store.intact(m.sha256, known_good=house_root / m.name)}
                 _check_import_space(bm, store, house_root, current, staging.present)
                 manifest, small = _scan(reader, staging)
                 digest = reader.finish()
@@ -1156,7 +1156,7 @@ def _check_base(bm: BundleManifest, current: Manifest | None, house_root: Path, 
     from_house: dict[str, Sha256] = {}
     missing = []
     for m in bm.base:
-        if store.has(m.sha256) and _linked_or_intact(store, house_root / m.name, m.sha256):
+        if store.has(m.sha256) and store.intact(m.sha256, known_good=house_root / m.name):
             continue
         path = house_root / m.name
         if have.get(m.name) == m.sha256 and path.is_file() and not path.is_symlink():
@@ -1166,18 +1166,6 @@ def _check_base(bm: BundleManifest, current: Manifest | None, house_root: Path, 
     if missing:
         raise BundleBaseError(str(bundle), str(house_root), missing)
     return from_house
-
-
-def _linked_or_intact(store: Store, house_file: Path, sha256: str) -> bool:
-    """True when blob *sha256* may be linked into the house.
-
-    Either the house links it already (the same inode: nothing new is
-    linked), or its bytes hash to its name (see :meth:`Store.intact`).
-    """
-    with contextlib.suppress(OSError):
-        if os.path.samestat(house_file.stat(), store.blob_path(sha256).stat()):
-            return True
-    return store.intact(sha256)
 
 
 def _check_import_space(bm: BundleManifest, store: Store, house_root: Path,

@@ -740,13 +740,20 @@ class Store:
             results = [self._quarantine(bad) for bad in results]
         return StoreVerifyReport(len(blobs), tuple(results))
 
-    def intact(self, sha256: str) -> bool:
+    def intact(self, sha256: str, *, known_good: Path | None = None) -> bool:
         """True if blob *sha256* exists and its bytes hash to its name.
 
         A damaged blob is moved to ``quarantine/`` (with a warning naming both
         hashes), so it is never linked; the caller stores good bytes again.
+        *known_good* names a file the caller has checked already (just hashed,
+        or linked into a house): when it is the blob itself (the same inode),
+        the blob is not read again.
         """
         path = self.blob_path(sha256)
+        if known_good is not None:
+            with contextlib.suppress(OSError):
+                if os.path.samestat(known_good.stat(), path.stat()):
+                    return True
         try:
             actual: str | None = sha256_file(path)[0]
         except FileNotFoundError:
