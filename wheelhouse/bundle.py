@@ -1096,7 +1096,6 @@ def import_bundle(
             with _BundleReader(path, hash_bundle=expect_sha256 is not None) as reader:
                 bm = reader.bundle_manifest
                 from_house = _check_base(bm, current, house_root, store, path)
-                # One stat per blob, up front (gc cannot remove any meanwhile: in_use).
                 # One stat per blob, up front (gc cannot remove any meanwhile:
                 # in_use); a blob the house does not link yet is hashed first,
                 # and a damaged one is set aside and taken from the bundle.

@@ -643,7 +643,7 @@ class House:
         except OSError as e:
             raise HouseError(f"cannot read {self.manifest_path}: {e.strerror or e}") from e
         digest = hashlib.sha256(data).hexdigest()
-        recorded = (_read_text(self._index_state_path()) or "").split()
+        recorded = self._index_state()
         # Bytes this house wrote (the index state records their digest, after
         # the rendering version of the pages: "r3-<sha256>"): each line is the
         # canonical rendering of its entry, so render() may reuse it.
@@ -694,9 +694,7 @@ class House:
 
     def index_is_current(self) -> bool:
         """True when the index was written from the manifest as it is now."""
-        manifest = self.read_manifest()
-        recorded = (_read_text(self._index_state_path()) or "").split()
-        return recorded[:1] == [f"r{RENDERING}-{self._digest(manifest)}"]
+        return self._index_state()[:1] == [self._state_of(self.read_manifest())]
 
     def _digest(self, manifest: Manifest) -> str:
         # The sha256 of a manifest's rendering, remembered from when it was read
@@ -856,6 +854,14 @@ class House:
     def _index_state_path(self) -> Path:
         return self.root / SIMPLE_DIR / INDEX_STATE
 
+    def _index_state(self) -> list[str]:
+        """The index state's words: ``r<RENDERING>-<manifest sha256>`` [find-links sha256]."""
+        return (_read_text(self._index_state_path()) or "").split()
+
+    def _state_of(self, manifest: Manifest) -> str:
+        """The first word of the index state for pages rendered now from *manifest*."""
+        return f"r{RENDERING}-{self._digest(manifest)}"
+
     def write_index(self, manifest: Manifest, *, previous: Manifest | None = None) -> IndexStats:
         """Bring ``simple/`` and the find-links page in line with *manifest*.
 
@@ -873,13 +879,13 @@ class House:
         # The state names the manifest the pages came from and how they were
         # rendered (pages from an older rendering are all rewritten), then the
         # sha256 of the find-links page written from it.
-        state = f"r{RENDERING}-{self._digest(manifest)}"
-        recorded = (_read_text(self._index_state_path()) or "").split()
+        state = self._state_of(manifest)
+        recorded = self._index_state()
         links_digest: str | None
         fresh = self._write_index_fresh(manifest)
         if fresh is not None:
             stats, links_digest = fresh
-        elif previous is not None and recorded[:1] == [f"r{RENDERING}-{self._digest(previous)}"]:
+        elif previous is not None and recorded[:1] == [self._state_of(previous)]:
             known = recorded[1] if len(recorded) > 1 else None
             stats, links_digest = self._write_index_incremental(manifest, previous, known)
         else:
