@@ -35,7 +35,7 @@ from wheelhouse.store import Store
 from wheelhouse.targets import Target
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from wheelhouse.acquire import BuiltWheel
     from wheelhouse.add import Incoming
@@ -420,6 +420,19 @@ class _Kept:
                 path.unlink(missing_ok=True)
 
 
+def _adopt_kept(items: Iterable[Resolved], kept: Sequence[_Kept],
+                fetched: dict[str, Path]) -> dict[str, Resolved]:
+    """Put into *fetched* the checked copies pip left of *items*; return the rest, to fetch."""
+    rest: dict[str, Resolved] = {}
+    for item in items:
+        path = next((p for k in kept if (p := k.adopt(item)) is not None), None)
+        if path is not None:
+            fetched[item.url] = path
+        else:
+            rest[item.url] = item
+    return rest
+
+
 def _check_resolved_metadata(files: Sequence[Incoming], resolved_with: Mapping[str, Path]) -> None:
     """Each wheel's METADATA must be the PEP 658 metadata pip resolved it with.
 
@@ -531,15 +544,11 @@ def _build_cold(
     finally:
         keep(host_kept)
     built: dict[str, BuiltWheel] = {}  # key: resolved URL of the sdist/source
-    downloads_needed: dict[str, Resolved] = {}
     fetched: dict[str, Path] = {}
-    for item in resolutions[HOST]:
-        if item.kind in ("wheel", "sdist") and not (item.sha256 and store.has(item.sha256)):
-            adopted = host_kept.adopt(item)
-            if adopted is not None:
-                fetched[item.url] = adopted
-            else:
-                downloads_needed[item.url] = item
+    downloads_needed = _adopt_kept(
+        (i for i in resolutions[HOST]
+         if i.kind in ("wheel", "sdist") and not (i.sha256 and store.has(i.sha256))),
+        [host_kept], fetched)
     host_kept.discard_unused()
     direct = direct_later.result()
     # The index pages' facts (upload time, yank state) need only the names and
@@ -620,17 +629,11 @@ def _build_cold(
     for n, (target, name) in enumerate(zip(wanted, names, strict=True)):
         if name == HOST:
             continue
-        foreign: dict[str, Resolved] = {}
-        for item in resolutions.get(name, []):
-            if item.filename in pure_by_name and item.url.startswith("file:"):
-                continue
-            if item.url in fetched or (item.sha256 and store.has(item.sha256)):
-                continue
-            adopted = next((p for k in foreign_kept if (p := k.adopt(item)) is not None), None)
-            if adopted is not None:
-                fetched[item.url] = adopted
-            else:
-                foreign[item.url] = item
+        foreign = _adopt_kept(
+            (i for i in resolutions.get(name, [])
+             if not (i.filename in pure_by_name and i.url.startswith("file:"))
+             and i.url not in fetched and not (i.sha256 and store.has(i.sha256))),
+            foreign_kept, fetched)
         # pip fetches a wheel for another platform only when told that platform.
         if foreign:
             say(f"downloading {len(foreign)} file(s) for {name}")
@@ -736,15 +739,10 @@ def _keep_sdists(
         kept.finish()
         if kept_pages is not None:
             kept_pages.update(kept.pages)
-    missing: dict[str, Resolved] = {}
     fetched: dict[str, Path] = {}
-    for r in needed:
-        if r.kind == "wheel" and not (r.sha256 and store.has(r.sha256)):
-            adopted = kept.adopt(r)
-            if adopted is not None:
-                fetched[r.url] = adopted
-            else:
-                missing[r.url] = r
+    missing = _adopt_kept(
+        (r for r in needed if r.kind == "wheel" and not (r.sha256 and store.has(r.sha256))),
+        [kept], fetched)
     kept.discard_unused()
     fetched.update(download_files(pip, list(missing.values()), tmp / "build-deps", jobs=jobs,
                                   pip_options=pip_options))
