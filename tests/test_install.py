@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from packaging.tags import sys_tags
@@ -20,6 +22,9 @@ from wheelhouse.add import add_paths
 from wheelhouse.house import House
 from wheelhouse.install import JOURNAL_NAME
 from wheelhouse.store import Store  # noqa: TC001 - fixture annotations
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 HOST_TAG = str(next(iter(sys_tags())))
 
@@ -396,23 +401,30 @@ def test_target_and_prefix(tmp_path: Path, app_house: Path) -> None:
     run([sys.executable, "-c", "import app, lib"], env=env)
 
 
-def test_read_only_environment(tmp_path: Path, app_house: Path) -> None:
-    parent = tmp_path / "ro"
-    parent.mkdir()
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[None]:
+    """Make *directory* read-only for the block, root included."""
     if os.geteuid() == 0:
         # Root writes through file modes; an immutable directory stops even root.
-        made = run(["chattr", "+i", str(parent)], check=False)
+        made = run(["chattr", "+i", str(directory)], check=False)
         if made.returncode != 0:  # pragma: no cover - file systems without attributes
             pytest.skip(f"running as root and chattr +i failed: {made.stderr.strip()}")
     else:
-        parent.chmod(0o555)
+        directory.chmod(0o555)
     try:
-        out = wheelhouse("install", str(app_house), "lib", "--target", str(parent / "t"),
-                         env=isolated_env(), check=False)
+        yield
     finally:
         if os.geteuid() == 0:
-            run(["chattr", "-i", str(parent)])
-        parent.chmod(0o755)
+            run(["chattr", "-i", str(directory)])
+        directory.chmod(0o755)
+
+
+def test_read_only_environment(tmp_path: Path, app_house: Path) -> None:
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    with read_only(parent):
+        out = wheelhouse("install", str(app_house), "lib", "--target", str(parent / "t"),
+                         env=isolated_env(), check=False)
     assert out.returncode == 1, out.stderr
     assert "the environment is read-only" in out.stderr
     assert list(parent.iterdir()) == []
@@ -947,20 +959,9 @@ def test_nothing_to_do_in_a_read_only_environment_is_not_an_error(
     venv = new_venv(tmp_path / "v")
     wheelhouse("install", str(app_house), "lib", "--python", str(venv.python), "--no-compile",
                env=isolated_env())
-    site = site_packages(venv)
-    if os.geteuid() == 0:
-        made = run(["chattr", "+i", str(site)], check=False)
-        if made.returncode != 0:  # pragma: no cover - file systems without attributes
-            pytest.skip(f"running as root and chattr +i failed: {made.stderr.strip()}")
-    else:
-        site.chmod(0o555)
-    try:
+    with read_only(site_packages(venv)):
         out = wheelhouse("install", str(app_house), "lib", "--python", str(venv.python),
                          env=isolated_env(), check=False)
-    finally:
-        if os.geteuid() == 0:
-            run(["chattr", "-i", str(site)])
-        site.chmod(0o755)
     assert out.returncode == 0, out.stderr
     assert "already installed" in out.stdout + out.stderr
 
