@@ -150,15 +150,14 @@ class KeptReader:
             try:
                 record = json.loads(line)
                 path = Path(record["path"])
-                if "file" in record:
-                    if path.parent.parent != self.folder or path.name != record["file"]:
-                        continue  # never a path elsewhere
-                    files[(str(record["file"]), str(record["sha256"]))] = path
-                elif "metadata" in record:
-                    name = str(record["metadata"])
+                if "file" in record or "metadata" in record:
+                    name = str(record["file"] if "file" in record else record["metadata"])
                     if path.parent.parent != self.folder or path.name != name:
-                        continue
-                    metadata[name.removesuffix(".metadata")] = path
+                        continue  # never a path elsewhere
+                    if "file" in record:
+                        files[(name, str(record["sha256"]))] = path
+                    else:
+                        metadata[name.removesuffix(".metadata")] = path
                 elif path.parent == self.folder:
                     pages[str(record["page"])] = (str(record["url"]),
                                                   str(record["content_type"]), path)

@@ -673,10 +673,9 @@ class House:
         :func:`interrupts_deferred` block, says *manifest_written*. An index
         that cannot be written is said plainly, with the way out.
         """
-        # With the manifest written already, there is nothing left to write.
-        previous_written = manifest if manifest_written else previous
+        write = not manifest_written and manifest is not previous
         with interrupts_deferred():
-            if manifest_first and manifest is not previous_written:
+            if manifest_first and write:
                 self.write_manifest(manifest)
             try:
                 stats = self.write_index(manifest, previous=previous)
@@ -688,7 +687,7 @@ class House:
                        else ""),
                     hint=f"fix the problem, then run 'wheelhouse index {self.root}'",
                 ) from e
-            if not manifest_first and manifest is not previous_written:
+            if not manifest_first and write:
                 self.write_manifest(manifest)
         return stats
 
