@@ -333,11 +333,26 @@ def test_debris_of_a_dead_writer_is_cleaned_on_the_next_change(
     tmp_path: Path, store: Store, make_wheel: WheelFactory
 ) -> None:
     house = House.open(tmp_path / "house", create=True)
+    add_paths(house, store, [make_wheel("demo", "1.0")])
+    assert not (house.root / ".wheelhouse.writing").exists()  # a writer's mark goes with it
     debris = [house.files_dir / ".tmp-123.abc.0.part", house.root / ".tmp-9.x.1.part",
-              house.root / "simple" / ".tmp-9.x.2.part"]
+              house.root / "simple" / ".tmp-9.x.2.part",
+              house.root / "simple" / "demo" / ".tmp-9.x.3.part"]
     for path in debris:
         path.write_bytes(b"half")
-    add_paths(house, store, [make_wheel("demo", "1.0")])
+    # Without a dead writer's mark, only the top directory is searched (listing
+    # files/ of a large house costs more than the change itself) ...
+    add_paths(house, store, [make_wheel("demo", "2.0")])
+    assert [p.exists() for p in debris] == [True, False, True, True]
+    # ... a writer that died left its mark: everything is searched.
+    (house.root / ".wheelhouse.writing").write_bytes(b"")
+    add_paths(house, store, [make_wheel("demo", "3.0")])
+    assert not any(p.exists() for p in debris)
+    assert not (house.root / ".wheelhouse.writing").exists()
+    # 'wheelhouse index' (the repair) always searches everywhere.
+    for path in debris:
+        path.write_bytes(b"half")
+    house.reindex()
     assert not any(p.exists() for p in debris)
 
 

@@ -75,6 +75,10 @@ def test_sigkill_during_add_leaves_store_consistent(tmp_path: Path) -> None:
         house = House.open(house_root)
         assert len(house.read_manifest().files) == 6
         assert house.verify() == []
+        # The killed writer's mark made the next one search the whole house
+        # for its temp files.
+        assert [p for p in house_root.rglob("*") if p.name.startswith(".tmp-")] == []
+        assert not (house_root / ".wheelhouse.writing").exists()
     assert interrupted >= 3, "the kills came too late to test anything"
 
 

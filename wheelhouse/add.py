@@ -40,6 +40,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
+#: Up to this many files, each is looked up in the manifest by bisection (no full parse).
+_FEW_LOOKUPS = 256
 
 #: Called after each file is stored, with the entry it produced.
 Progress = Callable[[FileEntry], None]
@@ -503,7 +505,15 @@ def _ingest(
 
     with house.lock():
         manifest = house.read_manifest()
-        current = manifest.by_filename()
+        current: dict[str, FileEntry] = {}
+        if len(incoming) <= _FEW_LOOKUPS:
+            # A bisection each: a large manifest's other lines stay unparsed.
+            for e in incoming.values():
+                found = manifest.find(e)
+                if found is not None:
+                    current[found.filename] = found
+        else:
+            current = manifest.by_filename()
         conflicts = [
             f"{name}: the house has sha256={current[name].sha256}, the new file sha256={e.sha256}"
             for name, e in sorted(incoming.items())

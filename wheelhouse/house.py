@@ -14,7 +14,7 @@ import os
 import re
 import stat
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +79,8 @@ FILES_DIR = "files"
 #: Suffix of PEP 658 metadata files next to each wheel.
 METADATA_SUFFIX = ".metadata"
 _LOCK_NAME = ".wheelhouse.lock"
+#: Present while a writer holds the lock: found on entry, the last one died (see House.lock).
+_WRITING_NAME = ".wheelhouse.writing"
 _PAGE_BATCH = 2000
 # An index of at least this many projects, where simple/ holds at most
 # _FRESH_MAX_EXISTING entries, is built aside and swapped in (see
@@ -263,25 +265,142 @@ def _opt_str(value: object) -> str | None:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+class _Lines:
+    """What the rows of manifests derived from one manifest file share.
+
+    A row that is still the file's line is parsed when first needed, once for
+    all those manifests (the cache is keyed by the line object), so an entry
+    read twice is the same object: identity tells unchanged entries apart.
+    """
+
+    __slots__ = ("names", "parsed", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.parsed: dict[int, FileEntry] = {}
+        self.names: dict[str, str] = {}
+
+    def entry(self, line: str) -> FileEntry:
+        """The entry of *line* (parsed and checked the first time; HouseError if invalid)."""
+        found = self.parsed.get(id(line))
+        if found is not None:
+            return found
+        try:
+            item = next(_scan_lines([line]))
+            entry = (FileEntry._from_line(item, self.names) if type(item) is re.Match
+                     else FileEntry.from_dict(item, names=self.names))
+        except (_NotLinesError, KeyError, TypeError, ValueError, OverflowError, AttributeError,
+                InvalidFilenameError) as e:
+            raise HouseError(f"{self.source}: invalid manifest entry {line[:200]!r}: "
+                             f"{e or 'not one JSON object'}") from None
+        self.parsed[id(line)] = entry
+        return entry
+
+    def entries(self, rows: list[str | FileEntry]) -> tuple[FileEntry, ...]:
+        """:meth:`entry` of every row, in one pass (rows already entries stay as they are)."""
+        parsed = self.parsed
+        names = self.names
+        match = _LINE.match
+        from_line = FileEntry._from_line
+        out: list[FileEntry] = []
+        append = out.append
+        for r in rows:
+            if type(r) is not str:
+                append(r)  # type: ignore[arg-type]
+                continue
+            found = parsed.get(id(r))
+            if found is None:
+                m = match(r)
+                if m is None:
+                    found = self.entry(r)
+                else:
+                    try:
+                        found = from_line(m, names)
+                    except (ValueError, InvalidFilenameError):
+                        found = self.entry(r)  # raises, saying why
+                    parsed[id(r)] = found
+            append(found)
+        return tuple(out)
+
+
 class Manifest:
-    """The list of files a house holds; the single source of truth for its index."""
+    """The list of files a house holds; the single source of truth for its index.
 
-    #: The files, sorted by project then file name.
-    files: tuple[FileEntry, ...] = ()
-    #: Format version.
-    format: int = field(default=MANIFEST_FORMAT)
-    # Lines of the manifest file this one was read from, by file name, with
-    # the entry each line holds: render() reuses the line of an entry that is
-    # still the same object. Set only when the file is known to be our own
-    # rendering (see House.read_manifest).
-    _lines: tuple[tuple[FileEntry, ...], list[str]] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
+    Immutable. A manifest read from a file the house wrote itself (see
+    :meth:`House.read_manifest`) keeps the file's lines as its rows and parses
+    a line only when its entry is needed: adding one file to a house of
+    50,000 looks at a few dozen lines, and :meth:`render` writes the others
+    back as they were. :attr:`files` parses (and checks) them all.
+    """
 
-    def __post_init__(self) -> None:
-        ordered = tuple(sorted(self.files, key=_MANIFEST_ORDER))
-        object.__setattr__(self, "files", ordered)
+    __slots__ = ("_files", "_lines", "_origin", "_rows", "format")
+
+    def __init__(self, files: Iterable[FileEntry] = (), format: int = MANIFEST_FORMAT) -> None:
+        #: Format version.
+        self.format = format
+        self._files: tuple[FileEntry, ...] | None = tuple(sorted(files, key=_MANIFEST_ORDER))
+        # In order: a file's line (str, an entry from _lines) or an entry (new since).
+        self._rows: list[str | FileEntry] | None = None
+        self._lines: _Lines | None = None
+        # (manifest this one was derived from, entries gone, entries new) -- see _changes.
+        self._origin: tuple[Manifest, list[FileEntry], list[FileEntry]] | None = None
+
+    @property
+    def files(self) -> tuple[FileEntry, ...]:
+        """The files, sorted by project then file name."""
+        files = self._files
+        if files is None:
+            assert self._rows is not None and self._lines is not None
+            files = self._files = self._lines.entries(self._rows)
+        return files
+
+    def __len__(self) -> int:
+        return len(self._files) if self._files is not None else len(self._rows or ())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Manifest):
+            return NotImplemented
+        return self.format == other.format and self.files == other.files
+
+    def __hash__(self) -> int:
+        return hash((self.format, self.files))
+
+    def __repr__(self) -> str:
+        return f"Manifest(<{len(self)} files>, format={self.format})"
+
+    def _derived(self, rows: list[str | FileEntry] | None, files: tuple[FileEntry, ...] | None,
+                 removed: list[FileEntry], added: list[FileEntry]) -> Manifest:
+        new = object.__new__(Manifest)
+        new.format = self.format
+        new._files = files
+        new._rows = rows
+        new._lines = self._lines if rows is not None else None
+        new._origin = (self, removed, added)
+        return new
+
+    def _entry(self, row: str | FileEntry) -> FileEntry:
+        if type(row) is FileEntry:
+            return row
+        assert self._lines is not None
+        return self._lines.entry(row)  # type: ignore[arg-type]
+
+    def _sequence(self) -> list[str | FileEntry] | tuple[FileEntry, ...]:
+        """The rows, when the manifest keeps its file's lines, else the files."""
+        return self._rows if self._rows is not None else self.files
+
+    def find(self, entry: FileEntry) -> FileEntry | None:
+        """The house's entry for *entry*'s file name, if any (a bisection: no full parse).
+
+        A file's name determines its project, so (project, name) orders both.
+        """
+        rows = self._sequence()
+        key = (entry.project, entry.filename)
+        i = bisect.bisect_left(rows, key, key=lambda r: _MANIFEST_ORDER(self._entry(r)))
+        if i < len(rows):
+            found = self._entry(rows[i])
+            if found.filename == entry.filename:
+                return found
+        return None
 
     def by_filename(self) -> dict[str, FileEntry]:
         """Map file name to entry."""
@@ -296,58 +415,110 @@ class Manifest:
 
     def project_names(self) -> list[str]:
         """The normalised project names, sorted."""
-        return sorted({e.project for e in self.files})
+        if self._files is not None or self._rows is None:
+            return sorted({e.project for e in self.files})
+        # Our own lines: the project is read from each line without parsing it
+        # (its key is there once, its value canonical: no escapes).
+        names: dict[str, None] = {}
+        for r in self._rows:
+            if type(r) is str:
+                start = r.index('"project":"') + 11
+                names[r[start:r.index('"', start)]] = None
+            else:
+                names[r.project] = None  # type: ignore[union-attr]
+        return sorted(names)
+
+    def project_files(self, project: str) -> list[FileEntry]:
+        """The entries of one project, in order (two bisections: no full parse)."""
+        rows = self._sequence()
+        key = self._project_key
+        lo = bisect.bisect_left(rows, project, key=key)
+        hi = bisect.bisect_right(rows, project, lo=lo, key=key)
+        return [self._entry(r) for r in rows[lo:hi]]
+
+    def _project_key(self, row: str | FileEntry) -> str:
+        return self._entry(row).project
 
     def with_files(self, entries: Iterable[FileEntry]) -> Manifest:
         """A new manifest with *entries* added or replacing those of the same name."""
         entries = list(entries)
         if len(entries) > _FEW:
-            merged = self.by_filename()
+            current = self.by_filename()
+            merged = dict(current)
             for e in entries:
                 merged[e.filename] = e
-            new = replace(self, files=tuple(merged.values()))
-            object.__setattr__(new, "_lines", self._lines)
-            return new
+            files = tuple(sorted(merged.values(), key=_MANIFEST_ORDER))
+            removed = [current[e.filename] for e in entries
+                       if e.filename in current and current[e.filename] is not e]
+            rows: list[str | FileEntry] | None = None
+            if self._rows is not None:
+                # Entries still as read keep their line, for render().
+                lines = {id(self._entry(r)): r for r in self._rows if type(r) is str}
+                rows = [lines.get(id(e), e) for e in files]
+            return self._derived(rows, files, removed, entries)
         # A few: each goes in its place (a file's name determines its project).
-        files = list(self.files)
+        seq = self._sequence()
+        new_rows: list[Any] = list(seq)
+        removed = []
         for e in entries:
-            i = bisect.bisect_left(files, (e.project, e.filename), key=_MANIFEST_ORDER)
-            if i < len(files) and files[i].filename == e.filename:
-                files[i] = e
+            i = bisect.bisect_left(new_rows, (e.project, e.filename),
+                                   key=lambda r: _MANIFEST_ORDER(self._entry(r)))
+            if i < len(new_rows) and self._entry(new_rows[i]).filename == e.filename:
+                old = self._entry(new_rows[i])
+                if old is not e:
+                    removed.append(old)
+                    new_rows[i] = e
             else:
-                files.insert(i, e)
-        return self._presorted(tuple(files))
+                new_rows.insert(i, e)
+        if self._rows is not None:
+            return self._derived(new_rows, None, removed, entries)
+        return self._derived(None, tuple(new_rows), removed, entries)
 
     def without(self, filenames: Iterable[str]) -> Manifest:
         """A new manifest without the named files."""
         drop = set(filenames)
-        return self._presorted(tuple(e for e in self.files if e.filename not in drop))
+        files = self.files
+        keep = [e.filename not in drop for e in files]
+        removed = [e for e, k in zip(files, keep, strict=True) if not k]
+        rows = None
+        if self._rows is not None:
+            rows = [r for r, k in zip(self._rows, keep, strict=True) if k]
+        return self._derived(rows, tuple(e for e, k in zip(files, keep, strict=True) if k),
+                             removed, [])
 
-    def _presorted(
-        self,
-        files: tuple[FileEntry, ...],
-        lines: tuple[tuple[FileEntry, ...], list[str]] | None = None,
-    ) -> Manifest:
-        """A manifest like this one with *files*, already in order (no sort)."""
-        new = object.__new__(type(self))
-        object.__setattr__(new, "files", files)
-        object.__setattr__(new, "format", self.format)
-        object.__setattr__(new, "_lines", self._lines if lines is None else lines)
-        return new
+    def changes_since(self, previous: Manifest) -> tuple[list[FileEntry], list[FileEntry]] | None:
+        """``(gone, new)`` entries from *previous* to this manifest, when it derives from it.
+
+        Known without comparing every file when this manifest was made from
+        *previous* by :meth:`with_files` and :meth:`without` (at most a few
+        steps); None otherwise.
+        """
+        steps: list[tuple[Manifest, list[FileEntry], list[FileEntry]]] = []
+        m: Manifest | None = self
+        while m is not previous:
+            if m is None or m._origin is None or len(steps) > 16:
+                return None
+            steps.append(m._origin)
+            m = m._origin[0]
+        gone: list[FileEntry] = []
+        new: dict[int, FileEntry] = {}
+        for _, removed, added in reversed(steps):
+            for e in removed:
+                if new.pop(id(e), None) is None:
+                    gone.append(e)
+            for e in added:
+                new[id(e)] = e
+        return gone, list(new.values())
 
     def render(self) -> bytes:
         """Serialise to stable JSON bytes (same manifest, same bytes)."""
-        # One file per line: readable, diff-friendly, and written by the fast C encoder.
-        source = self._lines
-        if source is None:
-            lines = [e.to_json_line() for e in self.files]
+        # One file per line: readable, diff-friendly; a line read from the
+        # house's own file is written back as it was.
+        if self._rows is not None:
+            lines = [r if type(r) is str else r.to_json_line()  # type: ignore[union-attr]
+                     for r in self._rows]
         else:
-            # Entries unchanged since the manifest was read keep their line.
-            cache = {e.filename: (e, line) for e, line in zip(*source, strict=True)}
-            lines = []
-            for e in self.files:
-                hit = cache.get(e.filename)
-                lines.append(hit[1] if hit is not None and hit[0] is e else e.to_json_line())
+            lines = [e.to_json_line() for e in self.files]
         body = ",\n".join(lines)
         text = f'{{"format":{self.format},"files":[\n{body}\n]}}\n' if lines else (
             f'{{"format":{self.format},"files":[]}}\n'
@@ -361,13 +532,20 @@ class Manifest:
         A manifest in the shape :meth:`render` gives (one entry per line) is
         read line by line, so the whole JSON tree never sits in memory at
         once. With *keep_lines* (the caller knows the bytes are this class's
-        own rendering), :meth:`render` reuses each line of an unchanged entry.
+        own rendering, checked when it was written), the lines are kept
+        unparsed: each is parsed and checked when its entry is first needed,
+        and :meth:`render` writes the unchanged ones back as they are.
         """
         lines = _entry_lines(data)
         if lines is not None:
+            if keep_lines:
+                new = cls()
+                new._files = None
+                new._rows = list(lines)
+                new._lines = _Lines(source)
+                return new
             try:
-                return cls._from_items(_scan_lines(lines), source=source,
-                                       lines=lines if keep_lines else None)
+                return cls._from_items(_scan_lines(lines), source=source)
             except _NotLinesError:
                 pass  # valid JSON, perhaps, but not one entry per line
         try:
@@ -381,12 +559,10 @@ class Manifest:
         items = raw.get("files", [])
         if not isinstance(items, list):
             raise HouseError(f"{source}: invalid manifest: 'files' is not a list")
-        return cls._from_items(items, source=source, lines=None)
+        return cls._from_items(items, source=source)
 
     @classmethod
-    def _from_items(
-        cls, items: Iterable[Any], *, source: str, lines: list[str] | None
-    ) -> Manifest:
+    def _from_items(cls, items: Iterable[Any], *, source: str) -> Manifest:
         entries = []
         problems = []
         seen: set[str] = set()
@@ -407,23 +583,9 @@ class Manifest:
             entries.append(entry)
         if problems:
             raise HouseError(f"{source}: invalid manifest:\n  " + "\n  ".join(problems))
-        if lines is not None:
-            # Our own rendering (see House.read_manifest): already in order,
-            # and one entry per line.
-            files = tuple(entries)
-            return cls()._presorted(files, (files, lines))
-        return cls(tuple(entries))
+        return cls(entries)
 
 
-def _project_files(manifest: Manifest, project: str) -> list[FileEntry]:
-    """The entries of one project (the files are sorted by project): two bisections."""
-    files = manifest.files
-    lo = bisect.bisect_left(files, project, key=_PROJECT)
-    hi = bisect.bisect_right(files, project, lo=lo, key=_PROJECT)
-    return list(files[lo:hi])
-
-
-_PROJECT = operator.attrgetter("project")
 
 
 def _project_groups(files: tuple[FileEntry, ...]) -> list[tuple[str, int, int]]:
@@ -499,22 +661,18 @@ _MANIFEST_HEAD = f'{{"format":{MANIFEST_FORMAT},"files":['
 
 def _entry_lines(data: bytes) -> list[str] | None:
     """The entry lines of a manifest in render()'s exact shape, else None."""
-    if not data.startswith(_MANIFEST_HEAD.encode() + b"\n") or not data.endswith(b"\n]}\n"):
+    head = _MANIFEST_HEAD.encode() + b"\n"
+    tail = b"\n]}\n"
+    if not data.startswith(head) or not data.endswith(tail) or len(data) <= len(head) + 3:
         return None
     try:
-        text = data.decode("ascii")
+        body = data[len(head):-len(tail)].decode("ascii")
     except UnicodeDecodeError:
         return None
-    lines = text.split("\n")
-    del text
-    body = lines[1:-2]
-    last = len(body) - 1
-    for i, line in enumerate(body):
-        if i < last:
-            if not line.endswith(","):
-                return None
-            body[i] = line[:-1]
-    return body
+    lines = body.split(",\n")
+    if body.count("\n") != len(lines) - 1:
+        return None  # a line break inside an entry, or a line without its comma
+    return lines
 
 
 # A manifest line as FileEntry.to_json_line writes it, when no string in it
@@ -704,11 +862,15 @@ class House:
         return hashlib.sha256(manifest.render()).hexdigest()
 
     @contextlib.contextmanager
-    def lock(self, *, timeout: float = 600.0) -> Iterator[None]:
+    def lock(self, *, timeout: float = 600.0, always_clean: bool = False) -> Iterator[None]:
         """Hold the house's exclusive lock while changing it.
 
-        Temp files found on entry are debris of a writer that died (only the
-        lock holder writes), and are removed.
+        Temp files are debris of a writer that died (only the lock holder
+        writes). The holder marks the house (``.wheelhouse.writing``) until it
+        lets go: the mark found on entry means the last writer died, and then
+        ``files/`` and ``simple/`` are searched for its temp files (listing the
+        ``files/`` of a 50,000-file house takes 50 ms, so only then). The
+        house's top directory is cleaned every time.
         """
         import filelock  # only commands that change a house need it
 
@@ -718,14 +880,28 @@ class House:
             flock.acquire()
         except filelock.Timeout as e:
             raise LockTimeoutError(str(path), timeout) from e
+        mark = self.root / _WRITING_NAME
         try:
-            self._clean_debris()
+            self._clean_debris(everywhere=always_clean or os.path.lexists(mark))
+            with contextlib.suppress(OSError):  # a house we cannot write fails later, clearly
+                os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                                 0o644))
             yield
         finally:
+            with contextlib.suppress(OSError):
+                mark.unlink()
             flock.release()
 
-    def _clean_debris(self) -> None:
-        for directory in (self.root, self.files_dir, self.root / SIMPLE_DIR):
+    def _clean_debris(self, *, everywhere: bool) -> None:
+        places = [self.root]
+        if everywhere:
+            simple = self.root / SIMPLE_DIR
+            places += [self.files_dir, simple]
+            if not simple.is_symlink():
+                with contextlib.suppress(OSError), os.scandir(simple) as found:
+                    places += [Path(d.path) for d in found
+                               if d.is_dir(follow_symlinks=False) and not d.name.startswith(".")]
+        for directory in places:
             if directory.is_symlink():
                 continue  # never reach through a link out of the house
             try:
@@ -898,13 +1074,17 @@ class House:
     def _write_index_incremental(
         self, manifest: Manifest, previous: Manifest, links_digest: str | None
     ) -> tuple[IndexStats, str | None]:
-        # What changed, by identity: an entry object carried over from the
-        # previous manifest is unchanged (an equal copy only costs a page).
-        kept = set(map(id, manifest.files))
-        removed = [e for e in previous.files if id(e) not in kept]
-        kept = set(map(id, previous.files))
-        added = [e for e in manifest.files if id(e) not in kept]
-        del kept
+        changes = manifest.changes_since(previous)
+        if changes is not None:
+            removed, added = changes
+        else:
+            # What changed, by identity: an entry object carried over from the
+            # previous manifest is unchanged (an equal copy only costs a page).
+            kept = set(map(id, manifest.files))
+            removed = [e for e in previous.files if id(e) not in kept]
+            kept = set(map(id, previous.files))
+            added = [e for e in manifest.files if id(e) not in kept]
+            del kept
         if len(removed) + len(added) > _PAGE_BATCH:
             # Many new objects (a manifest read again, not derived): keep
             # only the entries whose content changed.
@@ -914,11 +1094,11 @@ class House:
             added = [e for e in added if before.get(e.filename) != e]
             del before, after
         touched = sorted({e.project for e in removed} | {e.project for e in added})
-        new = {p: _project_files(manifest, p) for p in touched}
+        new = {p: manifest.project_files(p) for p in touched}
         changed = [p for p in touched if new[p]]
         gone = [p for p in touched if not new[p]]
         projects_changed = bool(gone) or any(
-            not _project_files(previous, p) for p in changed
+            not previous.project_files(p) for p in changed
         )
         new_links: list[bytes] = []
 
@@ -964,7 +1144,7 @@ class House:
         links_digest: str,
     ) -> bytes | None:
         """The new find-links page edited from the one on disk, if that one is ours."""
-        if len(removed) + len(added) > max(64, len(previous.files) // 8):
+        if len(removed) + len(added) > max(64, len(previous) // 8):
             return None  # many changes: rendering the page is as cheap
         try:
             # Never through a symlink; only a regular file.
@@ -977,7 +1157,7 @@ class House:
             return None
         if hashlib.sha256(page).hexdigest() != links_digest:
             return None  # not the page we wrote: render it anew
-        return splice_find_links(page, len(previous.files),
+        return splice_find_links(page, len(previous),
                                  [e.filename for e in removed], added)
 
     def _write_index_fresh(self, manifest: Manifest) -> tuple[IndexStats, str | None] | None:
@@ -991,7 +1171,7 @@ class House:
         there, no atomic exchange here); the caller then writes page by page.
         """
         simple = self.root / SIMPLE_DIR
-        if not can_exchange() or len(manifest.files) < _FRESH_MIN_PROJECTS:
+        if not can_exchange() or len(manifest) < _FRESH_MIN_PROJECTS:
             return None
         try:
             if len(os.listdir(simple)) > _FRESH_MAX_EXISTING:  # noqa: PTH208
@@ -1095,8 +1275,11 @@ class House:
         return len(todo)
 
     def reindex(self) -> IndexStats:
-        """Rewrite the whole index from the manifest (``wheelhouse index``)."""
-        with self.lock():
+        """Rewrite the whole index from the manifest (``wheelhouse index``).
+
+        Temp files a dead writer left anywhere in the house go too.
+        """
+        with self.lock(always_clean=True):
             manifest = self.read_manifest()
             present = (set(os.listdir(self.files_dir))  # noqa: PTH208
                        if self.files_dir.is_dir() and not self.files_dir.is_symlink() else set())
@@ -1257,7 +1440,8 @@ def _left_by_creation(path: Path) -> bool:
     Such a directory is taken as empty, so the next run creates the house.
     """
     name = path.name
-    if name == _LOCK_NAME or (name.startswith(".tmp-") and name.endswith(".part")):
+    if name in (_LOCK_NAME, _WRITING_NAME) or (name.startswith(".tmp-")
+                                               and name.endswith(".part")):
         return True
     if path.is_symlink():
         return False
