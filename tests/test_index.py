@@ -17,7 +17,7 @@ from pypi_simple import DistributionPackage, IndexPage, ProjectPage
 from tests.builders import build_sdist, build_wheel, metadata_text
 from wheelhouse.add import add_paths
 from wheelhouse.house import INDEX_STATE, FileEntry, House, Manifest
-from wheelhouse.index import RENDERING, render_index
+from wheelhouse.index import RENDERING, render_index, render_project_json
 from wheelhouse.store import Sha256, Store
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
@@ -55,6 +55,18 @@ def test_rendering_matches_golden_files() -> None:
         str(p.relative_to(GOLDEN)): p.read_bytes() for p in GOLDEN.rglob("*") if p.is_file()
     }
     assert pages == on_disk
+
+
+def test_json_pages_are_the_canonical_json_dump() -> None:
+    # The project pages are assembled by hand (for speed): they must be the
+    # bytes json.dumps gives, escapes and key order included.
+    odd = _entry("demo_pkg-3.0.tar.gz", "demo-pkg", "3.0", 6,
+                 requires_python='>=3.8,<"4" \u00e9', yanked="bad \u2028 \"x\"\n\\")
+    for project, entries in Manifest((*GOLDEN_MANIFEST.files, odd)).projects().items():
+        page = render_project_json(project, entries)
+        canonical = json.dumps(json.loads(page), sort_keys=True, ensure_ascii=True,
+                               separators=(",", ":")).encode() + b"\n"
+        assert page == canonical
 
 
 def test_rendering_is_deterministic() -> None:

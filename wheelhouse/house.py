@@ -56,7 +56,7 @@ from wheelhouse.index import (
 from wheelhouse.store import Sha256, Store, parse_sha256, sha256_file
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
 __all__ = [
     "FILES_DIR",
@@ -296,7 +296,7 @@ class _Lines:
         self.parsed[id(line)] = entry
         return entry
 
-    def entries(self, rows: list[str | FileEntry]) -> tuple[FileEntry, ...]:
+    def entries(self, rows: Sequence[str | FileEntry]) -> tuple[FileEntry, ...]:
         """:meth:`entry` of every row, in one pass (rows already entries stay as they are)."""
         parsed = self.parsed
         names = self.names
@@ -338,7 +338,11 @@ class Manifest:
     def __init__(self, files: Iterable[FileEntry] = (), format: int = MANIFEST_FORMAT) -> None:
         #: Format version.
         self.format = format
-        self._files: tuple[FileEntry, ...] | None = tuple(sorted(files, key=_MANIFEST_ORDER))
+        ordered = tuple(files)
+        keys = list(map(_MANIFEST_ORDER, ordered))
+        if not all(map(operator.le, keys, keys[1:])):  # a manifest read is in order already
+            ordered = tuple(sorted(ordered, key=_MANIFEST_ORDER))
+        self._files: tuple[FileEntry, ...] | None = ordered
         # In order: a file's line (str, an entry from _lines) or an entry (new since).
         self._rows: list[str | FileEntry] | None = None
         self._lines: _Lines | None = None
@@ -545,6 +549,13 @@ class Manifest:
                 new._lines = _Lines(source)
                 return new
             try:
+                files = _Lines(source).entries(lines)
+            except HouseError:
+                pass  # below, every problem is listed
+            else:
+                if len({e.filename for e in files}) == len(files):
+                    return cls(files)
+            try:
                 return cls._from_items(_scan_lines(lines), source=source)
             except _NotLinesError:
                 pass  # valid JSON, perhaps, but not one entry per line
@@ -627,29 +638,36 @@ def _forked_groups() -> int:
 
 
 def _write_groups_parallel(
-    directory: str, files: tuple[FileEntry, ...], groups: list[tuple[str, int, int]]
-) -> None:
-    """:func:`_write_groups`, half of it in a forked helper process when it pays."""
+    directory: str, files: tuple[FileEntry, ...], groups: list[tuple[str, int, int]],
+    also: Callable[[], bytes],
+) -> bytes:
+    """:func:`_write_groups`, part of it in a forked helper process when it pays.
+
+    *also* (more work for this process) runs meanwhile; its result is returned.
+    """
     global _FORK_JOB
     import threading
 
     if (len(groups) < _FORK_MIN_PROJECTS or (os.cpu_count() or 1) < 2
             or threading.active_count() > 1 or not hasattr(os, "fork")):
         _write_groups(directory, files, groups)
-        return
+        return also()
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    half = len(groups) // 2
-    _FORK_JOB = (directory, files, groups[half:])
+    # The helper takes a little more than half the pages: *also* is ours.
+    mine = len(groups) * 9 // 20
+    _FORK_JOB = (directory, files, groups[mine:])
     try:
         with ProcessPoolExecutor(max_workers=1,
                                  mp_context=multiprocessing.get_context("fork")) as pool:
             child = pool.submit(_forked_groups)
-            _write_groups(directory, files, groups[:half])
+            result = also()
+            _write_groups(directory, files, groups[:mine])
             child.result()
     finally:
         _FORK_JOB = None
+    return result
 
 
 class _NotLinesError(Exception):
@@ -862,7 +880,7 @@ class House:
         return hashlib.sha256(manifest.render()).hexdigest()
 
     @contextlib.contextmanager
-    def lock(self, *, timeout: float = 600.0, always_clean: bool = False) -> Iterator[None]:
+    def lock(self, *, timeout: float = 600.0) -> Iterator[None]:
         """Hold the house's exclusive lock while changing it.
 
         Temp files are debris of a writer that died (only the lock holder
@@ -882,7 +900,7 @@ class House:
             raise LockTimeoutError(str(path), timeout) from e
         mark = self.root / _WRITING_NAME
         try:
-            self._clean_debris(everywhere=always_clean or os.path.lexists(mark))
+            self._clean_debris(everywhere=os.path.lexists(mark))
             with contextlib.suppress(OSError):  # a house we cannot write fails later, clearly
                 os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
                                  0o644))
@@ -1184,7 +1202,8 @@ class House:
         tmp = self.root / f".tmp-simple.{os.getpid()}.{os.urandom(4).hex()}"
         tmp.mkdir()
         try:
-            _write_groups_parallel(str(tmp), manifest.files, groups)
+            links = _write_groups_parallel(str(tmp), manifest.files, groups,
+                                           lambda: render_find_links(manifest.files))
             names = [g[0] for g in groups]
             write_new(f"{tmp}/index.html", render_root_html(names))
             write_new(f"{tmp}/index.json", render_root_json(names))
@@ -1197,7 +1216,6 @@ class House:
         finally:
             _remove_tree(tmp)
         fsync_dir(self.root)
-        links = render_find_links(manifest.files)
         write_atomic(self.root / FIND_LINKS_PAGE, links)
         pages = 2 * len(groups) + 3
         return (IndexStats(rendered=pages, written=pages, removed=removed),
@@ -1277,12 +1295,16 @@ class House:
     def reindex(self) -> IndexStats:
         """Rewrite the whole index from the manifest (``wheelhouse index``).
 
-        Temp files a dead writer left anywhere in the house go too.
+        Temp files a dead writer left anywhere in the house go too (the whole
+        of ``simple/`` is rewritten, and stray entries in it removed).
         """
-        with self.lock(always_clean=True):
+        with self.lock():
             manifest = self.read_manifest()
             present = (set(os.listdir(self.files_dir))  # noqa: PTH208
                        if self.files_dir.is_dir() and not self.files_dir.is_symlink() else set())
+            for name in [n for n in present if n.startswith(".tmp-")]:
+                with contextlib.suppress(OSError):
+                    _remove_tree(self.files_dir / name)
             missing = [
                 e.filename + METADATA_SUFFIX
                 for e in manifest.files

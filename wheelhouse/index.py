@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import json.encoder
 import re
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.version import InvalidVersion, Version
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
     from wheelhouse.house import FileEntry, Manifest
 
@@ -91,6 +92,10 @@ def _page(title: str, body: Iterable[str]) -> bytes:
     return "\n".join(lines).encode("ascii", "xmlcharrefreplace")
 
 
+#: A JSON string, non-ASCII as \\u escapes (json.dumps' own encoder for ensure_ascii).
+_json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
 def _json(data: Mapping[str, Any]) -> bytes:
     # ensure_ascii: any string from a package travels as \\u escapes, never raw.
     return json.dumps(
@@ -162,33 +167,33 @@ def _version_key(version: str) -> tuple[int, Version | str]:
 
 
 def render_project_json(project: str, files: Sequence[FileEntry]) -> bytes:
-    """The PEP 691 JSON page of one project, with the PEP 700 fields."""
-    out_files = []
+    """The PEP 691 JSON page of one project, with the PEP 700 fields.
+
+    The bytes ``json.dumps(page, sort_keys=True, ensure_ascii=True,
+    separators=(",", ":"))`` would give, assembled directly with the C string
+    encoder (a house may have 10,000 of these pages to write).
+    """
+    q = _json_string
+    items = []
     for e in _sorted_files(files):
-        item: dict[str, Any] = {
-            "filename": e.filename,
-            "url": _FILES_FROM_PROJECT + e.filename,
-            "hashes": {"sha256": e.sha256},
-            "requires-python": e.requires_python,
-            "size": e.size,
-            "yanked": e.yanked if e.yanked else e.yanked is not None,
-        }
-        metadata: dict[str, str] | bool = (
-            {"sha256": e.metadata_sha256} if e.metadata_sha256 else False
-        )
-        item["core-metadata"] = metadata  # PEP 714; the old name breaks pip 22.3-23.0
+        meta = e.metadata_sha256
+        requires = e.requires_python
+        yanked = e.yanked
+        item = ('{"core-metadata":' + ('{"sha256":' + q(meta) + "}" if meta else "false")
+                + ',"filename":' + q(e.filename)
+                + ',"hashes":{"sha256":' + q(e.sha256) + "}"
+                + ',"requires-python":' + ("null" if requires is None else q(requires))
+                + ',"size":' + str(int(e.size)))
         if e.upload_time is not None:
-            item["upload-time"] = e.upload_time
-        out_files.append(item)
+            item += ',"upload-time":' + q(e.upload_time)
+        item += (',"url":' + q(_FILES_FROM_PROJECT + e.filename)
+                 + ',"yanked":' + (q(yanked) if yanked else "false" if yanked is None else "true")
+                 + "}")
+        items.append(item)
     versions = sorted({e.version for e in files}, key=_version_key)
-    return _json(
-        {
-            "meta": {"api-version": API_VERSION},
-            "name": project,
-            "versions": versions,
-            "files": out_files,
-        }
-    )
+    return ('{"files":[' + ",".join(items) + '],"meta":{"api-version":' + q(API_VERSION)
+            + '},"name":' + q(project) + ',"versions":[' + ",".join(map(q, versions))
+            + "]}\n").encode()
 
 
 def render_find_links(files: Iterable[FileEntry]) -> bytes:
