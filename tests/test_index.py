@@ -535,3 +535,43 @@ def test_a_manifest_the_house_wrote_is_rendered_again_from_its_own_lines(
     assert rendered == [new.filename]
     monkeypatch.setattr(FileEntry, "to_json_line", original)
     assert data == Manifest(changed.files).render()
+
+
+def test_one_file_added_to_a_large_house_parses_few_manifest_lines(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The manifest the house wrote is trusted line by line: adding one file
+    # looks up a few lines by bisection instead of parsing all 3,000, and the
+    # index it updates is the one a full render gives.
+    house = House.open(tmp_path / "house", create=True)
+    house.write_manifest(Manifest(tuple(_many_entries(3000))))
+    house.write_index(house.read_manifest())
+    parsed: list[str] = []
+    from_line, from_dict = FileEntry._from_line, FileEntry.from_dict
+
+    def counting_line(match: Any, names: dict[str, str]) -> FileEntry:
+        parsed.append(match.group(1))
+        return from_line(match, names)
+
+    def counting_dict(raw: dict[str, Any], **kw: Any) -> FileEntry:
+        parsed.append(raw["filename"])
+        return from_dict(raw, **kw)
+
+    monkeypatch.setattr(FileEntry, "_from_line", staticmethod(counting_line))
+    monkeypatch.setattr(FileEntry, "from_dict", staticmethod(counting_dict))
+    again = House.open(tmp_path / "house")
+    # A new version of a project in the middle, and a new project.
+    wheels = [build_wheel(tmp_path / "new", "proj-500", "9.0"),
+              build_wheel(tmp_path / "new", "zz-new", "1.0")]
+    add_paths(again, store, wheels)
+    assert 0 < len(parsed) < 100
+    monkeypatch.undo()
+
+    fresh = House.open(tmp_path / "house")
+    files = fresh.read_manifest().files
+    assert len(files) == 3002
+    assert list(files) == sorted(files, key=lambda e: (e.project, e.filename))
+    assert fresh.read_manifest().render() == Manifest(files).render()
+    # Every page is the one a full render gives.
+    for rel, data in render_index(fresh.read_manifest()).items():
+        assert (fresh.root / rel).read_bytes() == data, rel

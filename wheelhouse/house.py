@@ -277,14 +277,16 @@ class _Lines:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self.parsed: dict[int, FileEntry] = {}
+        # By the line object's id, with the line itself: an id is only ever
+        # taken for that line.
+        self.parsed: dict[int, tuple[str, FileEntry]] = {}
         self.names: dict[str, str] = {}
 
     def entry(self, line: str) -> FileEntry:
         """The entry of *line* (parsed and checked the first time; HouseError if invalid)."""
-        found = self.parsed.get(id(line))
-        if found is not None:
-            return found
+        hit = self.parsed.get(id(line))
+        if hit is not None and hit[0] is line:
+            return hit[1]
         try:
             item = next(_scan_lines([line]))
             entry = (FileEntry._from_line(item, self.names) if type(item) is re.Match
@@ -293,7 +295,7 @@ class _Lines:
                 InvalidFilenameError) as e:
             raise HouseError(f"{self.source}: invalid manifest entry {line[:200]!r}: "
                              f"{e or 'not one JSON object'}") from None
-        self.parsed[id(line)] = entry
+        self.parsed[id(line)] = (line, entry)
         return entry
 
     def entries(self, rows: Sequence[str | FileEntry]) -> tuple[FileEntry, ...]:
@@ -308,8 +310,10 @@ class _Lines:
             if type(r) is not str:
                 append(r)  # type: ignore[arg-type]
                 continue
-            found = parsed.get(id(r))
-            if found is None:
+            hit = parsed.get(id(r))
+            if hit is not None and hit[0] is r:
+                found = hit[1]
+            else:
                 m = match(r)
                 if m is None:
                     found = self.entry(r)
@@ -318,7 +322,7 @@ class _Lines:
                         found = from_line(m, names)
                     except (ValueError, InvalidFilenameError):
                         found = self.entry(r)  # raises, saying why
-                    parsed[id(r)] = found
+                    parsed[id(r)] = (r, found)
             append(found)
         return tuple(out)
 
