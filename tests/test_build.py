@@ -785,6 +785,60 @@ def test_a_pip_whose_internals_differ_still_builds(
     assert House.open(tmp_path / "house").verify() == []
 
 
+def test_pip_reads_json_pages_without_the_wheels_the_target_cannot_use(
+    tmp_path: Path, upstream_dir: Path
+) -> None:
+    # pip builds a Link for every file of a JSON page and rejects each wheel
+    # whose tags the target cannot use (most of its CPU for numpy's page).
+    # The wrapper drops those from the page first: pip resolves the same, and
+    # never sees them.
+    from wheelhouse._pip import _KEEPING
+    from wheelhouse.serve import serving
+
+    reports = {}
+    with serving(upstream_dir) as url:
+        for trim in ("1", ""):
+            keep = tmp_path / f"keep{trim}"
+            keep.mkdir()
+            report = tmp_path / f"report{trim}.json"
+            proc = run([sys.executable, "-c", _KEEPING, "install", "--dry-run",
+                        "--ignore-installed", "-vv", "--report", str(report),
+                        "--index-url", f"{url}/simple/", "app"],
+                       env=isolated_env({"WHEELHOUSE_PIP_KEEP": str(keep),
+                                         "WHEELHOUSE_PIP_TRIM": trim}))
+            skipped = [line for line in (proc.stdout + proc.stderr).splitlines()
+                       if "none of the wheel's tags" in line]
+            reports[trim] = ([(i["metadata"]["name"], i["download_info"]["url"])
+                              for i in json.loads(report.read_text())["install"]], skipped)
+            # The kept copy of every page is the whole page, as the index sent it.
+            kept = [json.loads(line) for line in (keep / "kept.jsonl").read_text().splitlines()]
+            native = next(k for k in kept if k.get("page", "").endswith("/native/"))
+            assert native["content_type"].startswith("application/vnd.pypi.simple.v1+json")
+            assert len(json.loads(Path(native["path"]).read_bytes())["files"]) == 3
+    (trimmed, none_skipped), (whole, skipped) = reports["1"], reports[""]
+    assert trimmed == whole and any(name == "native" for name, _ in trimmed)
+    assert none_skipped == [] and skipped, "the target cannot use some 'native' wheels"
+
+
+def test_a_build_from_json_pages_gets_what_one_from_html_pages_gets(
+    tmp_path: Path, upstream_dir: Path, upstream: LocalIndex
+) -> None:
+    from wheelhouse.serve import serving
+
+    got = {}
+    with serving(upstream_dir) as url:  # PEP 691 JSON pages, as pypi.org serves them
+        for name, index in (("json", f"{url}/simple/"), ("html", f"{upstream.url}/simple/")):
+            result = build(["app"], house=tmp_path / name, store=Store.open(tmp_path / "s"),
+                           pip_options=["--index-url", index], targets=[
+                               Target.host(), Target.parse(python_version="3.12",
+                                                           platform=AARCH64,
+                                                           implementation="cp")])
+            got[name] = {t: sorted(e.filename for e in entries)
+                         for t, entries in result.targets.items()}
+    assert got["json"] == got["html"]
+    assert any("aarch64" in f for files in got["json"].values() for f in files)
+
+
 def test_read_kept_takes_only_files_inside_its_folder(tmp_path: Path) -> None:
     from wheelhouse._pip import read_kept
 

@@ -36,8 +36,10 @@ _TAIL_LINES = 25
 #: Run as ``python -c`` in place of ``python -m pip``: pip, with two of its
 #: functions wrapped so that each file it downloads (with a sha256 in its URL)
 #: and each index page it reads is hard-linked or written into
-#: $WHEELHOUSE_PIP_KEEP, listed in ``kept.jsonl``. Any surprise in pip's
-#: internals leaves pip unwrapped.
+#: $WHEELHOUSE_PIP_KEEP, listed in ``kept.jsonl``; and with
+#: $WHEELHOUSE_PIP_TRIM, JSON index pages lose the wheels whose tags the
+#: target cannot use before pip reads them (pip would reject each one, at a
+#: cost: see ``_trim``). Any surprise in pip's internals leaves pip unwrapped.
 _KEEPING = r"""
 import os, sys
 if sys.path and sys.path[0] in ("", os.getcwd()):
@@ -99,8 +101,83 @@ def _keep(keep):
     prepare.get_http_url = kept_get_http_url
     collector._get_index_content = kept_get_index_content
 
+def _trim():
+    # pip turns every file of a project's JSON page into a Link and then
+    # rejects each wheel none of whose tags the target supports: for numpy,
+    # thousands of links, most of pip's CPU in a resolution. Those wheels are
+    # dropped from the page first (the kept copy above is the whole page),
+    # with the target's own tags from pip; anything unexpected leaves the page
+    # as it was.
+    import dataclasses, json
+    from pip._internal.index.collector import LinkCollector
+    from pip._internal.index.package_finder import PackageFinder
+    process_project_url, fetch_response = (PackageFinder.process_project_url,
+                                           LinkCollector.fetch_response)
+    current, tags = [], {}
+
+    def fits(filename, supported):
+        parts = filename[:-4].split("-")
+        if len(parts) not in (5, 6):
+            return True  # pip's to judge
+        for x in parts[-3].lower().split("."):
+            for y in parts[-2].lower().split("."):
+                for z in parts[-1].lower().split("."):
+                    if (x, y, z) in supported:
+                        return True
+        return False
+
+    def trimmed(page, supported):
+        if page is None or not page.content_type.lower().startswith(
+                "application/vnd.pypi.simple.v1+json"):
+            return page
+        data = json.loads(page.content)
+        files = data.get("files") if isinstance(data, dict) else None
+        if not isinstance(files, list):
+            return page
+        keep = [f for f in files
+                if not (isinstance(f, dict) and isinstance(f.get("filename"), str)
+                        and f["filename"].lower().endswith(".whl")
+                        and not fits(f["filename"], supported))]
+        if len(keep) == len(files):
+            return page
+        data["files"] = keep
+        return dataclasses.replace(page, content=json.dumps(data).encode())
+
+    def trimming_fetch_response(self, *args, **kwargs):
+        page = fetch_response(self, *args, **kwargs)
+        if current and current[-1] is not None:
+            try:
+                return trimmed(page, current[-1])
+            except Exception:
+                pass
+        return page
+
+    def trimming_process_project_url(self, *args, **kwargs):
+        try:
+            target = self._target_python
+            known = tags.get(id(target))
+            if known is None or known[0] is not target:
+                known = tags[id(target)] = (target, {(t.interpreter, t.abi, t.platform)
+                                                     for t in target.get_unsorted_tags()})
+            supported = known[1]
+        except Exception:
+            supported = None
+        current.append(supported)
+        try:
+            return process_project_url(self, *args, **kwargs)
+        finally:
+            current.pop()
+
+    PackageFinder.process_project_url = trimming_process_project_url
+    LinkCollector.fetch_response = trimming_fetch_response
+
 try:
     _keep(os.environ.pop("WHEELHOUSE_PIP_KEEP"))
+except Exception:
+    pass
+try:
+    if os.environ.pop("WHEELHOUSE_PIP_TRIM", "") == "1":
+        _trim()
 except Exception:
     pass
 import runpy
@@ -251,6 +328,7 @@ class SubprocessPip:
         env.setdefault("PIP_NO_INPUT", "1")
         if self.keep is not None:
             env["WHEELHOUSE_PIP_KEEP"] = str(self.keep)
+            env["WHEELHOUSE_PIP_TRIM"] = "1"
         # What pip was asked, as the user would have typed it (not the keeping wrapper).
         shown = [self.python, "-m", "pip", *argv[3:]]
         log.debug("running %s%s", " ".join(shown), " (keeping)" if self.keep else "")
