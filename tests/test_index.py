@@ -575,3 +575,32 @@ def test_one_file_added_to_a_large_house_parses_few_manifest_lines(
     # Every page is the one a full render gives.
     for rel, data in render_index(fresh.read_manifest()).items():
         assert (fresh.root / rel).read_bytes() == data, rel
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_changes_since_names_what_really_changed(lazy: bool) -> None:
+    base = Manifest(tuple(_many_entries(30)))
+    if lazy:
+        base = Manifest.parse(base.render(), source="x", keep_lines=True)
+    old = base.files[4]
+    new = dataclasses.replace(old, yanked="bad")
+    other = _entry("zz_new-1.0-py3-none-any.whl", "zz-new", "1.0", 3)
+    twice = dataclasses.replace(other, size=99)
+    # The same name twice: the last wins; an entry given again unchanged is no change.
+    step = base.with_files([new, other, twice, base.files[7]])
+    assert step.changes_since(base) == ([old], [new, twice])
+    assert step.files == Manifest((*base.files[:4], new, *base.files[5:], twice)).files
+    # Two steps compose: a file added then removed was never there.
+    gone = step.without([twice.filename, base.files[0].filename])
+    assert gone.changes_since(base) == ([old, base.files[0]], [new])
+    assert gone.changes_since(Manifest()) is None  # not where it came from
+    # Many at once take the other way, with the same answer.
+    many = [dataclasses.replace(e, size=e.size + 1) for e in _many_entries(300)]
+    big = Manifest(tuple(_many_entries(300)))
+    if lazy:
+        big = Manifest.parse(big.render(), source="x", keep_lines=True)
+    changed = big.with_files(many)
+    gone_many, new_many = changed.changes_since(big) or ([], [])
+    assert sorted(e.filename for e in gone_many) == sorted(e.filename for e in big.files)
+    assert new_many == many
+    assert changed.render() == Manifest(tuple(many)).render()

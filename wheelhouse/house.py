@@ -14,6 +14,7 @@ import os
 import re
 import stat
 import tempfile
+import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -337,7 +338,7 @@ class Manifest:
     back as they were. :attr:`files` parses (and checks) them all.
     """
 
-    __slots__ = ("_files", "_lines", "_origin", "_rows", "format")
+    __slots__ = ("__weakref__", "_files", "_lines", "_origin", "_rows", "format")
 
     def __init__(self, files: Iterable[FileEntry] = (), format: int = MANIFEST_FORMAT) -> None:
         #: Format version.
@@ -350,8 +351,9 @@ class Manifest:
         # In order: a file's line (str, an entry from _lines) or an entry (new since).
         self._rows: list[str | FileEntry] | None = None
         self._lines: _Lines | None = None
-        # (manifest this one was derived from, entries gone, entries new) -- see _changes.
-        self._origin: tuple[Manifest, list[FileEntry], list[FileEntry]] | None = None
+        # (the manifest this one was made from, entries gone, entries new): see
+        # changes_since. Weak: a chain of manifests does not keep them all alive.
+        self._origin: tuple[weakref.ref[Manifest], list[FileEntry], list[FileEntry]] | None = None
 
     @property
     def files(self) -> tuple[FileEntry, ...]:
@@ -383,7 +385,7 @@ class Manifest:
         new._files = files
         new._rows = rows
         new._lines = self._lines if rows is not None else None
-        new._origin = (self, removed, added)
+        new._origin = (weakref.ref(self), removed, added)
         return new
 
     def _entry(self, row: str | FileEntry) -> FileEntry:
@@ -449,38 +451,43 @@ class Manifest:
 
     def with_files(self, entries: Iterable[FileEntry]) -> Manifest:
         """A new manifest with *entries* added or replacing those of the same name."""
-        entries = list(entries)
-        if len(entries) > _FEW:
+        incoming = list({e.filename: e for e in entries}.values())  # the last of a name wins
+        removed: list[FileEntry] = []
+        added: list[FileEntry] = []
+        if len(incoming) > _FEW:
             current = self.by_filename()
             merged = dict(current)
-            for e in entries:
+            for e in incoming:
+                old = current.get(e.filename)
+                if old is not e:
+                    if old is not None:
+                        removed.append(old)
+                    added.append(e)
                 merged[e.filename] = e
             files = tuple(sorted(merged.values(), key=_MANIFEST_ORDER))
-            removed = [current[e.filename] for e in entries
-                       if e.filename in current and current[e.filename] is not e]
             rows: list[str | FileEntry] | None = None
             if self._rows is not None:
                 # Entries still as read keep their line, for render().
                 lines = {id(self._entry(r)): r for r in self._rows if type(r) is str}
                 rows = [lines.get(id(e), e) for e in files]
-            return self._derived(rows, files, removed, entries)
+            return self._derived(rows, files, removed, added)
         # A few: each goes in its place (a file's name determines its project).
-        seq = self._sequence()
-        new_rows: list[Any] = list(seq)
-        removed = []
-        for e in entries:
+        new_rows: list[Any] = list(self._sequence())
+        for e in incoming:
             i = bisect.bisect_left(new_rows, (e.project, e.filename),
                                    key=lambda r: _MANIFEST_ORDER(self._entry(r)))
             if i < len(new_rows) and self._entry(new_rows[i]).filename == e.filename:
                 old = self._entry(new_rows[i])
-                if old is not e:
-                    removed.append(old)
-                    new_rows[i] = e
+                if old is e:
+                    continue
+                removed.append(old)
+                new_rows[i] = e
             else:
                 new_rows.insert(i, e)
+            added.append(e)
         if self._rows is not None:
-            return self._derived(new_rows, None, removed, entries)
-        return self._derived(None, tuple(new_rows), removed, entries)
+            return self._derived(new_rows, None, removed, added)
+        return self._derived(None, tuple(new_rows), removed, added)
 
     def without(self, filenames: Iterable[str]) -> Manifest:
         """A new manifest without the named files."""
@@ -501,13 +508,13 @@ class Manifest:
         *previous* by :meth:`with_files` and :meth:`without` (at most a few
         steps); None otherwise.
         """
-        steps: list[tuple[Manifest, list[FileEntry], list[FileEntry]]] = []
+        steps: list[tuple[weakref.ref[Manifest], list[FileEntry], list[FileEntry]]] = []
         m: Manifest | None = self
         while m is not previous:
             if m is None or m._origin is None or len(steps) > 16:
                 return None
             steps.append(m._origin)
-            m = m._origin[0]
+            m = m._origin[0]()
         gone: list[FileEntry] = []
         new: dict[int, FileEntry] = {}
         for _, removed, added in reversed(steps):
