@@ -17,6 +17,7 @@ The order of work is what makes it safe:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import hashlib
@@ -27,11 +28,13 @@ import os
 import re
 import shutil
 import stat
+import struct
 import subprocess
 import sys
 import threading
 import time
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,30 +259,25 @@ def find_installed(site_dirs: Iterable[Path]) -> dict[NormalizedName, InstalledD
 # Checking wheels before anything is written
 
 
-def _check_wheel(path: Path, sha256: str, zf: zipfile.ZipFile) -> None:
-    """Verify a wheel's sha256 and its member names; raise IntegrityError naming it.
+def _check_members(path: Path, zf: zipfile.ZipFile) -> None:
+    """Verify a wheel's member names; raise IntegrityError naming it.
 
-    Each member's hash and size are checked against RECORD while it is written
-    (:class:`_VerifyingStream`), a member RECORD does not list is refused, and
-    any failure rolls the whole install back.
+    The wheel's sha256 was checked against the manifest as it was read
+    (:class:`_WheelBytes`). Each member's hash and size are checked against
+    RECORD before or while it is written, a member RECORD does not list is
+    refused, and any failure rolls the whole install back.
     """
-    h = hashlib.sha256()
-    try:
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-    except OSError as e:
-        raise IntegrityError(f"cannot read {path}: {e.strerror or e}",
-                             hint="run 'wheelhouse verify' on the house") from e
-    if h.hexdigest() != sha256:
-        raise HashMismatchError(str(path), sha256, h.hexdigest())
+    seen: set[str] = set()
     for info in zf.infolist():
         problem = _member_problem(info)
+        if problem is None and info.filename in seen:
+            problem = "the name appears twice in the archive"
         if problem:
             raise IntegrityError(
                 f"{path.name}: refusing member {info.filename!r}: {problem}",
                 hint="the wheel is malformed or malicious; remove it from the house",
             )
+        seen.add(info.filename)
 
 
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
@@ -473,21 +471,43 @@ class _Log:
         self._count = 0
         self._fd = os.open(stash / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
-    def _add(self, *entry: str) -> int:
-        stamp = time.monotonic_ns()
+    @staticmethod
+    def _line(stamp: int, entry: tuple[str, ...]) -> str:
         line = "\t".join((str(stamp), *entry))
         if "\n" in line or line.count("\t") != len(entry):  # a name that needs quoting
             line = json.dumps([stamp, *entry])
-        os.write(self._fd, (line + "\n").encode("utf-8", "surrogateescape"))
+        return line + "\n"
+
+    def _write(self, text: str) -> None:
+        # One write per call: the parent reads the log after the worker is gone,
+        # so a line is "logged" once the kernel has it (a SIGKILL cannot lose it).
+        view = memoryview(text.encode("utf-8", "surrogateescape"))
+        while view:
+            view = view[os.write(self._fd, view):]
+
+    def _add(self, *entry: str) -> int:
+        stamp = time.monotonic_ns()
+        self._write(self._line(stamp, entry))
         return stamp
 
     def creating(self, path: str) -> int:
         """Log that *path* is about to be created; return the entry's stamp."""
         return self._add("W", path)
 
-    def not_created(self, stamp: int) -> None:
-        """Log that the creation logged at *stamp* did not happen (the path existed)."""
-        self._add("X", str(stamp))
+    def creating_all(self, paths: Sequence[str]) -> int:
+        """Log, in one write, that each of *paths* is about to be created.
+
+        Only for paths that did not exist when this is called: a rollback
+        removes every one of them that exists (see :meth:`Destination.plan`).
+        """
+        stamp = time.monotonic_ns()
+        if paths:
+            self._write("".join([self._line(stamp, ("W", p)) for p in paths]))
+        return stamp
+
+    def not_created(self, stamp: int, path: str) -> None:
+        """Log that the creation of *path* logged at *stamp* did not happen (it existed)."""
+        self._add("X", str(stamp), path)
 
     def set_aside(self, path: str) -> None:
         """Move the existing *path* into the stash, logged first.
@@ -507,7 +527,7 @@ class _Log:
 def _rollback(stash: Path, root: Path) -> None:
     """Undo, newest first, every change the workers logged in *stash*."""
     entries: list[list[Any]] = []
-    cancelled: set[tuple[str, int]] = set()
+    cancelled: set[tuple[str, int, str]] = set()
     for log in stash.glob("*.log"):
         try:
             text = log.read_bytes().decode("utf-8", "surrogateescape")
@@ -521,14 +541,14 @@ def _rollback(stash: Path, root: Path) -> None:
                 entry[0] = int(entry[0])
             except (ValueError, IndexError):
                 continue
-            if entry[1] == "X" and len(entry) == 3:
-                cancelled.add((log.name, int(entry[2])))
+            if entry[1] == "X" and len(entry) == 4:
+                cancelled.add((log.name, int(entry[2]), str(entry[3])))
             elif len(entry) >= 3:
                 entries.append([*entry, log.name])
     root_real = os.path.realpath(root)
     dirs: list[str] = []
     for entry in sorted(entries, key=lambda e: e[0], reverse=True):
-        if entry[1] == "W" and (entry[-1], entry[0]) in cancelled:
+        if entry[1] == "W" and (entry[-1], entry[0], entry[2]) in cancelled:
             continue
         path = str(entry[2])
         if not _within(path, root_real) and not _within(os.path.abspath(path), str(root)):
@@ -583,8 +603,6 @@ class _VerifyingStream:
             self._read += len(data)
             return data
         if self.digest is None:
-            import base64
-
             value = base64.urlsafe_b64encode(self._hash.digest()).decode("ascii").rstrip("=")
             if value != self._expected:
                 raise _RecordMismatchError(self._member, "its hash does not match RECORD")
@@ -605,35 +623,166 @@ class _VerifyingStream:
         return io.BytesIO(b"".join(chunks))
 
 
-def _verifying_source(zf: zipfile.ZipFile) -> Any:
+#: A wheel up to this size is read into memory once: its sha256 is checked on
+#: the very bytes its members are then taken from. Larger ones are hashed, then
+#: read member by member from the open file.
+_IN_MEMORY_MAX = 256 << 20
+#: A member up to this size (sha256 in RECORD, stored or deflated) is inflated in
+#: one call and checked against RECORD before anything is written; larger ones
+#: are streamed and checked as they are written.
+_WHOLE_MEMBER_MAX = 16 << 20
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+
+
+class _WheelBytes:
+    """A wheel's bytes, checked against the manifest's sha256 as they are read."""
+
+    def __init__(self, path: Path, sha256: str) -> None:
+        self.path = path
+        h = hashlib.sha256()
+        try:
+            f = path.open("rb")
+        except OSError as e:
+            raise IntegrityError(f"cannot read {path}: {e.strerror or e}",
+                                 hint="run 'wheelhouse verify' on the house") from e
+        self._file: BinaryIO | None = None
+        self._data: memoryview | None = None
+        try:
+            if os.fstat(f.fileno()).st_size <= _IN_MEMORY_MAX:
+                data = f.read()
+                h.update(data)
+                self._data = memoryview(data)
+                source: BinaryIO = io.BytesIO(data)
+                f.close()
+            else:
+                while chunk := f.read(_BUFSIZE):
+                    h.update(chunk)
+                self._file = source = f
+        except OSError as e:
+            f.close()
+            raise IntegrityError(f"cannot read {path}: {e.strerror or e}",
+                                 hint="run 'wheelhouse verify' on the house") from e
+        except BaseException:
+            f.close()
+            raise
+        if h.hexdigest() != sha256:
+            self.close()
+            raise HashMismatchError(str(path), sha256, h.hexdigest())
+        try:
+            self.zipfile = zipfile.ZipFile(source)
+            self.zipfile.filename = str(path)  # installer names the wheel from it
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Let go of the bytes and the file."""
+        if self._file is not None:
+            self._file.close()
+        self._data = None
+
+    def _read_at(self, offset: int, n: int) -> bytes | memoryview:
+        if self._data is not None:
+            return self._data[offset:offset + n]
+        assert self._file is not None
+        return os.pread(self._file.fileno(), n, offset)
+
+    def whole_member(self, info: zipfile.ZipInfo) -> bytes | None:
+        """The member's bytes, inflated in one call; None if it is not for this path.
+
+        Not checked here beyond the archive's own structure: the caller checks
+        them against RECORD. At most ``file_size + 1`` bytes are inflated (a
+        longer member fails that check), so a zip bomb costs no memory.
+        """
+        if (info.file_size > _WHOLE_MEMBER_MAX or info.flag_bits & 0x1
+                or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)):
+            return None
+        offset = info.header_offset
+        head = self._read_at(offset, _LOCAL_HEADER.size)
+        if len(head) != _LOCAL_HEADER.size:
+            raise zipfile.BadZipFile(f"{info.filename!r}: truncated local header")
+        fields = _LOCAL_HEADER.unpack(head)
+        if fields[0] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"{info.filename!r}: bad local header")
+        name_len, extra_len = fields[10], fields[11]
+        raw_name = bytes(self._read_at(offset + _LOCAL_HEADER.size, name_len))
+        name = raw_name.decode("utf-8" if fields[3] & 0x800 else "cp437")
+        if name != info.orig_filename:
+            raise zipfile.BadZipFile(f"{info.filename!r}: the local header names {name!r}")
+        start = offset + _LOCAL_HEADER.size + name_len + extra_len
+        raw = self._read_at(start, info.compress_size)
+        if len(raw) != info.compress_size:
+            raise zipfile.BadZipFile(f"{info.filename!r}: truncated")
+        if info.compress_type == zipfile.ZIP_STORED:
+            return bytes(raw)
+        return zlib.decompressobj(-15).decompress(raw, info.file_size + 1)
+
+
+class _Verified:
+    """A member's whole content, already checked against RECORD (hash and size)."""
+
+    __slots__ = ("_pos", "data", "digest")
+
+    def __init__(self, data: bytes, digest: str) -> None:
+        self.data = data
+        #: The sha256, urlsafe base64 without padding (RECORD's form).
+        self.digest = digest
+        self._pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self.data) if n < 0 else self._pos + n
+        out = self.data[self._pos:end]
+        self._pos += len(out)
+        return out
+
+
+def _b64_sha256(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode("ascii").rstrip("=")
+
+
+def _verifying_source(wheel: _WheelBytes, plan: Callable[[Any, list[str]], None]) -> Any:
     from installer.records import parse_record_file
     from installer.sources import WheelFile
+
+    zf = wheel.zipfile
 
     class Source(WheelFile):
         def get_contents(self) -> Any:
             rows = parse_record_file(self.read_dist_info("RECORD").splitlines())
             records = {r[0]: r for r in rows}
             record_name = f"{self.dist_info_dir}/RECORD"
-            for item in self._zipfile.infolist():
-                if item.filename.endswith("/"):
-                    continue
+            items = [i for i in self._zipfile.infolist() if not i.filename.endswith("/")]
+            plan(self, [i.filename for i in items])
+            for item in items:
                 row = records.get(item.filename)
                 if row is None:
                     raise _RecordMismatchError(item.filename, "not listed in RECORD")
                 kind = stat.S_IFMT(item.external_attr >> 16)
                 mode = item.external_attr >> 16
                 executable = bool(mode and kind == stat.S_IFREG and mode & 0o111)
+                if item.filename == record_name:
+                    yield row, io.BytesIO(b""), executable  # installer writes its own
+                    continue
+                if not row[1]:
+                    raise _RecordMismatchError(item.filename, "RECORD gives no hash")
+                size = int(row[2]) if row[2] else None
+                parts = item.filename.split("/", 2)
+                script = len(parts) == 3 and parts[0].endswith(".data") and parts[1] == "scripts"
+                algorithm, _, expected = row[1].partition("=")
+                data = wheel.whole_member(item) if algorithm == "sha256" else None
+                if data is not None:
+                    digest = _b64_sha256(data)
+                    if digest != expected:
+                        raise _RecordMismatchError(item.filename, "its hash does not match RECORD")
+                    if size is not None and len(data) != size:
+                        raise _RecordMismatchError(item.filename, "its size does not match RECORD")
+                    # installer rewrites scripts' "#!python" lines by seeking.
+                    yield row, io.BytesIO(data) if script else _Verified(data, digest), executable
+                    continue
                 with self._zipfile.open(item) as stream:
-                    if item.filename == record_name:
-                        yield row, stream, executable
-                        continue
-                    if not row[1]:
-                        raise _RecordMismatchError(item.filename, "RECORD gives no hash")
-                    size = int(row[2]) if row[2] else None
                     verifying = _VerifyingStream(cast("BinaryIO", stream), item.filename, row[1],
                                                  size)
-                    parts = item.filename.split("/", 2)
-                    if len(parts) == 3 and parts[0].endswith(".data") and parts[1] == "scripts":
+                    if script:
                         yield row, verifying.read_verified(), executable
                     else:
                         yield row, verifying, executable
@@ -694,13 +843,25 @@ def _check_no_escape(directory: str, base: str, checked: set[str],
     checked.update(chain)
 
 
+_OPEN_NEW = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOINHERIT", 0))
+#: Whether the umask takes execute bits away, so an executable needs a chmod after all.
+_CHMOD_EXECUTABLES = bool(_umask() & 0o111)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, written: _Written,
                       log: _Log) -> Any:
     from installer.destinations import SchemeDictionaryDestination
     from installer.records import Hash
     from installer.records import RecordEntry as _RecordEntry
     from installer.scripts import Script
-    from installer.utils import Scheme, copyfileobj_with_hashing
+    from installer.utils import Scheme, copyfileobj_with_hashing, parse_metadata_file
 
     script_kind: Literal["posix", "win-amd64"] = "posix" if info.os_name != "nt" else "win-amd64"
     scheme = dict(layout.scheme)
@@ -709,41 +870,106 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
     scheme_roots = {k: os.path.abspath(v) for k, v in scheme.items()}
     real_roots: dict[str, str] = {}
     made_dirs = layout.made_dirs
+    #: Paths logged as about to be created by :meth:`Destination.plan`, not yet written.
+    planned: set[str] = set()
+    planned_stamp = 0
+
+    def target_of(scheme: str, path: str) -> str:
+        base = scheme_roots[scheme]
+        target = os.path.abspath(os.path.join(base, path))
+        if not _within(target, base) or target == base:
+            raise IntegrityError(f"refusing to write {path!r} outside {base}")
+        return target
+
+    def create(target: str, executable: bool) -> int:
+        """Create *target* (never through an existing file); return its descriptor.
+
+        An existing file may be a hard link (uv links from its cache) or another
+        distribution's: it is set aside, so a rollback can put it back.
+        """
+        mode = 0o777 if executable else 0o666
+        if target in planned:
+            planned.discard(target)
+            stamp = planned_stamp
+        else:
+            stamp = log.creating(target)
+        try:
+            return os.open(target, _OPEN_NEW, mode)
+        except FileExistsError:
+            log.not_created(stamp, target)
+            log.set_aside(target)
+            log.creating(target)
+            return os.open(target, _OPEN_NEW, mode)
 
     class Destination(SchemeDictionaryDestination):
+        def plan(self, source: Any, names: list[str]) -> None:
+            """Log, in one write, the members' targets that do not exist yet.
+
+            Called before the first member is written. A target that exists
+            now is left out (it is logged on its own when it is written, and set
+            aside then), so a rollback after a SIGKILL at any point removes only
+            files created after this: by this install. A directory on a target's
+            way that is a link leading out of its scheme is refused here, before
+            anything is logged or written.
+            """
+            nonlocal planned_stamp
+            wheel_meta = parse_metadata_file(source.read_dist_info("WHEEL"))
+            root = "purelib" if wheel_meta["Root-Is-Purelib"] == "true" else "platlib"
+            data_dir = source.data_dir + "/"
+            skip = f"{source.dist_info_dir}/RECORD"
+            dirs: dict[str, bool] = {}
+            escape_checked: set[str] = set()
+            targets: list[str] = []
+            for name in names:
+                if name == skip or "__pycache__" in name.split("/")[:-1]:
+                    continue
+                scheme_name, path = root, name
+                if name.startswith(data_dir):
+                    parts = name.split("/", 2)
+                    if len(parts) != 3 or parts[1] not in scheme_roots or not parts[2]:
+                        continue  # installer refuses it when it comes to it
+                    scheme_name, path = parts[1], parts[2]
+                target = target_of(scheme_name, path)
+                parent = os.path.dirname(target)
+                exists = dirs.get(parent)
+                if exists is None:
+                    _check_no_escape(parent, scheme_roots[scheme_name], escape_checked,
+                                     real_roots)
+                    exists = dirs[parent] = os.path.lexists(parent)
+                if exists and os.path.lexists(target):
+                    continue
+                targets.append(target)
+            planned.update(targets)
+            planned_stamp = log.creating_all(targets)
+
         def write_to_fs(
             self, scheme: str, path: str, stream: BinaryIO, is_executable: bool
         ) -> RecordEntry:
             base = scheme_roots[scheme]
-            target = os.path.abspath(os.path.join(base, path))
-            if not _within(target, base) or target == base:
-                raise IntegrityError(f"refusing to write {path!r} outside {base}")
+            target = target_of(scheme, path)
             parent = os.path.dirname(target)
             if parent not in made_dirs:
                 os.makedirs(parent, exist_ok=True)
                 _check_no_escape(parent, base, made_dirs, real_roots)
-            # Never write through an existing file: it may be a hard link (uv links
-            # from its cache) or another distribution's. Set it aside, so a
-            # rollback can put it back.
-            stamp = log.creating(target)
-            try:
-                f = open(target, "xb")  # noqa: SIM115 - closed by the with below
-            except FileExistsError:
-                log.not_created(stamp)
-                log.set_aside(target)
-                log.creating(target)
-                f = open(target, "xb")  # noqa: SIM115
-            with f:
-                if isinstance(stream, _VerifyingStream) and stream.algorithm == "sha256":
-                    size = 0
-                    while data := stream.read(_BUFSIZE):
-                        f.write(data)
-                        size += len(data)
-                    assert stream.digest is not None
-                    digest = stream.digest
-                else:
-                    digest, size = copyfileobj_with_hashing(stream, f, self.hash_algorithm)
-            if is_executable:
+            fd = create(target, is_executable)
+            if isinstance(stream, _Verified):
+                try:
+                    _write_all(fd, stream.data)
+                finally:
+                    os.close(fd)
+                digest, size = stream.digest, len(stream.data)
+            else:
+                with os.fdopen(fd, "wb") as f:
+                    if isinstance(stream, _VerifyingStream) and stream.algorithm == "sha256":
+                        size = 0
+                        while data := stream.read(_BUFSIZE):
+                            f.write(data)
+                            size += len(data)
+                        assert stream.digest is not None
+                        digest = stream.digest
+                    else:
+                        digest, size = copyfileobj_with_hashing(stream, f, self.hash_algorithm)
+            if is_executable and _CHMOD_EXECUTABLES:
                 os.chmod(target, _EXEC_MODE)
             if scheme in ("purelib", "platlib") and target.endswith(".py"):
                 written.py_files.append(target)
@@ -779,9 +1005,12 @@ def _install_one(path: Path, sha256: str, project: str, layout: _Layout, info: I
     if requested:
         metadata["REQUESTED"] = b""
     try:
-        with zipfile.ZipFile(path) as zf:
-            _check_wheel(path, sha256, zf)
-            installer.install(_verifying_source(zf), destination, metadata)
+        wheel = _WheelBytes(path, sha256)
+        try:
+            _check_members(path, wheel.zipfile)
+            installer.install(_verifying_source(wheel, destination.plan), destination, metadata)
+        finally:
+            wheel.close()
     except zipfile.BadZipFile as e:
         raise IntegrityError(f"{path.name} is not a valid wheel (zip): {e}") from None
 
