@@ -469,6 +469,7 @@ class _Log:
         self._stash = stash
         self._name = name
         self._count = 0
+        self.pid = os.getpid()
         self._fd = os.open(stash / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     @staticmethod
@@ -522,6 +523,11 @@ class _Log:
     def close(self) -> None:
         """Close the log file."""
         os.close(self._fd)
+
+    @property
+    def stash(self) -> Path:
+        """The directory the log is in."""
+        return self._stash
 
 
 def _rollback(stash: Path, root: Path) -> None:
@@ -808,11 +814,12 @@ class _Written:
     The log of every change, for a rollback, is the worker's :class:`_Log`.
     """
 
-    __slots__ = ("py_files", "record_base", "record_path")
+    __slots__ = ("py_bytes", "py_files", "record_base", "record_path")
 
     def __init__(self) -> None:
-        #: Modules written, to compile.
+        #: Modules written, to compile, and their sizes.
         self.py_files: list[str] = []
+        self.py_bytes: list[int] = []
         self.record_path: str | None = None
         self.record_base: str | None = None
 
@@ -973,6 +980,7 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
                 os.chmod(target, _EXEC_MODE)
             if scheme in ("purelib", "platlib") and target.endswith(".py"):
                 written.py_files.append(target)
+                written.py_bytes.append(size)
             return _RecordEntry(path, Hash(self.hash_algorithm, digest), size)
 
         def write_script(self, name: str, module: str, attr: str,
@@ -1015,42 +1023,87 @@ def _install_one(path: Path, sha256: str, project: str, layout: _Layout, info: I
         raise IntegrityError(f"{path.name} is not a valid wheel (zip): {e}") from None
 
 
+#: Compiles the modules named on stdin (NUL-terminated, read as they come) with
+#: py_compile's defaults -- what pip's compileall.compile_file(force=True) does,
+#: without its per-file checks: timestamp-based (hash-based if SOURCE_DATE_EPOCH
+#: is set) bytecode at the interpreter's optimization level, written atomically.
 _COMPILE = r"""
-import compileall, sys
+import os, py_compile
 failed = 0
-for name in sys.stdin.read().split("\0"):
-    if name and not compileall.compile_file(name, quiet=2, force=True):
-        failed += 1
+rest = b""
+while True:
+    chunk = os.read(0, 1 << 20)
+    if not chunk:
+        break
+    *names, rest = (rest + chunk).split(b"\0")
+    for name in names:
+        try:
+            py_compile.compile(os.fsdecode(name), doraise=True)
+        except Exception:
+            failed += 1
 print(failed)
 """
 
 
-def _compile(info: InterpreterInfo, files: Sequence[str], jobs: int) -> set[str]:
-    """Compile *files* with the target interpreter, in *jobs* processes; return the .py compiled."""
-    if not files:
-        return set()
-    ordered = sorted(files)
-    n = max(1, min(jobs, len(ordered) // 200 or 1))
-    chunks = [ordered[i::n] for i in range(n)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    procs = [
-        subprocess.Popen([info.executable, "-I", "-c", _COMPILE], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-        for _ in chunks
-    ]
-    try:
-        for proc, chunk in zip(procs, chunks, strict=False):
+class _Compilers:
+    """Bytecode compilers in the *target* interpreter, fed modules as wheels are written.
+
+    Up to *jobs* processes (no more than modules), started when the first modules
+    come; each module goes to the one given the fewest bytes of source so far. :meth:`kill` stops them all
+    (a rollback must not run while one still writes); :meth:`finish` waits for them.
+    """
+
+    def __init__(self, info: InterpreterInfo, jobs: int) -> None:
+        self._info = info
+        self._jobs = max(1, jobs)
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._loads: list[int] = []
+        #: Every module given to a compiler.
+        self.files: set[str] = set()
+
+    def add(self, files: Sequence[str], sizes: Sequence[int]) -> None:
+        """Compile *files* (of *sizes* bytes)."""
+        if not files:
+            return
+        wanted = min(self._jobs, len(self.files) + len(files))
+        if len(self._procs) < wanted:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+            for _ in range(wanted - len(self._procs)):
+                self._procs.append(subprocess.Popen(
+                    [self._info.executable, "-I", "-c", _COMPILE], stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+                self._loads.append(0)
+        batches: list[list[bytes]] = [[] for _ in self._procs]
+        for name, size in sorted(zip(files, sizes, strict=True), key=lambda f: -f[1]):
+            k = self._loads.index(min(self._loads))
+            self._loads[k] += size + 2000  # a module costs something however small
+            batches[k].append(os.fsencode(name) + b"\0")
+        for proc, batch in zip(self._procs, batches, strict=True):
+            if batch:
+                assert proc.stdin is not None
+                proc.stdin.write(b"".join(batch))
+                proc.stdin.flush()
+        self.files.update(files)
+
+    def finish(self) -> set[str]:
+        """Wait for every module given to be compiled; return them."""
+        for proc in self._procs:
             assert proc.stdin is not None
-            proc.stdin.write("\0".join(chunk).encode())
             proc.stdin.close()
-        for proc in procs:
+        for proc in self._procs:
             proc.wait()
-    except BaseException:
-        for proc in procs:  # no compiler may still write while the install is undone
-            proc.kill()
+        return self.files
+
+    def kill(self) -> None:
+        """Stop every compiler now, and wait until it has."""
+        for proc in self._procs:
+            with contextlib.suppress(OSError):
+                proc.kill()
+        for proc in self._procs:
             proc.wait()
-        raise
-    return set(ordered)
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
 
 
 def _pyc_path(py: str, cache_tag: str) -> str:
@@ -1077,27 +1130,33 @@ def _add_pyc_to_record(written: _Written, compiled: set[str], cache_tag: str) ->
     return len(rows)
 
 
-@dataclass(slots=True)
-class _GroupResult:
-    """What one worker wrote, and the first error it met: (index, kind, detail, reason)."""
+@dataclass(frozen=True, slots=True)
+class _Work:
+    """What every install worker needs, the same for every wheel."""
 
-    written: list[tuple[int, _Written]]
-    error: tuple[int, str, str, str] | None = None
+    layout: _Layout
+    info: InterpreterInfo
+    #: Where the workers' logs go; a file ``stop`` in it tells them to take no more wheels.
+    stash: Path
+
+
+@dataclass(slots=True)
+class _JobResult:
+    """What installing one wheel wrote, and how it failed: (kind, detail, reason)."""
+
+    index: int
+    #: None: not started (the install was stopping).
+    written: _Written | None
+    error: tuple[str, str, str] | None = None
 
 
 _Job = tuple[int, str, str, str, bool]  # index, wheel path, its sha256, project, requested
 
-
-def _partition(items: Sequence[_Job], sizes: Sequence[int], n: int) -> list[list[_Job]]:
-    """Split *items* into at most *n* groups of similar total size (largest first)."""
-    n = max(1, min(n, len(items)))
-    groups: list[list[_Job]] = [[] for _ in range(n)]
-    loads = [0] * n
-    for item in sorted(items, key=lambda it: sizes[it[0]], reverse=True):
-        k = loads.index(min(loads))
-        groups[k].append(item)
-        loads[k] += sizes[item[0]]
-    return [g for g in groups if g]
+#: A forked worker's work (set when it starts).
+_WORKER_WORK: _Work | None = None
+#: Each worker's log, opened with its first wheel: one per process or thread.
+_worker_logs = threading.local()
+_open_logs: list[_Log] = []
 
 
 def _use_processes() -> bool:
@@ -1105,89 +1164,127 @@ def _use_processes() -> bool:
     return sys.platform.startswith("linux") and (os.cpu_count() or 1) > 1
 
 
-def _install_group(group: Sequence[_Job], layout: _Layout, info: InterpreterInfo,
-                   stash: Path, name: str, abort: threading.Event | None = None) -> _GroupResult:
-    """Install a group of wheels in order; stop at the first failure (in a worker).
+def _stop_path(stash: Path) -> Path:
+    return stash / "stop"
+
+
+def _worker_log(stash: Path) -> _Log:
+    log: _Log | None = getattr(_worker_logs, "log", None)
+    if log is None or log.pid != os.getpid() or log.stash != stash:
+        log = _Log(stash, f"w{os.getpid()}-{threading.get_ident()}")
+        _worker_logs.log = log
+        _open_logs.append(log)
+    return log
+
+
+def _close_logs() -> None:
+    """Close the logs this process opened (thread workers': forked ones die with theirs)."""
+    while _open_logs:
+        log = _open_logs.pop()
+        if log.pid == os.getpid():
+            log.close()
+
+
+def _install_job(job: _Job, work: _Work | None = None) -> _JobResult:
+    """Install one wheel (in a worker), unless the install is stopping.
 
     Nothing escapes: any failure is returned as data (the parent rolls back from
     the log), so a worker never dies with its changes unaccounted for.
     """
-    out = _GroupResult([])
+    work = work or _WORKER_WORK
+    assert work is not None
+    index, path, sha256, project, requested = job
+    if os.path.exists(_stop_path(work.stash)):
+        return _JobResult(index, None)
     try:
-        log = _Log(stash, name)
+        log = _worker_log(work.stash)
     except OSError as e:
-        return _GroupResult([], (group[0][0], "os", str(e), ""))
+        return _JobResult(index, None, ("os", str(e), ""))
+    written = _Written()
+    error: tuple[str, str, str] | None = None
     try:
-        for index, path, sha256, project, requested in group:
-            if abort is not None and abort.is_set():
-                out.error = (index, "interrupted", "", "")
-                break
-            written = _Written()
-            out.written.append((index, written))
-            try:
-                _install_one(Path(path), sha256, project, layout, info, requested, written, log)
-            except _RecordMismatchError as e:
-                out.error = (index, "record", e.member, e.reason)
-                break
-            except OSError as e:
-                out.error = (index, "os", str(e), "")
-                break
-            except IntegrityError as e:
-                out.error = (index, "integrity", e.message, "")
-                break
-            except KeyboardInterrupt:
-                out.error = (index, "interrupted", "", "")
-                break
-            except BaseException as e:  # noqa: BLE001 - reported to the parent, which rolls back
-                out.error = (index, "other", f"{type(e).__name__}: {e}", "")
-                break
-    finally:
-        log.close()
-    return out
+        _install_one(Path(path), sha256, project, work.layout, work.info, requested, written,
+                     log)
+    except _RecordMismatchError as e:
+        error = ("record", e.member, e.reason)
+    except OSError as e:
+        error = ("os", str(e), "")
+    except IntegrityError as e:
+        error = ("integrity", e.message, "")
+    except KeyboardInterrupt:
+        error = ("interrupted", "", "")
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, which rolls back
+        error = ("other", f"{type(e).__name__}: {e}", "")
+    return _JobResult(index, written, error)
 
 
-def _ignore_sigint() -> None:
-    # Workers finish their wheels on Ctrl-C; the parent waits for them, then rolls
+def _start_worker(work: _Work) -> None:
+    # Workers finish their wheel on Ctrl-C; the parent waits for them, then rolls
     # everything back from their logs.
     import signal
 
+    global _WORKER_WORK
+    _WORKER_WORK = work
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _run_groups(groups: Sequence[Sequence[_Job]], layout: _Layout, info: InterpreterInfo,
-                stash: Path) -> list[_GroupResult]:
-    """Run the groups in forked processes (Linux) or threads; every change is logged in *stash*."""
-    if _use_processes() and len(groups) > 1:
-        import multiprocessing
-        from concurrent.futures import Future, ProcessPoolExecutor
+def _run_jobs(jobs: Sequence[_Job], work: _Work, workers: int,
+              done: Callable[[_JobResult], None]) -> list[_JobResult]:
+    """Install *jobs* in forked processes (Linux) or threads; every change is logged.
 
-        procs: ProcessPoolExecutor | None = None
-        futures: list[Future[_GroupResult]] = []
+    Each worker takes the next wheel (in the order given) when it is done with
+    one. *done* is called here with each wheel's result as soon as it is in; the
+    first failure (or an exception, Ctrl-C included) tells the workers to take
+    no more, and this returns (or raises) only when every worker has stopped.
+    """
+    import concurrent.futures as cf
+
+    workers = max(1, min(workers, len(jobs)))
+    pool: cf.Executor | None = None
+    futures: list[cf.Future[_JobResult]] = []
+    if _use_processes() and workers > 1:
+        import multiprocessing
+
         try:
-            procs = ProcessPoolExecutor(max_workers=len(groups),
-                                        mp_context=multiprocessing.get_context("fork"),
-                                        initializer=_ignore_sigint)
-            futures.append(procs.submit(_install_group, groups[0], layout, info, stash, "w0"))
+            pool = cf.ProcessPoolExecutor(max_workers=workers,
+                                          mp_context=multiprocessing.get_context("fork"),
+                                          initializer=_start_worker, initargs=(work,))
+            futures.append(pool.submit(_install_job, jobs[0]))
         except OSError:
             # No semaphores (a full /dev/shm) or no processes to be had: before any
             # work started, so threads do it instead.
-            if procs is not None:
-                procs.shutdown(wait=True, cancel_futures=True)
-            procs = None
-        if procs is not None:
-            with procs:
-                futures += [procs.submit(_install_group, g, layout, info, stash, f"w{k}")
-                            for k, g in enumerate(groups[1:], start=1)]
-                return [f.result() for f in futures]
-    abort = threading.Event()
-    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-        thread_futures = [pool.submit(_install_group, g, layout, info, stash, f"t{k}", abort)
-                          for k, g in enumerate(groups)]
-        try:
-            return [f.result() for f in thread_futures]
-        except BaseException:
-            abort.set()  # the others stop after their current wheel
-            raise
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            pool, futures = None, []
+    threads = pool is None
+    if pool is None:
+        pool = ThreadPoolExecutor(max_workers=workers)
+    results: dict[int, _JobResult] = {}
+    finished = False
+    try:
+        futures += [pool.submit(_install_job, job, work) if threads
+                    else pool.submit(_install_job, job) for job in jobs[len(futures):]]
+        for future in cf.as_completed(futures):
+            result = future.result()
+            results[result.index] = result
+            if result.error is not None:
+                break
+            done(result)
+        else:
+            finished = True
+    finally:
+        # Held: the rollback that may follow must not start while a worker writes.
+        with _interrupts_held():
+            if not finished:
+                with contextlib.suppress(OSError):
+                    _stop_path(work.stash).touch()
+            pool.shutdown(wait=True, cancel_futures=True)
+            _close_logs()
+    for future in futures:
+        if future.done() and not future.cancelled() and future.exception() is None:
+            result = future.result()
+            results.setdefault(result.index, result)
+    return list(results.values())
 
 
 def _error_from(entry: FileEntry, error: tuple[str, str, str]) -> WheelhouseError:
@@ -1404,6 +1501,8 @@ def install(
         stash.mkdir(parents=True)
         moves: list[tuple[str, str]] = []
         results = [_Written() for _ in todo]
+        compilers = (_Compilers(info, os.cpu_count() or 2)
+                     if compile_bytecode and info.cache_tag else None)
         try:
             for entry, have in todo:
                 if have is None:
@@ -1426,25 +1525,34 @@ def install(
 
             jobs_list = [(i, str(house.file_path(e.filename)), e.sha256, e.project,
                           e.project in requested) for i, (e, _have) in enumerate(todo)]
-            groups = _partition(jobs_list, [todo[i][0].size for i in range(len(todo))], workers)
-            outcomes = _run_groups(groups, layout, info, stash)
+            # Largest first: the small ones fill in at the end.
+            jobs_list.sort(key=lambda job: todo[job[0]][0].size, reverse=True)
+
+            def wheel_done(result: _JobResult) -> None:
+                # 5. Bytecode, as soon as a wheel is written (still undone on Ctrl-C:
+                #    the install is not over until it is).
+                if compilers is not None and result.written is not None:
+                    compilers.add(result.written.py_files, result.written.py_bytes)
+
+            outcomes = _run_jobs(jobs_list, _Work(layout, info, stash), workers, wheel_done)
             failure: WheelhouseError | None = None
-            for outcome in outcomes:
-                for index, w in outcome.written:
-                    results[index] = w
+            for outcome in sorted(outcomes, key=lambda o: o.index):
+                if outcome.written is not None:
+                    results[outcome.index] = outcome.written
                 if outcome.error is not None and failure is None:
-                    failure = _error_from(todo[outcome.error[0]][0], outcome.error[1:])
+                    failure = _error_from(todo[outcome.index][0], outcome.error)
             if failure is not None:
                 raise failure
-            # 5. Bytecode, still undone on Ctrl-C: the install is not over until it is.
-            if compile_bytecode and info.cache_tag:
-                py_files = [p for w in results for p in w.py_files]
-                compiled = _compile(info, py_files, os.cpu_count() or 2)
+            if compilers is not None:
+                assert info.cache_tag is not None
+                compiled = compilers.finish()
                 for w in results:
                     report.compiled += _add_pyc_to_record(w, compiled, info.cache_tag)
         except BaseException:
             report.compiled = 0
             with _interrupts_held():  # a second Ctrl-C must not cut the rollback short
+                if compilers is not None:
+                    compilers.kill()  # no compiler may still write while it is undone
                 _rollback(stash, layout.root)
                 _unstash(moves)
             shutil.rmtree(stash, ignore_errors=True)
