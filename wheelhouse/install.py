@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import os
+import posixpath
 import re
 import shutil
 import stat
@@ -210,6 +211,8 @@ class _Layout:
     script_interpreter: str
     #: Directories known to exist (shared by the install threads).
     made_dirs: set[str] = field(default_factory=set)
+    #: Directories checked not to be (under) a link leading out of their scheme.
+    safe_dirs: set[str] = field(default_factory=set)
 
 
 def _layout(info: InterpreterInfo, prefix: Path | None, target: Path | None) -> _Layout:
@@ -746,20 +749,31 @@ def _b64_sha256(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode("ascii").rstrip("=")
 
 
-def _verifying_source(wheel: _WheelBytes, plan: Callable[[Any, list[str]], None]) -> Any:
+def _verifying_source(wheel: _WheelBytes) -> Any:
     from installer.records import parse_record_file
     from installer.sources import WheelFile
 
     zf = wheel.zipfile
 
     class Source(WheelFile):
+        @property
+        def dist_info_filenames(self) -> list[str]:
+            # installer's, without a posixpath.commonpath per member.
+            base = self.dist_info_dir + "/"
+            return [name[len(base):] for name in self._zipfile.namelist()
+                    if name.startswith(base) and not name.endswith("/")]
+
+        def member_names(self) -> list[str]:
+            """The names of the files (not directories) in the wheel, in archive order."""
+            return [n for n in self._zipfile.namelist() if not n.endswith("/")]
+
         def get_contents(self) -> Any:
             rows = parse_record_file(self.read_dist_info("RECORD").splitlines())
             records = {r[0]: r for r in rows}
             record_name = f"{self.dist_info_dir}/RECORD"
-            items = [i for i in self._zipfile.infolist() if not i.filename.endswith("/")]
-            plan(self, [i.filename for i in items])
-            for item in items:
+            for item in self._zipfile.infolist():
+                if item.filename.endswith("/"):
+                    continue
                 row = records.get(item.filename)
                 if row is None:
                     raise _RecordMismatchError(item.filename, "not listed in RECORD")
@@ -868,7 +882,7 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
     from installer.records import Hash
     from installer.records import RecordEntry as _RecordEntry
     from installer.scripts import Script
-    from installer.utils import Scheme, copyfileobj_with_hashing, parse_metadata_file
+    from installer.utils import Scheme, copyfileobj_with_hashing
 
     script_kind: Literal["posix", "win-amd64"] = "posix" if info.os_name != "nt" else "win-amd64"
     scheme = dict(layout.scheme)
@@ -876,7 +890,7 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
     scheme["headers"] = os.path.join(scheme["headers"], project)
     scheme_roots = {k: os.path.abspath(v) for k, v in scheme.items()}
     real_roots: dict[str, str] = {}
-    made_dirs = layout.made_dirs
+    made_dirs, safe_dirs = layout.made_dirs, layout.safe_dirs
     #: Paths logged as about to be created by :meth:`Destination.plan`, not yet written.
     planned: set[str] = set()
     planned_stamp = 0
@@ -909,8 +923,8 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
             return os.open(target, _OPEN_NEW, mode)
 
     class Destination(SchemeDictionaryDestination):
-        def plan(self, source: Any, names: list[str]) -> None:
-            """Log, in one write, the members' targets that do not exist yet.
+        def plan(self, places: Iterable[tuple[str, str]]) -> None:
+            """Log, in one write, the targets of *places* ``(scheme, path)`` not there yet.
 
             Called before the first member is written. A target that exists
             now is left out (it is logged on its own when it is written, and set
@@ -920,28 +934,16 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
             anything is logged or written.
             """
             nonlocal planned_stamp
-            wheel_meta = parse_metadata_file(source.read_dist_info("WHEEL"))
-            root = "purelib" if wheel_meta["Root-Is-Purelib"] == "true" else "platlib"
-            data_dir = source.data_dir + "/"
-            skip = f"{source.dist_info_dir}/RECORD"
             dirs: dict[str, bool] = {}
-            escape_checked: set[str] = set()
             targets: list[str] = []
-            for name in names:
-                if name == skip or "__pycache__" in name.split("/")[:-1]:
-                    continue
-                scheme_name, path = root, name
-                if name.startswith(data_dir):
-                    parts = name.split("/", 2)
-                    if len(parts) != 3 or parts[1] not in scheme_roots or not parts[2]:
-                        continue  # installer refuses it when it comes to it
-                    scheme_name, path = parts[1], parts[2]
+            for scheme_name, path in places:
                 target = target_of(scheme_name, path)
                 parent = os.path.dirname(target)
                 exists = dirs.get(parent)
                 if exists is None:
-                    _check_no_escape(parent, scheme_roots[scheme_name], escape_checked,
-                                     real_roots)
+                    if parent not in safe_dirs:
+                        _check_no_escape(parent, scheme_roots[scheme_name], safe_dirs,
+                                         real_roots)
                     exists = dirs[parent] = os.path.lexists(parent)
                 if exists and os.path.lexists(target):
                     continue
@@ -957,7 +959,9 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
             parent = os.path.dirname(target)
             if parent not in made_dirs:
                 os.makedirs(parent, exist_ok=True)
-                _check_no_escape(parent, base, made_dirs, real_roots)
+                if parent not in safe_dirs:
+                    _check_no_escape(parent, base, safe_dirs, real_roots)
+                made_dirs.add(parent)
             fd = create(target, is_executable)
             if isinstance(stream, _Verified):
                 try:
@@ -1004,10 +1008,90 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
     )
 
 
+def _scheme_of(name: str, data_dir: str, root: str) -> tuple[str, str] | None:
+    """Where a member goes: ``(scheme, path in it)``; None if in no valid ``.data`` scheme.
+
+    installer's rule (``_determine_scheme``), without a ``posixpath.commonpath``
+    per member; a name in ``.data`` with empty or ``.`` parts is refused.
+    """
+    parts = name.split("/")
+    if "" in parts or "." in parts:
+        if posixpath.commonpath([data_dir, name]) != data_dir:
+            return root, name
+        return None
+    if parts[0] != data_dir:
+        return root, name
+    if len(parts) < 3 or parts[1] not in _SCHEMES:
+        return None
+    return parts[1], "/".join(parts[2:])
+
+
+def _install_wheel(source: Any, destination: Any, metadata: dict[str, bytes]) -> None:
+    """Do what ``installer.install`` does, step for step and in its order.
+
+    For our source and destination, without installer's layers per member, and
+    with the members' targets planned (logged) before any is written.
+    """
+    import warnings
+
+    from installer.exceptions import InvalidWheelSource
+    from installer.records import RecordEntry
+    from installer.utils import parse_entrypoints, parse_metadata_file
+
+    wheel_meta = parse_metadata_file(source.read_dist_info("WHEEL"))
+    version = wheel_meta["Wheel-Version"]
+    if not (version and version.startswith("1.")):
+        raise InvalidWheelSource(
+            source, f"Incompatible Wheel-Version {version}, only support version 1.x wheels.")
+    root = "purelib" if wheel_meta["Root-Is-Purelib"] == "true" else "platlib"
+    record_file_path = f"{source.dist_info_dir}/RECORD"
+    data_dir = source.data_dir
+    places: dict[str, tuple[str, str]] = {}
+    for name in source.member_names():
+        if name == record_file_path or "__pycache__" in name.split("/")[:-1]:
+            continue
+        place = _scheme_of(name, data_dir, root)
+        if place is None:
+            raise InvalidWheelSource(
+                source, f"{name} is not contained in a valid .data subdirectory.")
+        places[name] = place
+    destination.plan(places.values())
+
+    written_records = []
+    if "entry_points.txt" in source.dist_info_filenames:
+        entrypoints_text = source.read_dist_info("entry_points.txt")
+        for name, module, attr, section in parse_entrypoints(entrypoints_text):
+            record = destination.write_script(name=name, module=module, attr=attr,
+                                              section=section)
+            written_records.append(("scripts", record))
+    for record_elements, stream, is_executable in source.get_contents():
+        path = record_elements[0]
+        if path == record_file_path:
+            continue
+        if path not in places:  # in __pycache__
+            warnings.warn(
+                f"Skip installing {path} from {source.distribution}."
+                " Installing files in a __pycache__ directory poses a security risk."
+                " __pycache__ directories should not be included in wheels."
+                f" This is probably an issue in the build process of '{source.distribution}'.",
+                RuntimeWarning, stacklevel=2)
+            continue
+        scheme, destination_path = places[path]
+        record = destination.write_file(scheme=scheme, path=destination_path, stream=stream,
+                                        is_executable=is_executable)
+        written_records.append((scheme, record))
+    for filename, contents in metadata.items():
+        with io.BytesIO(contents) as other_stream:
+            record = destination.write_file(scheme=root, path=f"{source.dist_info_dir}/{filename}",
+                                            stream=other_stream, is_executable=False)
+        written_records.append((root, record))
+    written_records.append((root, RecordEntry(record_file_path, None, None)))
+    destination.finalize_installation(scheme=root, record_file_path=record_file_path,
+                                      records=written_records)
+
+
 def _install_one(path: Path, sha256: str, project: str, layout: _Layout, info: InterpreterInfo,
                  requested: bool, written: _Written, log: _Log) -> None:
-    import installer
-
     destination = _make_destination(layout, info, project, written, log)
     metadata = {"INSTALLER": b"wheelhouse\n"}
     if requested:
@@ -1016,7 +1100,7 @@ def _install_one(path: Path, sha256: str, project: str, layout: _Layout, info: I
         wheel = _WheelBytes(path, sha256)
         try:
             _check_members(path, wheel.zipfile)
-            installer.install(_verifying_source(wheel, destination.plan), destination, metadata)
+            _install_wheel(_verifying_source(wheel), destination, metadata)
         finally:
             wheel.close()
     except zipfile.BadZipFile as e:
