@@ -839,11 +839,12 @@ class _Written:
 
 
 def _check_no_escape(directory: str, base: str, checked: set[str],
-                     real_roots: dict[str, str]) -> None:
+                     real_roots: dict[str, str]) -> bool | None:
     """Refuse *directory* if a symbolic link on its way from *base* leads outside *base*.
 
-    *directory* (inside *base*) exists; it and the directories between are added
-    to *checked*.
+    *directory* is inside *base*; it and the directories between are added to
+    *checked*. Return whether *directory* exists, or None if it was not looked at
+    (checked before, or *base* itself).
 
     One ``lstat`` per directory not seen before: a link is rare, and only then is
     its real path worked out.
@@ -853,8 +854,17 @@ def _check_no_escape(directory: str, base: str, checked: set[str],
     while d not in checked and d != base and len(d) > len(base):
         chain.append(d)
         d = os.path.dirname(d)
+    found: bool | None = None
     for d in chain:
-        if os.path.islink(d):
+        try:
+            mode = os.lstat(d).st_mode
+        except OSError:
+            if d == directory:
+                found = False
+            continue
+        if d == directory:
+            found = True
+        if stat.S_ISLNK(mode):
             real_root = real_roots.get(base)
             if real_root is None:
                 real_root = real_roots[base] = os.path.realpath(base)
@@ -862,6 +872,7 @@ def _check_no_escape(directory: str, base: str, checked: set[str],
                 raise IntegrityError(
                     f"refusing to write under {d}: it is a symbolic link leading outside {base}")
     checked.update(chain)
+    return found
 
 
 _OPEN_NEW = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -894,9 +905,14 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
     #: Paths logged as about to be created by :meth:`Destination.plan`, not yet written.
     planned: set[str] = set()
     planned_stamp = 0
+    fast_paths = os.sep == "/" and os.altsep is None
 
     def target_of(scheme: str, path: str) -> str:
         base = scheme_roots[scheme]
+        if fast_paths and path and path[0] != "/" and "//" not in path and "/." not in path \
+                and path[0] != ".":
+            # Already normal (no empty, "." or ".." part): no normpath needed.
+            return f"{base}/{path}" if base != "/" else f"/{path}"
         target = os.path.abspath(os.path.join(base, path))
         if not _within(target, base) or target == base:
             raise IntegrityError(f"refusing to write {path!r} outside {base}")
@@ -941,10 +957,11 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
                 parent = os.path.dirname(target)
                 exists = dirs.get(parent)
                 if exists is None:
-                    if parent not in safe_dirs:
-                        _check_no_escape(parent, scheme_roots[scheme_name], safe_dirs,
-                                         real_roots)
-                    exists = dirs[parent] = os.path.lexists(parent)
+                    exists = _check_no_escape(parent, scheme_roots[scheme_name], safe_dirs,
+                                              real_roots)
+                    if exists is None:
+                        exists = os.path.lexists(parent)
+                    dirs[parent] = exists
                 if exists and os.path.lexists(target):
                     continue
                 targets.append(target)
