@@ -1084,3 +1084,71 @@ def test_a_wheel_with_a_member_named_twice_is_refused(tmp_path: Path, store: Sto
     assert out.returncode == 3, out.stderr
     assert "appears twice" in out.stderr
     assert tree(venv.root) == before
+
+
+def test_wheels_and_members_too_big_for_memory_are_streamed_and_still_checked(
+    tmp_path: Path, app_house: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past the limits a wheel is hashed, then read member by member from the file,
+    # and a member is inflated and checked as it is written: the same result, and
+    # a member that does not match RECORD is still refused.
+    from wheelhouse import install as install_mod
+    from wheelhouse.errors import IntegrityError
+    from wheelhouse.resolver import WantedSet
+
+    monkeypatch.setattr(install_mod, "_IN_MEMORY_MAX", 0)
+    monkeypatch.setattr(install_mod, "_WHOLE_MEMBER_MAX", 0)
+    streamed, whole = new_venv(tmp_path / "streamed"), new_venv(tmp_path / "whole")
+    wanted = WantedSet()
+    wanted.add("app[fast]")
+    install_mod.install(app_house, wanted, python=streamed.python)
+    monkeypatch.undo()
+    install_mod.install(app_house, wanted, python=whole.python)
+
+    def contents(venv: Venv) -> dict[str, object]:
+        site = site_packages(venv)
+        out: dict[str, object] = {p: (site / p).read_bytes() for p in tree(site)
+                                  if (site / p).is_file() and "__pycache__" not in p}
+        for p in [p for p in out if p.endswith("RECORD")]:
+            # Scripts name the venv's interpreter: the rows of the rest.
+            out[p] = sorted(row for row in (site / p).read_text().splitlines()
+                            if not row.startswith("../"))
+        return out
+
+    assert contents(streamed) == contents(whole)
+    assert len(contents(whole)) > 10
+
+    d = tmp_path / "dists"
+    bad = build_wheel(d, "bad", "1.0", files={"bad/z.py": b"z = 1\n"})
+    _rewrite_member(bad, "bad/z.py", b"import os  # tampered\n", fix_record=False)
+    house = make_house(tmp_path / "house2", store, [bad])
+    monkeypatch.setattr(install_mod, "_IN_MEMORY_MAX", 0)
+    monkeypatch.setattr(install_mod, "_WHOLE_MEMBER_MAX", 0)
+    venv = new_venv(tmp_path / "v")
+    before = tree(venv.root)
+    wanted = WantedSet()
+    wanted.add("bad")
+    with pytest.raises(IntegrityError, match=r"bad/z\.py.*does not match RECORD"):
+        install_mod.install(house, wanted, python=venv.python)
+    assert tree(venv.root) == before
+
+
+def test_a_compiler_that_dies_is_not_an_install_failure(tmp_path: Path) -> None:
+    # Its modules get no bytecode (none is listed in RECORD then), as when a
+    # module does not compile; the install itself goes on.
+    import shutil
+    import types
+
+    from wheelhouse.install import _Compilers
+
+    true = shutil.which("true")
+    assert true is not None
+    info = types.SimpleNamespace(executable=true)
+    compilers = _Compilers(info, 2)  # type: ignore[arg-type]
+    files = [str(tmp_path / f"m{i}.py") for i in range(2000)]
+    compilers.add(files[:1000], [10] * 1000)
+    for proc in compilers._procs:
+        proc.wait()
+    compilers.add(files[1000:], [10] * 1000)  # into pipes nobody reads
+    assert compilers.finish() == set(files)
+    assert not list(tmp_path.glob("__pycache__/*"))

@@ -212,7 +212,8 @@ class _Layout:
     script_interpreter: str
     #: Directories known to exist (shared by the install threads).
     made_dirs: set[str] = field(default_factory=set)
-    #: Directories checked not to be (under) a link leading out of their scheme.
+    #: Directories checked, before they are written to, not to be (under) a link
+    #: leading out of their scheme.
     safe_dirs: set[str] = field(default_factory=set)
 
 
@@ -526,7 +527,14 @@ class _Log:
 
     def close(self) -> None:
         """Close the log file."""
-        os.close(self._fd)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    @property
+    def closed(self) -> bool:
+        """Whether the log was closed."""
+        return self._fd < 0
 
     @property
     def stash(self) -> Path:
@@ -977,9 +985,8 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
             parent = os.path.dirname(target)
             if parent not in made_dirs:
                 os.makedirs(parent, exist_ok=True)
-                if parent not in safe_dirs:
-                    _check_no_escape(parent, base, safe_dirs, real_roots)
-                made_dirs.add(parent)
+                # Again now it exists: a link may have been put there since plan().
+                _check_no_escape(parent, base, made_dirs, real_roots)
             fd = create(target, is_executable)
             if isinstance(stream, _Verified):
                 try:
@@ -1180,18 +1187,25 @@ class _Compilers:
             k = self._loads.index(min(self._loads))
             self._loads[k] += size + 2000  # a module costs something however small
             batches[k].append(os.fsencode(name) + b"\0")
-        for proc, batch in zip(self._procs, batches, strict=True):
-            if batch:
-                assert proc.stdin is not None
-                proc.stdin.write(b"".join(batch))
-                proc.stdin.flush()
+        for k, (proc, batch) in enumerate(zip(self._procs, batches, strict=True)):
+            if batch and proc.stdin is not None and not proc.stdin.closed:
+                try:
+                    proc.stdin.write(b"".join(batch))
+                    proc.stdin.flush()
+                except OSError:
+                    # It died (its modules get no bytecode, and are not listed as
+                    # having any): the others go on.
+                    self._loads[k] = 1 << 62
+                    with contextlib.suppress(OSError):
+                        proc.stdin.close()
         self.files.update(files)
 
     def finish(self) -> set[str]:
         """Wait for every module given to be compiled; return them."""
         for proc in self._procs:
-            assert proc.stdin is not None
-            proc.stdin.close()
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
         for proc in self._procs:
             proc.wait()
         return self.files
@@ -1272,7 +1286,7 @@ def _stop_path(stash: Path) -> Path:
 
 def _worker_log(stash: Path) -> _Log:
     log: _Log | None = getattr(_worker_logs, "log", None)
-    if log is None or log.pid != os.getpid() or log.stash != stash:
+    if log is None or log.closed or log.pid != os.getpid() or log.stash != stash:
         log = _Log(stash, f"w{os.getpid()}-{threading.get_ident()}")
         _worker_logs.log = log
         _open_logs.append(log)
