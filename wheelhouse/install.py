@@ -706,9 +706,10 @@ class _WheelBytes:
         return os.pread(self._file.fileno(), n, offset)
 
     def whole_member(self, info: zipfile.ZipInfo) -> bytes | None:
-        """The member's bytes, inflated in one call; None if it is not for this path.
+        """The member's bytes, inflated in one call; None if it is to be streamed.
 
-        Not checked here beyond the archive's own structure: the caller checks
+        Streamed (and checked as it is written): a member too big, encrypted, or
+        neither stored nor deflated. Not checked here beyond the archive's own structure: the caller checks
         them against RECORD. At most ``file_size + 1`` bytes are inflated (a
         longer member fails that check), so a zip bomb costs no memory.
         """
