@@ -58,7 +58,6 @@ from wheelhouse.resolver import Environment, Resolution, WantedSet, resolve_in_h
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
-    from concurrent.futures import ProcessPoolExecutor
 
     from installer.records import RecordEntry
 
@@ -1343,68 +1342,23 @@ def _start_worker(work: _Work) -> None:
     global _WORKER_WORK
     _WORKER_WORK = work
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Loaded now, while the parent still resolves, not with the first wheel.
-    import installer.destinations
-    import installer.exceptions
-    import installer.records
-    import installer.sources
-    import installer.utils  # noqa: F401
-
-
-@contextlib.contextmanager
-def _forked_workers(work: _Work, workers: int, *, start: bool) -> Iterator[
-        ProcessPoolExecutor | None]:
-    """Fork the install workers now (Linux, more than one), to be given wheels later.
-
-    They load what installing needs while this process resolves. None: not
-    started (a dry run, one worker, not Linux, or no processes to be had: threads
-    do the work then). Stopped, waiting for them, when the block is left.
-    """
-    pool: ProcessPoolExecutor | None = None
-    if start and workers > 1 and _use_processes():
-        import concurrent.futures
-        import multiprocessing
-
-        try:
-            pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers,
-                                       mp_context=multiprocessing.get_context("fork"),
-                                       initializer=_start_worker, initargs=(work,))
-            pool.submit(_ready)  # forks them all (a fork pool starts every worker at once)
-        except OSError:
-            # No semaphores (a full /dev/shm) or no processes to be had: before any
-            # work started, so threads do it instead.
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-            pool = None
-    try:
-        yield pool
-    finally:
-        if pool is not None:
-            with _interrupts_held():
-                pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _ready() -> None:
-    """Nothing: the first task given to forked workers, which starts them."""
 
 
 def _run_jobs(jobs: Sequence[_Job], work: _Work, workers: int,
-              done: Callable[[_JobResult], None],
-              forked: ProcessPoolExecutor | None = None) -> list[_JobResult]:
+              done: Callable[[_JobResult], None]) -> list[_JobResult]:
     """Install *jobs* in forked processes (Linux) or threads; every change is logged.
 
     Each worker takes the next wheel (in the order given) when it is done with
     one. *done* is called here with each wheel's result as soon as it is in; the
     first failure (or an exception, Ctrl-C included) tells the workers to take
     no more, and this returns (or raises) only when every worker has stopped.
-    *forked*: workers started before (:func:`_forked_workers`), else started here.
     """
     import concurrent.futures as cf
 
     workers = max(1, min(workers, len(jobs)))
-    pool: cf.Executor | None = forked
+    pool: cf.Executor | None = None
     futures: list[cf.Future[_JobResult]] = []
-    if pool is None and _use_processes() and workers > 1:
+    if _use_processes() and workers > 1:
         import multiprocessing
 
         try:
@@ -1612,131 +1566,128 @@ def install(
         log.warning("installing into the environment wheelhouse itself runs from (%s); "
                     "replacing its dependencies can break wheelhouse — use --python to name "
                     "another environment", info.prefix)
-    workers = max(1, jobs or min(8, os.cpu_count() or 2))
-    stash = Path(layout.scheme["purelib"]) / f"{_STASH_PREFIX}{os.getpid()}"
-    work = _Work(layout, info, stash)
-    # Forked now, the workers load what they need while this process resolves.
-    with _forked_workers(work, workers, start=not dry_run) as pool:
-        env = Environment(info.name, info.tags, info.markers, info.python_version)
-        resolution: Resolution = resolve_in_house(
-            house.read_manifest().files, wanted, env, read_house_metadata(house),
-            file_digest=read_house_digest(house))
+    env = Environment(info.name, info.tags, info.markers, info.python_version)
+    resolution: Resolution = resolve_in_house(
+        house.read_manifest().files, wanted, env, read_house_metadata(house),
+        file_digest=read_house_digest(house))
 
-        # One install into an environment at a time: a second waits for the first.
-        with _environment_lock(layout, dry_run=dry_run):
-            report = InstallReport(info.executable, dry_run=dry_run)
-            installed = find_installed(layout.site_dirs)
-            interrupted = _read_journal(layout)
-            requested = {canonicalize_name(r.name) for r, _ in wanted.requirements}
-            todo: list[tuple[FileEntry, InstalledDist | None]] = []
-            for cand in resolution.chosen:
-                have = installed.get(cand.name)
-                half = cand.name in interrupted
-                if have is not None and have.version == str(cand.version) and not half:
-                    report.skipped.append((cand.name, have.version))
-                    continue
-                if half:
-                    report.completed.append(cand.name)
-                todo.append((cand.entry, have))
-            if dry_run or not todo:
-                for entry, have in todo:
-                    report.installed.append((entry.project, entry.version, entry.filename))
-                    if have is not None and have.version != entry.version:
-                        report.replaced.append((entry.project, have.version, entry.version))
-                report.seconds = time.monotonic() - started
-                return report
-
-            # 3. What can be checked without reading the wheels (they are checked as they are
-            #    read: a bad one rolls everything back).
-            for _entry, have in todo:
-                if have is not None and not (have.path / "RECORD").is_file() and not (
-                        have.name in interrupted and interrupted[have.name] == have.version):
-                    raise InstallError(
-                        f"cannot replace {have.name} {have.version}: it has no RECORD "
-                        f"({have.path}), so its files are unknown",
-                        hint="remove it by hand, or install into a fresh environment")
-            _check_writable(layout)
-
-            # 4. Journal, stash replaced versions, install (verifying every member against
-            #    RECORD as it is written); on any failure put everything back as it was.
-            pending = dict(interrupted)
-            pending.update({e.project: e.version for e, _ in todo})
-            _write_journal(layout, pending)
-            shutil.rmtree(stash, ignore_errors=True)  # a dead run's, with our pid
-            stash.mkdir(parents=True)
-            moves: list[tuple[str, str]] = []
-            results = [_Written() for _ in todo]
-            compilers = (_Compilers(info, os.cpu_count() or 2)
-                         if compile_bytecode and info.cache_tag else None)
-            try:
-                for entry, have in todo:
-                    if have is None:
-                        continue
-                    if (have.path / "RECORD").is_file():
-                        try:
-                            _stash(have, layout.root, stash / "replaced" / have.path.name, moves)
-                        except OSError as e:
-                            raise InstallError(
-                                f"cannot move {have.name} {have.version} aside to replace it: "
-                                f"{e.strerror or e} ({e.filename}); nothing was changed",
-                                hint="the environment must be writable by you, every file of it",
-                            ) from e
-                    else:
-                        # Half-written by an interrupted run of ours (the journal says so):
-                        # its files are rewritten below; its metadata goes now.
-                        moves += _stash_dir(have.path, layout.root, stash / "half" / have.path.name)
-                    if have.version != entry.version:
-                        report.replaced.append((entry.project, have.version, entry.version))
-
-                jobs_list = [(i, str(house.file_path(e.filename)), e.sha256, e.project,
-                              e.project in requested) for i, (e, _have) in enumerate(todo)]
-                # Largest first: the small ones fill in at the end.
-                jobs_list.sort(key=lambda job: todo[job[0]][0].size, reverse=True)
-
-                def wheel_done(result: _JobResult) -> None:
-                    # 5. Bytecode, as soon as a wheel is written (still undone on Ctrl-C:
-                    #    the install is not over until it is).
-                    if compilers is not None and result.written is not None:
-                        compilers.add(result.written.py_files, result.written.py_bytes)
-
-                outcomes = _run_jobs(jobs_list, work, workers, wheel_done, pool)
-                failure: WheelhouseError | None = None
-                for outcome in sorted(outcomes, key=lambda o: o.index):
-                    if outcome.written is not None:
-                        results[outcome.index] = outcome.written
-                    if outcome.error is not None and failure is None:
-                        failure = _error_from(todo[outcome.index][0], outcome.error)
-                if failure is not None:
-                    raise failure
-                if compilers is not None:
-                    assert info.cache_tag is not None
-                    compiled = compilers.finish()
-                    for w in results:
-                        report.compiled += _add_pyc_to_record(w, compiled, info.cache_tag)
-            except BaseException:
-                report.compiled = 0
-                with _interrupts_held():  # a second Ctrl-C must not cut the rollback short
-                    if compilers is not None:
-                        compilers.kill()  # no compiler may still write while it is undone
-                    _rollback(stash, layout.root)
-                    _unstash(moves)
-                shutil.rmtree(stash, ignore_errors=True)
-                if not interrupted:
-                    _journal_path(layout).unlink(missing_ok=True)
-                else:
-                    _write_journal(layout, interrupted)
-                raise
-            shutil.rmtree(stash, ignore_errors=True)
-            _remove_dead_stashes(layout)
-            for entry, _have in todo:
+    # One install into an environment at a time: a second waits for the first.
+    with _environment_lock(layout, dry_run=dry_run):
+        report = InstallReport(info.executable, dry_run=dry_run)
+        installed = find_installed(layout.site_dirs)
+        interrupted = _read_journal(layout)
+        requested = {canonicalize_name(r.name) for r, _ in wanted.requirements}
+        todo: list[tuple[FileEntry, InstalledDist | None]] = []
+        for cand in resolution.chosen:
+            have = installed.get(cand.name)
+            half = cand.name in interrupted
+            if have is not None and have.version == str(cand.version) and not half:
+                report.skipped.append((cand.name, have.version))
+                continue
+            if half:
+                report.completed.append(cand.name)
+            todo.append((cand.entry, have))
+        if dry_run or not todo:
+            for entry, have in todo:
                 report.installed.append((entry.project, entry.version, entry.filename))
-                pending.pop(entry.project, None)
-            if pending:
-                _write_journal(layout, pending)
-            else:
-                _journal_path(layout).unlink(missing_ok=True)
+                if have is not None and have.version != entry.version:
+                    report.replaced.append((entry.project, have.version, entry.version))
             report.seconds = time.monotonic() - started
             return report
+
+        workers = max(1, jobs or min(8, os.cpu_count() or 2))
+        # 3. What can be checked without reading the wheels (they are checked as they are
+        #    read: a bad one rolls everything back).
+        for _entry, have in todo:
+            if have is not None and not (have.path / "RECORD").is_file() and not (
+                    have.name in interrupted and interrupted[have.name] == have.version):
+                raise InstallError(
+                    f"cannot replace {have.name} {have.version}: it has no RECORD "
+                    f"({have.path}), so its files are unknown",
+                    hint="remove it by hand, or install into a fresh environment")
+        _check_writable(layout)
+
+        # 4. Journal, stash replaced versions, install (verifying every member against
+        #    RECORD as it is written); on any failure put everything back as it was.
+        pending = dict(interrupted)
+        pending.update({e.project: e.version for e, _ in todo})
+        _write_journal(layout, pending)
+        stash = Path(layout.scheme["purelib"]) / f"{_STASH_PREFIX}{os.getpid()}"
+        shutil.rmtree(stash, ignore_errors=True)  # a dead run's, with our pid
+        stash.mkdir(parents=True)
+        moves: list[tuple[str, str]] = []
+        results = [_Written() for _ in todo]
+        compilers = (_Compilers(info, os.cpu_count() or 2)
+                     if compile_bytecode and info.cache_tag else None)
+        try:
+            for entry, have in todo:
+                if have is None:
+                    continue
+                if (have.path / "RECORD").is_file():
+                    try:
+                        _stash(have, layout.root, stash / "replaced" / have.path.name, moves)
+                    except OSError as e:
+                        raise InstallError(
+                            f"cannot move {have.name} {have.version} aside to replace it: "
+                            f"{e.strerror or e} ({e.filename}); nothing was changed",
+                            hint="the environment must be writable by you, every file of it",
+                        ) from e
+                else:
+                    # Half-written by an interrupted run of ours (the journal says so):
+                    # its files are rewritten below; its metadata goes now.
+                    moves += _stash_dir(have.path, layout.root, stash / "half" / have.path.name)
+                if have.version != entry.version:
+                    report.replaced.append((entry.project, have.version, entry.version))
+
+            jobs_list = [(i, str(house.file_path(e.filename)), e.sha256, e.project,
+                          e.project in requested) for i, (e, _have) in enumerate(todo)]
+            # Largest first: the small ones fill in at the end.
+            jobs_list.sort(key=lambda job: todo[job[0]][0].size, reverse=True)
+
+            def wheel_done(result: _JobResult) -> None:
+                # 5. Bytecode, as soon as a wheel is written (still undone on Ctrl-C:
+                #    the install is not over until it is).
+                if compilers is not None and result.written is not None:
+                    compilers.add(result.written.py_files, result.written.py_bytes)
+
+            outcomes = _run_jobs(jobs_list, _Work(layout, info, stash), workers, wheel_done)
+            failure: WheelhouseError | None = None
+            for outcome in sorted(outcomes, key=lambda o: o.index):
+                if outcome.written is not None:
+                    results[outcome.index] = outcome.written
+                if outcome.error is not None and failure is None:
+                    failure = _error_from(todo[outcome.index][0], outcome.error)
+            if failure is not None:
+                raise failure
+            if compilers is not None:
+                assert info.cache_tag is not None
+                compiled = compilers.finish()
+                for w in results:
+                    report.compiled += _add_pyc_to_record(w, compiled, info.cache_tag)
+        except BaseException:
+            report.compiled = 0
+            with _interrupts_held():  # a second Ctrl-C must not cut the rollback short
+                if compilers is not None:
+                    compilers.kill()  # no compiler may still write while it is undone
+                _rollback(stash, layout.root)
+                _unstash(moves)
+            shutil.rmtree(stash, ignore_errors=True)
+            if not interrupted:
+                _journal_path(layout).unlink(missing_ok=True)
+            else:
+                _write_journal(layout, interrupted)
+            raise
+        shutil.rmtree(stash, ignore_errors=True)
+        _remove_dead_stashes(layout)
+        for entry, _have in todo:
+            report.installed.append((entry.project, entry.version, entry.filename))
+            pending.pop(entry.project, None)
+        if pending:
+            _write_journal(layout, pending)
+        else:
+            _journal_path(layout).unlink(missing_ok=True)
+        report.seconds = time.monotonic() - started
+        return report
 
 
 def _remove_dead_stashes(layout: _Layout) -> None:
