@@ -978,3 +978,177 @@ def test_a_directory_named_like_the_python_does_not_hide_the_one_on_path(
               env=isolated_env(), check=False, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "lib" in out.stdout
+
+
+def test_a_failure_while_earlier_wheels_compile_kills_the_compilers_and_rolls_back(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Bytecode is compiled as soon as each wheel is written, while the others are
+    # still being written: a later wheel's failure stops the compilers before the
+    # rollback, and no bytecode (not even a compiler's temp file) is left.
+    import time
+
+    from wheelhouse import install as install_mod
+    from wheelhouse.errors import IntegrityError
+    from wheelhouse.resolver import WantedSet
+
+    d = tmp_path / "dists"
+    mods = build_wheel(d, "mods", "1.0", files={
+        f"mods/m{j}.py": f"def f{j}(x):\n    return [x * k for k in range({j})]\n".encode()
+        * 20 for j in range(400)})
+    bad = build_wheel(d, "bad", "1.0", requires_dist=["mods"], files={"bad/z.py": b"z = 1\n"})
+    _rewrite_member(bad, "bad/z.py", b"import os  # tampered\n", fix_record=False)
+    house = make_house(tmp_path / "house", store, [mods, bad])
+    venv = new_venv(tmp_path / "v")
+    site = site_packages(venv)
+    before = tree(venv.root)
+    seen_compiling: list[bool] = []
+    original_add = install_mod._Compilers.add
+
+    def add_then_wait_for_bytecode(self: install_mod._Compilers, files: list[str],
+                                   sizes: list[int]) -> None:
+        original_add(self, files, sizes)
+        deadline = time.monotonic() + 30
+        while not list(site.glob("mods/__pycache__/*.pyc")) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        seen_compiling.append(bool(list(site.glob("mods/__pycache__/*.pyc"))))
+
+    monkeypatch.setattr(install_mod._Compilers, "add", add_then_wait_for_bytecode)
+    wanted = WantedSet()
+    wanted.add("bad")
+    with pytest.raises(IntegrityError, match=r"bad/z\.py"):
+        install_mod.install(house, wanted, python=venv.python, jobs=1)
+    assert seen_compiling == [True]  # mods was compiling when bad failed
+    assert tree(venv.root) == before
+
+
+def test_a_stopped_wheel_never_removes_a_file_that_was_there_before(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A wheel's new files are logged in one write before it is written; a file
+    # that was already there is not among them, so a rollback after the worker
+    # stopped half-way (here: a write fails before it got to that file) leaves
+    # it alone, though the wheel has a file of that name.
+    from wheelhouse import install as install_mod
+    from wheelhouse.resolver import WantedSet
+
+    d = tmp_path / "dists"
+    files = {f"pkg/m{j}.py": b"x = 1\n" for j in range(20)}
+    files["stray.py"] = b"OURS = 1\n"
+    wheel = build_wheel(d, "pkg", "1.0", files=files)
+    with zipfile.ZipFile(wheel) as zf:
+        names = [i.filename for i in zf.infolist()]
+    assert names.index("stray.py") > 5  # written after the failure below
+    house = make_house(tmp_path / "house", store, [wheel])
+    venv = new_venv(tmp_path / "v")
+    site = site_packages(venv)
+    (site / "stray.py").write_text("THEIRS = 1\n")
+    before = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
+              if (venv.root / p).is_file()}
+    calls = 0
+    original_write_all = install_mod._write_all
+
+    def write_then_fail(fd: int, data: bytes) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise OSError(28, "No space left on device")
+        original_write_all(fd, data)
+
+    monkeypatch.setattr(install_mod, "_write_all", write_then_fail)
+    wanted = WantedSet()
+    wanted.add("pkg")
+    with pytest.raises(install_mod.InstallError, match="No space left"):
+        install_mod.install(house, wanted, python=venv.python, compile_bytecode=False, jobs=1)
+    after = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
+             if (venv.root / p).is_file()}
+    assert after == before
+    logs = list(site.glob(".wheelhouse-stash-*/*.log"))
+    assert logs == []  # the stash went with the rollback
+
+
+def test_a_wheel_with_a_member_named_twice_is_refused(tmp_path: Path, store: Store) -> None:
+    import warnings
+
+    d = tmp_path / "dists"
+    wheel = build_wheel(d, "twice", "1.0", files={"twice.py": b"A = 1\n"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate name
+        with zipfile.ZipFile(wheel, "a") as zf:
+            zf.writestr("twice.py", b"A = 1\n")
+    house = make_house(tmp_path / "house", store, [wheel])
+    venv = new_venv(tmp_path / "v")
+    before = tree(venv.root)
+    out = wheelhouse("install", str(house), "twice", "--python", str(venv.python),
+                     env=isolated_env(), check=False)
+    assert out.returncode == 3, out.stderr
+    assert "appears twice" in out.stderr
+    assert tree(venv.root) == before
+
+
+def test_wheels_and_members_too_big_for_memory_are_streamed_and_still_checked(
+    tmp_path: Path, app_house: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past the limits a wheel is hashed, then read member by member from the file,
+    # and a member is inflated and checked as it is written: the same result, and
+    # a member that does not match RECORD is still refused.
+    from wheelhouse import install as install_mod
+    from wheelhouse.errors import IntegrityError
+    from wheelhouse.resolver import WantedSet
+
+    monkeypatch.setattr(install_mod, "_IN_MEMORY_MAX", 0)
+    monkeypatch.setattr(install_mod, "_WHOLE_MEMBER_MAX", 0)
+    streamed, whole = new_venv(tmp_path / "streamed"), new_venv(tmp_path / "whole")
+    wanted = WantedSet()
+    wanted.add("app[fast]")
+    install_mod.install(app_house, wanted, python=streamed.python)
+    monkeypatch.undo()
+    install_mod.install(app_house, wanted, python=whole.python)
+
+    def contents(venv: Venv) -> dict[str, object]:
+        site = site_packages(venv)
+        out: dict[str, object] = {p: (site / p).read_bytes() for p in tree(site)
+                                  if (site / p).is_file() and "__pycache__" not in p}
+        for p in [p for p in out if p.endswith("RECORD")]:
+            # Scripts name the venv's interpreter: the rows of the rest.
+            out[p] = sorted(row for row in (site / p).read_text().splitlines()
+                            if not row.startswith("../"))
+        return out
+
+    assert contents(streamed) == contents(whole)
+    assert len(contents(whole)) > 10
+
+    d = tmp_path / "dists"
+    bad = build_wheel(d, "bad", "1.0", files={"bad/z.py": b"z = 1\n"})
+    _rewrite_member(bad, "bad/z.py", b"import os  # tampered\n", fix_record=False)
+    house = make_house(tmp_path / "house2", store, [bad])
+    monkeypatch.setattr(install_mod, "_IN_MEMORY_MAX", 0)
+    monkeypatch.setattr(install_mod, "_WHOLE_MEMBER_MAX", 0)
+    venv = new_venv(tmp_path / "v")
+    before = tree(venv.root)
+    wanted = WantedSet()
+    wanted.add("bad")
+    with pytest.raises(IntegrityError, match=r"bad/z\.py.*does not match RECORD"):
+        install_mod.install(house, wanted, python=venv.python)
+    assert tree(venv.root) == before
+
+
+def test_a_compiler_that_dies_is_not_an_install_failure(tmp_path: Path) -> None:
+    # Its modules get no bytecode (none is listed in RECORD then), as when a
+    # module does not compile; the install itself goes on.
+    import shutil
+    import types
+
+    from wheelhouse.install import _Compilers
+
+    true = shutil.which("true")
+    assert true is not None
+    info = types.SimpleNamespace(executable=true)
+    compilers = _Compilers(info, 2)  # type: ignore[arg-type]
+    files = [str(tmp_path / f"m{i}.py") for i in range(2000)]
+    compilers.add(files[:1000], [10] * 1000)
+    for proc in compilers._procs:
+        proc.wait()
+    compilers.add(files[1000:], [10] * 1000)  # into pipes nobody reads
+    assert compilers.finish() == set(files)
+    assert not list(tmp_path.glob("__pycache__/*"))

@@ -17,6 +17,7 @@ The order of work is what makes it safe:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import hashlib
@@ -24,14 +25,17 @@ import io
 import json
 import logging
 import os
+import posixpath
 import re
 import shutil
 import stat
+import struct
 import subprocess
 import sys
 import threading
 import time
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,6 +211,9 @@ class _Layout:
     script_interpreter: str
     #: Directories known to exist (shared by the install threads).
     made_dirs: set[str] = field(default_factory=set)
+    #: Directories checked, before they are written to, not to be (under) a link
+    #: leading out of their scheme.
+    safe_dirs: set[str] = field(default_factory=set)
 
 
 def _layout(info: InterpreterInfo, prefix: Path | None, target: Path | None) -> _Layout:
@@ -256,30 +263,25 @@ def find_installed(site_dirs: Iterable[Path]) -> dict[NormalizedName, InstalledD
 # Checking wheels before anything is written
 
 
-def _check_wheel(path: Path, sha256: str, zf: zipfile.ZipFile) -> None:
-    """Verify a wheel's sha256 and its member names; raise IntegrityError naming it.
+def _check_members(path: Path, zf: zipfile.ZipFile) -> None:
+    """Verify a wheel's member names; raise IntegrityError naming it.
 
-    Each member's hash and size are checked against RECORD while it is written
-    (:class:`_VerifyingStream`), a member RECORD does not list is refused, and
-    any failure rolls the whole install back.
+    The wheel's sha256 was checked against the manifest as it was read
+    (:class:`_WheelBytes`). Each member's hash and size are checked against
+    RECORD before or while it is written, a member RECORD does not list is
+    refused, and any failure rolls the whole install back.
     """
-    h = hashlib.sha256()
-    try:
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-    except OSError as e:
-        raise IntegrityError(f"cannot read {path}: {e.strerror or e}",
-                             hint="run 'wheelhouse verify' on the house") from e
-    if h.hexdigest() != sha256:
-        raise HashMismatchError(str(path), sha256, h.hexdigest())
+    seen: set[str] = set()
     for info in zf.infolist():
         problem = _member_problem(info)
+        if problem is None and info.filename in seen:
+            problem = "the name appears twice in the archive"
         if problem:
             raise IntegrityError(
                 f"{path.name}: refusing member {info.filename!r}: {problem}",
                 hint="the wheel is malformed or malicious; remove it from the house",
             )
+        seen.add(info.filename)
 
 
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
@@ -471,23 +473,46 @@ class _Log:
         self._stash = stash
         self._name = name
         self._count = 0
+        self.pid = os.getpid()
         self._fd = os.open(stash / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
-    def _add(self, *entry: str) -> int:
-        stamp = time.monotonic_ns()
+    @staticmethod
+    def _line(stamp: int, entry: tuple[str, ...]) -> str:
         line = "\t".join((str(stamp), *entry))
         if "\n" in line or line.count("\t") != len(entry):  # a name that needs quoting
             line = json.dumps([stamp, *entry])
-        os.write(self._fd, (line + "\n").encode("utf-8", "surrogateescape"))
+        return line + "\n"
+
+    def _write(self, text: str) -> None:
+        # One write per call: the parent reads the log after the worker is gone,
+        # so a line is "logged" once the kernel has it (a SIGKILL cannot lose it).
+        view = memoryview(text.encode("utf-8", "surrogateescape"))
+        while view:
+            view = view[os.write(self._fd, view):]
+
+    def _add(self, *entry: str) -> int:
+        stamp = time.monotonic_ns()
+        self._write(self._line(stamp, entry))
         return stamp
 
     def creating(self, path: str) -> int:
         """Log that *path* is about to be created; return the entry's stamp."""
         return self._add("W", path)
 
-    def not_created(self, stamp: int) -> None:
-        """Log that the creation logged at *stamp* did not happen (the path existed)."""
-        self._add("X", str(stamp))
+    def creating_all(self, paths: Sequence[str]) -> int:
+        """Log, in one write, that each of *paths* is about to be created.
+
+        Only for paths that did not exist when this is called: a rollback
+        removes every one of them that exists (see :meth:`Destination.plan`).
+        """
+        stamp = time.monotonic_ns()
+        if paths:
+            self._write("".join([self._line(stamp, ("W", p)) for p in paths]))
+        return stamp
+
+    def not_created(self, stamp: int, path: str) -> None:
+        """Log that the creation of *path* logged at *stamp* did not happen (it existed)."""
+        self._add("X", str(stamp), path)
 
     def set_aside(self, path: str) -> None:
         """Move the existing *path* into the stash, logged first.
@@ -501,13 +526,25 @@ class _Log:
 
     def close(self) -> None:
         """Close the log file."""
-        os.close(self._fd)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    @property
+    def closed(self) -> bool:
+        """Whether the log was closed."""
+        return self._fd < 0
+
+    @property
+    def stash(self) -> Path:
+        """The directory the log is in."""
+        return self._stash
 
 
 def _rollback(stash: Path, root: Path) -> None:
     """Undo, newest first, every change the workers logged in *stash*."""
     entries: list[list[Any]] = []
-    cancelled: set[tuple[str, int]] = set()
+    cancelled: set[tuple[str, int, str]] = set()
     for log in stash.glob("*.log"):
         try:
             text = log.read_bytes().decode("utf-8", "surrogateescape")
@@ -521,14 +558,14 @@ def _rollback(stash: Path, root: Path) -> None:
                 entry[0] = int(entry[0])
             except (ValueError, IndexError):
                 continue
-            if entry[1] == "X" and len(entry) == 3:
-                cancelled.add((log.name, int(entry[2])))
+            if entry[1] == "X" and len(entry) == 4:
+                cancelled.add((log.name, int(entry[2]), str(entry[3])))
             elif len(entry) >= 3:
                 entries.append([*entry, log.name])
     root_real = os.path.realpath(root)
     dirs: list[str] = []
     for entry in sorted(entries, key=lambda e: e[0], reverse=True):
-        if entry[1] == "W" and (entry[-1], entry[0]) in cancelled:
+        if entry[1] == "W" and (entry[-1], entry[0], entry[2]) in cancelled:
             continue
         path = str(entry[2])
         if not _within(path, root_real) and not _within(os.path.abspath(path), str(root)):
@@ -583,8 +620,6 @@ class _VerifyingStream:
             self._read += len(data)
             return data
         if self.digest is None:
-            import base64
-
             value = base64.urlsafe_b64encode(self._hash.digest()).decode("ascii").rstrip("=")
             if value != self._expected:
                 raise _RecordMismatchError(self._member, "its hash does not match RECORD")
@@ -605,11 +640,142 @@ class _VerifyingStream:
         return io.BytesIO(b"".join(chunks))
 
 
-def _verifying_source(zf: zipfile.ZipFile) -> Any:
+#: A wheel up to this size is read into memory once: its sha256 is checked on
+#: the very bytes its members are then taken from. Larger ones are hashed, then
+#: read member by member from the open file.
+_IN_MEMORY_MAX = 256 << 20
+#: A member up to this size (sha256 in RECORD, stored or deflated) is inflated in
+#: one call and checked against RECORD before anything is written; larger ones
+#: are streamed and checked as they are written.
+_WHOLE_MEMBER_MAX = 16 << 20
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+
+
+class _WheelBytes:
+    """A wheel's bytes, checked against the manifest's sha256 as they are read."""
+
+    def __init__(self, path: Path, sha256: str) -> None:
+        self.path = path
+        h = hashlib.sha256()
+        try:
+            f = path.open("rb")
+        except OSError as e:
+            raise IntegrityError(f"cannot read {path}: {e.strerror or e}",
+                                 hint="run 'wheelhouse verify' on the house") from e
+        self._file: BinaryIO | None = None
+        self._data: memoryview | None = None
+        try:
+            if os.fstat(f.fileno()).st_size <= _IN_MEMORY_MAX:
+                data = f.read()
+                h.update(data)
+                self._data = memoryview(data)
+                source: BinaryIO = io.BytesIO(data)
+                f.close()
+            else:
+                while chunk := f.read(_BUFSIZE):
+                    h.update(chunk)
+                self._file = source = f
+        except OSError as e:
+            f.close()
+            raise IntegrityError(f"cannot read {path}: {e.strerror or e}",
+                                 hint="run 'wheelhouse verify' on the house") from e
+        except BaseException:
+            f.close()
+            raise
+        if h.hexdigest() != sha256:
+            self.close()
+            raise HashMismatchError(str(path), sha256, h.hexdigest())
+        try:
+            self.zipfile = zipfile.ZipFile(source)
+            self.zipfile.filename = str(path)  # installer names the wheel from it
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Let go of the bytes and the file."""
+        if self._file is not None:
+            self._file.close()
+        self._data = None
+
+    def _read_at(self, offset: int, n: int) -> bytes | memoryview:
+        if self._data is not None:
+            return self._data[offset:offset + n]
+        assert self._file is not None
+        return os.pread(self._file.fileno(), n, offset)
+
+    def whole_member(self, info: zipfile.ZipInfo) -> bytes | None:
+        """The member's bytes, inflated in one call; None if it is to be streamed.
+
+        Streamed (and checked as it is written): a member too big, encrypted, or
+        neither stored nor deflated. Not checked here beyond the archive's own structure: the caller checks
+        them against RECORD. At most ``file_size + 1`` bytes are inflated (a
+        longer member fails that check), so a zip bomb costs no memory.
+        """
+        if (info.file_size > _WHOLE_MEMBER_MAX or info.flag_bits & 0x1
+                or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)):
+            return None
+        offset = info.header_offset
+        head = self._read_at(offset, _LOCAL_HEADER.size)
+        if len(head) != _LOCAL_HEADER.size:
+            raise zipfile.BadZipFile(f"{info.filename!r}: truncated local header")
+        fields = _LOCAL_HEADER.unpack(head)
+        if fields[0] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"{info.filename!r}: bad local header")
+        name_len, extra_len = fields[10], fields[11]
+        raw_name = bytes(self._read_at(offset + _LOCAL_HEADER.size, name_len))
+        name = raw_name.decode("utf-8" if fields[3] & 0x800 else "cp437")
+        if name != info.orig_filename:
+            raise zipfile.BadZipFile(f"{info.filename!r}: the local header names {name!r}")
+        start = offset + _LOCAL_HEADER.size + name_len + extra_len
+        raw = self._read_at(start, info.compress_size)
+        if len(raw) != info.compress_size:
+            raise zipfile.BadZipFile(f"{info.filename!r}: truncated")
+        if info.compress_type == zipfile.ZIP_STORED:
+            return bytes(raw)
+        return zlib.decompressobj(-15).decompress(raw, info.file_size + 1)
+
+
+class _Verified:
+    """A member's whole content, already checked against RECORD (hash and size)."""
+
+    __slots__ = ("_pos", "data", "digest")
+
+    def __init__(self, data: bytes, digest: str) -> None:
+        self.data = data
+        #: The sha256, urlsafe base64 without padding (RECORD's form).
+        self.digest = digest
+        self._pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self.data) if n < 0 else self._pos + n
+        out = self.data[self._pos:end]
+        self._pos += len(out)
+        return out
+
+
+def _b64_sha256(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode("ascii").rstrip("=")
+
+
+def _verifying_source(wheel: _WheelBytes) -> Any:
     from installer.records import parse_record_file
     from installer.sources import WheelFile
 
+    zf = wheel.zipfile
+
     class Source(WheelFile):
+        @property
+        def dist_info_filenames(self) -> list[str]:
+            # installer's, without a posixpath.commonpath per member.
+            base = self.dist_info_dir + "/"
+            return [name[len(base):] for name in self._zipfile.namelist()
+                    if name.startswith(base) and not name.endswith("/")]
+
+        def member_names(self) -> list[str]:
+            """The names of the files (not directories) in the wheel, in archive order."""
+            return [n for n in self._zipfile.namelist() if not n.endswith("/")]
+
         def get_contents(self) -> Any:
             rows = parse_record_file(self.read_dist_info("RECORD").splitlines())
             records = {r[0]: r for r in rows}
@@ -623,17 +789,29 @@ def _verifying_source(zf: zipfile.ZipFile) -> Any:
                 kind = stat.S_IFMT(item.external_attr >> 16)
                 mode = item.external_attr >> 16
                 executable = bool(mode and kind == stat.S_IFREG and mode & 0o111)
+                if item.filename == record_name:
+                    yield row, io.BytesIO(b""), executable  # installer writes its own
+                    continue
+                if not row[1]:
+                    raise _RecordMismatchError(item.filename, "RECORD gives no hash")
+                size = int(row[2]) if row[2] else None
+                parts = item.filename.split("/", 2)
+                script = len(parts) == 3 and parts[0].endswith(".data") and parts[1] == "scripts"
+                algorithm, _, expected = row[1].partition("=")
+                data = wheel.whole_member(item) if algorithm == "sha256" else None
+                if data is not None:
+                    digest = _b64_sha256(data)
+                    if digest != expected:
+                        raise _RecordMismatchError(item.filename, "its hash does not match RECORD")
+                    if size is not None and len(data) != size:
+                        raise _RecordMismatchError(item.filename, "its size does not match RECORD")
+                    # installer rewrites scripts' "#!python" lines by seeking.
+                    yield row, io.BytesIO(data) if script else _Verified(data, digest), executable
+                    continue
                 with self._zipfile.open(item) as stream:
-                    if item.filename == record_name:
-                        yield row, stream, executable
-                        continue
-                    if not row[1]:
-                        raise _RecordMismatchError(item.filename, "RECORD gives no hash")
-                    size = int(row[2]) if row[2] else None
                     verifying = _VerifyingStream(cast("BinaryIO", stream), item.filename, row[1],
                                                  size)
-                    parts = item.filename.split("/", 2)
-                    if len(parts) == 3 and parts[0].endswith(".data") and parts[1] == "scripts":
+                    if script:
                         yield row, verifying.read_verified(), executable
                     else:
                         yield row, verifying, executable
@@ -659,21 +837,23 @@ class _Written:
     The log of every change, for a rollback, is the worker's :class:`_Log`.
     """
 
-    __slots__ = ("py_files", "record_base", "record_path")
+    __slots__ = ("py_bytes", "py_files", "record_base", "record_path")
 
     def __init__(self) -> None:
-        #: Modules written, to compile.
+        #: Modules written, to compile, and their sizes.
         self.py_files: list[str] = []
+        self.py_bytes: list[int] = []
         self.record_path: str | None = None
         self.record_base: str | None = None
 
 
 def _check_no_escape(directory: str, base: str, checked: set[str],
-                     real_roots: dict[str, str]) -> None:
+                     real_roots: dict[str, str]) -> bool | None:
     """Refuse *directory* if a symbolic link on its way from *base* leads outside *base*.
 
-    *directory* (inside *base*) exists; it and the directories between are added
-    to *checked*.
+    *directory* is inside *base*; it and the directories between are added to
+    *checked*. Return whether *directory* exists, or None if it was not looked at
+    (checked before, or *base* itself).
 
     One ``lstat`` per directory not seen before: a link is rare, and only then is
     its real path worked out.
@@ -683,8 +863,17 @@ def _check_no_escape(directory: str, base: str, checked: set[str],
     while d not in checked and d != base and len(d) > len(base):
         chain.append(d)
         d = os.path.dirname(d)
+    found: bool | None = None
     for d in chain:
-        if os.path.islink(d):
+        try:
+            mode = os.lstat(d).st_mode
+        except OSError:
+            if d == directory:
+                found = False
+            continue
+        if d == directory:
+            found = True
+        if stat.S_ISLNK(mode):
             real_root = real_roots.get(base)
             if real_root is None:
                 real_root = real_roots[base] = os.path.realpath(base)
@@ -692,6 +881,19 @@ def _check_no_escape(directory: str, base: str, checked: set[str],
                 raise IntegrityError(
                     f"refusing to write under {d}: it is a symbolic link leading outside {base}")
     checked.update(chain)
+    return found
+
+
+_OPEN_NEW = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOINHERIT", 0))
+#: Whether the umask takes execute bits away, so an executable needs a chmod after all.
+_CHMOD_EXECUTABLES = bool(_umask() & 0o111)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, written: _Written,
@@ -708,45 +910,106 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
     scheme["headers"] = os.path.join(scheme["headers"], project)
     scheme_roots = {k: os.path.abspath(v) for k, v in scheme.items()}
     real_roots: dict[str, str] = {}
-    made_dirs = layout.made_dirs
+    made_dirs, safe_dirs = layout.made_dirs, layout.safe_dirs
+    #: Paths logged as about to be created by :meth:`Destination.plan`, not yet written.
+    planned: set[str] = set()
+    planned_stamp = 0
+    fast_paths = os.sep == "/" and os.altsep is None
+
+    def target_of(scheme: str, path: str) -> str:
+        base = scheme_roots[scheme]
+        if fast_paths and path and path[0] != "/" and "//" not in path and "/." not in path \
+                and path[0] != ".":
+            # Already normal (no empty, "." or ".." part): no normpath needed.
+            return f"{base}/{path}" if base != "/" else f"/{path}"
+        target = os.path.abspath(os.path.join(base, path))
+        if not _within(target, base) or target == base:
+            raise IntegrityError(f"refusing to write {path!r} outside {base}")
+        return target
+
+    def create(target: str, executable: bool) -> int:
+        """Create *target* (never through an existing file); return its descriptor.
+
+        An existing file may be a hard link (uv links from its cache) or another
+        distribution's: it is set aside, so a rollback can put it back.
+        """
+        mode = 0o777 if executable else 0o666
+        if target in planned:
+            planned.discard(target)
+            stamp = planned_stamp
+        else:
+            stamp = log.creating(target)
+        try:
+            return os.open(target, _OPEN_NEW, mode)
+        except FileExistsError:
+            log.not_created(stamp, target)
+            log.set_aside(target)
+            log.creating(target)
+            return os.open(target, _OPEN_NEW, mode)
 
     class Destination(SchemeDictionaryDestination):
+        def plan(self, places: Iterable[tuple[str, str]]) -> None:
+            """Log, in one write, the targets of *places* ``(scheme, path)`` not there yet.
+
+            Called before the first member is written. A target that exists
+            now is left out (it is logged on its own when it is written, and set
+            aside then), so a rollback after a SIGKILL at any point removes only
+            files created after this: by this install. A directory on a target's
+            way that is a link leading out of its scheme is refused here, before
+            anything is logged or written.
+            """
+            nonlocal planned_stamp
+            dirs: dict[str, bool] = {}
+            targets: list[str] = []
+            for scheme_name, path in places:
+                target = target_of(scheme_name, path)
+                parent = os.path.dirname(target)
+                exists = dirs.get(parent)
+                if exists is None:
+                    exists = _check_no_escape(parent, scheme_roots[scheme_name], safe_dirs,
+                                              real_roots)
+                    if exists is None:
+                        exists = os.path.lexists(parent)
+                    dirs[parent] = exists
+                if exists and os.path.lexists(target):
+                    continue
+                targets.append(target)
+            planned.update(targets)
+            planned_stamp = log.creating_all(targets)
+
         def write_to_fs(
             self, scheme: str, path: str, stream: BinaryIO, is_executable: bool
         ) -> RecordEntry:
             base = scheme_roots[scheme]
-            target = os.path.abspath(os.path.join(base, path))
-            if not _within(target, base) or target == base:
-                raise IntegrityError(f"refusing to write {path!r} outside {base}")
+            target = target_of(scheme, path)
             parent = os.path.dirname(target)
             if parent not in made_dirs:
                 os.makedirs(parent, exist_ok=True)
+                # Again now it exists: a link may have been put there since plan().
                 _check_no_escape(parent, base, made_dirs, real_roots)
-            # Never write through an existing file: it may be a hard link (uv links
-            # from its cache) or another distribution's. Set it aside, so a
-            # rollback can put it back.
-            stamp = log.creating(target)
-            try:
-                f = open(target, "xb")  # noqa: SIM115 - closed by the with below
-            except FileExistsError:
-                log.not_created(stamp)
-                log.set_aside(target)
-                log.creating(target)
-                f = open(target, "xb")  # noqa: SIM115
-            with f:
-                if isinstance(stream, _VerifyingStream) and stream.algorithm == "sha256":
-                    size = 0
-                    while data := stream.read(_BUFSIZE):
-                        f.write(data)
-                        size += len(data)
-                    assert stream.digest is not None
-                    digest = stream.digest
-                else:
-                    digest, size = copyfileobj_with_hashing(stream, f, self.hash_algorithm)
-            if is_executable:
+            fd = create(target, is_executable)
+            if isinstance(stream, _Verified):
+                try:
+                    _write_all(fd, stream.data)
+                finally:
+                    os.close(fd)
+                digest, size = stream.digest, len(stream.data)
+            else:
+                with os.fdopen(fd, "wb") as f:
+                    if isinstance(stream, _VerifyingStream) and stream.algorithm == "sha256":
+                        size = 0
+                        while data := stream.read(_BUFSIZE):
+                            f.write(data)
+                            size += len(data)
+                        assert stream.digest is not None
+                        digest = stream.digest
+                    else:
+                        digest, size = copyfileobj_with_hashing(stream, f, self.hash_algorithm)
+            if is_executable and _CHMOD_EXECUTABLES:
                 os.chmod(target, _EXEC_MODE)
             if scheme in ("purelib", "platlib") and target.endswith(".py"):
                 written.py_files.append(target)
+                written.py_bytes.append(size)
             return _RecordEntry(path, Hash(self.hash_algorithm, digest), size)
 
         def write_script(self, name: str, module: str, attr: str,
@@ -770,58 +1033,193 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
     )
 
 
+def _scheme_of(name: str, data_dir: str, root: str) -> tuple[str, str] | None:
+    """Where a member goes: ``(scheme, path in it)``; None if in no valid ``.data`` scheme.
+
+    installer's rule (``_determine_scheme``), without a ``posixpath.commonpath``
+    per member; a name in ``.data`` with empty or ``.`` parts is refused.
+    """
+    parts = name.split("/")
+    if "" in parts or "." in parts:
+        if posixpath.commonpath([data_dir, name]) != data_dir:
+            return root, name
+        return None
+    if parts[0] != data_dir:
+        return root, name
+    if len(parts) < 3 or parts[1] not in _SCHEMES:
+        return None
+    return parts[1], "/".join(parts[2:])
+
+
+def _install_wheel(source: Any, destination: Any, metadata: dict[str, bytes]) -> None:
+    """Do what ``installer.install`` does, step for step and in its order.
+
+    For our source and destination, without installer's layers per member, and
+    with the members' targets planned (logged) before any is written.
+    """
+    import warnings
+
+    from installer.exceptions import InvalidWheelSource
+    from installer.records import RecordEntry
+    from installer.utils import parse_entrypoints, parse_metadata_file
+
+    wheel_meta = parse_metadata_file(source.read_dist_info("WHEEL"))
+    version = wheel_meta["Wheel-Version"]
+    if not (version and version.startswith("1.")):
+        raise InvalidWheelSource(
+            source, f"Incompatible Wheel-Version {version}, only support version 1.x wheels.")
+    root = "purelib" if wheel_meta["Root-Is-Purelib"] == "true" else "platlib"
+    record_file_path = f"{source.dist_info_dir}/RECORD"
+    data_dir = source.data_dir
+    places: dict[str, tuple[str, str]] = {}
+    for name in source.member_names():
+        if name == record_file_path or "__pycache__" in name.split("/")[:-1]:
+            continue
+        place = _scheme_of(name, data_dir, root)
+        if place is None:
+            raise InvalidWheelSource(
+                source, f"{name} is not contained in a valid .data subdirectory.")
+        places[name] = place
+    destination.plan(places.values())
+
+    written_records = []
+    if "entry_points.txt" in source.dist_info_filenames:
+        entrypoints_text = source.read_dist_info("entry_points.txt")
+        for name, module, attr, section in parse_entrypoints(entrypoints_text):
+            record = destination.write_script(name=name, module=module, attr=attr,
+                                              section=section)
+            written_records.append(("scripts", record))
+    for record_elements, stream, is_executable in source.get_contents():
+        path = record_elements[0]
+        if path == record_file_path:
+            continue
+        if path not in places:  # in __pycache__
+            warnings.warn(
+                f"Skip installing {path} from {source.distribution}."
+                " Installing files in a __pycache__ directory poses a security risk."
+                " __pycache__ directories should not be included in wheels."
+                f" This is probably an issue in the build process of '{source.distribution}'.",
+                RuntimeWarning, stacklevel=2)
+            continue
+        scheme, destination_path = places[path]
+        record = destination.write_file(scheme=scheme, path=destination_path, stream=stream,
+                                        is_executable=is_executable)
+        written_records.append((scheme, record))
+    for filename, contents in metadata.items():
+        with io.BytesIO(contents) as other_stream:
+            record = destination.write_file(scheme=root, path=f"{source.dist_info_dir}/{filename}",
+                                            stream=other_stream, is_executable=False)
+        written_records.append((root, record))
+    written_records.append((root, RecordEntry(record_file_path, None, None)))
+    destination.finalize_installation(scheme=root, record_file_path=record_file_path,
+                                      records=written_records)
+
+
 def _install_one(path: Path, sha256: str, project: str, layout: _Layout, info: InterpreterInfo,
                  requested: bool, written: _Written, log: _Log) -> None:
-    import installer
-
     destination = _make_destination(layout, info, project, written, log)
     metadata = {"INSTALLER": b"wheelhouse\n"}
     if requested:
         metadata["REQUESTED"] = b""
     try:
-        with zipfile.ZipFile(path) as zf:
-            _check_wheel(path, sha256, zf)
-            installer.install(_verifying_source(zf), destination, metadata)
+        wheel = _WheelBytes(path, sha256)
+        try:
+            _check_members(path, wheel.zipfile)
+            _install_wheel(_verifying_source(wheel), destination, metadata)
+        finally:
+            wheel.close()
     except zipfile.BadZipFile as e:
         raise IntegrityError(f"{path.name} is not a valid wheel (zip): {e}") from None
 
 
+#: Compiles the modules named on stdin (NUL-terminated, read as they come) with
+#: py_compile's defaults -- what pip's compileall.compile_file(force=True) does,
+#: without its per-file checks: timestamp-based (hash-based if SOURCE_DATE_EPOCH
+#: is set) bytecode at the interpreter's optimization level, written atomically.
 _COMPILE = r"""
-import compileall, sys
+import os, py_compile
 failed = 0
-for name in sys.stdin.read().split("\0"):
-    if name and not compileall.compile_file(name, quiet=2, force=True):
-        failed += 1
+rest = b""
+while True:
+    chunk = os.read(0, 1 << 20)
+    if not chunk:
+        break
+    *names, rest = (rest + chunk).split(b"\0")
+    for name in names:
+        try:
+            py_compile.compile(os.fsdecode(name), doraise=True)
+        except Exception:
+            failed += 1
 print(failed)
 """
 
 
-def _compile(info: InterpreterInfo, files: Sequence[str], jobs: int) -> set[str]:
-    """Compile *files* with the target interpreter, in *jobs* processes; return the .py compiled."""
-    if not files:
-        return set()
-    ordered = sorted(files)
-    n = max(1, min(jobs, len(ordered) // 200 or 1))
-    chunks = [ordered[i::n] for i in range(n)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    procs = [
-        subprocess.Popen([info.executable, "-I", "-c", _COMPILE], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-        for _ in chunks
-    ]
-    try:
-        for proc, chunk in zip(procs, chunks, strict=False):
-            assert proc.stdin is not None
-            proc.stdin.write("\0".join(chunk).encode())
-            proc.stdin.close()
-        for proc in procs:
+class _Compilers:
+    """Bytecode compilers in the *target* interpreter, fed modules as wheels are written.
+
+    Up to *jobs* processes (no more than modules), started when the first modules
+    come; each module goes to the one given the fewest bytes of source so far. :meth:`kill` stops them all
+    (a rollback must not run while one still writes); :meth:`finish` waits for them.
+    """
+
+    def __init__(self, info: InterpreterInfo, jobs: int) -> None:
+        self._info = info
+        self._jobs = max(1, jobs)
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._loads: list[int] = []
+        #: Every module given to a compiler.
+        self.files: set[str] = set()
+
+    def add(self, files: Sequence[str], sizes: Sequence[int]) -> None:
+        """Compile *files* (of *sizes* bytes)."""
+        if not files:
+            return
+        wanted = min(self._jobs, len(self.files) + len(files))
+        if len(self._procs) < wanted:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+            for _ in range(wanted - len(self._procs)):
+                self._procs.append(subprocess.Popen(
+                    [self._info.executable, "-I", "-c", _COMPILE], stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+                self._loads.append(0)
+        batches: list[list[bytes]] = [[] for _ in self._procs]
+        for name, size in sorted(zip(files, sizes, strict=True), key=lambda f: -f[1]):
+            k = self._loads.index(min(self._loads))
+            self._loads[k] += size + 2000  # a module costs something however small
+            batches[k].append(os.fsencode(name) + b"\0")
+        for k, (proc, batch) in enumerate(zip(self._procs, batches, strict=True)):
+            if batch and proc.stdin is not None and not proc.stdin.closed:
+                try:
+                    proc.stdin.write(b"".join(batch))
+                    proc.stdin.flush()
+                except OSError:
+                    # It died (its modules get no bytecode, and are not listed as
+                    # having any): the others go on.
+                    self._loads[k] = 1 << 62
+                    with contextlib.suppress(OSError):
+                        proc.stdin.close()
+        self.files.update(files)
+
+    def finish(self) -> set[str]:
+        """Wait for every module given to be compiled; return them."""
+        for proc in self._procs:
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+        for proc in self._procs:
             proc.wait()
-    except BaseException:
-        for proc in procs:  # no compiler may still write while the install is undone
-            proc.kill()
+        return self.files
+
+    def kill(self) -> None:
+        """Stop every compiler now, and wait until it has."""
+        for proc in self._procs:
+            with contextlib.suppress(OSError):
+                proc.kill()
+        for proc in self._procs:
             proc.wait()
-        raise
-    return set(ordered)
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
 
 
 def _pyc_path(py: str, cache_tag: str) -> str:
@@ -848,27 +1246,33 @@ def _add_pyc_to_record(written: _Written, compiled: set[str], cache_tag: str) ->
     return len(rows)
 
 
-@dataclass(slots=True)
-class _GroupResult:
-    """What one worker wrote, and the first error it met: (index, kind, detail, reason)."""
+@dataclass(frozen=True, slots=True)
+class _Work:
+    """What every install worker needs, the same for every wheel."""
 
-    written: list[tuple[int, _Written]]
-    error: tuple[int, str, str, str] | None = None
+    layout: _Layout
+    info: InterpreterInfo
+    #: Where the workers' logs go; a file ``stop`` in it tells them to take no more wheels.
+    stash: Path
+
+
+@dataclass(slots=True)
+class _JobResult:
+    """What installing one wheel wrote, and how it failed: (kind, detail, reason)."""
+
+    index: int
+    #: None: not started (the install was stopping).
+    written: _Written | None
+    error: tuple[str, str, str] | None = None
 
 
 _Job = tuple[int, str, str, str, bool]  # index, wheel path, its sha256, project, requested
 
-
-def _partition(items: Sequence[_Job], sizes: Sequence[int], n: int) -> list[list[_Job]]:
-    """Split *items* into at most *n* groups of similar total size (largest first)."""
-    n = max(1, min(n, len(items)))
-    groups: list[list[_Job]] = [[] for _ in range(n)]
-    loads = [0] * n
-    for item in sorted(items, key=lambda it: sizes[it[0]], reverse=True):
-        k = loads.index(min(loads))
-        groups[k].append(item)
-        loads[k] += sizes[item[0]]
-    return [g for g in groups if g]
+#: A forked worker's work (set when it starts).
+_WORKER_WORK: _Work | None = None
+#: Each worker's log, opened with its first wheel: one per process or thread.
+_worker_logs = threading.local()
+_open_logs: list[_Log] = []
 
 
 def _use_processes() -> bool:
@@ -876,89 +1280,127 @@ def _use_processes() -> bool:
     return sys.platform.startswith("linux") and (os.cpu_count() or 1) > 1
 
 
-def _install_group(group: Sequence[_Job], layout: _Layout, info: InterpreterInfo,
-                   stash: Path, name: str, abort: threading.Event | None = None) -> _GroupResult:
-    """Install a group of wheels in order; stop at the first failure (in a worker).
+def _stop_path(stash: Path) -> Path:
+    return stash / "stop"
+
+
+def _worker_log(stash: Path) -> _Log:
+    log: _Log | None = getattr(_worker_logs, "log", None)
+    if log is None or log.closed or log.pid != os.getpid() or log.stash != stash:
+        log = _Log(stash, f"w{os.getpid()}-{threading.get_ident()}")
+        _worker_logs.log = log
+        _open_logs.append(log)
+    return log
+
+
+def _close_logs() -> None:
+    """Close the logs this process opened (thread workers': forked ones die with theirs)."""
+    while _open_logs:
+        log = _open_logs.pop()
+        if log.pid == os.getpid():
+            log.close()
+
+
+def _install_job(job: _Job, work: _Work | None = None) -> _JobResult:
+    """Install one wheel (in a worker), unless the install is stopping.
 
     Nothing escapes: any failure is returned as data (the parent rolls back from
     the log), so a worker never dies with its changes unaccounted for.
     """
-    out = _GroupResult([])
+    work = work or _WORKER_WORK
+    assert work is not None
+    index, path, sha256, project, requested = job
+    if os.path.exists(_stop_path(work.stash)):
+        return _JobResult(index, None)
     try:
-        log = _Log(stash, name)
+        log = _worker_log(work.stash)
     except OSError as e:
-        return _GroupResult([], (group[0][0], "os", str(e), ""))
+        return _JobResult(index, None, ("os", str(e), ""))
+    written = _Written()
+    error: tuple[str, str, str] | None = None
     try:
-        for index, path, sha256, project, requested in group:
-            if abort is not None and abort.is_set():
-                out.error = (index, "interrupted", "", "")
-                break
-            written = _Written()
-            out.written.append((index, written))
-            try:
-                _install_one(Path(path), sha256, project, layout, info, requested, written, log)
-            except _RecordMismatchError as e:
-                out.error = (index, "record", e.member, e.reason)
-                break
-            except OSError as e:
-                out.error = (index, "os", str(e), "")
-                break
-            except IntegrityError as e:
-                out.error = (index, "integrity", e.message, "")
-                break
-            except KeyboardInterrupt:
-                out.error = (index, "interrupted", "", "")
-                break
-            except BaseException as e:  # noqa: BLE001 - reported to the parent, which rolls back
-                out.error = (index, "other", f"{type(e).__name__}: {e}", "")
-                break
-    finally:
-        log.close()
-    return out
+        _install_one(Path(path), sha256, project, work.layout, work.info, requested, written,
+                     log)
+    except _RecordMismatchError as e:
+        error = ("record", e.member, e.reason)
+    except OSError as e:
+        error = ("os", str(e), "")
+    except IntegrityError as e:
+        error = ("integrity", e.message, "")
+    except KeyboardInterrupt:
+        error = ("interrupted", "", "")
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, which rolls back
+        error = ("other", f"{type(e).__name__}: {e}", "")
+    return _JobResult(index, written, error)
 
 
-def _ignore_sigint() -> None:
-    # Workers finish their wheels on Ctrl-C; the parent waits for them, then rolls
+def _start_worker(work: _Work) -> None:
+    # Workers finish their wheel on Ctrl-C; the parent waits for them, then rolls
     # everything back from their logs.
     import signal
 
+    global _WORKER_WORK
+    _WORKER_WORK = work
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _run_groups(groups: Sequence[Sequence[_Job]], layout: _Layout, info: InterpreterInfo,
-                stash: Path) -> list[_GroupResult]:
-    """Run the groups in forked processes (Linux) or threads; every change is logged in *stash*."""
-    if _use_processes() and len(groups) > 1:
-        import multiprocessing
-        from concurrent.futures import Future, ProcessPoolExecutor
+def _run_jobs(jobs: Sequence[_Job], work: _Work, workers: int,
+              done: Callable[[_JobResult], None]) -> list[_JobResult]:
+    """Install *jobs* in forked processes (Linux) or threads; every change is logged.
 
-        procs: ProcessPoolExecutor | None = None
-        futures: list[Future[_GroupResult]] = []
+    Each worker takes the next wheel (in the order given) when it is done with
+    one. *done* is called here with each wheel's result as soon as it is in; the
+    first failure (or an exception, Ctrl-C included) tells the workers to take
+    no more, and this returns (or raises) only when every worker has stopped.
+    """
+    import concurrent.futures as cf
+
+    workers = max(1, min(workers, len(jobs)))
+    pool: cf.Executor | None = None
+    futures: list[cf.Future[_JobResult]] = []
+    if _use_processes() and workers > 1:
+        import multiprocessing
+
         try:
-            procs = ProcessPoolExecutor(max_workers=len(groups),
-                                        mp_context=multiprocessing.get_context("fork"),
-                                        initializer=_ignore_sigint)
-            futures.append(procs.submit(_install_group, groups[0], layout, info, stash, "w0"))
+            pool = cf.ProcessPoolExecutor(max_workers=workers,
+                                          mp_context=multiprocessing.get_context("fork"),
+                                          initializer=_start_worker, initargs=(work,))
+            futures.append(pool.submit(_install_job, jobs[0]))
         except OSError:
             # No semaphores (a full /dev/shm) or no processes to be had: before any
             # work started, so threads do it instead.
-            if procs is not None:
-                procs.shutdown(wait=True, cancel_futures=True)
-            procs = None
-        if procs is not None:
-            with procs:
-                futures += [procs.submit(_install_group, g, layout, info, stash, f"w{k}")
-                            for k, g in enumerate(groups[1:], start=1)]
-                return [f.result() for f in futures]
-    abort = threading.Event()
-    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-        thread_futures = [pool.submit(_install_group, g, layout, info, stash, f"t{k}", abort)
-                          for k, g in enumerate(groups)]
-        try:
-            return [f.result() for f in thread_futures]
-        except BaseException:
-            abort.set()  # the others stop after their current wheel
-            raise
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            pool, futures = None, []
+    threads = pool is None
+    if pool is None:
+        pool = ThreadPoolExecutor(max_workers=workers)
+    results: dict[int, _JobResult] = {}
+    finished = False
+    try:
+        futures += [pool.submit(_install_job, job, work) if threads
+                    else pool.submit(_install_job, job) for job in jobs[len(futures):]]
+        for future in cf.as_completed(futures):
+            result = future.result()
+            results[result.index] = result
+            if result.error is not None:
+                break
+            done(result)
+        else:
+            finished = True
+    finally:
+        # Held: the rollback that may follow must not start while a worker writes.
+        with _interrupts_held():
+            if not finished:
+                with contextlib.suppress(OSError):
+                    _stop_path(work.stash).touch()
+            pool.shutdown(wait=True, cancel_futures=True)
+            _close_logs()
+    for future in futures:
+        if future.done() and not future.cancelled() and future.exception() is None:
+            result = future.result()
+            results.setdefault(result.index, result)
+    return list(results.values())
 
 
 def _error_from(entry: FileEntry, error: tuple[str, str, str]) -> WheelhouseError:
@@ -1175,6 +1617,8 @@ def install(
         stash.mkdir(parents=True)
         moves: list[tuple[str, str]] = []
         results = [_Written() for _ in todo]
+        compilers = (_Compilers(info, os.cpu_count() or 2)
+                     if compile_bytecode and info.cache_tag else None)
         try:
             for entry, have in todo:
                 if have is None:
@@ -1197,25 +1641,34 @@ def install(
 
             jobs_list = [(i, str(house.file_path(e.filename)), e.sha256, e.project,
                           e.project in requested) for i, (e, _have) in enumerate(todo)]
-            groups = _partition(jobs_list, [todo[i][0].size for i in range(len(todo))], workers)
-            outcomes = _run_groups(groups, layout, info, stash)
+            # Largest first: the small ones fill in at the end.
+            jobs_list.sort(key=lambda job: todo[job[0]][0].size, reverse=True)
+
+            def wheel_done(result: _JobResult) -> None:
+                # 5. Bytecode, as soon as a wheel is written (still undone on Ctrl-C:
+                #    the install is not over until it is).
+                if compilers is not None and result.written is not None:
+                    compilers.add(result.written.py_files, result.written.py_bytes)
+
+            outcomes = _run_jobs(jobs_list, _Work(layout, info, stash), workers, wheel_done)
             failure: WheelhouseError | None = None
-            for outcome in outcomes:
-                for index, w in outcome.written:
-                    results[index] = w
+            for outcome in sorted(outcomes, key=lambda o: o.index):
+                if outcome.written is not None:
+                    results[outcome.index] = outcome.written
                 if outcome.error is not None and failure is None:
-                    failure = _error_from(todo[outcome.error[0]][0], outcome.error[1:])
+                    failure = _error_from(todo[outcome.index][0], outcome.error)
             if failure is not None:
                 raise failure
-            # 5. Bytecode, still undone on Ctrl-C: the install is not over until it is.
-            if compile_bytecode and info.cache_tag:
-                py_files = [p for w in results for p in w.py_files]
-                compiled = _compile(info, py_files, os.cpu_count() or 2)
+            if compilers is not None:
+                assert info.cache_tag is not None
+                compiled = compilers.finish()
                 for w in results:
                     report.compiled += _add_pyc_to_record(w, compiled, info.cache_tag)
         except BaseException:
             report.compiled = 0
             with _interrupts_held():  # a second Ctrl-C must not cut the rollback short
+                if compilers is not None:
+                    compilers.kill()  # no compiler may still write while it is undone
                 _rollback(stash, layout.root)
                 _unstash(moves)
             shutil.rmtree(stash, ignore_errors=True)
