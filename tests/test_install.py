@@ -1152,3 +1152,38 @@ def test_a_compiler_that_dies_is_not_an_install_failure(tmp_path: Path) -> None:
     compilers.add(files[1000:], [10] * 1000)  # into pipes nobody reads
     assert compilers.finish() == set(files)
     assert not list(tmp_path.glob("__pycache__/*"))
+
+
+# ---------------------------------------------------------------------------
+# Review of the install-perf rewrite: holes found, and the tests that hold them shut
+
+
+def test_a_rollback_puts_back_another_distributions_bytecode(tmp_path: Path,
+                                                             store: Store) -> None:
+    # A module of another distribution that a failing install overwrote is set
+    # aside and put back by the rollback -- and so is that module's bytecode,
+    # which its RECORD lists: the rollback removes only bytecode it compiled.
+    d = tmp_path / "dists"
+    owner = build_wheel(d, "owner", "1.0", files={"shared/conf.py": b"OWNER = True\n"})
+    intruder = build_wheel(d, "intruder", "1.0", requires_dist=["broken"],
+                           files={"shared/conf.py": b"INTRUDER = True\n"})
+    broken = build_wheel(d, "broken", "1.0", files={"broken/__init__.py": b"ok = 1\n"})
+    _rewrite_member(broken, "broken/__init__.py", b"tampered = 1\n", fix_record=False)
+    house = make_house(tmp_path / "house", store, [owner, intruder, broken])
+    venv = new_venv(tmp_path / "v")
+    site = site_packages(venv)
+    wheelhouse("install", str(house), "owner", "--python", str(venv.python),
+               env=isolated_env())
+    pycs = list(site.glob("shared/__pycache__/conf.*.pyc"))
+    assert len(pycs) == 1
+    record = next(site.glob("owner-1.0.dist-info/RECORD")).read_text()
+    assert str(pycs[0].relative_to(site)) in record
+    before = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
+              if (venv.root / p).is_file()}
+    for jobs in ("1", "2"):
+        out = wheelhouse("install", str(house), "intruder", "--python", str(venv.python),
+                         "-j", jobs, env=isolated_env(), check=False)
+        assert out.returncode == 3, out.stderr
+        after = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
+                 if (venv.root / p).is_file()}
+        assert after == before

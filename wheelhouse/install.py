@@ -517,8 +517,17 @@ class _Log:
     def set_aside(self, path: str) -> None:
         """Move the existing *path* into the stash, logged first.
 
-        A rollback puts it back: it may be another distribution's file.
+        A rollback puts it back: it may be another distribution's file. A
+        module's bytecode goes with it (its owner's RECORD may list it): the
+        rollback removes the bytecode of each module it removes, and so would
+        take that too.
         """
+        if path.endswith(".py"):
+            for pyc in _pycs_of(path):
+                self._set_aside_one(pyc)
+        self._set_aside_one(path)
+
+    def _set_aside_one(self, path: str) -> None:
         self._count += 1
         stashed = str(self._stash / f"{self._name}-{self._count}")
         self._add("M", path, stashed)
