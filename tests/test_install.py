@@ -1187,3 +1187,51 @@ def test_a_rollback_puts_back_another_distributions_bytecode(tmp_path: Path,
         after = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
                  if (venv.root / p).is_file()}
         assert after == before
+
+
+def test_a_directory_swapped_for_a_link_between_two_wheels_is_not_followed(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One wheel makes a directory; before the next wheel writes into it, it is
+    # replaced by a link leading out of the environment. The next wheel is
+    # refused, nothing is written outside, and everything is rolled back.
+    import shutil
+
+    from wheelhouse import install as install_mod
+    from wheelhouse.errors import IntegrityError
+    from wheelhouse.resolver import WantedSet
+
+    d = tmp_path / "dists"
+    first = build_wheel(d, "first", "1.0", files={"nspkg/first.py": b"A = 1\n"})
+    second = build_wheel(d, "second", "1.0", requires_dist=["first"],
+                         files={"nspkg/second.py": b"B = 1\n"})
+    house = make_house(tmp_path / "house", store, [first, second])
+    venv = new_venv(tmp_path / "v")
+    site = site_packages(venv)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    before = tree(venv.root)
+    original = install_mod._install_one
+    done: list[str] = []
+
+    def swap_after_first(path: Path, *args: object, **kwargs: object) -> None:
+        original(path, *args, **kwargs)  # type: ignore[arg-type]
+        done.append(path.name)
+        if len(done) == 1:
+            shutil.move(str(site / "nspkg"), str(outside / "nspkg"))
+            (site / "nspkg").symlink_to(outside / "nspkg")
+
+    monkeypatch.setattr(install_mod, "_install_one", swap_after_first)
+    # One worker (a thread): the second wheel is written after the first.
+    monkeypatch.setattr(install_mod, "_use_processes", lambda: False)
+    wanted = WantedSet()
+    wanted.add("second")
+    with pytest.raises(IntegrityError, match="symbolic link leading outside"):
+        install_mod.install(house, wanted, python=venv.python, compile_bytecode=False, jobs=1)
+    assert len(done) == 1
+    # Only what the first wheel wrote is out there (moved by whoever made the
+    # link): the second wrote nothing through it, the rollback removed nothing.
+    module = done[0].split("-")[0] + ".py"
+    assert [p.name for p in (outside / "nspkg").iterdir()] == [module]
+    (site / "nspkg").unlink()
+    assert tree(venv.root) == before

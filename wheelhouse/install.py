@@ -211,9 +211,6 @@ class _Layout:
     script_interpreter: str
     #: Directories known to exist (shared by the install threads).
     made_dirs: set[str] = field(default_factory=set)
-    #: Directories checked, before they are written to, not to be (under) a link
-    #: leading out of their scheme.
-    safe_dirs: set[str] = field(default_factory=set)
 
 
 def _layout(info: InterpreterInfo, prefix: Path | None, target: Path | None) -> _Layout:
@@ -572,12 +569,19 @@ def _rollback(stash: Path, root: Path) -> None:
             elif len(entry) >= 3:
                 entries.append([*entry, log.name])
     root_real = os.path.realpath(root)
+    real_dirs: dict[str, str] = {}
     dirs: list[str] = []
     for entry in sorted(entries, key=lambda e: e[0], reverse=True):
         if entry[1] == "W" and (entry[-1], entry[0], entry[2]) in cancelled:
             continue
-        path = str(entry[2])
-        if not _within(path, root_real) and not _within(os.path.abspath(path), str(root)):
+        # Judged where it really is: a directory on its way may have been made a
+        # link leading out of the environment since (never removed or written through).
+        path = os.path.abspath(str(entry[2]))
+        parent = os.path.dirname(path)
+        real_parent = real_dirs.get(parent)
+        if real_parent is None:
+            real_parent = real_dirs[parent] = os.path.realpath(parent)
+        if not _within(os.path.join(real_parent, os.path.basename(path)), root_real):
             continue
         with _SuppressOSError():
             if entry[1] == "W":
@@ -919,7 +923,11 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
     scheme["headers"] = os.path.join(scheme["headers"], project)
     scheme_roots = {k: os.path.abspath(v) for k, v in scheme.items()}
     real_roots: dict[str, str] = {}
-    made_dirs, safe_dirs = layout.made_dirs, layout.safe_dirs
+    made_dirs = layout.made_dirs
+    #: Directories checked by :meth:`Destination.plan`, before this wheel writes to
+    #: them, not to be (under) a link leading out of their scheme. Checked again for
+    #: each wheel: a directory an earlier wheel made or checked may be a link now.
+    safe_dirs: set[str] = set()
     #: Paths logged as about to be created by :meth:`Destination.plan`, not yet written.
     planned: set[str] = set()
     planned_stamp = 0
