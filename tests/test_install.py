@@ -1235,3 +1235,57 @@ def test_a_directory_swapped_for_a_link_between_two_wheels_is_not_followed(
     assert [p.name for p in (outside / "nspkg").iterdir()] == [module]
     (site / "nspkg").unlink()
     assert tree(venv.root) == before
+
+
+def _processes_in_session(sid: int) -> list[int]:
+    out = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid and fields[0] != "Z":  # session; not a zombie
+                out.append(int(stat_file.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2,
+                    reason="forked workers: Linux with more than one CPU")
+def test_sigkill_of_the_main_process_takes_the_workers_with_it(tmp_path: Path,
+                                                              store: Store) -> None:
+    # Forked workers outlived a killed install: they held the environment's lock
+    # (the next run waited 10 minutes, then failed) and could go on writing wheels
+    # already handed to them after the next run had started.
+    import signal
+    import time
+
+    d = tmp_path / "dists"
+    wheels = [build_wheel(d, f"pkg{i}", "1.0", padding=3_000_000) for i in range(16)]
+    wheels.append(build_wheel(d, "top", "1.0", requires_dist=[f"pkg{i}" for i in range(16)]))
+    house = make_house(tmp_path / "house", store, wheels)
+    venv = new_venv(tmp_path / "v")
+    site = site_packages(venv)
+    argv = [sys.executable, "-m", "wheelhouse", "install", str(house), "top",
+            "--python", str(venv.python), "--no-compile", "-j", "3"]
+    proc = subprocess.Popen(argv, env=isolated_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while (not list(site.glob("pkg*_data.bin")) and proc.poll() is None
+               and time.monotonic() < deadline):
+            time.sleep(0.0005)
+        assert proc.poll() is None, "the install finished before it could be killed"
+        assert len(_processes_in_session(proc.pid)) > 1, "no workers to outlive it"
+        proc.kill()  # the main process only, not its process group
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while _processes_in_session(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _processes_in_session(proc.pid) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    # And the next run takes the lock at once and completes the install.
+    out = wheelhouse("install", str(house), "top", "--python", str(venv.python),
+                     "--no-compile", env=isolated_env(), timeout=60)
+    assert "completed the interrupted install" in out.stdout + out.stderr
+    assert venv.installed() == {"top": "1.0", **{f"pkg{i}": "1.0" for i in range(16)}}
+    assert not (site / JOURNAL_NAME).exists()

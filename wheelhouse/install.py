@@ -1351,7 +1351,7 @@ def _install_job(job: _Job, work: _Work | None = None) -> _JobResult:
     return _JobResult(index, written, error)
 
 
-def _start_worker(work: _Work) -> None:
+def _start_worker(work: _Work, parent: int) -> None:
     # Workers finish their wheel on Ctrl-C; the parent waits for them, then rolls
     # everything back from their logs.
     import signal
@@ -1359,6 +1359,29 @@ def _start_worker(work: _Work) -> None:
     global _WORKER_WORK
     _WORKER_WORK = work
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with(parent)
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this (forked) worker when *parent* dies (Linux).
+
+    A killed install's workers would otherwise live on: holding the environment's
+    lock (inherited), so that the next run waits for it, and able to take wheels
+    already handed to them while the next run writes. Their logs are complete up
+    to the kill, like those of a worker killed with the parent: the next run
+    completes the install the journal names.
+    """
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: as before
+        return
+    if os.getppid() != parent:  # it died before the prctl
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _run_jobs(jobs: Sequence[_Job], work: _Work, workers: int,
@@ -1381,7 +1404,8 @@ def _run_jobs(jobs: Sequence[_Job], work: _Work, workers: int,
         try:
             pool = cf.ProcessPoolExecutor(max_workers=workers,
                                           mp_context=multiprocessing.get_context("fork"),
-                                          initializer=_start_worker, initargs=(work,))
+                                          initializer=_start_worker,
+                                          initargs=(work, os.getpid()))
             futures.append(pool.submit(_install_job, jobs[0]))
         except OSError:
             # No semaphores (a full /dev/shm) or no processes to be had: before any
