@@ -1289,3 +1289,41 @@ def test_sigkill_of_the_main_process_takes_the_workers_with_it(tmp_path: Path,
     assert "completed the interrupted install" in out.stdout + out.stderr
     assert venv.installed() == {"top": "1.0", **{f"pkg{i}": "1.0" for i in range(16)}}
     assert not (site / JOURNAL_NAME).exists()
+
+
+def test_a_full_disk_right_after_logging_a_file_that_exists_never_removes_it(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file that was there before is set aside before its replacement is logged
+    # as created. Logged the other way round, a log write that failed in between
+    # (a full disk, just where one is likely) left a rollback that took the file
+    # for one of ours and removed it, with nothing set aside to put back.
+    from wheelhouse import install as install_mod
+    from wheelhouse.resolver import WantedSet
+
+    d = tmp_path / "dists"
+    wheel = build_wheel(d, "pkg", "1.0", files={"pkg/__init__.py": b"", "stray.py": b"OURS = 1\n"})
+    house = make_house(tmp_path / "house", store, [wheel])
+    venv = new_venv(tmp_path / "v")
+    site = site_packages(venv)
+    (site / "stray.py").write_text("THEIRS = 1\n")
+    before = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
+              if (venv.root / p).is_file()}
+    original_write = install_mod._Log._write
+    logged: list[str] = []
+
+    def fail_after_stray_is_logged(self: install_mod._Log, text: str) -> None:
+        if logged and "\tW\t" in logged[-1] and logged[-1].rstrip("\n").endswith("stray.py"):
+            raise OSError(28, "No space left on device")
+        logged.append(text)
+        original_write(self, text)
+
+    monkeypatch.setattr(install_mod._Log, "_write", fail_after_stray_is_logged)
+    wanted = WantedSet()
+    wanted.add("pkg")
+    with pytest.raises(install_mod.InstallError, match="No space left"):
+        install_mod.install(house, wanted, python=venv.python, compile_bytecode=False, jobs=1)
+    assert any(t.rstrip("\n").endswith("stray.py") for t in logged)
+    after = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
+             if (venv.root / p).is_file()}
+    assert after == before

@@ -955,6 +955,12 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
             planned.discard(target)
             stamp = planned_stamp
         else:
+            # There when the wheel was planned (or not planned: a script, a metadata
+            # file). Set aside before its replacement is logged as created: the other
+            # way round, a failed log write in between (a full disk) would leave a
+            # rollback that removes it with nothing set aside to put back.
+            if os.path.lexists(target):
+                log.set_aside(target)
             stamp = log.creating(target)
         try:
             return os.open(target, _OPEN_NEW, mode)
