@@ -1327,3 +1327,30 @@ def test_a_full_disk_right_after_logging_a_file_that_exists_never_removes_it(
     after = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
              if (venv.root / p).is_file()}
     assert after == before
+
+
+@pytest.mark.parametrize("death", ["killed", "exits at once"])
+def test_a_compiler_that_dies_is_said(tmp_path: Path, app_house: Path, death: str,
+                                      monkeypatch: pytest.MonkeyPatch,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    # A dead compiler costs its modules their bytecode, not the install -- and the
+    # user is told, with how many modules have none (they import all the same).
+    import logging
+
+    from wheelhouse import install as install_mod
+    from wheelhouse.resolver import WantedSet
+
+    script = {"killed": "import os, signal\nos.read(0, 1)\nos.kill(os.getpid(), signal.SIGKILL)\n",
+              "exits at once": "pass\n"}[death]
+    monkeypatch.setattr(install_mod, "_COMPILE", script)
+    venv = new_venv(tmp_path / "v")
+    site = site_packages(venv)
+    wanted = WantedSet()
+    wanted.add("app")
+    with caplog.at_level(logging.WARNING, logger="wheelhouse.install"):
+        report = install_mod.install(app_house, wanted, python=venv.python, jobs=1)
+    assert venv.installed() == {"app": "1.0", "lib": "1.0"}
+    assert report.compiled == 0
+    assert not list(site.rglob("*.pyc"))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("compiler" in w and "3 module(s) have no bytecode" in w for w in warnings), warnings

@@ -1190,8 +1190,13 @@ class _Compilers:
         self._jobs = max(1, jobs)
         self._procs: list[subprocess.Popen[bytes]] = []
         self._loads: list[int] = []
+        #: The modules given to each compiler.
+        self._given: list[list[str]] = []
         #: Every module given to a compiler.
         self.files: set[str] = set()
+        #: After :meth:`finish`: the modules given to a compiler that died (killed,
+        #: or gone before it said it was done).
+        self.lost: list[str] = []
 
     def add(self, files: Sequence[str], sizes: Sequence[int]) -> None:
         """Compile *files* (of *sizes* bytes)."""
@@ -1203,13 +1208,15 @@ class _Compilers:
             for _ in range(wanted - len(self._procs)):
                 self._procs.append(subprocess.Popen(
                     [self._info.executable, "-I", "-c", _COMPILE], stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env))
                 self._loads.append(0)
+                self._given.append([])
         batches: list[list[bytes]] = [[] for _ in self._procs]
         for name, size in sorted(zip(files, sizes, strict=True), key=lambda f: -f[1]):
             k = self._loads.index(min(self._loads))
             self._loads[k] += size + 2000  # a module costs something however small
             batches[k].append(os.fsencode(name) + b"\0")
+            self._given[k].append(name)
         for k, (proc, batch) in enumerate(zip(self._procs, batches, strict=True)):
             if batch and proc.stdin is not None and not proc.stdin.closed:
                 try:
@@ -1229,8 +1236,17 @@ class _Compilers:
             if proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     proc.stdin.close()
-        for proc in self._procs:
+        for proc, given in zip(self._procs, self._given, strict=True):
+            # The compiler's last word is the number of modules that did not compile
+            # (as pip, not said: a module that is not valid Python); none, it died.
+            out = b""
+            if proc.stdout is not None:
+                with contextlib.suppress(OSError):
+                    out = proc.stdout.read()
+                proc.stdout.close()
             proc.wait()
+            if proc.returncode != 0 or not out.strip().isdigit():
+                self.lost += given
         return self.files
 
     def kill(self) -> None:
@@ -1240,9 +1256,10 @@ class _Compilers:
                 proc.kill()
         for proc in self._procs:
             proc.wait()
-            if proc.stdin is not None:
-                with contextlib.suppress(OSError):
-                    proc.stdin.close()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
 
 
 def _pyc_path(py: str, cache_tag: str) -> str:
@@ -1711,6 +1728,12 @@ def install(
                 compiled = compilers.finish()
                 for w in results:
                     report.compiled += _add_pyc_to_record(w, compiled, info.cache_tag)
+                lost = [f for f in compilers.lost
+                        if not os.path.exists(_pyc_path(f, info.cache_tag))]
+                if lost:
+                    log.warning("a bytecode compiler (%s) died: %d module(s) have no bytecode "
+                                "(they import all the same, compiled on first use where "
+                                "the environment is writable)", info.executable, len(lost))
         except BaseException:
             report.compiled = 0
             with _interrupts_held():  # a second Ctrl-C must not cut the rollback short
