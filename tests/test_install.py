@@ -1354,3 +1354,30 @@ def test_a_compiler_that_dies_is_said(tmp_path: Path, app_house: Path, death: st
     assert not list(site.rglob("*.pyc"))
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("compiler" in w and "3 module(s) have no bytecode" in w for w in warnings), warnings
+
+
+def test_a_file_never_replaces_another_distributions_directory(tmp_path: Path,
+                                                               store: Store) -> None:
+    # A wheel with a file where another distribution has a directory: setting the
+    # directory aside "to put it back on a rollback" removed it, every file of it,
+    # with the stash when the install succeeded. Refused, and nothing changes.
+    d = tmp_path / "dists"
+    owner = build_wheel(d, "owner", "1.0", files={"ownerpkg/__init__.py": b"",
+                                                  "ownerpkg/core.py": b"CORE = 1\n"})
+    clobber = build_wheel(d, "clobber", "1.0", files={"ownerpkg": b"not a package\n",
+                                                      "clobber.py": b""})
+    house = make_house(tmp_path / "house", store, [owner, clobber])
+    venv = new_venv(tmp_path / "v")
+    site = site_packages(venv)
+    wheelhouse("install", str(house), "owner", "--python", str(venv.python), "--no-compile",
+               env=isolated_env())
+    before = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
+              if (venv.root / p).is_file()}
+    out = wheelhouse("install", str(house), "clobber", "--python", str(venv.python),
+                     "--no-compile", env=isolated_env(), check=False)
+    assert out.returncode != 0, out.stderr
+    assert "ownerpkg" in out.stderr and "directory" in out.stderr.lower()
+    assert (site / "ownerpkg" / "core.py").read_bytes() == b"CORE = 1\n"
+    after = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
+             if (venv.root / p).is_file()}
+    assert after == before

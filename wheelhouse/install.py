@@ -519,6 +519,10 @@ class _Log:
         rollback removes the bytecode of each module it removes, and so would
         take that too.
         """
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            # Another distribution's package, perhaps: set aside, it would go, every
+            # file of it, with the stash of an install that succeeds.
+            raise IntegrityError(f"refusing to replace the directory {path} with a file")
         if path.endswith(".py"):
             for pyc in _pycs_of(path):
                 self._set_aside_one(pyc)
