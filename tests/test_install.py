@@ -1381,3 +1381,30 @@ def test_a_file_never_replaces_another_distributions_directory(tmp_path: Path,
     after = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
              if (venv.root / p).is_file()}
     assert after == before
+
+
+@pytest.mark.parametrize("algorithm", ["md5", "sha1"])
+def test_a_record_hash_weaker_than_sha256_is_refused(tmp_path: Path, store: Store,
+                                                      algorithm: str) -> None:
+    # The wheel format allows sha256 or stronger; a member checked only by md5 or
+    # sha1 (right or not) is not verified, and is refused as a bad RECORD.
+    d = tmp_path / "dists"
+    wheel = build_wheel(d, "weak", "1.0", files={"weak.py": b"W = 1\n"})
+    with zipfile.ZipFile(wheel) as zf:
+        items = {i.filename: zf.read(i) for i in zf.infolist()}
+    record = "weak-1.0.dist-info/RECORD"
+    digest = base64.urlsafe_b64encode(hashlib.new(algorithm, b"W = 1\n").digest())
+    lines = [ln for ln in items[record].decode().splitlines() if not ln.startswith("weak.py,")]
+    lines.insert(0, f"weak.py,{algorithm}={digest.rstrip(b'=').decode()},6")
+    items[record] = ("\n".join(lines) + "\n").encode()
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, content in items.items():
+            zf.writestr(name, content)
+    house = make_house(tmp_path / "house", store, [wheel])
+    venv = new_venv(tmp_path / "v")
+    before = tree(venv.root)
+    out = wheelhouse("install", str(house), "weak", "--python", str(venv.python),
+                     env=isolated_env(), check=False)
+    assert out.returncode == 3, out.stderr
+    assert "weak.py" in out.stderr and algorithm in out.stderr
+    assert tree(venv.root) == before

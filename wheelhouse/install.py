@@ -771,6 +771,12 @@ class _Verified:
         return out
 
 
+#: The hashes a RECORD may check a member with: sha256 or stronger, as the wheel
+#: format says (never md5 or sha1).
+_RECORD_HASHES = frozenset({"sha256", "sha384", "sha512", "sha3_256", "sha3_384", "sha3_512",
+                            "blake2b", "blake2s"})
+
+
 def _b64_sha256(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode("ascii").rstrip("=")
 
@@ -815,6 +821,9 @@ def _verifying_source(wheel: _WheelBytes) -> Any:
                 parts = item.filename.split("/", 2)
                 script = len(parts) == 3 and parts[0].endswith(".data") and parts[1] == "scripts"
                 algorithm, _, expected = row[1].partition("=")
+                if algorithm not in _RECORD_HASHES:
+                    raise _RecordMismatchError(
+                        item.filename, f"RECORD gives a {algorithm} hash, not sha256 or stronger")
                 data = wheel.whole_member(item) if algorithm == "sha256" else None
                 if data is not None:
                     digest = _b64_sha256(data)
