@@ -1408,3 +1408,22 @@ def test_a_record_hash_weaker_than_sha256_is_refused(tmp_path: Path, store: Stor
     assert out.returncode == 3, out.stderr
     assert "weak.py" in out.stderr and algorithm in out.stderr
     assert tree(venv.root) == before
+
+
+@pytest.mark.parametrize("member", ["odd-1.0.data/data//x.txt", "odd-1.0.data/data/./x.txt",
+                                    "odd-1.0.data/scripts"])
+def test_a_member_in_no_valid_data_scheme_is_an_integrity_error(tmp_path: Path, store: Store,
+                                                                 member: str) -> None:
+    # Said as a bad wheel (exit 3, naming the member), not as an internal error
+    # with the repr of installer's exception.
+    d = tmp_path / "dists"
+    wheel = build_wheel(d, "odd", "1.0")
+    _rewrite_member(wheel, member, b"x\n", fix_record=True)
+    house = make_house(tmp_path / "house", store, [wheel])
+    venv = new_venv(tmp_path / "v")
+    before = tree(venv.root)
+    out = wheelhouse("install", str(house), "odd", "--python", str(venv.python),
+                     env=isolated_env(), check=False)
+    assert out.returncode == 3, out.stderr
+    assert repr(member) in out.stderr and "<" not in out.stderr
+    assert tree(venv.root) == before

@@ -1113,8 +1113,8 @@ def _install_wheel(source: Any, destination: Any, metadata: dict[str, bytes]) ->
             continue
         place = _scheme_of(name, data_dir, root)
         if place is None:
-            raise InvalidWheelSource(
-                source, f"{name} is not contained in a valid .data subdirectory.")
+            raise IntegrityError(f"refusing member {name!r}: not in a valid install scheme "
+                                 f"of {data_dir}/")
         places[name] = place
     destination.plan(places.values())
 
