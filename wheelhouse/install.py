@@ -5,14 +5,18 @@ The order of work is what makes it safe:
 1. ask the target interpreter for its tags, markers and install scheme;
 2. resolve the whole closure from the house alone (:mod:`wheelhouse.resolver`) —
    a conflict or a missing dependency stops here, before anything is written;
-3. verify every wheel to be installed: its sha256 against the manifest, every
-   member name (no absolute paths, no ``..``, no links, known schemes) and every
-   member's hash and size against the wheel's RECORD — a bad wheel stops here;
+3. check what can be checked without reading the wheels (a replaced version
+   has a RECORD, the environment is writable);
 4. write a journal naming what is about to change, remove replaced versions
    (through their RECORD, never outside the environment), install the wheels in
-   parallel threads, compile bytecode with the *target* interpreter, and clear
-   the journal. An interrupted run leaves the journal; the next run names what
-   was half-installed and completes it.
+   parallel workers, each wheel verified as it is read: its sha256 against the
+   manifest before any of its members is written, every member name (no
+   absolute paths, no ``..``, no links, known schemes) and every member's hash
+   and size against the wheel's RECORD before or as it is written. Bytecode is
+   compiled with the *target* interpreter as each wheel is written. Any failure
+   (a bad wheel, Ctrl-C) stops the compilers and rolls everything back from the
+   workers' logs. An interrupted run leaves the journal; the next run names
+   what was half-installed and completes it.
 """
 
 from __future__ import annotations
