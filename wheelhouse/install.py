@@ -5,14 +5,18 @@ The order of work is what makes it safe:
 1. ask the target interpreter for its tags, markers and install scheme;
 2. resolve the whole closure from the house alone (:mod:`wheelhouse.resolver`) —
    a conflict or a missing dependency stops here, before anything is written;
-3. verify every wheel to be installed: its sha256 against the manifest, every
-   member name (no absolute paths, no ``..``, no links, known schemes) and every
-   member's hash and size against the wheel's RECORD — a bad wheel stops here;
+3. check what can be checked without reading the wheels (a replaced version
+   has a RECORD, the environment is writable);
 4. write a journal naming what is about to change, remove replaced versions
    (through their RECORD, never outside the environment), install the wheels in
-   parallel threads, compile bytecode with the *target* interpreter, and clear
-   the journal. An interrupted run leaves the journal; the next run names what
-   was half-installed and completes it.
+   parallel workers, each wheel verified as it is read: its sha256 against the
+   manifest before any of its members is written, every member name (no
+   absolute paths, no ``..``, no links, known schemes) and every member's hash
+   and size against the wheel's RECORD before or as it is written. Bytecode is
+   compiled with the *target* interpreter as each wheel is written. Any failure
+   (a bad wheel, Ctrl-C) stops the compilers and rolls everything back from the
+   workers' logs. An interrupted run leaves the journal; the next run names
+   what was half-installed and completes it.
 """
 
 from __future__ import annotations
@@ -211,9 +215,6 @@ class _Layout:
     script_interpreter: str
     #: Directories known to exist (shared by the install threads).
     made_dirs: set[str] = field(default_factory=set)
-    #: Directories checked, before they are written to, not to be (under) a link
-    #: leading out of their scheme.
-    safe_dirs: set[str] = field(default_factory=set)
 
 
 def _layout(info: InterpreterInfo, prefix: Path | None, target: Path | None) -> _Layout:
@@ -517,8 +518,21 @@ class _Log:
     def set_aside(self, path: str) -> None:
         """Move the existing *path* into the stash, logged first.
 
-        A rollback puts it back: it may be another distribution's file.
+        A rollback puts it back: it may be another distribution's file. A
+        module's bytecode goes with it (its owner's RECORD may list it): the
+        rollback removes the bytecode of each module it removes, and so would
+        take that too.
         """
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            # Another distribution's package, perhaps: set aside, it would go, every
+            # file of it, with the stash of an install that succeeds.
+            raise IntegrityError(f"refusing to replace the directory {path} with a file")
+        if path.endswith(".py"):
+            for pyc in _pycs_of(path):
+                self._set_aside_one(pyc)
+        self._set_aside_one(path)
+
+    def _set_aside_one(self, path: str) -> None:
         self._count += 1
         stashed = str(self._stash / f"{self._name}-{self._count}")
         self._add("M", path, stashed)
@@ -563,12 +577,19 @@ def _rollback(stash: Path, root: Path) -> None:
             elif len(entry) >= 3:
                 entries.append([*entry, log.name])
     root_real = os.path.realpath(root)
+    real_dirs: dict[str, str] = {}
     dirs: list[str] = []
     for entry in sorted(entries, key=lambda e: e[0], reverse=True):
         if entry[1] == "W" and (entry[-1], entry[0], entry[2]) in cancelled:
             continue
-        path = str(entry[2])
-        if not _within(path, root_real) and not _within(os.path.abspath(path), str(root)):
+        # Judged where it really is: a directory on its way may have been made a
+        # link leading out of the environment since (never removed or written through).
+        path = os.path.abspath(str(entry[2]))
+        parent = os.path.dirname(path)
+        real_parent = real_dirs.get(parent)
+        if real_parent is None:
+            real_parent = real_dirs[parent] = os.path.realpath(parent)
+        if not _within(os.path.join(real_parent, os.path.basename(path)), root_real):
             continue
         with _SuppressOSError():
             if entry[1] == "W":
@@ -754,6 +775,12 @@ class _Verified:
         return out
 
 
+#: The hashes a RECORD may check a member with: sha256 or stronger, as the wheel
+#: format says (never md5 or sha1).
+_RECORD_HASHES = frozenset({"sha256", "sha384", "sha512", "sha3_256", "sha3_384", "sha3_512",
+                            "blake2b", "blake2s"})
+
+
 def _b64_sha256(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode("ascii").rstrip("=")
 
@@ -798,6 +825,9 @@ def _verifying_source(wheel: _WheelBytes) -> Any:
                 parts = item.filename.split("/", 2)
                 script = len(parts) == 3 and parts[0].endswith(".data") and parts[1] == "scripts"
                 algorithm, _, expected = row[1].partition("=")
+                if algorithm not in _RECORD_HASHES:
+                    raise _RecordMismatchError(
+                        item.filename, f"RECORD gives a {algorithm} hash, not sha256 or stronger")
                 data = wheel.whole_member(item) if algorithm == "sha256" else None
                 if data is not None:
                     digest = _b64_sha256(data)
@@ -910,7 +940,11 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
     scheme["headers"] = os.path.join(scheme["headers"], project)
     scheme_roots = {k: os.path.abspath(v) for k, v in scheme.items()}
     real_roots: dict[str, str] = {}
-    made_dirs, safe_dirs = layout.made_dirs, layout.safe_dirs
+    made_dirs = layout.made_dirs
+    #: Directories checked by :meth:`Destination.plan`, before this wheel writes to
+    #: them, not to be (under) a link leading out of their scheme. Checked again for
+    #: each wheel: a directory an earlier wheel made or checked may be a link now.
+    safe_dirs: set[str] = set()
     #: Paths logged as about to be created by :meth:`Destination.plan`, not yet written.
     planned: set[str] = set()
     planned_stamp = 0
@@ -938,6 +972,12 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
             planned.discard(target)
             stamp = planned_stamp
         else:
+            # There when the wheel was planned (or not planned: a script, a metadata
+            # file). Set aside before its replacement is logged as created: the other
+            # way round, a failed log write in between (a full disk) would leave a
+            # rollback that removes it with nothing set aside to put back.
+            if os.path.lexists(target):
+                log.set_aside(target)
             stamp = log.creating(target)
         try:
             return os.open(target, _OPEN_NEW, mode)
@@ -1077,8 +1117,8 @@ def _install_wheel(source: Any, destination: Any, metadata: dict[str, bytes]) ->
             continue
         place = _scheme_of(name, data_dir, root)
         if place is None:
-            raise InvalidWheelSource(
-                source, f"{name} is not contained in a valid .data subdirectory.")
+            raise IntegrityError(f"refusing member {name!r}: not in a valid install scheme "
+                                 f"of {data_dir}/")
         places[name] = place
     destination.plan(places.values())
 
@@ -1167,8 +1207,13 @@ class _Compilers:
         self._jobs = max(1, jobs)
         self._procs: list[subprocess.Popen[bytes]] = []
         self._loads: list[int] = []
+        #: The modules given to each compiler.
+        self._given: list[list[str]] = []
         #: Every module given to a compiler.
         self.files: set[str] = set()
+        #: After :meth:`finish`: the modules given to a compiler that died (killed,
+        #: or gone before it said it was done).
+        self.lost: list[str] = []
 
     def add(self, files: Sequence[str], sizes: Sequence[int]) -> None:
         """Compile *files* (of *sizes* bytes)."""
@@ -1180,13 +1225,15 @@ class _Compilers:
             for _ in range(wanted - len(self._procs)):
                 self._procs.append(subprocess.Popen(
                     [self._info.executable, "-I", "-c", _COMPILE], stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env))
                 self._loads.append(0)
+                self._given.append([])
         batches: list[list[bytes]] = [[] for _ in self._procs]
         for name, size in sorted(zip(files, sizes, strict=True), key=lambda f: -f[1]):
             k = self._loads.index(min(self._loads))
             self._loads[k] += size + 2000  # a module costs something however small
             batches[k].append(os.fsencode(name) + b"\0")
+            self._given[k].append(name)
         for k, (proc, batch) in enumerate(zip(self._procs, batches, strict=True)):
             if batch and proc.stdin is not None and not proc.stdin.closed:
                 try:
@@ -1206,8 +1253,17 @@ class _Compilers:
             if proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     proc.stdin.close()
-        for proc in self._procs:
+        for proc, given in zip(self._procs, self._given, strict=True):
+            # The compiler's last word is the number of modules that did not compile
+            # (as pip, not said: a module that is not valid Python); none, it died.
+            out = b""
+            if proc.stdout is not None:
+                with contextlib.suppress(OSError):
+                    out = proc.stdout.read()
+                proc.stdout.close()
             proc.wait()
+            if proc.returncode != 0 or not out.strip().isdigit():
+                self.lost += given
         return self.files
 
     def kill(self) -> None:
@@ -1217,9 +1273,10 @@ class _Compilers:
                 proc.kill()
         for proc in self._procs:
             proc.wait()
-            if proc.stdin is not None:
-                with contextlib.suppress(OSError):
-                    proc.stdin.close()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
 
 
 def _pyc_path(py: str, cache_tag: str) -> str:
@@ -1334,7 +1391,7 @@ def _install_job(job: _Job, work: _Work | None = None) -> _JobResult:
     return _JobResult(index, written, error)
 
 
-def _start_worker(work: _Work) -> None:
+def _start_worker(work: _Work, parent: int) -> None:
     # Workers finish their wheel on Ctrl-C; the parent waits for them, then rolls
     # everything back from their logs.
     import signal
@@ -1342,6 +1399,29 @@ def _start_worker(work: _Work) -> None:
     global _WORKER_WORK
     _WORKER_WORK = work
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with(parent)
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this (forked) worker when *parent* dies (Linux).
+
+    A killed install's workers would otherwise live on: holding the environment's
+    lock (inherited), so that the next run waits for it, and able to take wheels
+    already handed to them while the next run writes. Their logs are complete up
+    to the kill, like those of a worker killed with the parent: the next run
+    completes the install the journal names.
+    """
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: as before
+        return
+    if os.getppid() != parent:  # it died before the prctl
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _run_jobs(jobs: Sequence[_Job], work: _Work, workers: int,
@@ -1364,7 +1444,8 @@ def _run_jobs(jobs: Sequence[_Job], work: _Work, workers: int,
         try:
             pool = cf.ProcessPoolExecutor(max_workers=workers,
                                           mp_context=multiprocessing.get_context("fork"),
-                                          initializer=_start_worker, initargs=(work,))
+                                          initializer=_start_worker,
+                                          initargs=(work, os.getpid()))
             futures.append(pool.submit(_install_job, jobs[0]))
         except OSError:
             # No semaphores (a full /dev/shm) or no processes to be had: before any
@@ -1664,6 +1745,12 @@ def install(
                 compiled = compilers.finish()
                 for w in results:
                     report.compiled += _add_pyc_to_record(w, compiled, info.cache_tag)
+                lost = [f for f in compilers.lost
+                        if not os.path.exists(_pyc_path(f, info.cache_tag))]
+                if lost:
+                    log.warning("a bytecode compiler (%s) died: %d module(s) have no bytecode "
+                                "(they import all the same, compiled on first use where "
+                                "the environment is writable)", info.executable, len(lost))
         except BaseException:
             report.compiled = 0
             with _interrupts_held():  # a second Ctrl-C must not cut the rollback short
