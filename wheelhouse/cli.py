@@ -832,8 +832,9 @@ def install_command(
 ) -> None:
     """Install from HOUSE into an environment: no pip, no network.
 
-    Resolves the requirements' closure from the house alone, checks every wheel
-    (sha256, RECORD, paths) before writing, then installs with 'installer'.
+    Resolves the requirements' closure from the house alone and installs as the
+    installer library does, checking every wheel (sha256, paths, every member
+    against RECORD) as it is read; any failure undoes the whole install.
     Exact versions already installed are skipped; others are replaced.
     """
     from wheelhouse.install import install
