@@ -13,8 +13,9 @@ Tasks, each on the same synthetic wheels (generated here, never committed):
 (b) full re-render from the manifest: ``wheelhouse index`` (HTML + JSON pages
     with hashes, requires-python, metadata, and the find-links page) vs
     ``piprepo build`` and ``dir2pi`` (file names only, no hashes);
-(c) one new version of an existing project: ``wheelhouse add ONE.whl`` (whole
-    command; its index phase is reported separately) vs ``dumb-pypi`` with
+(c) one new wheel, the first of a new project (so the root pages change
+    too): ``wheelhouse add ONE.whl`` (whole command; its index phase is
+    reported separately) vs ``dumb-pypi`` with
     ``--previous-package-list`` (incremental) and without (cold).
 
 Following ../shared/BENCHMARKING.md: the scratch area is emptied once at the
@@ -141,8 +142,10 @@ def bench_location(root: Path, sizes: list[int], runs: int, settle_s: float,
         corpus = make_corpus(root / f"corpus-{n}", n)
         extra_dir = root / f"extra-{n}"
         extra_dir.mkdir()
-        # A new version of an existing project, for the one-project update.
-        new_wheel = write_wheel(extra_dir, n)  # index n continues the sequence
+        # One more wheel for the one-project update: index n continues the
+        # sequence, which makes it the first version of a new project (the root
+        # pages change too, the harder case for an incremental update).
+        new_wheel = write_wheel(extra_dir, n)
         names = sorted(p.name for p in corpus.glob("*.whl"))
         settle(settle_s)
         results: dict[tuple[str, str], Result] = {}
