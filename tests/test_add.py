@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -574,3 +575,95 @@ def test_a_damaged_blob_another_process_set_aside_first_is_not_an_error(
     second = House.open(tmp_path / "two", create=True)
     add_paths(second, store, [wheel])
     assert second.verify() == []
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="reads /proc")
+def test_a_killed_add_takes_its_worker_processes_with_it(tmp_path: Path) -> None:
+    # Forked workers outlived a SIGKILL of `add`, holding the store's use lock
+    # (inherited), so that `gc` waited for them for good.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import isolated_env, wheelhouse
+    from tests.test_install import _processes_in_session
+
+    dists = tmp_path / "dists"
+    for i in range(8):
+        build_wheel(dists, f"pkg{i}", "1.0")
+    ready = tmp_path / "workers-ready"
+    script = (
+        "import os, sys, time, wheelhouse.add as a\n"
+        "a._PROCESS_THRESHOLD = 4\n"
+        "os.cpu_count = lambda: 2\n"
+        "die = a.die_with_parent\n"
+        "def slow(parent):\n"
+        "    die(parent)\n"
+        f"    open({str(ready)!r}, 'a').write('x')\n"
+        "    time.sleep(60)\n"
+        "a.die_with_parent = slow\n"
+        "from wheelhouse.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    env = isolated_env({"WHEELHOUSE_STORE": str(tmp_path / "store")})
+    proc = subprocess.Popen([sys.executable, "-c", script, "add", str(dists), "-o",
+                             str(tmp_path / "house")], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ready.exists() and proc.poll() is None, "no worker started"
+        assert len(_processes_in_session(proc.pid)) > 1
+        proc.kill()  # the main process only
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while _processes_in_session(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _processes_in_session(proc.pid) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    # The store's use lock is free: gc does not wait.
+    out = wheelhouse("gc", "--dry-run", env=env, timeout=30)
+    assert out.returncode == 0
+
+
+def test_a_hand_reordered_manifest_is_never_read_as_sorted(tmp_path: Path) -> None:
+    # 'wheelhouse index' after a hand edit that reordered lines used to record
+    # the digest of the unsorted file: later commands then read it lazily as if
+    # sorted (a yank or remove missed, a file listed twice), and verify said OK.
+    import dataclasses
+
+    from tests.test_index import _many_entries
+    from wheelhouse.index import render_index
+
+    # Entries only (no files): without metadata files to restore.
+    entries = tuple(dataclasses.replace(e, metadata_sha256=None) for e in _many_entries(3000))
+    house = House.open(tmp_path / "house", create=True)
+    house.write_manifest(Manifest(entries))
+    house.write_index(house.read_manifest())
+    lines = house.manifest_path.read_text().split("\n")
+    lines[1], lines[3000] = lines[3000] + ",", lines[1][:-1]  # first and last entries swapped
+    # ... and one line reformatted (a space after a colon).
+    lines[2] = lines[2].replace('"project":"', '"project": "')
+    house.manifest_path.write_text("\n".join(lines))
+    edited = house.manifest_path.read_bytes()
+
+    again = House.open(tmp_path / "house")
+    # The same entries in another order: the index already shows them.
+    assert again.index_is_current()
+    again.reindex()
+    assert again.manifest_path.read_bytes() != edited  # written back in its own shape
+    assert again.manifest_path.read_bytes() == Manifest(entries).render()
+    assert House.open(tmp_path / "house").index_is_current()
+    first, last = entries[0], entries[-1]
+    again.yank(f"{first.project}=={first.version}", reason="bad")
+    again.remove(last.filename)
+    third = House.open(tmp_path / "house")
+    files = third.read_manifest().files
+    assert list(files) == sorted(files, key=lambda e: (e.project, e.filename))
+    assert last.filename not in {e.filename for e in files}
+    assert next(e for e in files if e.filename == first.filename).yanked == "bad"
+    for rel, data in render_index(third.read_manifest()).items():
+        assert (third.root / rel).read_bytes() == data, rel

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "can_exchange",
+    "die_with_parent",
     "exchange",
     "fsync_dir",
     "interrupts_deferred",
@@ -57,6 +58,32 @@ def _load_syncfs() -> Callable[[int], int] | None:
         return 0 if func(fd) == 0 else ctypes.get_errno()
 
     return call
+
+
+def die_with_parent(parent: int) -> None:
+    """In a worker process: have the kernel kill it when *parent* dies (Linux).
+
+    A worker of a killed command would otherwise live on, holding the locks it
+    inherited (the next command waits for them) and able to go on with work
+    already handed to it. Where *parent* is not the direct parent (a fork
+    server started the worker), the fork server's death stands for it.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import signal
+
+    pr_set_pdeathsig = 1
+    try:
+        _libc().prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: as before
+        return
+    if os.getppid() != parent:
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:  # it died before the prctl
+            os.kill(os.getpid(), signal.SIGKILL)
+        except OSError:
+            pass
 
 
 _RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2

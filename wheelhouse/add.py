@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from wheelhouse._fs import interrupts_deferred, read_small
+from wheelhouse._fs import die_with_parent, interrupts_deferred, read_small
 from wheelhouse.dists import read_dist_info
 from wheelhouse.errors import (
     HashMismatchError,
@@ -327,6 +327,14 @@ def _entry(fn: DistFilename, meta: BlobMeta, origin: str, item: Incoming) -> Fil
 
 
 # Below this many files, processes cost more to start than they save.
+def _start_worker(parent: int) -> None:
+    # The worker's temp files are the parent's (see adopt_temp_files_for); and it
+    # dies with the parent: else a killed add leaves workers holding the store's
+    # use lock (inherited), and gc waits for them for good.
+    adopt_temp_files_for(parent)
+    die_with_parent(parent)
+
+
 _PROCESS_THRESHOLD = 400
 
 
@@ -392,7 +400,7 @@ def _prepare_all(
         chunks = [files[i : i + size] for i in range(0, len(files), size)]
         try:
             procs = ProcessPoolExecutor(
-                max_workers=workers, initializer=adopt_temp_files_for, initargs=(os.getpid(),))
+                max_workers=workers, initializer=_start_worker, initargs=(os.getpid(),))
         except OSError as e:
             # No shared memory for the pool's semaphores (a full /dev/shm, or none
             # at all in some sandboxes): threads do the same work, slower.

@@ -23,6 +23,7 @@ from packaging.utils import canonicalize_name
 
 from wheelhouse._fs import (
     can_exchange,
+    die_with_parent,
     exchange,
     fsync_dir,
     interrupts_deferred,
@@ -274,10 +275,12 @@ class _Lines:
     read twice is the same object: identity tells unchanged entries apart.
     """
 
-    __slots__ = ("names", "parsed", "source")
+    __slots__ = ("names", "parsed", "source", "unmatched")
 
     def __init__(self, source: str) -> None:
         self.source = source
+        #: Rows :meth:`entries` parsed as JSON (not matched by ``_LINE``), by position.
+        self.unmatched: list[int] = []
         # By the line object's id, with the line itself: an id is only ever
         # taken for that line.
         self.parsed: dict[int, tuple[str, FileEntry]] = {}
@@ -307,7 +310,7 @@ class _Lines:
         from_line = FileEntry._from_line
         out: list[FileEntry] = []
         append = out.append
-        for r in rows:
+        for i, r in enumerate(rows):
             if type(r) is not str:
                 append(r)  # type: ignore[arg-type]
                 continue
@@ -317,6 +320,7 @@ class _Lines:
             else:
                 m = match(r)
                 if m is None:
+                    self.unmatched.append(i)
                     found = self.entry(r)
                 else:
                     try:
@@ -338,7 +342,7 @@ class Manifest:
     back as they were. :attr:`files` parses (and checks) them all.
     """
 
-    __slots__ = ("__weakref__", "_files", "_lines", "_origin", "_rows", "format")
+    __slots__ = ("__weakref__", "_canonical", "_files", "_lines", "_origin", "_rows", "format")
 
     def __init__(self, files: Iterable[FileEntry] = (), format: int = MANIFEST_FORMAT) -> None:
         #: Format version.
@@ -354,6 +358,8 @@ class Manifest:
         # (the manifest this one was made from, entries gone, entries new): see
         # changes_since. Weak: a chain of manifests does not keep them all alive.
         self._origin: tuple[weakref.ref[Manifest], list[FileEntry], list[FileEntry]] | None = None
+        # Set by parse(): whether the bytes read were render()'s exact output.
+        self._canonical: bool | None = None
 
     @property
     def files(self) -> tuple[FileEntry, ...]:
@@ -386,6 +392,7 @@ class Manifest:
         new._rows = rows
         new._lines = self._lines if rows is not None else None
         new._origin = (weakref.ref(self), removed, added)
+        new._canonical = None
         return new
 
     def _entry(self, row: str | FileEntry) -> FileEntry:
@@ -431,11 +438,11 @@ class Manifest:
         # (its key is there once, its value canonical: no escapes).
         names: dict[str, None] = {}
         for r in self._rows:
-            if type(r) is str:
-                start = r.index('"project":"') + 11
-                names[r[start:r.index('"', start)]] = None
+            start = r.find('"project":"') + 11 if type(r) is str else 10
+            if start > 10:
+                names[r[start:r.index('"', start)]] = None  # type: ignore[index,union-attr]
             else:
-                names[r.project] = None  # type: ignore[union-attr]
+                names[self._entry(r).project] = None
         return sorted(names)
 
     def project_files(self, project: str) -> list[FileEntry]:
@@ -559,13 +566,19 @@ class Manifest:
                 new._rows = list(lines)
                 new._lines = _Lines(source)
                 return new
+            reader = _Lines(source)
             try:
-                files = _Lines(source).entries(lines)
+                files = reader.entries(lines)
             except HouseError:
                 pass  # below, every problem is listed
             else:
                 if len({e.filename for e in files}) == len(files):
-                    return cls(files)
+                    new = cls(files)
+                    # A line _LINE matched is its entry's rendering; the others
+                    # are compared with theirs.
+                    new._canonical = new._files is files and all(
+                        lines[i] == files[i].to_json_line() for i in reader.unmatched)
+                    return new
             try:
                 return cls._from_items(_scan_lines(lines), source=source)
             except _NotLinesError:
@@ -670,8 +683,8 @@ def _write_groups_parallel(
     mine = len(groups) * 9 // 20
     _FORK_JOB = (directory, files, groups[mine:])
     try:
-        with ProcessPoolExecutor(max_workers=1,
-                                 mp_context=multiprocessing.get_context("fork")) as pool:
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             child = pool.submit(_forked_groups)
             result = also()
             _write_groups(directory, files, groups[:mine])
@@ -763,6 +776,8 @@ class House:
         self.root = root
         self._cache: tuple[tuple[int, int, int], Manifest] | None = None
         self._digests: dict[int, tuple[Manifest, str]] = {}
+        # The last manifest read from a file not in render()'s exact shape.
+        self._not_canonical: Manifest | None = None
         self._registered: Path | None = None  # the store this house is known to
 
     def __repr__(self) -> str:
@@ -837,6 +852,15 @@ class House:
         ours = (bool(recorded) and recorded[0].rsplit("-", 1)[-1] == digest
                 and len(data) >= _LINES_MIN_BYTES)
         manifest = Manifest.parse(data, source=str(self.manifest_path), keep_lines=ours)
+        if not ours and not manifest._canonical:
+            # The index state names only a digest of this class's own rendering:
+            # a file in another shape (edited by hand, unsorted, reformatted)
+            # must never pass for one, or its lines would be trusted as sorted
+            # and canonical when read lazily.
+            rendered = manifest.render()
+            if rendered != data:
+                digest = hashlib.sha256(rendered).hexdigest()
+                self._not_canonical = manifest
         self._cache = (signature, manifest)
         self._digests[id(manifest)] = (manifest, digest)
         return manifest
@@ -1311,6 +1335,10 @@ class House:
         """
         with self.lock():
             manifest = self.read_manifest()
+            if self._not_canonical is manifest:
+                # Edited by hand (reordered, reformatted): written back in its
+                # own shape first, the same entries.
+                self.write_manifest(manifest)
             present = (set(os.listdir(self.files_dir))  # noqa: PTH208
                        if self.files_dir.is_dir() and not self.files_dir.is_symlink() else set())
             for name in [n for n in present if n.startswith(".tmp-")]:

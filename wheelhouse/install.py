@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 
 from packaging.utils import NormalizedName, canonicalize_name
 
+from wheelhouse._fs import die_with_parent
 from wheelhouse.dists import parse_core_metadata
 from wheelhouse.errors import (
     HashMismatchError,
@@ -1399,29 +1400,9 @@ def _start_worker(work: _Work, parent: int) -> None:
     global _WORKER_WORK
     _WORKER_WORK = work
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with(parent)
-
-
-def _die_with(parent: int) -> None:
-    """Have the kernel kill this (forked) worker when *parent* dies (Linux).
-
-    A killed install's workers would otherwise live on: holding the environment's
-    lock (inherited), so that the next run waits for it, and able to take wheels
-    already handed to them while the next run writes. Their logs are complete up
-    to the kill, like those of a worker killed with the parent: the next run
-    completes the install the journal names.
-    """
-    import ctypes
-    import signal
-
-    pr_set_pdeathsig = 1
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
-    except (OSError, AttributeError):  # no prctl: as before
-        return
-    if os.getppid() != parent:  # it died before the prctl
-        os.kill(os.getpid(), signal.SIGKILL)
+    # A killed install's workers would otherwise hold the environment's lock
+    # and could take wheels already handed to them while the next run writes.
+    die_with_parent(parent)
 
 
 def _run_jobs(jobs: Sequence[_Job], work: _Work, workers: int,
