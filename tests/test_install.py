@@ -1427,3 +1427,25 @@ def test_a_member_in_no_valid_data_scheme_is_an_integrity_error(tmp_path: Path, 
     assert out.returncode == 3, out.stderr
     assert repr(member) in out.stderr and "<" not in out.stderr
     assert tree(venv.root) == before
+
+
+def test_bytecode_shipped_in_a_wheel_is_skipped_and_said_plainly(
+    tmp_path: Path, store: Store
+) -> None:
+    # As installer: a .pyc inside a wheel is never installed; said as one log
+    # line naming the file, not as a Python warning with its source line.
+    shipped = b"not bytecode anyone should run"
+    wheel = build_wheel(tmp_path / "dists", "shipsbytecode", "1.0", files={
+        "shipsbytecode/__init__.py": b"X = 1\n",
+        "shipsbytecode/__pycache__/__init__.cpython-311.pyc": shipped,
+    })
+    house = make_house(tmp_path / "house", store, [wheel])
+    venv = new_venv(tmp_path / "v")
+    out = wheelhouse("install", str(house), "shipsbytecode", "--python", str(venv.python),
+                     "--no-compile", env=isolated_env())
+    said = out.stdout + out.stderr
+    assert ("not installing shipsbytecode/__pycache__/__init__.cpython-311.pyc" in said)
+    assert "RuntimeWarning" not in said and "warnings.warn" not in said
+    site = site_packages(venv)
+    assert not (site / "shipsbytecode" / "__pycache__").exists()
+    assert venv.installed() == {"shipsbytecode": "1.0"}

@@ -1098,8 +1098,6 @@ def _install_wheel(source: Any, destination: Any, metadata: dict[str, bytes]) ->
     For our source and destination, without installer's layers per member, and
     with the members' targets planned (logged) before any is written.
     """
-    import warnings
-
     from installer.exceptions import InvalidWheelSource
     from installer.records import RecordEntry
     from installer.utils import parse_entrypoints, parse_metadata_file
@@ -1135,12 +1133,10 @@ def _install_wheel(source: Any, destination: Any, metadata: dict[str, bytes]) ->
         if path == record_file_path:
             continue
         if path not in places:  # in __pycache__
-            warnings.warn(
-                f"Skip installing {path} from {source.distribution}."
-                " Installing files in a __pycache__ directory poses a security risk."
-                " __pycache__ directories should not be included in wheels."
-                f" This is probably an issue in the build process of '{source.distribution}'.",
-                RuntimeWarning, stacklevel=2)
+            # As installer: bytecode shipped in a wheel is never installed (it
+            # could run in place of the checked source). Said once per file.
+            log.warning("%s: not installing %s: bytecode inside a wheel is skipped "
+                        "(the wheel's build put it there)", source.distribution, path)
             continue
         scheme, destination_path = places[path]
         record = destination.write_file(scheme=scheme, path=destination_path, stream=stream,
