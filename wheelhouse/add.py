@@ -327,15 +327,15 @@ def _entry(fn: DistFilename, meta: BlobMeta, origin: str, item: Incoming) -> Fil
 
 
 # Below this many files, processes cost more to start than they save.
+_PROCESS_THRESHOLD = 400
+
+
 def _start_worker(parent: int) -> None:
     # The worker's temp files are the parent's (see adopt_temp_files_for); and it
     # dies with the parent: else a killed add leaves workers holding the store's
     # use lock (inherited), and gc waits for them for good.
     adopt_temp_files_for(parent)
     die_with_parent(parent)
-
-
-_PROCESS_THRESHOLD = 400
 
 
 @dataclass(frozen=True, slots=True)

@@ -275,12 +275,10 @@ class _Lines:
     read twice is the same object: identity tells unchanged entries apart.
     """
 
-    __slots__ = ("names", "parsed", "source", "unmatched")
+    __slots__ = ("names", "parsed", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
-        #: Rows :meth:`entries` parsed as JSON (not matched by ``_LINE``), by position.
-        self.unmatched: list[int] = []
         # By the line object's id, with the line itself: an id is only ever
         # taken for that line.
         self.parsed: dict[int, tuple[str, FileEntry]] = {}
@@ -302,8 +300,13 @@ class _Lines:
         self.parsed[id(line)] = (line, entry)
         return entry
 
-    def entries(self, rows: Sequence[str | FileEntry]) -> tuple[FileEntry, ...]:
-        """:meth:`entry` of every row, in one pass (rows already entries stay as they are)."""
+    def entries(self, rows: Sequence[str | FileEntry],
+                unmatched: list[int] | None = None) -> tuple[FileEntry, ...]:
+        """:meth:`entry` of every row, in one pass (rows already entries stay as they are).
+
+        The positions of lines parsed as JSON (not matched by ``_LINE``) are
+        appended to *unmatched*, if given.
+        """
         parsed = self.parsed
         names = self.names
         match = _LINE.match
@@ -320,7 +323,8 @@ class _Lines:
             else:
                 m = match(r)
                 if m is None:
-                    self.unmatched.append(i)
+                    if unmatched is not None:
+                        unmatched.append(i)
                     found = self.entry(r)
                 else:
                     try:
@@ -411,8 +415,7 @@ class Manifest:
         A file's name determines its project, so (project, name) orders both.
         """
         rows = self._sequence()
-        key = (entry.project, entry.filename)
-        i = bisect.bisect_left(rows, key, key=lambda r: _MANIFEST_ORDER(self._entry(r)))
+        i = bisect.bisect_left(rows, (entry.project, entry.filename), key=self._order_key)
         if i < len(rows):
             found = self._entry(rows[i])
             if found.filename == entry.filename:
@@ -438,8 +441,9 @@ class Manifest:
         # (its key is there once, its value canonical: no escapes).
         names: dict[str, None] = {}
         for r in self._rows:
-            start = r.find('"project":"') + 11 if type(r) is str else 10
-            if start > 10:
+            at = r.find('"project":"') if type(r) is str else -1
+            if at >= 0:
+                start = at + 11
                 names[r[start:r.index('"', start)]] = None  # type: ignore[index,union-attr]
             else:
                 names[self._entry(r).project] = None
@@ -455,6 +459,10 @@ class Manifest:
 
     def _project_key(self, row: str | FileEntry) -> str:
         return self._entry(row).project
+
+    def _order_key(self, row: str | FileEntry) -> tuple[str, str]:
+        entry = self._entry(row)
+        return (entry.project, entry.filename)
 
     def with_files(self, entries: Iterable[FileEntry]) -> Manifest:
         """A new manifest with *entries* added or replacing those of the same name."""
@@ -481,10 +489,9 @@ class Manifest:
         # A few: each goes in its place (a file's name determines its project).
         new_rows: list[Any] = list(self._sequence())
         for e in incoming:
-            i = bisect.bisect_left(new_rows, (e.project, e.filename),
-                                   key=lambda r: _MANIFEST_ORDER(self._entry(r)))
-            if i < len(new_rows) and self._entry(new_rows[i]).filename == e.filename:
-                old = self._entry(new_rows[i])
+            i = bisect.bisect_left(new_rows, (e.project, e.filename), key=self._order_key)
+            old = self._entry(new_rows[i]) if i < len(new_rows) else None
+            if old is not None and old.filename == e.filename:
                 if old is e:
                     continue
                 removed.append(old)
@@ -566,9 +573,9 @@ class Manifest:
                 new._rows = list(lines)
                 new._lines = _Lines(source)
                 return new
-            reader = _Lines(source)
+            unmatched: list[int] = []
             try:
-                files = reader.entries(lines)
+                files = _Lines(source).entries(lines, unmatched)
             except HouseError:
                 pass  # below, every problem is listed
             else:
@@ -577,7 +584,7 @@ class Manifest:
                     # A line _LINE matched is its entry's rendering; the others
                     # are compared with theirs.
                     new._canonical = new._files is files and all(
-                        lines[i] == files[i].to_json_line() for i in reader.unmatched)
+                        lines[i] == files[i].to_json_line() for i in unmatched)
                     return new
             try:
                 return cls._from_items(_scan_lines(lines), source=source)
@@ -958,12 +965,10 @@ class House:
             if directory.is_symlink():
                 continue  # never reach through a link out of the house
             try:
-                names = [n for n in os.listdir(directory) if n.startswith(".tmp-")]  # noqa: PTH208
+                names = os.listdir(directory)  # noqa: PTH208
             except OSError:
                 continue
-            for name in names:
-                with contextlib.suppress(OSError):
-                    _remove_tree(directory / name)  # a file, or an index built aside
+            _remove_temp_entries(directory, names)
 
     # -- changing --------------------------------------------------------
 
@@ -1341,9 +1346,7 @@ class House:
                 self.write_manifest(manifest)
             present = (set(os.listdir(self.files_dir))  # noqa: PTH208
                        if self.files_dir.is_dir() and not self.files_dir.is_symlink() else set())
-            for name in [n for n in present if n.startswith(".tmp-")]:
-                with contextlib.suppress(OSError):
-                    _remove_tree(self.files_dir / name)
+            _remove_temp_entries(self.files_dir, present)
             missing = [
                 e.filename + METADATA_SUFFIX
                 for e in manifest.files
@@ -1513,6 +1516,14 @@ def _left_by_creation(path: Path) -> bool:
                                                           INDEX_STATE)
                    for p in path.iterdir())
     return name == FIND_LINKS_PAGE and path.is_file()
+
+
+def _remove_temp_entries(directory: Path, names: Iterable[str]) -> None:
+    """Remove the ``.tmp-*`` entries among *names* in *directory* (a dead writer's)."""
+    for name in names:
+        if name.startswith(".tmp-"):
+            with contextlib.suppress(OSError):
+                _remove_tree(directory / name)  # a file, or an index built aside
 
 
 def _read_text(path: Path) -> str | None:

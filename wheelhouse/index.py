@@ -179,6 +179,7 @@ def render_project_json(project: str, files: Sequence[FileEntry]) -> bytes:
         meta = e.metadata_sha256
         requires = e.requires_python
         yanked = e.yanked
+        # "core-metadata" (PEP 714) only: the old name breaks pip 22.3-23.0.
         item = ('{"core-metadata":' + ('{"sha256":' + q(meta) + "}" if meta else "false")
                 + ',"filename":' + q(e.filename)
                 + ',"hashes":{"sha256":' + q(e.sha256) + "}"
