@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -213,3 +216,37 @@ def serve_dir() -> Iterator[Callable[[Path], LocalIndex]]:
     yield start
     for server in servers:
         server.__exit__(None, None, None)
+
+
+def processes_in_session(sid: int) -> list[int]:
+    """The live (not zombie) processes of session *sid*, from /proc."""
+    out = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid and fields[0] != "Z":  # session; not a zombie
+                out.append(int(stat_file.parent.name))
+    return out
+
+
+@contextlib.contextmanager
+def own_session(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """Run *argv* in a session of its own; whatever of it is left is killed on exit."""
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def kill_leaves_no_workers(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL *proc* alone (not its session): none of its worker processes may outlive it."""
+    assert len(processes_in_session(proc.pid)) > 1, "no workers to outlive it"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while processes_in_session(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert processes_in_session(proc.pid) == []

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -581,13 +580,10 @@ def test_a_damaged_blob_another_process_set_aside_first_is_not_an_error(
 def test_a_killed_add_takes_its_worker_processes_with_it(tmp_path: Path) -> None:
     # Forked workers outlived a SIGKILL of `add`, holding the store's use lock
     # (inherited), so that `gc` waited for them for good.
-    import signal
-    import subprocess
     import sys
     import time
 
-    from tests.conftest import isolated_env, wheelhouse
-    from tests.test_install import _processes_in_session
+    from tests.conftest import isolated_env, kill_leaves_no_workers, own_session, wheelhouse
 
     dists = tmp_path / "dists"
     for i in range(8):
@@ -606,24 +602,13 @@ def test_a_killed_add_takes_its_worker_processes_with_it(tmp_path: Path) -> None
         "from wheelhouse.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n")
     env = isolated_env({"WHEELHOUSE_STORE": str(tmp_path / "store")})
-    proc = subprocess.Popen([sys.executable, "-c", script, "add", str(dists), "-o",
-                             str(tmp_path / "house")], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
+    argv = [sys.executable, "-c", script, "add", str(dists), "-o", str(tmp_path / "house")]
+    with own_session(argv, env) as proc:
         deadline = time.monotonic() + 30
         while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
         assert ready.exists() and proc.poll() is None, "no worker started"
-        assert len(_processes_in_session(proc.pid)) > 1
-        proc.kill()  # the main process only
-        proc.wait()
-        deadline = time.monotonic() + 10
-        while _processes_in_session(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert _processes_in_session(proc.pid) == []
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_leaves_no_workers(proc)
     # The store's use lock is free: gc does not wait.
     out = wheelhouse("gc", "--dry-run", env=env, timeout=30)
     assert out.returncode == 0

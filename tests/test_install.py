@@ -17,7 +17,14 @@ import pytest
 from packaging.tags import sys_tags
 
 from tests.builders import build_wheel
-from tests.conftest import Venv, isolated_env, run, wheelhouse
+from tests.conftest import (
+    Venv,
+    isolated_env,
+    kill_leaves_no_workers,
+    own_session,
+    run,
+    wheelhouse,
+)
 from wheelhouse.add import add_paths
 from wheelhouse.house import House
 from wheelhouse.install import JOURNAL_NAME
@@ -474,15 +481,22 @@ def test_interrupted_before_record_is_completed(tmp_path: Path, app_house: Path)
     assert not dead.exists()
 
 
-def test_sigkill_then_rerun_completes(tmp_path: Path, store: Store) -> None:
+def _install_to_kill(tmp_path: Path, store: Store, count: int, padding: int,
+                     jobs: int) -> tuple[Path, Venv, Path, list[str]]:
+    """A house of *count* padded wheels under 'top', a fresh venv, its site-packages,
+    and the command that installs 'top' into it (slow enough to be killed midway)."""
     d = tmp_path / "dists"
-    wheels = [build_wheel(d, f"pkg{i}", "1.0", padding=2_000_000) for i in range(12)]
-    wheels.append(build_wheel(d, "top", "1.0", requires_dist=[f"pkg{i}" for i in range(12)]))
+    wheels = [build_wheel(d, f"pkg{i}", "1.0", padding=padding) for i in range(count)]
+    wheels.append(build_wheel(d, "top", "1.0", requires_dist=[f"pkg{i}" for i in range(count)]))
     house = make_house(tmp_path / "house", store, wheels)
     venv = new_venv(tmp_path / "v")
-    site = site_packages(venv)
     argv = [sys.executable, "-m", "wheelhouse", "install", str(house), "top",
-            "--python", str(venv.python), "--no-compile", "-j", "1"]
+            "--python", str(venv.python), "--no-compile", "-j", str(jobs)]
+    return house, venv, site_packages(venv), argv
+
+
+def test_sigkill_then_rerun_completes(tmp_path: Path, store: Store) -> None:
+    house, venv, site, argv = _install_to_kill(tmp_path, store, 12, 2_000_000, jobs=1)
     proc = subprocess.Popen(argv, env=isolated_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     journal = site / JOURNAL_NAME
@@ -1237,16 +1251,6 @@ def test_a_directory_swapped_for_a_link_between_two_wheels_is_not_followed(
     assert tree(venv.root) == before
 
 
-def _processes_in_session(sid: int) -> list[int]:
-    out = []
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat_file.read_text().rsplit(")", 1)[1].split()
-            if int(fields[3]) == sid and fields[0] != "Z":  # session; not a zombie
-                out.append(int(stat_file.parent.name))
-    return out
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2,
                     reason="forked workers: Linux with more than one CPU")
 def test_sigkill_of_the_main_process_takes_the_workers_with_it(tmp_path: Path,
@@ -1254,35 +1258,16 @@ def test_sigkill_of_the_main_process_takes_the_workers_with_it(tmp_path: Path,
     # Forked workers outlived a killed install: they held the environment's lock
     # (the next run waited 10 minutes, then failed) and could go on writing wheels
     # already handed to them after the next run had started.
-    import signal
     import time
 
-    d = tmp_path / "dists"
-    wheels = [build_wheel(d, f"pkg{i}", "1.0", padding=3_000_000) for i in range(16)]
-    wheels.append(build_wheel(d, "top", "1.0", requires_dist=[f"pkg{i}" for i in range(16)]))
-    house = make_house(tmp_path / "house", store, wheels)
-    venv = new_venv(tmp_path / "v")
-    site = site_packages(venv)
-    argv = [sys.executable, "-m", "wheelhouse", "install", str(house), "top",
-            "--python", str(venv.python), "--no-compile", "-j", "3"]
-    proc = subprocess.Popen(argv, env=isolated_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
+    house, venv, site, argv = _install_to_kill(tmp_path, store, 16, 3_000_000, jobs=3)
+    with own_session(argv, isolated_env()) as proc:
         deadline = time.monotonic() + 30
         while (not list(site.glob("pkg*_data.bin")) and proc.poll() is None
                and time.monotonic() < deadline):
             time.sleep(0.0005)
         assert proc.poll() is None, "the install finished before it could be killed"
-        assert len(_processes_in_session(proc.pid)) > 1, "no workers to outlive it"
-        proc.kill()  # the main process only, not its process group
-        proc.wait()
-        deadline = time.monotonic() + 10
-        while _processes_in_session(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert _processes_in_session(proc.pid) == []
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_leaves_no_workers(proc)
     # And the next run takes the lock at once and completes the install.
     out = wheelhouse("install", str(house), "top", "--python", str(venv.python),
                      "--no-compile", env=isolated_env(), timeout=60)
