@@ -61,7 +61,7 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def benchmarks(session: nox.Session) -> None:
     """Run the benchmarks in benchmarks/ and print their tables."""
-    session.install("-e", ".", *_group("benchmarks"))
+    session.install("-e", ".[fast]", *_group("benchmarks"))
     env = {"PIP_CONFIG_FILE": os.devnull}
     for script in sorted((ROOT / "benchmarks").glob("*.py")):
         if not script.name.startswith("_"):

@@ -40,6 +40,7 @@ import time
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _scratch import fits, fresh_bytecode, remove, shm_scratch
@@ -62,6 +63,15 @@ tzdata
 """
 
 TOOLS = ("wheelhouse", "pip", "uv")
+#: wheelhouse without the 'fast' extra (zlib-ng hidden): inflating with zlib.
+WITHOUT_FAST = "wheelhouse, zlib"
+_HIDE_ZLIB_NG = ("import sys; sys.modules['zlib_ng'] = None; sys.argv[0] = 'wheelhouse';"
+                 "from wheelhouse.cli import run; run()")
+
+try:
+    from zlib_ng import zlib_ng
+except ImportError:  # the 'fast' extra is not installed: wheelhouse uses zlib
+    zlib_ng = None
 
 
 def run(argv: list[str], env: dict[str, str]) -> float:
@@ -99,8 +109,8 @@ def shm_need(wheels: list[Path]) -> tuple[int, int]:
     return inodes, int((9 * nbytes + 3 * py_bytes) * 1.4) + house_bytes + 100_000_000
 
 
-def inflate_all(files: list[Path]) -> float:
-    """Read and inflate every member of every wheel once; return seconds.
+def inflate_all(files: list[Path], inflater: Any = zlib) -> float:
+    """Read and inflate every member of every wheel once with *inflater*; return seconds.
 
     Each wheel is read whole and each member inflated in one zlib call (as
     ``wheelhouse install`` does), not through ``zipfile``'s streams, whose own
@@ -116,7 +126,7 @@ def inflate_all(files: list[Path]) -> float:
             begin = offset + 30 + name_len + extra_len
             raw = view[begin:begin + info.compress_size]
             if info.compress_type == zipfile.ZIP_DEFLATED:
-                zlib.decompress(raw, -15)
+                inflater.decompress(raw, -15)
             else:
                 bytes(raw)
     return time.perf_counter() - start
@@ -126,9 +136,9 @@ def command(tool: str, house: Path, req: Path, venv: Path, cache: Path,
             bytecode: bool) -> list[str]:
     """The install command for *tool*."""
     py = str(venv / "bin" / "python")
-    if tool == "wheelhouse":
-        argv = [sys.executable, "-m", "wheelhouse", "install", str(house), "-r", str(req),
-                "--python", py]
+    if tool in ("wheelhouse", WITHOUT_FAST):
+        start = ["-m", "wheelhouse"] if tool == "wheelhouse" else ["-c", _HIDE_ZLIB_NG]
+        argv = [sys.executable, *start, "install", str(house), "-r", str(req), "--python", py]
         return argv if bytecode else [*argv, "--no-compile"]
     if tool == "pip":
         argv = [sys.executable, "-m", "pip", "--python", py, "install", "--quiet", "--no-index",
@@ -167,7 +177,9 @@ def bench_place(root: Path, where: str, args: argparse.Namespace, env: dict[str,
         run_dir.mkdir()
         order = TOOLS[i % 3:] + TOOLS[: i % 3]  # rotate who goes first
         for bytecode in (True, False):
-            for tool in order:
+            # zlib against zlib-ng matters without bytecode, where inflating is most of it.
+            extra = (WITHOUT_FAST,) if zlib_ng is not None and not bytecode else ()
+            for tool in order + extra:
                 label = f"{tool} {'bytecode' if bytecode else 'no bytecode'}"
                 venv = run_dir / f"{tool}-{int(bytecode)}"
                 shutil.copytree(template, venv, symlinks=True)
@@ -175,6 +187,9 @@ def bench_place(root: Path, where: str, args: argparse.Namespace, env: dict[str,
                 argv = command(tool, house, req, venv, cache, bytecode)
                 results.setdefault(label, []).append(run(argv, env))
         results.setdefault("limit: read + inflate (1 thread)", []).append(inflate_all(wheels))
+        if zlib_ng is not None:
+            results.setdefault("limit: read + inflate with zlib-ng (1 thread)", []).append(
+                inflate_all(wheels, zlib_ng))
         unzip_dir = run_dir / "unzip"
         unzip_dir.mkdir()
         start = time.perf_counter()
@@ -197,9 +212,12 @@ def bench_place(root: Path, where: str, args: argparse.Namespace, env: dict[str,
                  f"{med[label] / vs_uv:.2f}x" if vs_uv and "limit" not in label else ""]
         print(f"| {label} | {med[label]:.2f} | {min(values):.2f}-{max(values):.2f} | "
               + " | ".join(cells) + " |")
-    limit = med["limit: read + inflate (1 thread)"]
+    fast = zlib_ng is not None
+    limit = med["limit: read + inflate with zlib-ng (1 thread)" if fast
+                else "limit: read + inflate (1 thread)"]
     ours = med["wheelhouse no bytecode"]
-    print(f"\nwheelhouse (no bytecode) is {ours / limit:.1f}x the read+inflate limit and "
+    print(f"\nwheelhouse ({'zlib-ng' if fast else 'zlib: no fast extra'}; no bytecode) is "
+          f"{ours / limit:.1f}x the read+inflate limit with the same inflater and "
           f"{ours / med['limit: unzip to files (1 process)']:.2f}x unzip; "
           f"pip/wheelhouse = {med['pip no bytecode'] / ours:.1f}x (no bytecode), "
           f"{med['pip bytecode'] / med['wheelhouse bytecode']:.1f}x (bytecode)")

@@ -273,6 +273,62 @@ def test_record_mismatch_refused_and_nothing_installed(tmp_path: Path, store: St
     assert tree(venv.root) == before  # the good wheel was rolled back too
 
 
+#: The CLI with zlib-ng hidden, as it runs where the 'fast' extra is not installed.
+_WITHOUT_ZLIB_NG = ("import sys; sys.modules['zlib_ng'] = None; sys.argv[0] = 'wheelhouse';"
+                    "from wheelhouse.cli import run; run()")
+
+
+def _wheelhouse_with(inflater: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with zlib-ng (the 'fast' extra, in the test dependencies) or with zlib."""
+    if inflater != "zlib":
+        return wheelhouse(*args, env=isolated_env(), check=False)
+    return run([sys.executable, "-c", _WITHOUT_ZLIB_NG, *args], env=isolated_env(), check=False)
+
+
+@pytest.mark.parametrize("inflater", ["zlib_ng.zlib_ng", "zlib"])
+def test_either_inflater_installs_the_same_bytes_and_refuses_a_damaged_stream(
+        tmp_path: Path, store: Store, inflater: str) -> None:
+    # The CLI really runs with the inflater this case names.
+    code = (_WITHOUT_ZLIB_NG.split("sys.argv")[0] if inflater == "zlib" else "") + (
+        "import wheelhouse.install as i; print(i._inflater.__name__)")
+    assert run([sys.executable, "-c", code]).stdout.split() == [inflater]
+    d = tmp_path / "dists"
+    body = b"".join(b"line %d = %r\n" % (i, hashlib.sha256(b"%d" % i).hexdigest())
+                    for i in range(3000))
+    good = build_wheel(d, "good", "1.0", files={"good/__init__.py": body})
+    bad = build_wheel(d, "bad", "1.0", files={"bad/__init__.py": b"SAFE = True\n",
+                                               "bad/big.py": body})
+    for wheel in (good, bad):  # deflated, whatever the builder did
+        with zipfile.ZipFile(wheel) as zf:
+            items = [(i.filename, zf.read(i)) for i in zf.infolist()]
+        with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, content in items:
+                zf.writestr(name, content)
+    with zipfile.ZipFile(bad) as zf:
+        info = zf.getinfo("bad/big.py")
+        raw = bad.read_bytes()
+        start = (info.header_offset + 30 + int.from_bytes(raw[info.header_offset + 26:
+                                                              info.header_offset + 28], "little")
+                 + int.from_bytes(raw[info.header_offset + 28:info.header_offset + 30], "little"))
+    # A deflate block of the reserved type 3: no inflater can read past it.
+    bad.write_bytes(raw[:start] + b"\xff" + raw[start + 1:])
+    house = make_house(tmp_path / "house", store, [good, bad])
+    venv = new_venv(tmp_path / "v")
+    before = tree(venv.root)
+
+    out = _wheelhouse_with(inflater, "install", str(house), "good", "bad", "--no-compile",
+                           "--python", str(venv.python))
+
+    assert out.returncode == 3, out.stderr
+    assert "bad-1.0-py3-none-any.whl is not a valid wheel" in out.stderr
+    assert "'bad/big.py'" in out.stderr and "Traceback" not in out.stderr
+    assert tree(venv.root) == before
+    out = _wheelhouse_with(inflater, "install", str(house), "good", "--no-compile",
+                           "--python", str(venv.python))
+    assert out.returncode == 0, out.stderr
+    assert (site_packages(venv) / "good" / "__init__.py").read_bytes() == body
+
+
 def test_zip_slip_refused(tmp_path: Path, store: Store) -> None:
     d = tmp_path / "dists"
     evil = build_wheel(d, "evil", "1.0")

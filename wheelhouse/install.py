@@ -39,7 +39,6 @@ import sys
 import threading
 import time
 import zipfile
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +59,14 @@ from wheelhouse.errors import (
 from wheelhouse.house import METADATA_SUFFIX, FileEntry, House
 from wheelhouse.interpreter import InterpreterInfo, default_interpreter, query_interpreter
 from wheelhouse.resolver import Environment, Resolution, WantedSet, resolve_in_house
+
+if TYPE_CHECKING:
+    import zlib as _inflater
+else:
+    try:  # the 'fast' extra: zlib-ng inflates wheels about twice as fast as zlib
+        from zlib_ng import zlib_ng as _inflater
+    except ImportError:
+        import zlib as _inflater
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -755,7 +762,10 @@ class _WheelBytes:
             raise zipfile.BadZipFile(f"{info.filename!r}: truncated")
         if info.compress_type == zipfile.ZIP_STORED:
             return bytes(raw)
-        return zlib.decompressobj(-15).decompress(raw, info.file_size + 1)
+        try:
+            return _inflater.decompressobj(-15).decompress(raw, info.file_size + 1)
+        except _inflater.error as e:
+            raise zipfile.BadZipFile(f"{info.filename!r}: {e}") from None
 
 
 class _Verified:
