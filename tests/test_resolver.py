@@ -9,6 +9,7 @@ from packaging.markers import default_environment
 from packaging.tags import Tag
 from packaging.version import Version
 
+from wheelhouse.dists import scan_headers
 from wheelhouse.errors import InvalidInputError, ResolutionError, WheelhouseError
 from wheelhouse.house import FileEntry
 from wheelhouse.requirements import RequirementLine
@@ -16,6 +17,7 @@ from wheelhouse.resolver import (
     Environment,
     UnsatisfiableError,
     WantedSet,
+    _metadata_field,
     resolve_in_house,
 )
 from wheelhouse.store import Sha256
@@ -227,3 +229,40 @@ def test_unevaluable_marker_in_a_dependency_names_the_wheel() -> None:
         "app==1.0 (Requires-Dist of app-1.0-py3-none-any.whl): cannot evaluate the "
         "environment marker of 'lib; platform_release ~= \"x\"' for test-env")
     assert isinstance(info.value, WheelhouseError)
+
+
+# What packaging's full parser (the email parser) reads, for metadata the quick
+# header scan takes and for metadata it hands over: the same values either way.
+_METADATA_CASES = [
+    (b"Metadata-Version: 2.1\nName: a\nVersion: 1\nRequires-Dist: b>=1\n"
+     b"Requires-Dist: c ; extra == 'x'  \nProvides-Extra: x\n\nRequires-Dist: in-the-body\n"),
+    b"Metadata-Version: 2.1\r\nName: a\r\nRequires-Dist: b>=1\r\nRequires-Dist:   c\r\n\r\nbody",
+    b"Metadata-Version: 2.1\nName: a\nRequires-Dist: b>=1,\n  <2\nRequires-Dist: c\n",
+    b"Metadata-Version: 2.1\nName: a\nnot a header\nRequires-Dist: after-the-headers\n",
+    b"Metadata-Version: 2.1\nName : a\nRequires-Dist: after-the-headers\n",
+    b"Metadata-Version: 2.1\nRequires-Dist: =?utf-8?q?b?=\n",
+    b"Metadata-Version: 2.1\nName: caf\xc3\xa9\nRequires-Dist: d\nProvides-Extra: \xc3\xa9\n",
+    b"Metadata-Version: 2.1\nName: caf\xe9\nRequires-Dist: d\n",
+    b"Metadata-Version: 2.1\nrequires-dist: lower\nREQUIRES-DIST: upper\nprovides-extra: X\n",
+    b"Metadata-Version: 2.1\nDescription: x\n  continued\nRequires-Dist: e\n",
+    b"Metadata-Version: 2.1\nRequires-Dist:\n",
+]
+
+
+@pytest.mark.parametrize("data", _METADATA_CASES)
+def test_metadata_fields_read_as_packaging_reads_them(data: bytes) -> None:
+    from packaging.metadata import parse_email
+
+    raw, _ = parse_email(data)
+    for header, key in (("requires-dist", "requires_dist"), ("provides-extra", "provides_extra")):
+        assert _metadata_field(data, header, key) == raw.get(key, [])
+
+
+def test_the_quick_scan_takes_plain_metadata_and_hands_over_the_rest() -> None:
+    # Otherwise the test above would compare the full parser with itself.
+    fields = ("requires-dist",)
+    assert scan_headers(_METADATA_CASES[0].decode(), fields) == {
+        "requires-dist": ["b>=1", "c ; extra == 'x'  "]}
+    assert scan_headers(_METADATA_CASES[1].decode(), fields) == {"requires-dist": ["b>=1", "c"]}
+    for folded_or_odd in _METADATA_CASES[2:6]:
+        assert scan_headers(folded_or_odd.decode(), fields) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import gc
 import os
 import sys
 import tempfile
@@ -289,6 +290,25 @@ def write_many_atomic(files: Mapping[Path, bytes], *, mode: int = 0o644) -> None
         for tmp, _ in temps[renamed:]:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector in the block.
+
+    For code that builds many objects that live on (50,000 manifest entries):
+    each collection walks every tracked object still alive, and building that
+    many sets off hundreds of collections that find nothing (an entry holds no
+    cycle). Nested or already paused: nothing changes.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @contextlib.contextmanager

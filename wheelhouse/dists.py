@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 import tarfile
 import zipfile
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
-from packaging.metadata import parse_email
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from wheelhouse.errors import InvalidDistributionError
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from packaging.metadata import RawMetadata
     from packaging.utils import NormalizedName
 
     from wheelhouse.filenames import DistFilename, Kind
 
-__all__ = ["DistInfo", "parse_core_metadata", "read_build_requires", "read_dist_info"]
+__all__ = [
+    "DistInfo",
+    "parse_core_metadata",
+    "parse_email",
+    "read_build_requires",
+    "read_dist_info",
+    "scan_headers",
+]
 
 # A METADATA file larger than this is not metadata; refuse rather than read it.
 _MAX_METADATA = 16 * 1024 * 1024
@@ -65,7 +75,7 @@ class DistInfo:
 def parse_core_metadata(data: bytes, *, source: str) -> CoreMetadata:
     r"""Read Name, Version and Requires-Python from core metadata bytes.
 
-    >>> m = parse_core_metadata(b"Metadata-Version: 2.1\\nName: Demo_Pkg\\nVersion: 1.0\\n",
+    >>> m = parse_core_metadata(b"Metadata-Version: 2.1\nName: Demo_Pkg\nVersion: 1.0\n",
     ...                         source="x")
     >>> (m.name, str(m.version), m.requires_python)
     ('demo-pkg', '1.0', None)
@@ -90,17 +100,35 @@ def parse_core_metadata(data: bytes, *, source: str) -> CoreMetadata:
     return CoreMetadata(canonicalize_name(name), parsed_version, requires_python_raw or None)
 
 
-_WANTED = {"name": 0, "version": 1, "requires-python": 2}
+def parse_email(data: bytes | str) -> tuple[RawMetadata, dict[str, list[str]]]:
+    """``packaging.metadata.parse_email``, imported when first needed.
 
-
-def _scan_headers(text: str) -> tuple[str | None, str | None, str | None] | None:
-    """Read Name, Version and Requires-Python from plain one-line headers, quickly.
-
-    Returns None for anything unusual (a wanted field folded over lines, given
-    twice, or RFC 2047-encoded), and the caller falls back to packaging's full
-    parser: this is a fast path for the common case, not a second parser.
+    (With the ``email`` package it pulls in, it costs every command that
+    imports this module 10 ms at start-up; most metadata never needs it, see
+    :func:`scan_headers`.)
     """
-    found: list[str | None] = [None, None, None]
+    from packaging.metadata import parse_email as parse
+
+    return parse(data)
+
+
+#: A header's name, as the email parser takes it (RFC 5322: printable ASCII but ':').
+_HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+\Z")
+
+
+def scan_headers(text: str, fields: Collection[str]) -> dict[str, list[str]] | None:
+    r"""The values of *fields* (lower-case header names) in core metadata, read quickly.
+
+    Each field maps to its values in order (none if absent). Returns None for
+    anything unusual -- a wanted field folded over lines or RFC 2047-encoded, a
+    line in the headers that is not a header -- and the caller falls back to packaging's full
+    parser: this is a fast path for the common case, not a second parser.
+
+    >>> scan_headers("Name: a\nRequires-Dist: b\nRequires-Dist: c; extra == 'x'\n\nbody",
+    ...              ("name", "requires-dist"))
+    {'name': ['a'], 'requires-dist': ['b', "c; extra == 'x'"]}
+    """
+    found: dict[str, list[str]] = {f: [] for f in fields}
     last_wanted = False
     for line in text.split("\n"):
         line = line.rstrip("\r")
@@ -111,14 +139,29 @@ def _scan_headers(text: str) -> tuple[str | None, str | None, str | None] | None
                 return None
             continue
         key, sep, value = line.partition(":")
-        index = _WANTED.get(key.strip().lower())
-        last_wanted = index is not None
-        if index is None:
+        if not sep or not _HEADER_NAME.match(key):
+            return None  # where the email parser would end the headers
+        values = found.get(key.lower())
+        last_wanted = values is not None
+        if values is None:
             continue
-        if not sep or found[index] is not None or "=?" in value:
+        if "=?" in value:
             return None
-        found[index] = value.strip()
-    return found[0], found[1], found[2]
+        values.append(value.lstrip())  # as the email parser: trailing blanks stay
+    return found
+
+
+_WANTED = ("name", "version", "requires-python")
+
+
+def _scan_headers(text: str) -> tuple[str | None, str | None, str | None] | None:
+    """Name, Version and Requires-Python from :func:`scan_headers` (None: unusual)."""
+    found = scan_headers(text, _WANTED)
+    if found is None or any(len(v) > 1 for v in found.values()):
+        return None
+    name, version, requires_python = (found[f] for f in _WANTED)
+    return (name[0].strip() if name else None, version[0].strip() if version else None,
+            requires_python[0].strip() if requires_python else None)
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:

@@ -26,6 +26,7 @@ from wheelhouse._fs import (
     die_with_parent,
     exchange,
     fsync_dir,
+    gc_paused,
     interrupts_deferred,
     sync_files,
     write_atomic,
@@ -371,7 +372,8 @@ class Manifest:
         files = self._files
         if files is None:
             assert self._rows is not None and self._lines is not None
-            files = self._files = self._lines.entries(self._rows)
+            with gc_paused():
+                files = self._files = self._lines.entries(self._rows)
         return files
 
     def __len__(self) -> int:
@@ -858,7 +860,8 @@ class House:
         # canonical rendering of its entry, so render() may reuse it.
         ours = (bool(recorded) and recorded[0].rsplit("-", 1)[-1] == digest
                 and len(data) >= _LINES_MIN_BYTES)
-        manifest = Manifest.parse(data, source=str(self.manifest_path), keep_lines=ours)
+        with gc_paused():
+            manifest = Manifest.parse(data, source=str(self.manifest_path), keep_lines=ours)
         if not ours and not manifest._canonical:
             # The index state names only a digest of this class's own rendering:
             # a file in another shape (edited by hand, unsorted, reformatted)

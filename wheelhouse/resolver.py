@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
-from packaging.metadata import parse_email
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag, parse_tag
@@ -28,6 +27,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 from resolvelib import AbstractProvider
 
+from wheelhouse.dists import parse_email, scan_headers
 from wheelhouse.errors import InvalidInputError, ResolutionError
 
 if TYPE_CHECKING:
@@ -291,11 +291,28 @@ def map_built_paths(lines: Iterable[RequirementLine],
     return out
 
 
+def _metadata_field(metadata: bytes, header: str, key: str) -> list[str]:
+    """Every value of one multiple-use field of core metadata bytes.
+
+    *header* is the field's lower-case name (``requires-dist``), *key*
+    packaging's name for it (``requires_dist``), for the full parser, which
+    reads what the quick scan finds unusual.
+    """
+    try:
+        found = scan_headers(metadata.decode("utf-8"), (header,))
+    except UnicodeDecodeError:
+        found = None
+    if found is not None:
+        return found[header]
+    raw, _ = parse_email(metadata)
+    values = raw.get(key, [])
+    return list(values) if isinstance(values, list) else []
+
+
 def parse_requires_dist(metadata: bytes, *, source: str) -> list[Requirement]:
     """The ``Requires-Dist`` requirements of core metadata bytes."""
-    raw, _ = parse_email(metadata)
     out: list[Requirement] = []
-    for text in raw.get("requires_dist", []):
+    for text in _metadata_field(metadata, "requires-dist", "requires_dist"):
         try:
             out.append(Requirement(text))
         except InvalidRequirement as e:
@@ -476,8 +493,8 @@ class _House:
         ``Provides-Extra``, and any extra its ``Requires-Dist`` markers test
         (metadata older than 2.1 need not list them).
         """
-        raw, _ = parse_email(self.read_metadata(entry))
-        out: set[str] = {canonicalize_name(e) for e in raw.get("provides_extra", [])}
+        extras = _metadata_field(self.read_metadata(entry), "provides-extra", "provides_extra")
+        out: set[str] = {canonicalize_name(e) for e in extras}
         for req in self.requires(entry):
             if req.marker is not None:
                 out.update(canonicalize_name(m) for m in
