@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from wheelhouse._fs import die_with_parent, interrupts_deferred, read_small
+from wheelhouse._fs import die_with_parent, gc_paused, interrupts_deferred, read_small
 from wheelhouse.dists import read_dist_info
 from wheelhouse.errors import (
     HashMismatchError,
@@ -476,6 +476,16 @@ def ingest(
 
 
 def _ingest(
+    house: House, store: Store, files: Sequence[Incoming | str], *, jobs: int | None,
+    progress: Progress | None,
+) -> AddResult:
+    # Tens of thousands of entries that live to the end, in the workers (forked
+    # in here: they inherit the pause) and here: collections would find nothing.
+    with gc_paused():
+        return _ingest_paused(house, store, files, jobs=jobs, progress=progress)
+
+
+def _ingest_paused(
     house: House, store: Store, files: Sequence[Incoming | str], *, jobs: int | None,
     progress: Progress | None,
 ) -> AddResult:
