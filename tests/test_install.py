@@ -1490,3 +1490,62 @@ def test_bytecode_shipped_in_a_wheel_is_skipped_and_said_plainly(
     site = site_packages(venv)
     assert not (site / "shipsbytecode" / "__pycache__").exists()
     assert venv.installed() == {"shipsbytecode": "1.0"}
+
+
+def test_a_large_member_streams_through_the_inflater_in_bounded_reads(tmp_path: Path) -> None:
+    # Members too big to inflate at once are inflated as read, with the same
+    # inflater: whole, in pieces no larger than asked, never past the declared
+    # size + 1, and a damaged or truncated stream is a zip error naming the member.
+    from wheelhouse.install import _Inflating, _WheelBytes
+
+    body = b"".join(hashlib.sha256(b"%d" % i).digest() * 3 for i in range(40_000))
+    wheel = tmp_path / "w.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("big.bin", body)
+        zf.writestr("small.txt", b"hello")
+    data = wheel.read_bytes()
+
+    def stream_of(data: bytes, name: str = "big.bin") -> tuple[_Inflating, int]:
+        path = tmp_path / f"{hashlib.sha256(data).hexdigest()}.whl"
+        path.write_bytes(data)
+        wb = _WheelBytes(path, hashlib.sha256(data).hexdigest())
+        info = wb.zipfile.getinfo(name)
+        stream = wb.member_stream(info)
+        assert stream is not None
+        return stream, info.file_size
+
+    stream, size = stream_of(data)
+    pieces = []
+    while piece := stream.read(100_000):
+        assert len(piece) <= 100_000
+        pieces.append(piece)
+    assert b"".join(pieces) == body and size == len(body)
+    stream, _ = stream_of(data, "small.txt")
+    assert stream.read() == b"hello"
+
+    with zipfile.ZipFile(wheel) as zf:
+        info = zf.getinfo("big.bin")
+    name_len, extra_len = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28],
+                                         "little"), int.from_bytes(
+        data[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len
+    # The central directory understating the size: at most one byte more comes out.
+    lying = bytearray(data)
+    cd = data.rindex(b"PK\x01\x02", 0, data.rindex(b"PK\x01\x02"))  # big.bin's entry
+    lying[cd + 24:cd + 28] = (1000).to_bytes(4, "little")
+    stream, size = stream_of(bytes(lying))
+    assert size == 1000
+    assert len(b"".join(iter(lambda: stream.read(300), b""))) == 1001
+    # A block of the reserved type 3, and a stream cut short.
+    damaged = data[:start] + b"\xff" + data[start + 1:]
+    stream, _ = stream_of(damaged)
+    with pytest.raises(zipfile.BadZipFile, match=r"'big\.bin'"):
+        stream.read(1000)
+    cut = bytearray(data)
+    cd = data.rindex(b"PK\x01\x02", 0, data.rindex(b"PK\x01\x02"))
+    compressed = int.from_bytes(data[cd + 20:cd + 24], "little")
+    cut[cd + 20:cd + 24] = (compressed // 2).to_bytes(4, "little")
+    stream, _ = stream_of(bytes(cut))
+    with pytest.raises(zipfile.BadZipFile, match=r"'big\.bin': truncated"):
+        while stream.read(1 << 16):
+            pass

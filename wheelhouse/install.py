@@ -733,6 +733,22 @@ class _WheelBytes:
         assert self._file is not None
         return os.pread(self._file.fileno(), n, offset)
 
+    def _member_start(self, info: zipfile.ZipInfo) -> int:
+        """Where the member's bytes start, after its local header (checked against *info*)."""
+        offset = info.header_offset
+        head = self._read_at(offset, _LOCAL_HEADER.size)
+        if len(head) != _LOCAL_HEADER.size:
+            raise zipfile.BadZipFile(f"{info.filename!r}: truncated local header")
+        fields = _LOCAL_HEADER.unpack(head)
+        if fields[0] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"{info.filename!r}: bad local header")
+        name_len, extra_len = int(fields[10]), int(fields[11])
+        raw_name = bytes(self._read_at(offset + _LOCAL_HEADER.size, name_len))
+        name = raw_name.decode("utf-8" if fields[3] & 0x800 else "cp437")
+        if name != info.orig_filename:
+            raise zipfile.BadZipFile(f"{info.filename!r}: the local header names {name!r}")
+        return offset + _LOCAL_HEADER.size + name_len + extra_len
+
     def whole_member(self, info: zipfile.ZipInfo) -> bytes | None:
         """The member's bytes, inflated in one call; None if it is to be streamed.
 
@@ -744,19 +760,7 @@ class _WheelBytes:
         if (info.file_size > _WHOLE_MEMBER_MAX or info.flag_bits & 0x1
                 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)):
             return None
-        offset = info.header_offset
-        head = self._read_at(offset, _LOCAL_HEADER.size)
-        if len(head) != _LOCAL_HEADER.size:
-            raise zipfile.BadZipFile(f"{info.filename!r}: truncated local header")
-        fields = _LOCAL_HEADER.unpack(head)
-        if fields[0] != b"PK\x03\x04":
-            raise zipfile.BadZipFile(f"{info.filename!r}: bad local header")
-        name_len, extra_len = fields[10], fields[11]
-        raw_name = bytes(self._read_at(offset + _LOCAL_HEADER.size, name_len))
-        name = raw_name.decode("utf-8" if fields[3] & 0x800 else "cp437")
-        if name != info.orig_filename:
-            raise zipfile.BadZipFile(f"{info.filename!r}: the local header names {name!r}")
-        start = offset + _LOCAL_HEADER.size + name_len + extra_len
+        start = self._member_start(info)
         raw = self._read_at(start, info.compress_size)
         if len(raw) != info.compress_size:
             raise zipfile.BadZipFile(f"{info.filename!r}: truncated")
@@ -766,6 +770,53 @@ class _WheelBytes:
             return _inflater.decompressobj(-15).decompress(raw, info.file_size + 1)
         except _inflater.error as e:
             raise zipfile.BadZipFile(f"{info.filename!r}: {e}") from None
+
+    def member_stream(self, info: zipfile.ZipInfo) -> _Inflating | None:
+        """A deflated member too big to inflate at once, as a stream; None: use zipfile's."""
+        if info.flag_bits & 0x1 or info.compress_type != zipfile.ZIP_DEFLATED:
+            return None
+        return _Inflating(self, info, self._member_start(info))
+
+
+class _Inflating:
+    """A deflated member of a :class:`_WheelBytes`, inflated as it is read.
+
+    What ``zipfile`` streams, with the inflater install uses (zlib-ng when
+    there): the largest members (shared libraries) are a good part of the
+    inflating. At most ``file_size + 1`` bytes come out (a longer member fails
+    the RECORD check). No CRC check: the caller checks the sha256 RECORD gives.
+    """
+
+    __slots__ = ("_end", "_inflate", "_left", "_name", "_pos", "_wheel")
+
+    def __init__(self, wheel: _WheelBytes, info: zipfile.ZipInfo, start: int) -> None:
+        self._wheel = wheel
+        self._name = info.filename
+        self._pos = start
+        self._end = start + info.compress_size
+        self._left = info.file_size + 1
+        self._inflate = _inflater.decompressobj(-15)
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n < 0 else min(n, self._left)
+        inflate = self._inflate
+        while n > 0 and not inflate.eof:
+            raw: bytes | memoryview = inflate.unconsumed_tail
+            if not raw:
+                if self._pos >= self._end:
+                    raise zipfile.BadZipFile(f"{self._name!r}: truncated")
+                raw = self._wheel._read_at(self._pos, min(_BUFSIZE, self._end - self._pos))
+                if not raw:
+                    raise zipfile.BadZipFile(f"{self._name!r}: truncated")
+                self._pos += len(raw)
+            try:
+                data = inflate.decompress(raw, n)
+            except _inflater.error as e:
+                raise zipfile.BadZipFile(f"{self._name!r}: {e}") from None
+            if data:
+                self._left -= len(data)
+                return data
+        return b""
 
 
 class _Verified:
@@ -849,7 +900,9 @@ def _verifying_source(wheel: _WheelBytes) -> Any:
                     # installer rewrites scripts' "#!python" lines by seeking.
                     yield row, io.BytesIO(data) if script else _Verified(data, digest), executable
                     continue
-                with self._zipfile.open(item) as stream:
+                with contextlib.ExitStack() as opened:
+                    stream = (wheel.member_stream(item)
+                              or opened.enter_context(self._zipfile.open(item)))
                     verifying = _VerifyingStream(cast("BinaryIO", stream), item.filename, row[1],
                                                  size)
                     if script:
