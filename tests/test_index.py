@@ -398,6 +398,17 @@ def test_incremental_updates_write_what_a_full_render_writes(
         spliced.append(splice(*args))
         return spliced[-1]
 
+    # When the set of projects changes, the names come from the root JSON page
+    # the last update wrote, not from a pass over every manifest line.
+    scans: list[int] = []
+    project_names = Manifest.project_names
+
+    def names_spy(self: Manifest) -> list[str]:
+        scans.append(1)
+        return project_names(self)
+
+    monkeypatch.setattr(Manifest, "project_names", names_spy)
+
     monkeypatch.setattr(wheelhouse.house, "splice_find_links", spy)
 
     def check() -> None:
@@ -414,6 +425,7 @@ def test_incremental_updates_write_what_a_full_render_writes(
         assert state == [
             f"r{RENDERING}-" + hashlib.sha256(built_house.manifest_path.read_bytes()).hexdigest(),
             hashlib.sha256((built_house.root / "find-links.html").read_bytes()).hexdigest(),
+            hashlib.sha256((built_house.root / "simple" / "index.json").read_bytes()).hexdigest(),
         ]
 
     check()
@@ -435,6 +447,15 @@ def test_incremental_updates_write_what_a_full_render_writes(
     built_house.yank("zzz", reason="")
     check()
     assert len(spliced) == 5
+    # New projects came (zeta, aardvark, zzz) and one went (aardvark): no scan.
+    assert scans == []
+    # A root page edited by hand is not where the names are read from.
+    root_json = built_house.root / "simple" / "index.json"
+    root_json.write_bytes(
+        root_json.read_bytes().replace(b'"projects":[', b'"projects":[{"name":"evil"},'))
+    add_paths(built_house, store, [build_wheel(more, "omega", "1.0")])
+    check()
+    assert scans == [1]
 
 
 def test_manifest_read_line_by_line_equals_the_json_reading(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import bisect
 import contextlib
 import errno
 import hashlib
+import itertools
 import json
 import json.encoder
 import logging
@@ -1091,7 +1092,11 @@ class House:
         return self.root / SIMPLE_DIR / INDEX_STATE
 
     def _index_state(self) -> list[str]:
-        """The index state's words: ``r<RENDERING>-<manifest sha256>`` [find-links sha256]."""
+        """The index state's words (see :meth:`write_index`).
+
+        ``r<RENDERING>-<manifest sha256>``, then the sha256s of the find-links
+        page and of the root JSON page (``-``: not known).
+        """
         return (_read_text(self._index_state_path()) or "").split()
 
     def _state_of(self, manifest: Manifest) -> str:
@@ -1116,24 +1121,28 @@ class House:
         # rendered (pages from an older rendering are all rewritten), then the
         # sha256 of the find-links page written from it.
         state = self._state_of(manifest)
-        recorded = self._index_state()
+        recorded = [None if word == "-" else word for word in self._index_state()]
         links_digest: str | None
         fresh = self._write_index_fresh(manifest)
         if fresh is not None:
             stats, links_digest = fresh
         elif previous is not None and recorded[:1] == [self._state_of(previous)]:
-            known = recorded[1] if len(recorded) > 1 else None
-            stats, links_digest = self._write_index_incremental(manifest, previous, known)
+            known = recorded[1:3] + [None] * (3 - len(recorded))
+            stats, links_digest = self._write_index_incremental(manifest, previous, *known)
         else:
             stats, links_digest = self._write_index_full(manifest)
-        # The manifest the index shows, and the sha256 of the find-links page
-        # written from it (an incremental update edits that page in place).
-        lines = [state] if links_digest is None else [state, links_digest]
+        # The manifest the index shows, then the sha256 of the find-links page
+        # and of the root JSON page written from it ("-": not known): an
+        # incremental update edits the first and reads the project names from
+        # the second, when they are still what was written.
+        root = _file_sha256(simple / "index.json")
+        lines = [state, links_digest or "-", root or "-"]
         write_atomic(self._index_state_path(), "\n".join(lines).encode() + b"\n")
         return stats
 
     def _write_index_incremental(
-        self, manifest: Manifest, previous: Manifest, links_digest: str | None
+        self, manifest: Manifest, previous: Manifest, links_digest: str | None,
+        root_digest: str | None,
     ) -> tuple[IndexStats, str | None]:
         changes = manifest.changes_since(previous)
         if changes is not None:
@@ -1158,9 +1167,8 @@ class House:
         new = {p: manifest.project_files(p) for p in touched}
         changed = [p for p in touched if new[p]]
         gone = [p for p in touched if not new[p]]
-        projects_changed = bool(gone) or any(
-            not previous.project_files(p) for p in changed
-        )
+        arrived = [p for p in changed if not previous.project_files(p)]
+        projects_changed = bool(gone or arrived)
         new_links: list[bytes] = []
 
         def find_links() -> bytes:
@@ -1176,7 +1184,9 @@ class House:
             for project in changed:
                 yield from render_project_pages(project, new[project]).items()
             if projects_changed:
-                names = manifest.project_names()
+                names = self._root_names(root_digest, gone, arrived)
+                if names is None:
+                    names = manifest.project_names()
                 yield f"{SIMPLE_DIR}/index.html", render_root_html(names)
                 yield f"{SIMPLE_DIR}/index.json", render_root_json(names)
             if changed or gone:
@@ -1197,6 +1207,26 @@ class House:
             links_digest = hashlib.sha256(new_links[0]).hexdigest()
         return IndexStats(rendered=rendered, written=written, removed=len(gone)), links_digest
 
+    def _root_names(self, root_digest: str | None, gone: list[str],
+                    arrived: list[str]) -> list[str] | None:
+        """The project names after a change, from the root JSON page on disk, if it is ours.
+
+        Reading the names there (one small page, checked against the sha256
+        recorded when it was written) saves a pass over every manifest line.
+        """
+        if root_digest is None:
+            return None
+        data = _read_regular(self.root / SIMPLE_DIR / "index.json")
+        if data is None or hashlib.sha256(data).hexdigest() != root_digest:
+            return None  # not the page we wrote
+        try:
+            names = {item["name"] for item in json.loads(data)["projects"]}
+        except (ValueError, TypeError, KeyError):
+            return None
+        if not all(type(n) is str for n in names):
+            return None
+        return sorted(names.difference(gone).union(arrived))
+
     def _splice_find_links(
         self,
         previous: Manifest,
@@ -1207,16 +1237,8 @@ class House:
         """The new find-links page edited from the one on disk, if that one is ours."""
         if len(removed) + len(added) > max(64, len(previous) // 8):
             return None  # many changes: rendering the page is as cheap
-        try:
-            # Never through a symlink; only a regular file.
-            fd = os.open(self.root / FIND_LINKS_PAGE, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-            with os.fdopen(fd, "rb") as f:
-                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                    return None
-                page = f.read()
-        except OSError:
-            return None
-        if hashlib.sha256(page).hexdigest() != links_digest:
+        page = _read_regular(self.root / FIND_LINKS_PAGE)
+        if page is None or hashlib.sha256(page).hexdigest() != links_digest:
             return None  # not the page we wrote: render it anew
         return splice_find_links(page, len(previous),
                                  [e.filename for e in removed], added)
@@ -1235,8 +1257,10 @@ class House:
         if not can_exchange() or len(manifest) < _FRESH_MIN_PROJECTS:
             return None
         try:
-            if len(os.listdir(simple)) > _FRESH_MAX_EXISTING:  # noqa: PTH208
-                return None
+            with os.scandir(simple) as entries:  # counted no further than needed
+                if sum(1 for _ in itertools.islice(entries, _FRESH_MAX_EXISTING + 1)) \
+                        > _FRESH_MAX_EXISTING:
+                    return None
         except OSError:
             return None
         groups = _project_groups(manifest.files)
@@ -1527,6 +1551,23 @@ def _remove_temp_entries(directory: Path, names: Iterable[str]) -> None:
         if name.startswith(".tmp-"):
             with contextlib.suppress(OSError):
                 _remove_tree(directory / name)  # a file, or an index built aside
+
+
+def _read_regular(path: Path) -> bytes | None:
+    """A regular file's bytes (never through a symlink); None if it cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
+            return f.read()
+    except OSError:
+        return None
+
+
+def _file_sha256(path: Path) -> str | None:
+    data = _read_regular(path)
+    return None if data is None else hashlib.sha256(data).hexdigest()
 
 
 def _read_text(path: Path) -> str | None:
