@@ -265,6 +265,9 @@ def test_verify_reports_changed_missing_and_stray_files(
     ("content", "message"),
     [
         pytest.param(b"{not json", "not valid JSON", id="not-json"),
+        pytest.param(b'{"format": 1,\n "files": ["\xff"]}',
+                     r"wheelhouse\.json:2: not valid UTF-8 \(invalid start byte\)",
+                     id="not-utf8"),
         pytest.param(b'{"format": 7, "files": []}', "format version 7", id="future-format"),
         pytest.param(b'{"format": "1", "files": []}', r"not a number \('1'\)",
                      id="format-string"),
@@ -285,9 +288,10 @@ def test_verify_reports_changed_missing_and_stray_files(
                      id="files-null"),
         pytest.param(b'{"format": 1, "files": [{"filename": "evil-1.0-py3-none-any.whl", '
                      b'"sha256": "' + b"a" * 64 + b'", "size": 1e400, "kind": "wheel", '
-                     b'"project": "evil", "version": "1.0"}]}', "size must be a whole number",
+                     b'"project": "evil", "version": "1.0"}]}', "'size' must be a whole number",
                      id="size-infinite"),
-        pytest.param(b'{"format": 1, "files": ["just a string"]}', r"files\[0\]", id="entry-string"),
+        pytest.param(b'{"format": 1, "files": ["just a string"]}',
+                     "wheelhouse.json:1: not a JSON object: 'just a string'", id="entry-string"),
     ],
 )
 def test_bad_manifest_is_refused(tmp_path: Path, content: bytes, message: str) -> None:

@@ -9,16 +9,20 @@ import os
 import shutil
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from pypi_simple import DistributionPackage, IndexPage, ProjectPage
 
 from tests.builders import build_sdist, build_wheel, metadata_text
+from tests.conftest import isolated_env, wheelhouse
 from wheelhouse.add import add_paths
 from wheelhouse.house import INDEX_STATE, FileEntry, House, Manifest
 from wheelhouse.index import RENDERING, render_index, render_project_json
 from wheelhouse.store import Sha256, Store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 NASTY = 'has "quotes" & <tags> \u00e9\u4e2d'
@@ -477,6 +481,221 @@ def test_manifest_read_line_by_line_equals_the_json_reading(tmp_path: Path) -> N
         Manifest.parse(data.replace(b"},\n{", b"}\n{", 1), source="x")
 
 
+# -- a hand-edited manifest: every bad line is named by file and line --------
+
+_DROP = object()
+
+
+def _set(**changes: object) -> Callable[[str], str]:
+    """An edit of one manifest line: keys set to new values (or dropped), written compactly."""
+    def edit(line: str) -> str:
+        entry = json.loads(line)
+        for key, value in changes.items():
+            if value is _DROP:
+                del entry[key]
+            else:
+                entry[key] = value
+        return json.dumps(entry, sort_keys=True, separators=(",", ":"))
+
+    return edit
+
+
+def _edit_manifest_line(house: House, number: int, edit: Callable[[str], str]) -> None:
+    """Edit line *number* (1-based) of the house's manifest as a person would, keeping its comma."""
+    lines = house.manifest_path.read_text().split("\n")
+    line = lines[number - 1]
+    comma = "," if line.endswith(",") else ""
+    lines[number - 1] = edit(line.removesuffix(",")) + comma
+    house.manifest_path.write_text("\n".join(lines))
+
+
+def _run_cli(store: Store, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Run the CLI in this process: its exit code and what it wrote to stderr (nothing else)."""
+    from wheelhouse.cli import main
+
+    capsys.readouterr()
+    code = main(["--store", str(store.root), "--quiet", *args])
+    out, err = capsys.readouterr()
+    assert out == ""
+    return code, err
+
+
+# built_house's manifest: line 2 the demo-pkg wheel, 3 its sdist, 4 the zeta wheel.
+@pytest.mark.parametrize(("number", "edit", "problem"), [
+    pytest.param(2, _set(sha256="0123abcd"),
+                 "'sha256' is not a sha256 digest (64 lowercase hex digits): '0123abcd'",
+                 id="sha256-malformed"),
+    pytest.param(4, _set(sha256="A" * 64), f"'sha256' is not a sha256 digest (64 lowercase "
+                 f"hex digits): '{'A' * 64}'", id="sha256-uppercase"),
+    pytest.param(2, _set(metadata_sha256=""),
+                 "'metadata_sha256' is not a sha256 digest (64 lowercase hex digits): ''",
+                 id="metadata-sha256-empty"),
+    pytest.param(3, _set(size="12"), "'size' must be a whole number of bytes, not '12'",
+                 id="size-string"),
+    pytest.param(4, _set(size=1.5), "'size' must be a whole number of bytes, not 1.5",
+                 id="size-float"),
+    pytest.param(4, _set(size=-1), "'size' must not be negative: -1", id="size-negative"),
+    pytest.param(3, _set(filename="../demo_pkg-1.0.tar.gz"), "invalid distribution file name "
+                 "(contains a path separator): '../demo_pkg-1.0.tar.gz'", id="filename-traversal"),
+    pytest.param(4, _set(filename="zeta-0.1.egg"), "invalid distribution file name (not a "
+                 "wheel (.whl) or sdist (.tar.gz, .zip)): 'zeta-0.1.egg'", id="filename-not-a-dist"),
+    pytest.param(4, _set(filename="zeta-0.1.whl"), "invalid distribution file name (Invalid "
+                 "wheel filename (wrong number of parts): 'zeta-0.1'): 'zeta-0.1.whl'",
+                 id="filename-not-a-wheel-name"),
+    pytest.param(4, _set(filename=7), "'filename' must be a string, not 7",
+                 id="filename-number"),
+    pytest.param(2, _set(kind=_DROP), "missing key 'kind'", id="missing-key"),
+    pytest.param(3, _set(size=_DROP, sha256=_DROP), "missing keys 'sha256', 'size'",
+                 id="missing-keys"),
+    pytest.param(2, _set(kind="egg"), "'kind' must be 'wheel' or 'sdist', not 'egg'",
+                 id="kind-unknown"),
+    pytest.param(3, _set(kind="wheel"),
+                 "'kind' 'wheel' disagrees with its file name (an sdist's)", id="kind-wrong"),
+    pytest.param(4, _set(yanked=True),
+                 "'yanked' must be a string (the reason, possibly empty), not True",
+                 id="yanked-true"),
+    pytest.param(4, _set(origin=["x"]), "'origin' must be a string, not ['x']",
+                 id="origin-list"),
+    pytest.param(4, _set(targets="cp312"), "'targets' must be a list of strings, not 'cp312'",
+                 id="targets-string"),
+    pytest.param(4, _set(version=0.1), "'version' must be a string, not 0.1",
+                 id="version-number"),
+    pytest.param(4, _set(version="latest"), "'version' is not a valid version (PEP 440): "
+                 "'latest'", id="version-invalid"),
+    pytest.param(2, _set(version="2.0"),
+                 "'version' '2.0' disagrees with its file name (version 1.0)",
+                 id="version-disagrees-wheel"),
+    pytest.param(3, _set(version="1.0.1"),
+                 "'version' '1.0.1' disagrees with its file name (version 1.0)",
+                 id="version-disagrees-sdist"),
+    pytest.param(4, _set(project="demo-pkg"),
+                 "'project' 'demo-pkg' disagrees with its file name (project 'zeta')",
+                 id="project-disagrees"),
+    pytest.param(3, _set(project="Demo.Pkg"),
+                 "'project' is not a normalised project name (PEP 503): 'Demo.Pkg'",
+                 id="project-not-normalised"),
+    pytest.param(3, _set(filename="demo_pkg-1.0-py3-none-any.whl", kind="wheel"),
+                 "duplicate file name 'demo_pkg-1.0-py3-none-any.whl' (first on line 2)",
+                 id="duplicate"),
+    pytest.param(3, lambda line: "{" + line, "not valid JSON (Expecting property name "
+                 "enclosed in double quotes, column 2)", id="not-json"),
+    pytest.param(3, lambda line: '"demo_pkg-1.0.tar.gz"',
+                 "not a JSON object: 'demo_pkg-1.0.tar.gz'", id="not-an-object"),
+])
+def test_a_bad_manifest_line_is_named_by_verify_and_index(
+    built_house: House, store: Store, capsys: pytest.CaptureFixture[str],
+    number: int, edit: Callable[[str], str], problem: str,
+) -> None:
+    _edit_manifest_line(built_house, number, edit)
+    edited = built_house.manifest_path.read_bytes()
+    for command in ("verify", "index"):
+        code, err = _run_cli(store, command, str(built_house.root), capsys=capsys)
+        assert code == 1, err
+        message, hint = err.splitlines()  # one message, and what to do
+        assert message == f"error: {built_house.manifest_path}:{number}: {problem}"
+        assert hint.startswith("  hint: was it edited by hand?")
+    assert built_house.manifest_path.read_bytes() == edited  # 'index' wrote nothing back
+
+
+def test_every_bad_manifest_line_is_named_at_once(
+    built_house: House, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _edit_manifest_line(built_house, 2, _set(version="3.0"))
+    _edit_manifest_line(built_house, 4, _set(sha256="0" * 63))
+    code, err = _run_cli(store, "verify", str(built_house.root), capsys=capsys)
+    path = built_house.manifest_path
+    assert code == 1
+    expected = [
+        f"error: {path}: 2 invalid lines in the manifest:",
+        f"  {path}:2: 'version' '3.0' disagrees with its file name (version 1.0)",
+        f"  {path}:4: 'sha256' is not a sha256 digest (64 lowercase hex digits): '{'0' * 63}'",
+    ]
+    assert err.splitlines()[:3] == expected
+    # The real command, in its own process: the same, and no traceback.
+    proc = wheelhouse("index", str(built_house.root), env=isolated_env(
+        {"WHEELHOUSE_STORE": str(store.root)}), check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[:3] == expected and "Traceback" not in proc.stderr
+
+
+def test_a_bad_entry_is_named_by_its_line_in_any_json_layout(
+    built_house: House, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Reformatted (by a JSON tool) and then edited: the entry's first line is named.
+    manifest = json.loads(built_house.manifest_path.read_bytes())
+    manifest["files"][2]["version"] = "0.2"
+    pretty = json.dumps(manifest, indent=1)
+    built_house.manifest_path.write_text(pretty)
+    opening = [n for n, line in enumerate(pretty.splitlines(), 1) if line == "  {"]
+    assert len(opening) == 3
+    code, err = _run_cli(store, "index", str(built_house.root), capsys=capsys)
+    assert code == 1
+    assert err.splitlines()[0] == (f"error: {built_house.manifest_path}:{opening[2]}: "
+                                   "'version' '0.2' disagrees with its file name (version 0.1)")
+
+
+@pytest.mark.parametrize(("edit", "problem"), [
+    pytest.param(_set(version="9.9"), "'version' '9.9' disagrees with its file name "
+                 "(version 1.0)", id="version"),
+    pytest.param(_set(sha256="x"), "'sha256' is not a sha256 digest (64 lowercase hex "
+                 "digits): 'x'", id="sha256"),
+])
+def test_a_bad_line_read_lazily_is_named_by_its_line(
+    tmp_path: Path, store: Store, capsys: pytest.CaptureFixture[str],
+    edit: Callable[[str], str], problem: str,
+) -> None:
+    # A large manifest whose digest the index state records is read line by
+    # line, each line parsed when needed: a bad one (forged state, or a line an
+    # older wheelhouse let through) is named all the same.
+    entries = tuple(dataclasses.replace(e, metadata_sha256=None) for e in _many_entries(3000))
+    house = House.open(tmp_path / "house", create=True)
+    house.write_manifest(Manifest(entries))
+    house.write_index(house.read_manifest())
+    assert entries[1500].filename == "proj_500-1.0-py3-none-any.whl"
+    _edit_manifest_line(house, 1502, edit)
+    state = house.root / "simple" / INDEX_STATE
+    words = state.read_text().split()
+    words[0] = f"r{RENDERING}-" + hashlib.sha256(house.manifest_path.read_bytes()).hexdigest()
+    state.write_text(" ".join(words) + "\n")
+    assert House.open(house.root).read_manifest()._rows is not None  # read lazily
+    for command in ("verify", "index"):
+        code, err = _run_cli(store, command, str(house.root), capsys=capsys)
+        assert code == 1
+        assert err.splitlines()[0] == f"error: {house.manifest_path}:1502: {problem}"
+
+
+def test_versions_spelt_otherwise_than_normalised_are_read_as_packaging_compares(
+    tmp_path: Path, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 'add' writes the normalised version ("2013b0" for a file named "2013b"),
+    # and a wheel may carry a build tag: such houses stay valid, and a version
+    # equal as PEP 440 compares is accepted as the file's.
+    dists = tmp_path / "dists"
+    build_wheel(dists, "legacy", "2013b")
+    build_sdist(dists, "legacy", "2013b")
+    build_wheel(dists, "tagged", "1.0", build_tag="1")
+    house = House.open(tmp_path / "house", create=True)
+    add_paths(house, store, [dists])
+    assert [(e.filename, e.version) for e in house.read_manifest().files] == [
+        ("legacy-2013b-py3-none-any.whl", "2013b0"),
+        ("legacy-2013b.tar.gz", "2013b0"),
+        ("tagged-1.0-1-py3-none-any.whl", "1.0"),
+    ]
+    _edit_manifest_line(house, 2, _set(version="2013b"))
+    _edit_manifest_line(house, 3, _set(version="2013.0b0"))
+    _edit_manifest_line(house, 4, _set(version="1.0.0"))
+    for command in ("index", "verify"):
+        code, err = _run_cli(store, command, str(house.root), capsys=capsys)
+        assert (code, err) == (0, "")
+    assert [e.version for e in House.open(house.root).read_manifest().files] == [
+        "2013b", "2013.0b0", "1.0.0"]
+    _edit_manifest_line(house, 4, _set(version="1.0.1"))
+    code, err = _run_cli(store, "verify", str(house.root), capsys=capsys)
+    assert code == 1
+    assert err.splitlines()[0] == (f"error: {house.manifest_path}:4: "
+                                   "'version' '1.0.1' disagrees with its file name (version 1.0)")
+
+
 @pytest.mark.parametrize("fork", [False, True])
 def test_large_new_index_is_built_aside_and_swapped_in(
     built_house: House, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fork: bool
@@ -570,9 +789,9 @@ def test_one_file_added_to_a_large_house_parses_few_manifest_lines(
     parsed: list[str] = []
     from_line, from_dict = FileEntry._from_line, FileEntry.from_dict
 
-    def counting_line(match: Any, names: dict[str, str]) -> FileEntry:
+    def counting_line(match: Any, *caches: Any) -> FileEntry:
         parsed.append(match.group(1))
-        return from_line(match, names)
+        return from_line(match, *caches)
 
     def counting_dict(raw: dict[str, Any], **kw: Any) -> FileEntry:
         parsed.append(raw["filename"])

@@ -32,7 +32,7 @@ _EXPORTS = {
     "Manifest": "wheelhouse.house",
     "Target": "wheelhouse.targets",
     "expand_platform": "wheelhouse.targets",
-    **dict.fromkeys(("BuildError", "BundleBaseError", "BundleError", "BundleIntegrityError", "DiskSpaceError", "FormatVersionError", "HashMismatchError", "HouseError", "IntegrityError", "InvalidDistributionError", "InvalidFilenameError", "InvalidInputError", "InvalidTargetError", "LockTimeoutError", "NetworkError", "PipError", "ResolutionError", "StoreError", "WheelhouseError"), "wheelhouse.errors"),
+    **dict.fromkeys(("BuildError", "BundleBaseError", "BundleError", "BundleIntegrityError", "DiskSpaceError", "FormatVersionError", "HashMismatchError", "HouseError", "IntegrityError", "InvalidDistributionError", "InvalidFilenameError", "InvalidInputError", "InvalidManifestError", "InvalidTargetError", "LockTimeoutError", "NetworkError", "PipError", "ResolutionError", "StoreError", "WheelhouseError"), "wheelhouse.errors"),
 }
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "InvalidDistributionError",
     "InvalidFilenameError",
     "InvalidInputError",
+    "InvalidManifestError",
     "InvalidTargetError",
     "LockTimeoutError",
     "Manifest",
@@ -117,6 +118,7 @@ if TYPE_CHECKING:
         InvalidDistributionError,
         InvalidFilenameError,
         InvalidInputError,
+        InvalidManifestError,
         InvalidTargetError,
         LockTimeoutError,
         NetworkError,

@@ -93,6 +93,25 @@ class HouseError(WheelhouseError):
     """A house cannot be read or written (not a directory, bad manifest, conflict)."""
 
 
+class InvalidManifestError(HouseError):
+    """A manifest holds lines that cannot be read: each is named by file and line."""
+
+    def __init__(self, path: str, problems: list[tuple[int, str]]) -> None:
+        #: The manifest that was read.
+        self.path = path
+        #: ``(1-based line number, what is wrong)`` for each bad line, in order.
+        self.problems = problems
+        shown = [f"{path}:{line}: {reason}" for line, reason in problems[:20]]
+        if len(problems) > 20:
+            shown.append(f"... and {len(problems) - 20} more")
+        super().__init__(
+            shown[0] if len(shown) == 1 else
+            f"{path}: {len(problems)} invalid lines in the manifest:\n  " + "\n  ".join(shown),
+            hint="was it edited by hand? Fix the line(s) named, or restore the manifest "
+            "(from a bundle, or build the house again)",
+        )
+
+
 class FormatVersionError(WheelhouseError):
     """An on-disk format carries a version this wheelhouse does not know."""
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from wheelhouse._fs import (
     can_exchange,
@@ -40,7 +41,9 @@ from wheelhouse.errors import (
     HouseError,
     InvalidFilenameError,
     InvalidInputError,
+    InvalidManifestError,
     LockTimeoutError,
+    StoreError,
     WheelhouseError,
 )
 from wheelhouse.filenames import parse_filename, validate_component
@@ -182,91 +185,197 @@ class FileEntry:
 
     @classmethod
     def from_dict(
-        cls, raw: dict[str, Any], *, names: dict[str, str] | None = None
+        cls, raw: dict[str, Any], *, names: dict[str, str] | None = None,
+        versions: dict[str, Version] | None = None,
     ) -> FileEntry:
         """Validate and build an entry from its manifest JSON object.
 
-        *names*, shared across the entries of one manifest, remembers the
-        normalised form of each wheel's name part (a manifest holds few
-        projects per file).
+        *names* and *versions*, shared across the entries of one manifest,
+        remember the normalised form of each name and version part of a wheel's
+        file name (a manifest holds few projects per file, and few versions).
+        A problem raises ValueError or TypeError (InvalidFilenameError for the
+        file name), saying which key and value are wrong.
         """
-        filename = raw["filename"]
-        if not isinstance(filename, str):
-            raise TypeError("filename must be a string")
+        if not isinstance(raw, dict):
+            raise TypeError(f"not a JSON object: {_short(raw)}")
+        try:
+            filename, sha256, size = raw["filename"], raw["sha256"], raw["size"]
+            kind, project, version = raw["kind"], raw["project"], raw["version"]
+        except KeyError:
+            missing = [k for k in _REQUIRED_KEYS if k not in raw]
+            raise ValueError(f"missing key{'s' if len(missing) > 1 else ''} "
+                             + ", ".join(map(repr, missing))) from None
+        for key, value in (("filename", filename), ("kind", kind), ("project", project),
+                           ("version", version)):
+            if type(value) is not str:
+                raise TypeError(f"{key!r} must be a string, not {_short(value)}")
         validate_component(filename)
+        # The project names a directory under simple/.
+        if not _CANONICAL.match(project):
+            raise ValueError(f"'project' is not a normalised project name (PEP 503): "
+                             f"{_short(project)}")
+        if type(size) is not int:
+            raise TypeError(f"'size' must be a whole number of bytes, not {_short(size)}")
         get = raw.get
         metadata_sha256 = get("metadata_sha256")
         targets = get("targets")
-        kind = raw["kind"]
-        project = raw["project"]
-        version = raw["version"]
-        size = raw["size"]
-        if type(size) is not int:
-            raise TypeError(f"size must be a whole number, not {size!r}")
-        entry = cls(
+        if targets is not None and (type(targets) is not list
+                                    or not all(type(t) is str for t in targets)):
+            raise TypeError(f"'targets' must be a list of strings, not {_short(targets)}")
+        return cls(
             filename,
-            parse_sha256(raw["sha256"]),
+            _digest(sha256, "sha256"),
             size,
-            kind if type(kind) is str else str(kind),
-            project if type(project) is str else str(project),
-            version if type(version) is str else str(version),
-            _opt_str(get("requires_python")),
-            parse_sha256(metadata_sha256) if metadata_sha256 else None,
-            _opt_str(get("origin")),
-            _opt_str(get("upload_time")),
-            _opt_str(get("yanked")),
-            tuple(str(t) for t in targets) if targets else (),
-        )
-        return entry._checked(names)
+            kind,
+            project,
+            version,
+            _opt_str(get("requires_python"), "requires_python"),
+            None if metadata_sha256 is None else _digest(metadata_sha256, "metadata_sha256"),
+            _opt_str(get("origin"), "origin"),
+            _opt_str(get("upload_time"), "upload_time"),
+            _opt_str(get("yanked"), "yanked", "a string (the reason, possibly empty)"),
+            tuple(targets) if targets else (),
+        )._checked({} if names is None else names, {} if versions is None else versions)
 
     @classmethod
-    def _from_line(cls, match: re.Match[str], names: dict[str, str]) -> FileEntry:
+    def _from_line(cls, match: re.Match[str], names: dict[str, str],
+                   versions: dict[str, Version]) -> FileEntry:
         """Build an entry from a manifest line matched by ``_LINE`` (see Manifest.parse)."""
         (filename, kind, metadata_sha256, origin, project, requires_python, sha256, size,
          targets, upload_time, version, yanked) = match.groups()
         # _LINE allows only safe characters in a file name and a canonical
-        # project name: what validate_component and _checked would test by
+        # project name: what validate_component and from_dict would test by
         # regex again is known already.
         if len(filename) > _MAX_NAME or ".." in filename:
             validate_component(filename)  # raises, saying why
+        # _LINE matched the digests: they go in as they are (a call of the
+        # Sha256 NewType costs, for every line, as much as checking its version).
         return cls(
-            filename, Sha256(sha256), int(size), kind, project, version, requires_python,
-            Sha256(metadata_sha256) if metadata_sha256 else None, origin, upload_time,
-            yanked, tuple(targets[1:-1].split('","')) if targets else (),
-        )._checked(names, project_ok=True)
+            filename, sha256, int(size), kind, project, version,  # type: ignore[arg-type]
+            requires_python, metadata_sha256, origin,  # type: ignore[arg-type]
+            upload_time, yanked, tuple(targets[1:-1].split('","')) if targets else (),
+        )._checked(names, versions)
 
-    def _checked(self, names: dict[str, str] | None, *, project_ok: bool = False) -> FileEntry:
-        entry, filename = self, self.filename
-        # The project names a directory under simple/: it must be canonical.
-        # And it must be the file's own project (a cheap check for wheels,
-        # whose first name part is the project; the full parse for sdists).
-        if not project_ok and not _CANONICAL.match(entry.project):
-            raise ValueError(f"project name {entry.project!r} is not normalised")
-        if entry.kind == "wheel" and filename.endswith(".whl"):
-            part = filename.split("-", 1)[0]
-            if names is None:
-                consistent = canonicalize_name(part) == entry.project
-            else:
-                canonical = names.get(part)
-                if canonical is None:
-                    canonical = names[part] = canonicalize_name(part)
-                consistent = canonical == entry.project
+    def _checked(self, names: dict[str, str], versions: dict[str, Version]) -> FileEntry:
+        """Return the entry if it agrees with its file name (else ValueError, saying how).
+
+        Its project (known to be normalised) must be the file's, as its kind;
+        its version must be the file's, equal as PEP 440 compares (``add``
+        writes the normalised form: ``2013b0`` for a file named ``2013b``). A
+        wheel named in the usual five parts is checked cheaply, its name and
+        version parts parsed once per manifest (remembered in *names* and
+        *versions*); any other file name is parsed in full.
+        """
+        filename, version = self.filename, self.version
+        parts = filename.split("-") if self.kind == "wheel" else ()
+        if len(parts) == 5 and filename.endswith(".whl"):
+            name_part, version_part = parts[0], parts[1]
+            file_project = names.get(name_part)
+            if file_project is None:
+                file_project = names[name_part] = canonicalize_name(name_part)
+            file_version = versions.get(version_part)
+            if file_version is None:
+                file_version = versions[version_part] = _file_version(version_part, filename)
+            # Usually the version is spelt as in the file name.
+            same_version = version == version_part
         else:
             parsed = parse_filename(filename)
-            consistent = (parsed.kind, parsed.name) == (entry.kind, entry.project)
-        if not consistent:
-            raise ValueError(f"entry for {filename!r} disagrees with its file name")
-        if entry.size < 0:
-            raise ValueError(f"negative size for {filename!r}")
-        return entry
+            if parsed.kind != self.kind:
+                if self.kind not in ("wheel", "sdist"):
+                    raise ValueError(f"'kind' must be 'wheel' or 'sdist', not {_short(self.kind)}")
+                whose = "an sdist's" if parsed.kind == "sdist" else "a wheel's"
+                raise ValueError(f"'kind' {self.kind!r} disagrees with its file name ({whose})")
+            file_project, file_version = parsed.name, parsed.version
+            # Usually the version is spelt as in the file name (for an sdist,
+            # what follows the last "-", then the extension).
+            tail = filename.rpartition("-")[2]
+            same_version = (parsed.kind == "sdist" and tail.startswith(version)
+                            and tail[len(version):] in (".tar.gz", ".zip"))
+        if file_project != self.project:
+            raise ValueError(f"'project' {self.project!r} disagrees with its file name "
+                             f"(project {file_project!r})")
+        if not same_version and _version(version, versions) != file_version:
+            raise ValueError(f"'version' {_short(version)} disagrees with its file name "
+                             f"(version {file_version})")
+        if self.size < 0:
+            raise ValueError(f"'size' must not be negative: {self.size}")
+        return self
 
 
-def _opt_str(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {value!r}")
-    return value
+# The keys every entry has (FileEntry.to_dict), in the manifest's order.
+_REQUIRED_KEYS = ("filename", "kind", "project", "sha256", "size", "version")
+
+
+def _short(value: object) -> str:
+    """repr(value), cut short: a message quotes a hand-edited value, not a whole line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _opt_str(value: object, key: str, what: str = "a string") -> str | None:
+    if value is None or type(value) is str:
+        return value
+    raise TypeError(f"{key!r} must be {what}, not {_short(value)}")
+
+
+def _digest(value: object, key: str) -> Sha256:
+    if type(value) is str:
+        with contextlib.suppress(StoreError):
+            return parse_sha256(value)
+    raise ValueError(f"{key!r} is not a sha256 digest (64 lowercase hex digits): "
+                     f"{_short(value)}")
+
+
+def _version(text: str, versions: dict[str, Version]) -> Version:
+    """*text* as a PEP 440 version (remembered in *versions*); ValueError if it is not one."""
+    found = versions.get(text)
+    if found is None:
+        try:
+            found = versions[text] = Version(text)
+        except InvalidVersion:
+            raise ValueError(f"'version' is not a valid version (PEP 440): "
+                             f"{_short(text)}") from None
+    return found
+
+
+def _file_version(part: str, filename: str) -> Version:
+    """The version part of a wheel's *filename*, parsed (InvalidFilenameError if invalid)."""
+    try:
+        return Version(part)
+    except InvalidVersion:
+        parse_filename(filename)  # raises, saying why
+        raise InvalidFilenameError(filename, "invalid version") from None
+
+
+# What reading one manifest entry may raise, each saying what is wrong.
+_ENTRY_ERRORS = (TypeError, ValueError, OverflowError, WheelhouseError)
+
+
+def _reason(error: Exception) -> str:
+    """What an entry's error says (without the hint of an error meant for elsewhere)."""
+    return error.message if isinstance(error, WheelhouseError) else str(error)
+
+
+def _json_problem(error: json.JSONDecodeError) -> str:
+    return f"not valid JSON ({error.msg}, column {error.colno})"
+
+
+def _parse_line(line: str, names: dict[str, str], versions: dict[str, Version]) -> FileEntry:
+    """The entry of one manifest line (ValueError or TypeError, saying why, if invalid)."""
+    found = _LINE.match(line)
+    if found is not None:
+        return FileEntry._from_line(found, names, versions)
+    try:
+        item, end = json.decoder.JSONDecoder().scan_once(line, 0)  # type: ignore[attr-defined]
+    except (StopIteration, ValueError):
+        item, end = None, -1
+    if end != len(line):
+        try:  # again, for the decoder's own words
+            json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(_json_problem(e)) from None
+        raise ValueError("not one JSON object alone on its line")
+    return FileEntry.from_dict(item, names=names, versions=versions)
 
 
 class _Lines:
@@ -277,40 +386,53 @@ class _Lines:
     read twice is the same object: identity tells unchanged entries apart.
     """
 
-    __slots__ = ("names", "parsed", "source")
+    __slots__ = ("lines", "names", "parsed", "source", "versions")
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, lines: Sequence[str]) -> None:
         self.source = source
+        # The file's entry lines as read (its second line on): a line refused
+        # is named by its number, found here by identity (only then).
+        self.lines = lines
         # By the line object's id, with the line itself: an id is only ever
         # taken for that line.
         self.parsed: dict[int, tuple[str, FileEntry]] = {}
         self.names: dict[str, str] = {}
+        self.versions: dict[str, Version] = {}
 
     def entry(self, line: str) -> FileEntry:
-        """The entry of *line* (parsed and checked the first time; HouseError if invalid)."""
+        """The entry of *line* (parsed and checked the first time).
+
+        InvalidManifestError, naming the file and line, if it is invalid.
+        """
         hit = self.parsed.get(id(line))
         if hit is not None and hit[0] is line:
             return hit[1]
         try:
-            item = next(_scan_lines([line]))
-            entry = (FileEntry._from_line(item, self.names) if type(item) is re.Match
-                     else FileEntry.from_dict(item, names=self.names))
-        except (_NotLinesError, KeyError, TypeError, ValueError, OverflowError, AttributeError,
-                InvalidFilenameError) as e:
-            raise HouseError(f"{self.source}: invalid manifest entry {line[:200]!r}: "
-                             f"{e or 'not one JSON object'}") from None
+            entry = _parse_line(line, self.names, self.versions)
+        except _ENTRY_ERRORS as e:
+            raise InvalidManifestError(self.source, [(self.line_number(line), _reason(e))]
+                                       ) from None
         self.parsed[id(line)] = (line, entry)
         return entry
 
-    def entries(self, rows: Sequence[str | FileEntry],
-                unmatched: list[int] | None = None) -> tuple[FileEntry, ...]:
+    def line_number(self, line: str) -> int:
+        """The 1-based number of *line* in the file (a linear search: for errors only)."""
+        for i, known in enumerate(self.lines):
+            if known is line:
+                return _entry_line_number(i)
+        raise AssertionError("not one of the file's lines")
+
+    def entries(self, rows: Sequence[str | FileEntry], unmatched: list[int] | None = None,
+                *, remember: bool = True) -> tuple[FileEntry, ...]:
         """:meth:`entry` of every row, in one pass (rows already entries stay as they are).
 
         The positions of lines parsed as JSON (not matched by ``_LINE``) are
-        appended to *unmatched*, if given.
+        appended to *unmatched*, if given. Without *remember* (rows read once,
+        by a reader that keeps no lines), the entries are not kept for later.
         """
         parsed = self.parsed
         names = self.names
+        versions = self.versions
         match = _LINE.match
         from_line = FileEntry._from_line
         out: list[FileEntry] = []
@@ -319,23 +441,31 @@ class _Lines:
             if type(r) is not str:
                 append(r)  # type: ignore[arg-type]
                 continue
-            hit = parsed.get(id(r))
-            if hit is not None and hit[0] is r:
-                found = hit[1]
+            if remember:
+                key = id(r)
+                hit = parsed.get(key)
+                if hit is not None and hit[0] is r:
+                    append(hit[1])
+                    continue
+            m = match(r)
+            if m is None:
+                if unmatched is not None:
+                    unmatched.append(i)
+                found = self.entry(r)
             else:
-                m = match(r)
-                if m is None:
-                    if unmatched is not None:
-                        unmatched.append(i)
-                    found = self.entry(r)
-                else:
-                    try:
-                        found = from_line(m, names)
-                    except (ValueError, InvalidFilenameError):
-                        found = self.entry(r)  # raises, saying why
-                    parsed[id(r)] = (r, found)
+                try:
+                    found = from_line(m, names, versions)
+                except _ENTRY_ERRORS:
+                    found = self.entry(r)  # raises, saying why
+                if remember:
+                    parsed[key] = (r, found)
             append(found)
         return tuple(out)
+
+
+def _entry_line_number(index: int) -> int:
+    """The 1-based line number of a manifest's entry *index* in render()'s shape."""
+    return index + 2  # line 1 opens the manifest: '{"format":1,"files":['
 
 
 class Manifest:
@@ -574,11 +704,12 @@ class Manifest:
                 new = cls()
                 new._files = None
                 new._rows = list(lines)
-                new._lines = _Lines(source)
+                # The lines as read, for the number of a line refused later.
+                new._lines = _Lines(source, lines)
                 return new
             unmatched: list[int] = []
             try:
-                files = _Lines(source).entries(lines, unmatched)
+                files = _Lines(source, lines).entries(lines, unmatched, remember=False)
             except HouseError:
                 pass  # below, every problem is listed
             else:
@@ -590,13 +721,17 @@ class Manifest:
                         lines[i] == files[i].to_json_line() for i in unmatched)
                     return new
             try:
-                return cls._from_items(_scan_lines(lines), source=source)
+                return cls._from_items(_scan_lines(lines), source=source,
+                                       line_of=_entry_line_number)
             except _NotLinesError:
                 pass  # valid JSON, perhaps, but not one entry per line
         try:
             raw = json.loads(data)
-        except ValueError as e:
-            raise HouseError(f"{source}: manifest is not valid JSON ({e})") from e
+        except json.JSONDecodeError as e:
+            raise InvalidManifestError(source, [(e.lineno, _json_problem(e))]) from e
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            raise InvalidManifestError(source, [(line, f"not valid UTF-8 ({e.reason})")]) from e
         if not isinstance(raw, dict):
             raise HouseError(f"{source}: manifest is not a JSON object")
         if raw.get("format") != MANIFEST_FORMAT:
@@ -604,33 +739,45 @@ class Manifest:
         items = raw.get("files", [])
         if not isinstance(items, list):
             raise HouseError(f"{source}: invalid manifest: 'files' is not a list")
-        return cls._from_items(items, source=source)
+        starts: list[int] = []
+
+        def line_of(index: int) -> int:
+            if not starts:  # only for an error: found by reading the JSON again
+                starts.extend(_item_line_numbers(data))
+            return starts[index]
+
+        return cls._from_items(items, source=source, line_of=line_of)
 
     @classmethod
-    def _from_items(cls, items: Iterable[Any], *, source: str) -> Manifest:
+    def _from_items(cls, items: Iterable[Any], *, source: str,
+                    line_of: Callable[[int], int]) -> Manifest:
+        """A manifest of *items* (``_LINE`` matches or JSON values), every problem listed.
+
+        *line_of* gives the 1-based line number of an item, for the message.
+        """
         entries = []
-        problems = []
-        seen: set[str] = set()
+        problems: list[tuple[int, str]] = []
+        seen: dict[str, int] = {}
         names: dict[str, str] = {}
+        versions: dict[str, Version] = {}
         for i, item in enumerate(items):
             try:
                 if type(item) is re.Match:
-                    entry = FileEntry._from_line(item, names)
+                    entry = FileEntry._from_line(item, names, versions)
                 else:
-                    entry = FileEntry.from_dict(item, names=names)
-            except (KeyError, TypeError, ValueError, OverflowError, AttributeError,
-                    InvalidFilenameError) as e:
-                problems.append(f"files[{i}]: {e}")
+                    entry = FileEntry.from_dict(item, names=names, versions=versions)
+            except _ENTRY_ERRORS as e:
+                problems.append((line_of(i), _reason(e)))
                 continue
-            if entry.filename in seen:
-                problems.append(f"files[{i}]: duplicate file name {entry.filename!r}")
-            seen.add(entry.filename)
+            first = seen.setdefault(entry.filename, i)
+            if first != i:
+                duplicate = (f"duplicate file name {entry.filename!r} "
+                             f"(first on line {line_of(first)})")
+                problems.append((line_of(i), duplicate))
             entries.append(entry)
         if problems:
-            raise HouseError(f"{source}: invalid manifest:\n  " + "\n  ".join(problems))
+            raise InvalidManifestError(source, problems)
         return cls(entries)
-
-
 
 
 def _project_groups(files: tuple[FileEntry, ...]) -> list[tuple[str, int, int]]:
@@ -762,6 +909,50 @@ def _scan_lines(lines: list[str]) -> Iterator[Any]:
         if end != len(line) or not isinstance(item, dict):
             raise _NotLinesError
         yield item
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _item_line_numbers(data: bytes) -> list[int]:
+    """The 1-based line on which each item of a manifest's ``"files"`` list starts.
+
+    For messages about a manifest in any JSON layout (a valid one: json.loads
+    read it): the top-level object is walked again, its values skipped whole.
+    """
+    text = data.decode(json.detect_encoding(data), "surrogatepass")  # as json.loads does
+    decode = json.JSONDecoder().raw_decode
+    space = _SPACE.match
+
+    def skip(at: int) -> int:
+        return space(text, at).end()  # type: ignore[union-attr]
+
+    starts: list[int] = []
+    at = skip(skip(0) + 1)  # past the opening "{"
+    while text[at] != "}":
+        key, at = decode(text, at)
+        at = skip(skip(at) + 1)  # past the ":"
+        if key == "files" and text[at] == "[":
+            starts = []  # as json.loads, the last "files" counts
+            at = skip(at + 1)
+            while text[at] != "]":
+                starts.append(at)
+                at = skip(decode(text, at)[1])
+                if text[at] == ",":
+                    at = skip(at + 1)
+            at += 1
+        else:
+            at = decode(text, at)[1]
+        at = skip(at)
+        if text[at] == ",":
+            at = skip(at + 1)
+    numbers = []
+    line, counted = 1, 0
+    for start in starts:
+        line += text.count("\n", counted, start)
+        counted = start
+        numbers.append(line)
+    return numbers
 
 
 @dataclass(frozen=True, slots=True)
