@@ -204,3 +204,40 @@ def test_a_store_path_under_a_file_names_the_file(tmp_path: Path) -> None:
     assert out.returncode != 0
     assert f"{blocker} is a file" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "house").exists()
+
+
+def test_the_quick_exit_keeps_the_exit_code_the_output_the_handlers_and_threads(
+        tmp_path: Path) -> None:
+    # run() ends the process without the interpreter's teardown: the code, all of
+    # stdout, the exit handlers and a thread still running must not notice.
+    import subprocess
+    import sys
+
+    code = f"""
+import atexit, pathlib, sys, threading, time
+atexit.register(lambda: pathlib.Path({str(tmp_path / "handler")!r}).write_text("ran"))
+if sys.argv[1] == "thread":
+    def late():
+        time.sleep(0.3)
+        pathlib.Path({str(tmp_path / "thread")!r}).write_text("done")
+    threading.Thread(target=late).start()
+sys.argv[1:2] = []
+from wheelhouse.cli import run
+run()
+"""
+    house = tmp_path / "house"
+    wheel = build_wheel(tmp_path / "d", "demo", "1.0")
+    wheelhouse("--store", str(tmp_path / "store"), "add", str(wheel), "-o", str(house),
+               env=isolated_env())
+    for mode in ("plain", "thread"):
+        out = subprocess.run([sys.executable, "-c", code, mode, "ls", str(house), "--json"],
+                             env=isolated_env(), capture_output=True, text=True, check=False)
+        assert out.returncode == 0, out.stderr
+        assert [f["filename"] for f in json.loads(out.stdout)] == ["demo-1.0-py3-none-any.whl"]
+        assert (tmp_path / "handler").read_text() == "ran"
+        (tmp_path / "handler").unlink()
+    assert (tmp_path / "thread").read_text() == "done"
+    out = subprocess.run([sys.executable, "-c", code, "plain", "ls", str(tmp_path / "nothing")],
+                         env=isolated_env(), capture_output=True, text=True, check=False)
+    assert out.returncode == 1 and "error:" in out.stderr
+    assert (tmp_path / "handler").read_text() == "ran"

@@ -960,4 +960,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    _exit(main())
+
+
+def _exit(code: int) -> None:
+    """Exit with *code*, without the interpreter's teardown when nothing else runs.
+
+    Freeing every module and object at exit costs a command 25 ms (a quarter
+    of a one-file ``add``). The exit handlers still run (logging's flush,
+    coverage's save), then the standard streams are flushed, then the process
+    ends. With another thread still running, the normal exit waits for it.
+    """
+    import threading
+
+    if threading.active_count() > 1:
+        sys.exit(code)
+    import atexit
+    import os
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (wheelhouse ls | head)
+            code = code or 1
+    os._exit(code)
