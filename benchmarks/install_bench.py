@@ -10,9 +10,11 @@ fresh copies of one empty venv, at equal work:
 - with bytecode: ``wheelhouse install``, ``pip install --no-index --find-links``,
   ``uv pip install --offline --no-index --find-links --compile-bytecode``;
 - without: the same with ``--no-compile`` (wheelhouse, pip) and uv's default;
+  and wheelhouse once more with zlib-ng hidden, as it runs without its
+  ``fast`` extra (inflating with Python's zlib);
 - the physical limit: reading and inflating every member of every wheel once
-  (one thread, one zlib call per member, no writes), and ``unzip`` of every
-  wheel into one directory.
+  (one thread, one call per member, no writes; with zlib, and with zlib-ng
+  when it is installed), and ``unzip`` of every wheel into one directory.
 
 uv starts with an empty cache every run (it hard-links from a warm cache). The
 machine's pip configuration is not used. Medians of --runs with min-max; ratios
