@@ -1565,14 +1565,9 @@ class House:
             present = (set(os.listdir(self.files_dir))  # noqa: PTH208
                        if self.files_dir.is_dir() and not self.files_dir.is_symlink() else set())
             _remove_temp_entries(self.files_dir, present)
-            missing = [
-                e.filename + METADATA_SUFFIX
-                for e in manifest.files
-                if e.metadata_sha256 is not None
-                and e.filename + METADATA_SUFFIX not in present
-            ]
-            for name in missing:
-                self._restore_metadata_file(manifest.by_filename()[name[: -len(METADATA_SUFFIX)]])
+            for entry in [e for e in manifest.files if e.metadata_sha256 is not None
+                          and e.filename + METADATA_SUFFIX not in present]:
+                self._restore_metadata_file(entry)
             return self.write_index(manifest)
 
     def _restore_metadata_file(self, entry: FileEntry) -> None:
