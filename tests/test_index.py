@@ -462,6 +462,24 @@ def test_incremental_updates_write_what_a_full_render_writes(
     assert scans == [1]
 
 
+def test_a_root_page_edited_by_hand_is_never_recorded_as_ours(
+    built_house: House, store: Store, tmp_path: Path
+) -> None:
+    # An update that leaves the root pages alone must not take the page on disk
+    # for the one it wrote: the next update that adds a project would read the
+    # project names from it (a project that is not there, or one left out).
+    root_json = built_house.root / "simple" / "index.json"
+    root_json.write_bytes(
+        root_json.read_bytes().replace(b'"projects":[', b'"projects":[{"name":"evil"},'))
+    more = tmp_path / "more"
+    add_paths(built_house, store, [build_wheel(more, "zeta", "0.3")])  # no new project
+    add_paths(built_house, store, [build_wheel(more, "omega", "1.0")])  # a new one
+    expected = render_index(House(built_house.root).read_manifest())
+    for rel in ("simple/index.json", "simple/index.html"):
+        assert (built_house.root / rel).read_bytes() == expected[rel], rel
+    assert b"evil" not in root_json.read_bytes()
+
+
 def test_manifest_read_line_by_line_equals_the_json_reading(tmp_path: Path) -> None:
     manifest = Manifest(tuple(_many_entries(40)))
     data = manifest.render()
