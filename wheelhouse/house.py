@@ -1313,6 +1313,10 @@ class House:
         # sha256 of the find-links page written from it.
         state = self._state_of(manifest)
         recorded = [None if word == "-" else word for word in self._index_state()]
+        # No state until the new one is written: a writer killed between the
+        # pages and the state (SIGKILL cannot wait) leaves an index the next
+        # one rewrites in full, never one trusted to show a manifest it does not.
+        self._index_state_path().unlink(missing_ok=True)
         links_digest: str | None
         root_digest: str | None
         fresh = self._write_index_fresh(manifest)
