@@ -241,3 +241,30 @@ run()
                          env=isolated_env(), capture_output=True, text=True, check=False)
     assert out.returncode == 1 and "error:" in out.stderr
     assert (tmp_path / "handler").read_text() == "ran"
+
+
+@pytest.mark.parametrize("redirect", [
+    pytest.param(">&-", id="stdout"),
+    pytest.param("2>&-", id="stderr"),
+])
+def test_the_quick_exit_with_a_standard_stream_closed_from_the_start(
+        tmp_path: Path, redirect: str) -> None:
+    # Started with its stdout or stderr closed (a daemon, 'cmd >&-'), Python has
+    # no sys.stdout or sys.stderr (None): a command that succeeds still exits 0,
+    # and with no traceback.
+    import subprocess
+    import sys
+
+    house = tmp_path / "house"
+    wheel = build_wheel(tmp_path / "d", "demo", "1.0")
+    env = isolated_env({"WHEELHOUSE_STORE": str(tmp_path / "store")})
+    wheelhouse("add", str(wheel), "-o", str(house), env=env)
+    marker = tmp_path / "ran"
+    code = (f"import atexit, pathlib; atexit.register(pathlib.Path({str(marker)!r}).touch);"
+            "import runpy; runpy.run_module('wheelhouse', run_name='__main__')")
+    out = subprocess.run(["sh", "-c", f'exec "$@" {redirect}', "sh", sys.executable, "-c", code,
+                          "ls", str(house)],
+                         env=env, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert marker.exists()  # the exit handlers ran

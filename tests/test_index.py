@@ -462,6 +462,52 @@ def test_incremental_updates_write_what_a_full_render_writes(
     assert scans == [1]
 
 
+def test_a_root_page_edited_by_hand_is_never_recorded_as_ours(
+    built_house: House, store: Store, tmp_path: Path
+) -> None:
+    # An update that leaves the root pages alone must not take the page on disk
+    # for the one it wrote: the next update that adds a project would read the
+    # project names from it (a project that is not there, or one left out).
+    root_json = built_house.root / "simple" / "index.json"
+    root_json.write_bytes(
+        root_json.read_bytes().replace(b'"projects":[', b'"projects":[{"name":"evil"},'))
+    more = tmp_path / "more"
+    add_paths(built_house, store, [build_wheel(more, "zeta", "0.3")])  # no new project
+    add_paths(built_house, store, [build_wheel(more, "omega", "1.0")])  # a new one
+    expected = render_index(House(built_house.root).read_manifest())
+    for rel in ("simple/index.json", "simple/index.html"):
+        assert (built_house.root / rel).read_bytes() == expected[rel], rel
+    assert b"evil" not in root_json.read_bytes()
+
+
+def test_a_writer_killed_between_the_pages_and_the_index_state_leaves_no_state_to_trust(
+    built_house: House, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A remove writes the index first, then the manifest. Killed after the pages
+    # and before the index state (SIGKILL cannot wait), the old state must not
+    # still name the manifest on disk: the next update would trust pages that
+    # show another house (zeta's pages gone, zeta left out of the root pages).
+    import wheelhouse.house
+    from wheelhouse._fs import write_atomic
+
+    def killed_at_the_state(path: Path, *args: Any, **kwargs: Any) -> None:
+        if path.name == INDEX_STATE:
+            raise KeyboardInterrupt  # where the process died
+        write_atomic(path, *args, **kwargs)
+
+    monkeypatch.setattr(wheelhouse.house, "write_atomic", killed_at_the_state)
+    with pytest.raises(KeyboardInterrupt):
+        built_house.remove("zeta")
+    monkeypatch.undo()
+    house = House.open(built_house.root)
+    assert "zeta" in house.read_manifest().project_names()  # the manifest was not written
+    assert not house.index_is_current()
+    add_paths(house, store, [build_wheel(tmp_path / "more", "Demo.Pkg", "2.0")])
+    expected = render_index(House(house.root).read_manifest())
+    for rel, data in expected.items():
+        assert (house.root / rel).read_bytes() == data, rel
+
+
 def test_manifest_read_line_by_line_equals_the_json_reading(tmp_path: Path) -> None:
     manifest = Manifest(tuple(_many_entries(40)))
     data = manifest.render()

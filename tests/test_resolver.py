@@ -246,6 +246,12 @@ _METADATA_CASES = [
     b"Metadata-Version: 2.1\nrequires-dist: lower\nREQUIRES-DIST: upper\nprovides-extra: X\n",
     b"Metadata-Version: 2.1\nDescription: x\n  continued\nRequires-Dist: e\n",
     b"Metadata-Version: 2.1\nRequires-Dist:\n",
+    # A CR alone ends a line for the email parser: a second header, or the end
+    # of the headers (a CR before the CRLF), never part of the value.
+    b"Metadata-Version: 2.1\nRequires-Dist: a\rRequires-Dist: b\nProvides-Extra: x\rz\n",
+    b"Metadata-Version: 2.1\r\nRequires-Dist: a\r\r\nRequires-Dist: hidden\r\n",
+    # Only spaces and tabs are taken off the front of a value.
+    b"Metadata-Version: 2.1\nRequires-Dist:\x0ca\nProvides-Extra:\xc2\xa0x\nRequires-Dist:\x1cb\n",
 ]
 
 
@@ -256,6 +262,20 @@ def test_metadata_fields_read_as_packaging_reads_them(data: bytes) -> None:
     raw, _ = parse_email(data)
     for header, key in (("requires-dist", "requires_dist"), ("provides-extra", "provides_extra")):
         assert _metadata_field(data, header, key) == raw.get(key, [])
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    pytest.param(b"Metadata-Version: 2.1\nName: demo\rVersion: 1.0\n", ("demo", "1.0"),
+                 id="cr-alone-ends-a-line"),
+    pytest.param(b"Metadata-Version: 2.1\r\nName: demo\r\nVersion: 1.0\r\r\nVersion: 2.0\r\n",
+                 ("demo", "1.0"), id="cr-before-crlf-ends-the-headers"),
+])
+def test_core_metadata_lines_end_where_the_email_parser_ends_them(
+        data: bytes, expected: tuple[str, str]) -> None:
+    from wheelhouse.dists import parse_core_metadata
+
+    m = parse_core_metadata(data, source="x")
+    assert (m.name, str(m.version)) == expected
 
 
 def test_the_quick_scan_takes_plain_metadata_and_hands_over_the_rest() -> None:

@@ -131,9 +131,12 @@ def scan_headers(text: str, fields: Collection[str]) -> dict[str, list[str]] | N
     found: dict[str, list[str]] = {f: [] for f in fields}
     last_wanted = False
     for line in text.split("\n"):
-        line = line.rstrip("\r")
+        if line[-1:] == "\r":
+            line = line[:-1]
         if not line:
             break  # end of the header block
+        if "\r" in line:
+            return None  # a CR alone ends a line for the email parser
         if line[0] in " \t":
             if last_wanted:
                 return None
@@ -147,7 +150,7 @@ def scan_headers(text: str, fields: Collection[str]) -> dict[str, list[str]] | N
             continue
         if "=?" in value:
             return None
-        values.append(value.lstrip())  # as the email parser: trailing blanks stay
+        values.append(value.lstrip(" \t"))  # as the email parser: trailing blanks stay
     return found
 
 

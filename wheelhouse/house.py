@@ -1313,28 +1313,35 @@ class House:
         # sha256 of the find-links page written from it.
         state = self._state_of(manifest)
         recorded = [None if word == "-" else word for word in self._index_state()]
+        # No state until the new one is written: a writer killed between the
+        # pages and the state (SIGKILL cannot wait) leaves an index the next
+        # one rewrites in full, never one trusted to show a manifest it does not.
+        self._index_state_path().unlink(missing_ok=True)
         links_digest: str | None
+        root_digest: str | None
         fresh = self._write_index_fresh(manifest)
         if fresh is not None:
-            stats, links_digest = fresh
+            stats, links_digest, root_digest = fresh
         elif previous is not None and recorded[:1] == [self._state_of(previous)]:
             known = recorded[1:3] + [None] * (3 - len(recorded))
-            stats, links_digest = self._write_index_incremental(manifest, previous, *known)
+            stats, links_digest, root_digest = self._write_index_incremental(
+                manifest, previous, *known)
         else:
-            stats, links_digest = self._write_index_full(manifest)
+            stats, links_digest, root_digest = self._write_index_full(manifest)
         # The manifest the index shows, then the sha256 of the find-links page
         # and of the root JSON page written from it ("-": not known): an
         # incremental update edits the first and reads the project names from
-        # the second, when they are still what was written.
-        root = _file_sha256(simple / "index.json")
-        lines = [state, links_digest or "-", root or "-"]
+        # the second, when they are still what was written. Each is the digest
+        # of the bytes rendered, never of the file found on disk: a page edited
+        # by hand since must not pass for ours.
+        lines = [state, links_digest or "-", root_digest or "-"]
         write_atomic(self._index_state_path(), "\n".join(lines).encode() + b"\n")
         return stats
 
     def _write_index_incremental(
         self, manifest: Manifest, previous: Manifest, links_digest: str | None,
         root_digest: str | None,
-    ) -> tuple[IndexStats, str | None]:
+    ) -> tuple[IndexStats, str | None, str | None]:
         changes = manifest.changes_since(previous)
         if changes is not None:
             removed, added = changes
@@ -1361,6 +1368,7 @@ class House:
         arrived = [p for p in changed if not previous.project_files(p)]
         projects_changed = bool(gone or arrived)
         new_links: list[bytes] = []
+        new_root: list[bytes] = []
 
         def find_links() -> bytes:
             data = None
@@ -1379,7 +1387,9 @@ class House:
                 if names is None:
                     names = manifest.project_names()
                 yield f"{SIMPLE_DIR}/index.html", render_root_html(names)
-                yield f"{SIMPLE_DIR}/index.json", render_root_json(names)
+                root_json = render_root_json(names)
+                new_root.append(root_json)
+                yield f"{SIMPLE_DIR}/index.json", root_json
             if changed or gone:
                 yield FIND_LINKS_PAGE, find_links()
 
@@ -1396,7 +1406,10 @@ class House:
             _remove_tree(self.root / SIMPLE_DIR / project)
         if new_links:
             links_digest = hashlib.sha256(new_links[0]).hexdigest()
-        return IndexStats(rendered=rendered, written=written, removed=len(gone)), links_digest
+        if new_root:
+            root_digest = hashlib.sha256(new_root[0]).hexdigest()
+        return (IndexStats(rendered=rendered, written=written, removed=len(gone)), links_digest,
+                root_digest)
 
     def _root_names(self, root_digest: str | None, gone: list[str],
                     arrived: list[str]) -> list[str] | None:
@@ -1434,7 +1447,9 @@ class House:
         return splice_find_links(page, len(previous),
                                  [e.filename for e in removed], added)
 
-    def _write_index_fresh(self, manifest: Manifest) -> tuple[IndexStats, str | None] | None:
+    def _write_index_fresh(
+        self, manifest: Manifest,
+    ) -> tuple[IndexStats, str | None, str | None] | None:
         """Build a large index whose ``simple/`` holds next to nothing yet aside, then swap it in.
 
         Every page is written straight into a new private directory (no temp
@@ -1463,8 +1478,9 @@ class House:
             links = _write_groups_parallel(str(tmp), manifest.files, groups,
                                            lambda: render_find_links(manifest.files))
             names = [g[0] for g in groups]
+            root_json = render_root_json(names)
             write_new(f"{tmp}/index.html", render_root_html(names))
-            write_new(f"{tmp}/index.json", render_root_json(names))
+            write_new(f"{tmp}/index.json", root_json)
             sync_files([tmp / "index.html"])  # the whole tree, before it gets its name
             if not exchange(str(tmp), str(simple)):
                 return None
@@ -1477,20 +1493,24 @@ class House:
         write_atomic(self.root / FIND_LINKS_PAGE, links)
         pages = 2 * len(groups) + 3
         return (IndexStats(rendered=pages, written=pages, removed=removed),
-                hashlib.sha256(links).hexdigest())
+                hashlib.sha256(links).hexdigest(), hashlib.sha256(root_json).hexdigest())
 
-    def _write_index_full(self, manifest: Manifest) -> tuple[IndexStats, str | None]:
+    def _write_index_full(
+        self, manifest: Manifest,
+    ) -> tuple[IndexStats, str | None, str | None]:
         # Pages are rendered and written in batches: memory stays flat however
         # many projects there are. Project pages come before the root pages.
         pages: set[str] = set()
         written = 0
         batch: dict[str, bytes] = {}
-        links_digest = None
+        links_digest = root_digest = None
         for rel, data in iter_index_pages(manifest):
             pages.add(rel)
             batch[rel] = data
             if rel == FIND_LINKS_PAGE:
                 links_digest = hashlib.sha256(data).hexdigest()
+            elif rel == f"{SIMPLE_DIR}/index.json":
+                root_digest = hashlib.sha256(data).hexdigest()
             if len(batch) >= _PAGE_BATCH:
                 written += self._write_pages(batch, compare=True)
                 batch = {}
@@ -1510,7 +1530,8 @@ class House:
                 continue
             _remove_tree(child)
             removed += 1
-        return IndexStats(rendered=len(pages), written=written, removed=removed), links_digest
+        return (IndexStats(rendered=len(pages), written=written, removed=removed), links_digest,
+                root_digest)
 
     def _write_pages(self, pages: dict[str, bytes], *, compare: bool) -> int:
         # Project pages first, then the root pages and the flat page. Each
@@ -1749,11 +1770,6 @@ def _read_regular(path: Path) -> bytes | None:
             return f.read()
     except OSError:
         return None
-
-
-def _file_sha256(path: Path) -> str | None:
-    data = _read_regular(path)
-    return None if data is None else hashlib.sha256(data).hexdigest()
 
 
 def _read_text(path: Path) -> str | None:
