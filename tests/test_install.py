@@ -1549,3 +1549,21 @@ def test_a_large_member_streams_through_the_inflater_in_bounded_reads(tmp_path: 
     with pytest.raises(zipfile.BadZipFile, match=r"'big\.bin': truncated"):
         while stream.read(1 << 16):
             pass
+
+
+def test_a_streamed_member_longer_than_record_says_is_refused_before_it_is_all_read() -> None:
+    # The zip may declare far more than RECORD does: the first byte past RECORD's
+    # size ends it, rather than a disk filled first and the install undone after.
+    import io
+
+    from wheelhouse.install import _RecordMismatchError, _VerifyingStream
+
+    data = b"x" * 100_000
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    stream = _VerifyingStream(io.BytesIO(data), "m.bin", f"sha256={digest}", 100)
+    with pytest.raises(_RecordMismatchError, match="size does not match RECORD"):
+        stream.read(1000)
+    ok = _VerifyingStream(io.BytesIO(data[:100]), "m.bin",
+                          "sha256=" + base64.urlsafe_b64encode(
+                              hashlib.sha256(data[:100]).digest()).rstrip(b"=").decode(), 100)
+    assert ok.read(1000) == data[:100] and ok.read(1000) == b"" and ok.digest is not None

@@ -647,6 +647,9 @@ class _VerifyingStream:
         if data:
             self._hash.update(data)
             self._read += len(data)
+            if self._size is not None and self._read > self._size:
+                # Now, not at the end: the zip may declare far more than RECORD.
+                raise _RecordMismatchError(self._member, "its size does not match RECORD")
             return data
         if self.digest is None:
             value = base64.urlsafe_b64encode(self._hash.digest()).decode("ascii").rstrip("=")
