@@ -593,6 +593,7 @@ def _run_cli(store: Store, *args: str, capsys: pytest.CaptureFixture[str]) -> tu
     pytest.param(2, _set(kind=_DROP), "missing key 'kind'", id="missing-key"),
     pytest.param(3, _set(size=_DROP, sha256=_DROP), "missing keys 'sha256', 'size'",
                  id="missing-keys"),
+    pytest.param(4, _set(yankd="bad build"), "unknown key 'yankd'", id="unknown-key"),
     pytest.param(2, _set(kind="egg"), "'kind' must be 'wheel' or 'sdist', not 'egg'",
                  id="kind-unknown"),
     pytest.param(3, _set(kind="wheel"),

@@ -1567,3 +1567,20 @@ def test_a_streamed_member_longer_than_record_says_is_refused_before_it_is_all_r
                           "sha256=" + base64.urlsafe_b64encode(
                               hashlib.sha256(data[:100]).digest()).rstrip(b"=").decode(), 100)
     assert ok.read(1000) == data[:100] and ok.read(1000) == b"" and ok.digest is not None
+
+
+def test_a_local_header_name_that_is_not_utf8_is_a_zip_error(tmp_path: Path) -> None:
+    # The UTF-8 flag set over bytes that are not UTF-8: "not a valid wheel", not
+    # a UnicodeDecodeError.
+    from wheelhouse.install import _WheelBytes
+
+    wheel = tmp_path / "w.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("\u00e9.txt", b"hello")  # non-ASCII: written with the UTF-8 flag
+    data = bytearray(wheel.read_bytes())
+    at = data.index("\u00e9".encode())  # the local header's copy of the name comes first
+    data[at:at + 2] = b"\xff\xfe"
+    wheel.write_bytes(bytes(data))
+    wb = _WheelBytes(wheel, hashlib.sha256(bytes(data)).hexdigest())
+    with pytest.raises(zipfile.BadZipFile, match="not UTF-8"):
+        wb.whole_member(wb.zipfile.infolist()[0])

@@ -205,6 +205,12 @@ class FileEntry:
             missing = [k for k in _REQUIRED_KEYS if k not in raw]
             raise ValueError(f"missing key{'s' if len(missing) > 1 else ''} "
                              + ", ".join(map(repr, missing))) from None
+        unknown = raw.keys() - _KNOWN_KEYS
+        if unknown:
+            # A typo ("yankd") would be dropped without a word when the manifest
+            # is written again: refused, as an unknown format is.
+            raise ValueError(f"unknown key{'s' if len(unknown) > 1 else ''} "
+                             + ", ".join(_short(k) for k in sorted(unknown)))
         for key, value in (("filename", filename), ("kind", kind), ("project", project),
                            ("version", version)):
             if type(value) is not str:
@@ -304,6 +310,8 @@ class FileEntry:
 
 # The keys every entry has (FileEntry.to_dict), in the manifest's order.
 _REQUIRED_KEYS = ("filename", "kind", "project", "sha256", "size", "version")
+_KNOWN_KEYS = frozenset({*_REQUIRED_KEYS, "requires_python", "metadata_sha256", "origin",
+                         "upload_time", "yanked", "targets"})
 
 
 def _short(value: object) -> str:

@@ -747,7 +747,11 @@ class _WheelBytes:
             raise zipfile.BadZipFile(f"{info.filename!r}: bad local header")
         name_len, extra_len = int(fields[10]), int(fields[11])
         raw_name = bytes(self._read_at(offset + _LOCAL_HEADER.size, name_len))
-        name = raw_name.decode("utf-8" if fields[3] & 0x800 else "cp437")
+        try:
+            name = raw_name.decode("utf-8" if fields[3] & 0x800 else "cp437")
+        except UnicodeDecodeError:
+            raise zipfile.BadZipFile(
+                f"{info.filename!r}: the local header's name is not UTF-8") from None
         if name != info.orig_filename:
             raise zipfile.BadZipFile(f"{info.filename!r}: the local header names {name!r}")
         return offset + _LOCAL_HEADER.size + name_len + extra_len
