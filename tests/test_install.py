@@ -51,6 +51,11 @@ def tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
+def contents(root: Path) -> dict[str, bytes]:
+    """Every file under *root* (relative path) with its bytes."""
+    return {p: (root / p).read_bytes() for p in tree(root) if (root / p).is_file()}
+
+
 def new_venv(path: Path, *, with_pip: bool = False) -> Venv:
     args = [sys.executable, "-m", "venv", str(path)]
     if not with_pip:
@@ -665,15 +670,13 @@ def test_rollback_restores_another_distributions_file(tmp_path: Path, store: Sto
     venv = new_venv(tmp_path / "v")
     wheelhouse("install", str(house), "owner", "--python", str(venv.python), "--no-compile",
                env=isolated_env())
-    before = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
-              if (venv.root / p).is_file()}
+    before = contents(venv.root)
     for jobs in ("1", "4"):
         out = wheelhouse("install", str(house), "intruder", "--python", str(venv.python),
                          "--no-compile", "-j", jobs, env=isolated_env(), check=False)
         assert out.returncode == 3, out.stderr
         assert "broken-1.0-py3-none-any.whl" in out.stderr
-        after = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
-                 if (venv.root / p).is_file()}
+        after = contents(venv.root)
         assert after == before  # owner's shared/conf.py is back, byte for byte
         assert not list(site_packages(venv).glob(".wheelhouse-*"))
 
@@ -857,15 +860,11 @@ def test_failed_upgrade_puts_back_the_bytecode_python_wrote_on_import(
     run([str(venv.python), "-c", "import mod"], env=writes_bytecode)
     assert list(site.glob("mod/__pycache__/__init__.*.pyc"))
 
-    def snapshot() -> dict[str, bytes]:
-        return {str(p.relative_to(venv.root)): p.read_bytes()
-                for p in sorted(venv.root.rglob("*")) if p.is_file()}
-
-    before = snapshot()
+    before = contents(venv.root)
     out = wheelhouse("install", str(house), "mod==2.0", "bad", "--python", str(venv.python),
                      "--no-compile", env=isolated_env(), check=False)
     assert out.returncode != 0 and "bad-1.0-py3-none-any.whl" in out.stderr
-    assert snapshot() == before
+    assert contents(venv.root) == before
 
 
 def test_bytecode_of_a_module_includes_a_killed_compilers_temp_file(tmp_path: Path) -> None:
@@ -1113,8 +1112,7 @@ def test_a_stopped_wheel_never_removes_a_file_that_was_there_before(
     venv = new_venv(tmp_path / "v")
     site = site_packages(venv)
     (site / "stray.py").write_text("THEIRS = 1\n")
-    before = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
-              if (venv.root / p).is_file()}
+    before = contents(venv.root)
     calls = 0
     original_write_all = install_mod._write_all
 
@@ -1130,8 +1128,7 @@ def test_a_stopped_wheel_never_removes_a_file_that_was_there_before(
     wanted.add("pkg")
     with pytest.raises(install_mod.InstallError, match="No space left"):
         install_mod.install(house, wanted, python=venv.python, compile_bytecode=False, jobs=1)
-    after = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
-             if (venv.root / p).is_file()}
+    after = contents(venv.root)
     assert after == before
     logs = list(site.glob(".wheelhouse-stash-*/*.log"))
     assert logs == []  # the stash went with the rollback
@@ -1175,7 +1172,7 @@ def test_wheels_and_members_too_big_for_memory_are_streamed_and_still_checked(
     monkeypatch.undo()
     install_mod.install(app_house, wanted, python=whole.python)
 
-    def contents(venv: Venv) -> dict[str, object]:
+    def site_contents(venv: Venv) -> dict[str, object]:
         site = site_packages(venv)
         out: dict[str, object] = {p: (site / p).read_bytes() for p in tree(site)
                                   if (site / p).is_file() and "__pycache__" not in p}
@@ -1185,8 +1182,8 @@ def test_wheels_and_members_too_big_for_memory_are_streamed_and_still_checked(
                             if not row.startswith("../"))
         return out
 
-    assert contents(streamed) == contents(whole)
-    assert len(contents(whole)) > 10
+    assert site_contents(streamed) == site_contents(whole)
+    assert len(site_contents(whole)) > 10
 
     d = tmp_path / "dists"
     bad = build_wheel(d, "bad", "1.0", files={"bad/z.py": b"z = 1\n"})
@@ -1248,14 +1245,12 @@ def test_a_rollback_puts_back_another_distributions_bytecode(tmp_path: Path,
     assert len(pycs) == 1
     record = next(site.glob("owner-1.0.dist-info/RECORD")).read_text()
     assert str(pycs[0].relative_to(site)) in record
-    before = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
-              if (venv.root / p).is_file()}
+    before = contents(venv.root)
     for jobs in ("1", "2"):
         out = wheelhouse("install", str(house), "intruder", "--python", str(venv.python),
                          "-j", jobs, env=isolated_env(), check=False)
         assert out.returncode == 3, out.stderr
-        after = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
-                 if (venv.root / p).is_file()}
+        after = contents(venv.root)
         assert after == before
 
 
@@ -1348,8 +1343,7 @@ def test_a_full_disk_right_after_logging_a_file_that_exists_never_removes_it(
     venv = new_venv(tmp_path / "v")
     site = site_packages(venv)
     (site / "stray.py").write_text("THEIRS = 1\n")
-    before = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
-              if (venv.root / p).is_file()}
+    before = contents(venv.root)
     original_write = install_mod._Log._write
     logged: list[str] = []
 
@@ -1365,8 +1359,7 @@ def test_a_full_disk_right_after_logging_a_file_that_exists_never_removes_it(
     with pytest.raises(install_mod.InstallError, match="No space left"):
         install_mod.install(house, wanted, python=venv.python, compile_bytecode=False, jobs=1)
     assert any(t.rstrip("\n").endswith("stray.py") for t in logged)
-    after = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
-             if (venv.root / p).is_file()}
+    after = contents(venv.root)
     assert after == before
 
 
@@ -1412,15 +1405,13 @@ def test_a_file_never_replaces_another_distributions_directory(tmp_path: Path,
     site = site_packages(venv)
     wheelhouse("install", str(house), "owner", "--python", str(venv.python), "--no-compile",
                env=isolated_env())
-    before = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
-              if (venv.root / p).is_file()}
+    before = contents(venv.root)
     out = wheelhouse("install", str(house), "clobber", "--python", str(venv.python),
                      "--no-compile", env=isolated_env(), check=False)
     assert out.returncode != 0, out.stderr
     assert "ownerpkg" in out.stderr and "directory" in out.stderr.lower()
     assert (site / "ownerpkg" / "core.py").read_bytes() == b"CORE = 1\n"
-    after = {p: (venv.root / p).read_bytes() for p in tree(venv.root)
-             if (venv.root / p).is_file()}
+    after = contents(venv.root)
     assert after == before
 
 
