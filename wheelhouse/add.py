@@ -475,17 +475,10 @@ def ingest(
         return _ingest(house, store, list(files), jobs=jobs, progress=progress)
 
 
+# Tens of thousands of entries that live to the end, in the workers (forked in
+# here: they inherit the pause) and here: collections would find nothing.
+@gc_paused()
 def _ingest(
-    house: House, store: Store, files: Sequence[Incoming | str], *, jobs: int | None,
-    progress: Progress | None,
-) -> AddResult:
-    # Tens of thousands of entries that live to the end, in the workers (forked
-    # in here: they inherit the pause) and here: collections would find nothing.
-    with gc_paused():
-        return _ingest_paused(house, store, files, jobs=jobs, progress=progress)
-
-
-def _ingest_paused(
     house: House, store: Store, files: Sequence[Incoming | str], *, jobs: int | None,
     progress: Progress | None,
 ) -> AddResult:

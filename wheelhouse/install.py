@@ -62,18 +62,16 @@ from wheelhouse.resolver import Environment, Resolution, WantedSet, resolve_in_h
 
 if TYPE_CHECKING:
     import zlib as _inflater
-else:
-    try:  # the 'fast' extra: zlib-ng inflates wheels about twice as fast as zlib
-        from zlib_ng import zlib_ng as _inflater
-    except ImportError:
-        import zlib as _inflater
-
-if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from installer.records import RecordEntry
 
     from wheelhouse.resolver import FileDigest
+else:
+    try:  # the 'fast' extra: zlib-ng inflates wheels about twice as fast as zlib
+        from zlib_ng import zlib_ng as _inflater
+    except ImportError:
+        import zlib as _inflater
 
 __all__ = [
     "InstallError",
