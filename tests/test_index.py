@@ -711,6 +711,23 @@ def test_a_bad_line_read_lazily_is_named_by_its_line(
         assert err.splitlines()[0] == f"error: {house.manifest_path}:1502: {problem}"
 
 
+def test_pep700_versions_are_in_pep440_order_whatever_order_the_files_come_in() -> None:
+    import itertools
+
+    # 1.0 and 1.0.0 are equal versions: their spellings order them, so the page
+    # is the same bytes in every run (a set's order changes with the hash seed).
+    spellings = ["1.0.0", "10.0", "1.0", "2.0rc1", "1!0.1", "2.0", "1.0.post1"]
+    pages = set()
+    for order in itertools.islice(itertools.permutations(spellings), 0, 5040, 97):
+        entries = [_entry(f"demo-{v}.tar.gz", "demo", v, spellings.index(v) + 1)
+                   for v in order]
+        page = render_project_json("demo", entries)
+        assert json.loads(page)["versions"] == [
+            "1.0", "1.0.0", "1.0.post1", "2.0rc1", "2.0", "10.0", "1!0.1"]
+        pages.add(page)
+    assert len(pages) == 1
+
+
 def test_versions_spelt_otherwise_than_normalised_are_read_as_packaging_compares(
     tmp_path: Path, store: Store, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -756,8 +773,8 @@ def test_large_new_index_is_built_aside_and_swapped_in(
     built = []
     original = wheelhouse.house.House._write_index_fresh
 
-    def spy(self: House, manifest: Manifest) -> Any:
-        built.append(original(self, manifest))
+    def spy(self: House, manifest: Manifest, *args: Any) -> Any:
+        built.append(original(self, manifest, *args))
         return built[-1]
 
     monkeypatch.setattr(wheelhouse.house.House, "_write_index_fresh", spy)
@@ -794,6 +811,195 @@ def test_index_built_aside_by_a_writer_that_died_is_debris(
     (debris / "demo-pkg" / "index.html").write_text("half")
     add_paths(built_house, store, [build_wheel(tmp_path / "more", "zeta", "0.3")])
     assert not debris.exists()
+
+
+def _house_of(tmp_path: Path, entries: list[FileEntry]) -> House:
+    """A house whose manifest lists *entries*, with the .metadata files the index looks for."""
+    house = House.open(tmp_path / "house", create=True)
+    house.write_manifest(Manifest(entries))
+    house.files_dir.mkdir(exist_ok=True)
+    for e in entries:
+        if e.metadata_sha256 is not None:
+            (house.files_dir / (e.filename + ".metadata")).write_bytes(b"")
+    return house
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+class _HeadStarts:
+    """The head starts `wheelhouse index` made, and where each one's two writers met."""
+
+    def __init__(self) -> None:
+        self.made: list[Any] = []
+        self.met: list[tuple[int, int]] = []  # (chunks from the front, all chunks)
+
+
+@pytest.fixture
+def head_starts(monkeypatch: pytest.MonkeyPatch) -> _HeadStarts:
+    """A few hundred entries handled as a house of 50,000 would be (see _HeadStart)."""
+    import wheelhouse.house as wh
+
+    monkeypatch.setattr(wh, "_HEAD_START_MIN_BYTES", 1)
+    monkeypatch.setattr(wh, "_FORK_MIN_PROJECTS", 100)
+    monkeypatch.setattr(wh, "_FRESH_MIN_PROJECTS", 2)
+    monkeypatch.setattr(wh, "_CHUNK_FILES", 9)
+    seen = _HeadStarts()
+    begin = wh._HeadStart.begin.__func__  # type: ignore[attr-defined]
+    finish = wh._HeadStart.finish
+
+    def spy_begin(cls: type, *args: Any) -> Any:
+        seen.made.append(begin(cls, *args))
+        return seen.made[-1]
+
+    def spy_finish(self: Any, files: Any) -> None:
+        finish(self, files)
+        seen.met.append((self.chunks.split(), len(self.bounds)))
+
+    monkeypatch.setattr(wh._HeadStart, "begin", classmethod(spy_begin))
+    monkeypatch.setattr(wh._HeadStart, "finish", spy_finish)
+    return seen
+
+
+def _assert_index_is(house: House, manifest: Manifest) -> None:
+    """The house's index is exactly *manifest*'s pages, and nothing is left aside."""
+    expected = render_index(manifest)
+    for rel, data in expected.items():
+        assert (house.root / rel).read_bytes() == data, rel
+    on_disk = {str(p.relative_to(house.root)) for p in (house.root / "simple").rglob("*")
+               if not p.is_dir()}
+    assert on_disk == {rel for rel in expected if rel.startswith("simple/")} | {
+        f"simple/{INDEX_STATE}"}
+    assert not [p for p in house.root.iterdir() if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize("slow", ["helper", "parent"])
+def test_index_of_a_large_house_has_a_helper_writing_pages_from_the_first_byte(
+    tmp_path: Path, head_starts: _HeadStarts, monkeypatch: pytest.MonkeyPatch, slow: str,
+) -> None:
+    import wheelhouse.house as wh
+
+    # Entries with escapes (a yank reason needing them), with and without
+    # requires-python and metadata: lines of both shapes the parser reads.
+    house = _house_of(tmp_path, _many_entries(600))
+    parent = os.getpid()
+    if slow == "helper":
+        write_groups = wh._write_groups
+
+        def slow_helper(*args: Any, **kwargs: Any) -> None:
+            if os.getpid() != parent:
+                import time
+
+                time.sleep(0.02)
+            write_groups(*args, **kwargs)
+
+        monkeypatch.setattr(wh, "_write_groups", slow_helper)
+    else:
+        render = wh.render_find_links  # type: ignore[attr-defined]
+
+        def slow_parent(files: Any) -> bytes:
+            import time
+
+            time.sleep(1)  # the helper meanwhile takes every chunk
+            return render(files)
+
+        monkeypatch.setattr(wh, "render_find_links", slow_parent)
+
+    stats = House.open(house.root, validate=False).reindex()
+
+    [head] = head_starts.made
+    [(front, count)] = head_starts.met
+    assert head is not None and count == len(head.bounds) > 10
+    if slow == "helper":
+        assert 0 < front < count  # each took some
+    else:
+        assert front == 0  # the helper took them all
+    assert _gone(head.helper.pid)
+    manifest = House.open(house.root).read_manifest()
+    assert stats.written == stats.rendered == 2 * len(manifest.projects()) + 3
+    _assert_index_is(house, manifest)
+    assert House.open(house.root).reindex().written == 0
+
+
+def test_index_of_a_large_house_with_a_bad_line_at_the_end_writes_nothing(
+    tmp_path: Path, head_starts: _HeadStarts, store: Store, capsys: pytest.CaptureFixture[str],
+) -> None:
+    house = _house_of(tmp_path, _many_entries(600))
+    # The last line: the helper's first chunk.
+    _edit_manifest_line(house, 601, _set(size=-5))
+    before = {p: p.read_bytes() for p in house.root.rglob("*") if p.is_file()}
+
+    code, err = _run_cli(store, "index", str(house.root), capsys=capsys)
+
+    assert code == 1
+    assert err.splitlines()[0] == (f"error: {house.manifest_path}:601: "
+                                   "'size' must not be negative: -5")
+    [head] = head_starts.made
+    assert head is not None and head_starts.met == []
+    assert _gone(head.helper.pid)
+    after = {p: p.read_bytes() for p in house.root.rglob("*") if p.is_file()
+             and p.name != ".wheelhouse.lock"}
+    assert after == before  # no page written, nothing left aside
+
+
+def test_index_of_a_large_unsorted_manifest_throws_the_helpers_pages_away(
+    tmp_path: Path, head_starts: _HeadStarts,
+) -> None:
+    house = _house_of(tmp_path, _many_entries(600))
+    head, rest = house.manifest_path.read_text().split("\n", 1)
+    body, tail = rest.rsplit("\n]}", 1)
+    items = body.split(",\n")
+    assert len(items) == 600
+    # The first project's lines moved to the end (as a hand edit might): valid, unsorted.
+    items = items[3:] + items[:3]
+    house.manifest_path.write_text(head + "\n" + ",\n".join(items) + "\n]}" + tail)
+
+    House.open(house.root, validate=False).reindex()
+
+    [head] = head_starts.made
+    assert head is not None and head_starts.met == []  # made, not used
+    manifest = House.open(house.root).read_manifest()
+    assert manifest.files == Manifest(_many_entries(600)).files
+    assert house.manifest_path.read_bytes() == manifest.render()  # written back, sorted
+    _assert_index_is(house, manifest)
+
+
+@pytest.mark.parametrize("how", ["index", "write_index"])
+def test_pages_of_a_helper_that_was_killed_are_written_again(
+    tmp_path: Path, head_starts: _HeadStarts, monkeypatch: pytest.MonkeyPatch, how: str,
+) -> None:
+    import signal
+
+    import wheelhouse.house as wh
+
+    house = _house_of(tmp_path, _many_entries(600))
+    parent = os.getpid()
+    write_groups = wh._write_groups
+
+    def killed_after_a_while(*args: Any, **kwargs: Any) -> None:
+        # The helper dies in its third chunk, two projects in: one chunk half done.
+        if os.getpid() != parent and len(killed_after_a_while.calls) == 2:  # type: ignore[attr-defined]
+            directory, files, groups = args
+            write_groups(directory, files, groups[:2])
+            os.kill(os.getpid(), signal.SIGKILL)
+        killed_after_a_while.calls.append(1)  # type: ignore[attr-defined]
+        write_groups(*args, **kwargs)
+
+    killed_after_a_while.calls = []  # type: ignore[attr-defined]
+    monkeypatch.setattr(wh, "_write_groups", killed_after_a_while)
+    if how == "index":
+        House.open(house.root, validate=False).reindex()
+        [(front, count)] = head_starts.met
+        assert front < count - 2
+    else:  # as add writes a new house's index: the manifest in memory
+        monkeypatch.setattr(wh, "_FORK_MIN_PROJECTS", 2)
+        house.write_index(house.read_manifest())
+    _assert_index_is(house, House.open(house.root).read_manifest())
 
 
 def test_a_manifest_the_house_wrote_is_rendered_again_from_its_own_lines(

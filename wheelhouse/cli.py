@@ -599,7 +599,8 @@ def index(obj: Context, house_path: Path) -> None:
 
     Pages already right are left alone; anything else under simple/ is removed.
     """
-    stats = House.open(house_path).reindex()
+    # The manifest is read and checked by reindex, under the lock: not twice.
+    stats = House.open(house_path, validate=False).reindex()
     if not obj.quiet:
         _echo(f"{house_path}: {stats.rendered} page(s), {stats.written} written, "
               f"{stats.removed} stray entr{'y' if stats.removed == 1 else 'ies'} removed")

@@ -85,6 +85,10 @@ class HashMismatchError(IntegrityError):
         )
 
 
+class HelperProcessError(WheelhouseError):
+    """A helper process wheelhouse forked died, or its answer could not be read."""
+
+
 class StoreError(WheelhouseError):
     """The content-addressed store cannot be used (missing, read-only, wrong format)."""
 

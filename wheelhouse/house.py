@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from wheelhouse._forked import Chunks, Forked, can_fork
 from wheelhouse._fs import (
     can_exchange,
-    die_with_parent,
     exchange,
     fsync_dir,
     gc_paused,
@@ -38,6 +38,7 @@ from wheelhouse._fs import (
 from wheelhouse.errors import (
     FormatVersionError,
     HashMismatchError,
+    HelperProcessError,
     HouseError,
     InvalidFilenameError,
     InvalidInputError,
@@ -95,6 +96,11 @@ _PAGE_BATCH = 2000
 _FRESH_MIN_PROJECTS = 500
 _FRESH_MAX_EXISTING = 16
 _FORK_MIN_PROJECTS = 2000
+# Two page writers take runs of whole projects of about this many files each.
+_CHUNK_FILES = 128
+# From this size, `wheelhouse index` of a house without an index has a helper
+# write pages while the manifest is parsed (see _HeadStart).
+_HEAD_START_MIN_BYTES = 1 << 20
 # Below this size, rendering the manifest again costs next to nothing.
 _LINES_MIN_BYTES = 256 * 1024
 _quote = json.encoder.encode_basestring_ascii
@@ -714,6 +720,7 @@ class Manifest:
                 new._rows = list(lines)
                 # The lines as read, for the number of a line refused later.
                 new._lines = _Lines(source, lines)
+                new._canonical = True  # render()'s own output, as the caller knows
                 return new
             unmatched: list[int] = []
             try:
@@ -804,59 +811,231 @@ def _project_groups(files: tuple[FileEntry, ...]) -> list[tuple[str, int, int]]:
 
 
 def _write_groups(
-    directory: str, files: tuple[FileEntry, ...], groups: list[tuple[str, int, int]]
+    directory: str, files: tuple[FileEntry, ...], groups: list[tuple[str, int, int]],
+    *, redo: bool = False,
 ) -> None:
-    """Write each project's two pages into *directory* (new and private)."""
+    """Write each project's two pages into *directory* (new and private).
+
+    With *redo*, whatever a project already has there is removed first.
+    """
     for project, start, stop in groups:
         entries = files[start:stop]
         # The manifest's project names are checked canonical: one component.
+        if redo:
+            _remove_tree(Path(directory, project))
         os.mkdir(f"{directory}/{project}")  # noqa: PTH102
         write_new(f"{directory}/{project}/index.html", render_project_html(project, entries))
         write_new(f"{directory}/{project}/index.json", render_project_json(project, entries))
 
 
-# What a forked helper writes: set just before the fork, read in the child.
-_FORK_JOB: tuple[str, tuple[FileEntry, ...], list[tuple[str, int, int]]] | None = None
+def _write_range(directory: str, files: tuple[FileEntry, ...], start: int, stop: int,
+                 *, redo: bool = False) -> None:
+    """Write the pages of the projects of ``files[start:stop]`` (whole projects) into *directory*."""
+    part = files[start:stop]
+    _write_groups(directory, part, _project_groups(part), redo=redo)
 
 
-def _forked_groups() -> int:
-    assert _FORK_JOB is not None
-    directory, files, groups = _FORK_JOB
-    _write_groups(directory, files, groups)
-    return len(groups)
+def _wait_for_helper(helper: Forked[None], chunks: Chunks, directory: str,
+                     files: tuple[FileEntry, ...], bounds: list[tuple[int, int]]) -> None:
+    """Wait for the helper writing chunks from the back; if it died, write its chunks here.
+
+    (Killed, say, by the kernel short of memory: whatever it took, done or
+    half done, is written again.) An error it raised is raised here.
+    """
+    try:
+        helper.result()
+    except HelperProcessError as e:
+        log.debug("%s: writing its pages here", e)
+        for start, stop in bounds[chunks.split():]:
+            _write_range(directory, files, start, stop, redo=True)
+
+
+def _chunks_of_groups(groups: list[tuple[str, int, int]]) -> list[tuple[int, int]]:
+    """``(start, stop)`` runs of files, whole projects of about _CHUNK_FILES files each."""
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    for _, _, stop in groups:
+        if stop - start >= _CHUNK_FILES:
+            bounds.append((start, stop))
+            start = stop
+    if groups and start < groups[-1][2]:
+        bounds.append((start, groups[-1][2]))
+    return bounds
+
+
+def _take_all(chunks: Chunks, *, front: bool, work: Callable[[int], None]) -> None:
+    """Take chunks from one end and do each, until none is left."""
+    while (i := chunks.take(front=front)) is not None:
+        work(i)
 
 
 def _write_groups_parallel(
     directory: str, files: tuple[FileEntry, ...], groups: list[tuple[str, int, int]],
     also: Callable[[], bytes],
 ) -> bytes:
-    """:func:`_write_groups`, part of it in a forked helper process when it pays.
+    """:func:`_write_groups`, shared with a forked helper process when it pays.
 
-    *also* (more work for this process) runs meanwhile; its result is returned.
+    *also* (more work for this process) runs first; its result is returned.
+    The helper takes runs of projects from the end, this process from the
+    start once *also* is done: neither waits for the other but at the end.
     """
-    global _FORK_JOB
-    import threading
-
-    if (len(groups) < _FORK_MIN_PROJECTS or (os.cpu_count() or 1) < 2
-            or threading.active_count() > 1 or not hasattr(os, "fork")):
+    if len(groups) < _FORK_MIN_PROJECTS or not can_fork():
         _write_groups(directory, files, groups)
         return also()
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    bounds = _chunks_of_groups(groups)
 
-    # The helper takes a little more than half the pages: *also* is ours.
-    mine = len(groups) * 9 // 20
-    _FORK_JOB = (directory, files, groups[mine:])
+    def write(i: int) -> None:
+        _write_range(directory, files, *bounds[i])
+
+    def helper() -> None:
+        os.chdir(directory)  # its own working directory: short paths
+        _take_all(chunks, front=False, work=lambda i: _write_range(".", files, *bounds[i]))
+
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
-                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
-            child = pool.submit(_forked_groups)
-            result = also()
-            _write_groups(directory, files, groups[:mine])
-            child.result()
+        chunks = Chunks(len(bounds), directory)
+        process = Forked(helper)
+    except OSError as e:  # no fork now (EAGAIN, ENOMEM): all of it here
+        log.debug("no helper process: %s", e)
+        _write_groups(directory, files, groups)
+        return also()
+    try:
+        result = also()
+        _take_all(chunks, front=True, work=write)
+        _wait_for_helper(process, chunks, directory, files, bounds)
     finally:
-        _FORK_JOB = None
+        process.stop()
+        chunks.close()
     return result
+
+
+def _line_project(data: bytes, start: int, stop: int) -> bytes | None:
+    """The project named in the manifest line ``data[start:stop]`` (None: not found)."""
+    at = data.find(b'"project":"', start, stop)
+    if at < 0:
+        return None
+    at += 11
+    end = data.find(b'"', at, stop)
+    return data[at:end] if end > 0 else None
+
+
+class _HeadStart:
+    """A manifest's project pages, written from its lines by a forked helper meanwhile.
+
+    For a full index of a large house (``wheelhouse index``): parsing the
+    manifest is a third of the work, and the pages of the last projects need
+    only their own lines. So as soon as the bytes are read, a helper takes
+    runs of lines from the end (whole projects each), parses them and writes
+    their pages into a new private directory, while this process parses the
+    whole manifest -- which it must, to check every line and to render the
+    find-links page -- and then takes runs from the start. The result is used
+    only if this process's parse found the lines in render()'s exact shape
+    and order, as many as the helper counted, and cut between projects where
+    the helper cut them: the helper then rendered the very entries this
+    process would have. Otherwise it is thrown away.
+    """
+
+    def __init__(self, directory: Path, data: bytes, spans: list[tuple[int, int]],
+                 bounds: list[tuple[int, int]], source: str) -> None:
+        self.directory = directory
+        #: Each run's lines, as (start, stop) in *data* (without the ",\n" after).
+        self.spans = spans
+        #: Each run's lines, as (start, stop) indexes of the manifest's entries.
+        self.bounds = bounds
+        self.chunks = Chunks(len(bounds), str(directory))
+
+        def write(i: int) -> None:
+            start, stop = spans[i]
+            lines = data[start:stop].decode("ascii").split(",\n")
+            with gc_paused():
+                files = _Lines(source, lines).entries(lines, remember=False)
+            _write_groups(".", files, _project_groups(files))
+
+        def helper() -> None:
+            os.chdir(directory)  # its own working directory: short paths
+            _take_all(self.chunks, front=False, work=write)
+
+        self.helper: Forked[None] = Forked(helper)
+
+    @classmethod
+    def begin(cls, root: Path, data: bytes, source: str) -> _HeadStart | None:
+        """Start a helper on the manifest bytes *data*, if a fresh index of them will pay."""
+        if len(data) < _HEAD_START_MIN_BYTES or not can_fork() or not can_exchange():
+            return None
+        try:
+            with os.scandir(root / SIMPLE_DIR) as entries:
+                if sum(1 for _ in itertools.islice(entries, _FRESH_MAX_EXISTING + 1)) \
+                        > _FRESH_MAX_EXISTING:
+                    return None  # an index is there: it is updated in place
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return None
+        head = _MANIFEST_HEAD.encode() + b"\n"
+        tail = b"\n]}\n"
+        if not data.startswith(head) or not data.endswith(tail):
+            return None
+        body, end = len(head), len(data) - len(tail)
+        count = data.count(b"\n", body, end) + 1
+        if count < _FORK_MIN_PROJECTS:
+            return None
+        # Cut about every _CHUNK_FILES lines, where the project changes (the
+        # bytes are not split into lines here: the helper starts sooner).
+        step = (end - body) * _CHUNK_FILES // count
+        spans: list[tuple[int, int]] = []
+        bounds: list[tuple[int, int]] = []
+        start = line = body
+        first = 0
+        while (cut := data.find(b",\n", line + step if line == start else line, end)) >= 0:
+            line = cut + 2  # the next line's start
+            before = _line_project(data, max(start, data.rfind(b"\n", start, cut) + 1), cut)
+            after_end = data.find(b"\n", line, end)
+            after = _line_project(data, line, end if after_end < 0 else after_end)
+            if before is not None and after is not None and before != after:
+                stop = first + data.count(b"\n", start, cut) + 1
+                spans.append((start, cut))
+                bounds.append((first, stop))
+                start, first = line, stop
+        spans.append((start, end))
+        bounds.append((first, count))
+        if len(bounds) < 2:
+            return None
+        directory = root / f".tmp-simple.{os.getpid()}.{os.urandom(4).hex()}"
+        directory.mkdir()
+        try:
+            return cls(directory, data, spans, bounds, source)
+        except OSError as e:  # no fork now (EAGAIN, ENOMEM): all of it here, as before
+            log.debug("no helper process: %s", e)
+            _remove_tree(directory)
+            return None
+        except BaseException:
+            _remove_tree(directory)
+            raise
+
+    def fits(self, manifest: Manifest) -> bool:
+        """Whether *manifest* was parsed from these lines, in their order, cut between projects."""
+        if manifest._canonical is not True or len(manifest) != self.bounds[-1][1]:
+            return False
+        files = manifest.files
+        return all(files[start - 1].project != files[start].project
+                   for start, _ in self.bounds[1:])
+
+    def finish(self, files: tuple[FileEntry, ...]) -> None:
+        """Write the pages the helper has not taken, then wait for it (its errors raised)."""
+        directory = str(self.directory)
+        bounds = self.bounds
+
+        def write(i: int) -> None:
+            _write_range(directory, files, *bounds[i])
+
+        _take_all(self.chunks, front=True, work=write)
+        _wait_for_helper(self.helper, self.chunks, directory, files, bounds)
+
+    def discard(self) -> None:
+        """Stop the helper if it still runs, and remove its directory if still there."""
+        self.helper.stop()
+        self.chunks.close()
+        if self.directory.exists():
+            _remove_tree(self.directory)
 
 
 class _NotLinesError(Exception):
@@ -993,8 +1172,12 @@ class House:
         return f"House({str(self.root)!r})"
 
     @classmethod
-    def open(cls, path: Path | str, *, create: bool = False) -> House:
-        """Open the house at *path*; create an empty one if asked and it does not exist."""
+    def open(cls, path: Path | str, *, create: bool = False, validate: bool = True) -> House:
+        """Open the house at *path*; create an empty one if asked and it does not exist.
+
+        The manifest is read and checked at once, unless *validate* is false
+        (for a caller that reads it first thing anyway, as :meth:`reindex` does).
+        """
         root = Path(path).expanduser().absolute()
         house = cls(root)
         if root.exists() and not root.is_dir():
@@ -1005,7 +1188,8 @@ class House:
             )
         manifest = root / MANIFEST_NAME
         if manifest.is_file():
-            house.read_manifest()  # validates the format early
+            if validate:
+                house.read_manifest()  # validates the format early
             return house
         if not create:
             raise HouseError(
@@ -1044,6 +1228,13 @@ class House:
 
     def read_manifest(self) -> Manifest:
         """Read and validate the manifest (parsed again only when the file changed)."""
+        return self._read_manifest()
+
+    def _read_manifest(self, early: Callable[[bytes], object] | None = None) -> Manifest:
+        """:meth:`read_manifest`, calling *early* with the bytes read before they are parsed.
+
+        (Not with a manifest remembered from before: then *early* is not called.)
+        """
         try:
             with self.manifest_path.open("rb") as f:
                 st = os.fstat(f.fileno())
@@ -1060,6 +1251,8 @@ class House:
         # canonical rendering of its entry, so render() may reuse it.
         ours = (bool(recorded) and recorded[0].rsplit("-", 1)[-1] == digest
                 and len(data) >= _LINES_MIN_BYTES)
+        if early is not None:
+            early(data)
         with gc_paused():
             manifest = Manifest.parse(data, source=str(self.manifest_path), keep_lines=ours)
         if not ours and not manifest._canonical:
@@ -1314,6 +1507,11 @@ class House:
         atomically; project pages go before the root page, so a reader never
         sees a link to a page that does not exist yet.
         """
+        return self._write_index(manifest, previous=previous)
+
+    def _write_index(self, manifest: Manifest, *, previous: Manifest | None = None,
+                     head: _HeadStart | None = None) -> IndexStats:
+        """:meth:`write_index`, using *head*'s pages if they fit a fresh index."""
         simple = self.root / SIMPLE_DIR
         _own_dir(simple)
         # The state names the manifest the pages came from and how they were
@@ -1327,7 +1525,7 @@ class House:
         self._index_state_path().unlink(missing_ok=True)
         links_digest: str | None
         root_digest: str | None
-        fresh = self._write_index_fresh(manifest)
+        fresh = self._write_index_fresh(manifest, head)
         if fresh is not None:
             stats, links_digest, root_digest = fresh
         elif previous is not None and recorded[:1] == [self._state_of(previous)]:
@@ -1456,7 +1654,7 @@ class House:
                                  [e.filename for e in removed], added)
 
     def _write_index_fresh(
-        self, manifest: Manifest,
+        self, manifest: Manifest, head: _HeadStart | None = None,
     ) -> tuple[IndexStats, str | None, str | None] | None:
         """Build a large index whose ``simple/`` holds next to nothing yet aside, then swap it in.
 
@@ -1480,11 +1678,20 @@ class House:
         groups = _project_groups(manifest.files)
         if len(groups) < _FRESH_MIN_PROJECTS:
             return None
-        tmp = self.root / f".tmp-simple.{os.getpid()}.{os.urandom(4).hex()}"
-        tmp.mkdir()
+        if head is not None and head.fits(manifest):
+            # Its helper has been writing pages since the manifest was read.
+            tmp = head.directory
+        else:
+            head = None
+            tmp = self.root / f".tmp-simple.{os.getpid()}.{os.urandom(4).hex()}"
+            tmp.mkdir()
         try:
-            links = _write_groups_parallel(str(tmp), manifest.files, groups,
-                                           lambda: render_find_links(manifest.files))
+            if head is not None:
+                links = render_find_links(manifest.files)
+                head.finish(manifest.files)
+            else:
+                links = _write_groups_parallel(str(tmp), manifest.files, groups,
+                                               lambda: render_find_links(manifest.files))
             names = [g[0] for g in groups]
             root_json = render_root_json(names)
             write_new(f"{tmp}/index.html", render_root_html(names))
@@ -1586,18 +1793,30 @@ class House:
         of ``simple/`` is rewritten, and stray entries in it removed).
         """
         with self.lock():
-            manifest = self.read_manifest()
-            if self._not_canonical is manifest:
-                # Edited by hand (reordered, reformatted): written back in its
-                # own shape first, the same entries.
-                self.write_manifest(manifest)
-            present = (set(os.listdir(self.files_dir))  # noqa: PTH208
-                       if self.files_dir.is_dir() and not self.files_dir.is_symlink() else set())
-            _remove_temp_entries(self.files_dir, present)
-            for entry in [e for e in manifest.files if e.metadata_sha256 is not None
-                          and e.filename + METADATA_SUFFIX not in present]:
-                self._restore_metadata_file(entry)
-            return self.write_index(manifest)
+            head: _HeadStart | None = None
+
+            def early(data: bytes) -> None:
+                nonlocal head
+                head = _HeadStart.begin(self.root, data, str(self.manifest_path))
+
+            try:
+                return self._reindex(self._read_manifest(early), head)
+            finally:
+                if head is not None:
+                    head.discard()
+
+    def _reindex(self, manifest: Manifest, head: _HeadStart | None) -> IndexStats:
+        if self._not_canonical is manifest:
+            # Edited by hand (reordered, reformatted): written back in its
+            # own shape first, the same entries.
+            self.write_manifest(manifest)
+        present = (set(os.listdir(self.files_dir))  # noqa: PTH208
+                   if self.files_dir.is_dir() and not self.files_dir.is_symlink() else set())
+        _remove_temp_entries(self.files_dir, present)
+        for entry in [e for e in manifest.files if e.metadata_sha256 is not None
+                      and e.filename + METADATA_SUFFIX not in present]:
+            self._restore_metadata_file(entry)
+        return self._write_index(manifest, head=head)
 
     def _restore_metadata_file(self, entry: FileEntry) -> None:
         # The .metadata file went missing: extract it again from the wheel,

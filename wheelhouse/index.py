@@ -73,6 +73,21 @@ def _attr(value: str) -> str:
     return _escape(value) if _SPECIAL.search(value) else value
 
 
+# Requires-Python values, escaped: a few of them recur on thousands of links
+# (and ">=3.8" always needs its escape).
+_ESCAPED: dict[str, str] = {}
+
+
+def _attr_recurring(value: str) -> str:
+    """:func:`_attr`, remembered (up to a few thousand values)."""
+    found = _ESCAPED.get(value)
+    if found is None:
+        found = _attr(value)
+        if len(_ESCAPED) < 4096:
+            _ESCAPED[value] = found
+    return found
+
+
 def _page(title: str, body: Iterable[str]) -> bytes:
     lines = [
         "<!DOCTYPE html>",
@@ -109,7 +124,7 @@ def _anchor(entry: FileEntry, prefix: str, *, metadata: bool = True) -> str:
     name = _attr(entry.filename)
     out = f'<a href="{prefix}{name}#sha256={entry.sha256}"'
     if entry.requires_python:
-        out += f' data-requires-python="{_attr(entry.requires_python)}"'
+        out += f' data-requires-python="{_attr_recurring(entry.requires_python)}"'
     digest = entry.metadata_sha256
     if digest and metadata:
         # The PEP 714 name only: pip 22.3-23.0 read the PEP 658 name and then fail
@@ -159,11 +174,26 @@ def render_project_html(project: str, files: Sequence[FileEntry]) -> bytes:
 
 
 @functools.lru_cache(maxsize=4096)
-def _version_key(version: str) -> tuple[int, Version | str]:
+def _parsed_version(version: str) -> Version | None:
     try:
-        return (1, Version(version))
+        return Version(version)
     except InvalidVersion:
-        return (0, version)
+        return None
+
+
+def _sorted_versions(versions: Iterable[str]) -> list[str]:
+    """Versions in PEP 440 order (strings that are none first, as strings sort).
+
+    Equal versions spelt apart (``1.0``, ``1.0.0``) keep the order of their
+    spellings: the same page whatever order the set gave them in.
+    """
+    valid: list[str] = []
+    invalid: list[str] = []
+    for v in sorted(versions):
+        (valid if _parsed_version(v) is not None else invalid).append(v)
+    # The key is the Version alone (no tuple): one comparison per step.
+    valid.sort(key=_parsed_version)  # type: ignore[arg-type]
+    return invalid + valid
 
 
 def render_project_json(project: str, files: Sequence[FileEntry]) -> bytes:
@@ -191,7 +221,7 @@ def render_project_json(project: str, files: Sequence[FileEntry]) -> bytes:
                  + ',"yanked":' + (q(yanked) if yanked else "false" if yanked is None else "true")
                  + "}")
         items.append(item)
-    versions = sorted({e.version for e in files}, key=_version_key)
+    versions = _sorted_versions({e.version for e in files})
     return ('{"files":[' + ",".join(items) + '],"meta":{"api-version":' + q(API_VERSION)
             + '},"name":' + q(project) + ',"versions":[' + ",".join(map(q, versions))
             + "]}\n").encode()
