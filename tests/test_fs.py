@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import gc
+from typing import TYPE_CHECKING
 
 import pytest
 
 from wheelhouse._fs import gc_paused
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_gc_paused_pauses_and_restores_the_collector() -> None:
@@ -30,3 +34,45 @@ def test_gc_paused_leaves_a_collector_the_caller_turned_off_alone() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_flushing_flushes_in_the_background_until_the_block_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    import wheelhouse._fs as fs
+
+    calls: list[int] = []
+
+    def syncfs(fd: int) -> int:
+        calls.append(fd)
+        return 0
+
+    monkeypatch.setattr(fs, "_load_syncfs", lambda: syncfs)
+    before = threading.active_count()
+    with pytest.raises(ZeroDivisionError), fs.flushing(tmp_path, every=0.001):
+        deadline = time.monotonic() + 5
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert threading.active_count() == before + 1
+        1 / 0  # noqa: B018
+    assert len(calls) >= 3
+    assert threading.active_count() == before  # stopped, even after an error
+    stopped = len(calls)
+    time.sleep(0.01)
+    assert len(calls) == stopped
+
+
+def test_flushing_does_nothing_without_syncfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import wheelhouse._fs as fs
+
+    monkeypatch.setattr(fs, "_load_syncfs", lambda: None)
+    before = threading.active_count()
+    with fs.flushing(tmp_path):
+        assert threading.active_count() == before

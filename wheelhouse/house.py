@@ -27,6 +27,7 @@ from wheelhouse._forked import Chunks, Forked, can_fork
 from wheelhouse._fs import (
     can_exchange,
     exchange,
+    flushing,
     fsync_dir,
     gc_paused,
     interrupts_deferred,
@@ -889,7 +890,8 @@ def _write_groups_parallel(
 
     def helper() -> None:
         os.chdir(directory)  # its own working directory: short paths
-        _take_all(chunks, front=False, work=lambda i: _write_range(".", files, *bounds[i]))
+        with flushing("."):
+            _take_all(chunks, front=False, work=lambda i: _write_range(".", files, *bounds[i]))
 
     try:
         chunks = Chunks(len(bounds), directory)
@@ -952,7 +954,8 @@ class _HeadStart:
 
         def helper() -> None:
             os.chdir(directory)  # its own working directory: short paths
-            _take_all(self.chunks, front=False, work=write)
+            with flushing("."):
+                _take_all(self.chunks, front=False, work=write)
 
         self.helper: Forked[None] = Forked(helper)
 
