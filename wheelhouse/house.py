@@ -1055,7 +1055,8 @@ def _entry_lines(data: bytes) -> list[str] | None:
     if not data.startswith(head) or not data.endswith(tail) or len(data) <= len(head) + 3:
         return None
     try:
-        body = data[len(head):-len(tail)].decode("ascii")
+        # Decoded from a view: no 20 MB copy of the bytes first.
+        body = str(memoryview(data)[len(head):-len(tail)], "ascii")
     except UnicodeDecodeError:
         return None
     lines = body.split(",\n")
