@@ -954,7 +954,7 @@ class _HeadStart:
 
         def helper() -> None:
             os.chdir(directory)  # its own working directory: short paths
-            with flushing("."):
+            with flushing(directory):  # named in an error
                 _take_all(self.chunks, front=False, work=write)
 
         self.helper: Forked[None] = Forked(helper)
