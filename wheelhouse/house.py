@@ -890,7 +890,7 @@ def _write_groups_parallel(
 
     def helper() -> None:
         os.chdir(directory)  # its own working directory: short paths
-        with flushing("."):
+        with flushing(directory):  # named in an error
             _take_all(chunks, front=False, work=lambda i: _write_range(".", files, *bounds[i]))
 
     try:
