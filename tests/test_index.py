@@ -1002,6 +1002,72 @@ def test_pages_of_a_helper_that_was_killed_are_written_again(
     _assert_index_is(house, House.open(house.root).read_manifest())
 
 
+def test_a_failed_index_stops_the_helper_before_removing_its_directory(
+    tmp_path: Path, head_starts: _HeadStarts, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # rmtree racing a helper still writing fails (a directory not empty), and
+    # its OSError would hide the error that stopped the index.
+    import wheelhouse.house as wh
+
+    house = _house_of(tmp_path, _many_entries(600))
+    parent = os.getpid()
+    write_groups = wh._write_groups
+
+    def slow_helper(*args: Any, **kwargs: Any) -> None:
+        if os.getpid() != parent:
+            import time
+
+            time.sleep(0.05)
+        write_groups(*args, **kwargs)
+
+    def broken(files: Any) -> bytes:
+        raise RuntimeError("no find-links page")
+
+    removed_while: list[bool] = []
+    remove_tree = wh._remove_tree
+
+    def spy_remove_tree(path: Path) -> None:
+        [head] = head_starts.made
+        if path == head.directory:
+            removed_while.append(not _gone(head.helper.pid))
+        remove_tree(path)
+
+    monkeypatch.setattr(wh, "_write_groups", slow_helper)
+    monkeypatch.setattr(wh, "render_find_links", broken)
+    monkeypatch.setattr(wh, "_remove_tree", spy_remove_tree)
+    with pytest.raises(RuntimeError, match="no find-links page"):
+        House.open(house.root, validate=False).reindex()
+    [head] = head_starts.made
+    assert removed_while and not any(removed_while)  # the helper was gone each time
+    assert _gone(head.helper.pid)
+    assert not [p for p in house.root.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_helper_whose_pages_will_not_be_used_is_stopped_at_once(
+    tmp_path: Path, head_starts: _HeadStarts, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 600 files of 200 projects: too few projects for an index built aside
+    # (here, fewer than 300), so the pages are written in place; the helper
+    # must not go on writing (and flushing) pages nobody will use meanwhile.
+    import wheelhouse.house as wh
+
+    monkeypatch.setattr(wh, "_FRESH_MIN_PROJECTS", 300)
+    house = _house_of(tmp_path, _many_entries(600))
+    full = wh.House._write_index_full
+    alive: list[bool] = []
+
+    def spy_full(self: House, manifest: Manifest) -> Any:
+        [head] = head_starts.made
+        alive.append(not _gone(head.helper.pid))
+        return full(self, manifest)
+
+    monkeypatch.setattr(wh.House, "_write_index_full", spy_full)
+    House.open(house.root, validate=False).reindex()
+    [head] = head_starts.made
+    assert head is not None and alive == [False]
+    _assert_index_is(house, House.open(house.root).read_manifest())
+
+
 def test_a_manifest_the_house_wrote_is_rendered_again_from_its_own_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

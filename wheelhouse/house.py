@@ -1529,6 +1529,8 @@ class House:
         links_digest: str | None
         root_digest: str | None
         fresh = self._write_index_fresh(manifest, head)
+        if fresh is None and head is not None:
+            head.discard()  # its pages will not be used: stopped before the work below
         if fresh is not None:
             stats, links_digest, root_digest = fresh
         elif previous is not None and recorded[:1] == [self._state_of(previous)]:
@@ -1685,6 +1687,8 @@ class House:
             # Its helper has been writing pages since the manifest was read.
             tmp = head.directory
         else:
+            if head is not None:
+                head.discard()  # pages nobody will use: stopped now, not at the end
             head = None
             tmp = self.root / f".tmp-simple.{os.getpid()}.{os.urandom(4).hex()}"
             tmp.mkdir()
@@ -1706,6 +1710,8 @@ class House:
             wanted = {*names, "index.html", "index.json", INDEX_STATE}
             removed = sum(1 for n in os.listdir(tmp) if n not in wanted)  # noqa: PTH208
         finally:
+            if head is not None:
+                head.helper.stop()  # not writing into what is removed (after an error)
             _remove_tree(tmp)
         fsync_dir(self.root)
         write_atomic(self.root / FIND_LINKS_PAGE, links)
