@@ -80,6 +80,7 @@ class Forked(Generic[T]):
         os.close(write_end)
         self.pid = pid
         self._read_end: int | None = read_end
+        self._reaped = False
 
     def result(self) -> T:
         """Wait for the child; return its result or raise its exception.
@@ -92,10 +93,14 @@ class Forked(Generic[T]):
         try:
             while chunk := os.read(self._read_end, 1 << 16):
                 chunks.append(chunk)
-        finally:
-            os.close(self._read_end)
-            self._read_end = None
-            _, status = os.waitpid(self.pid, 0)
+        except BaseException:  # an interrupt, say: not waiting for the child to finish
+            self.stop()
+            raise
+        os.close(self._read_end)
+        self._read_end = None
+        # Its end of the pipe closed: it is leaving (stop() kills it if this is interrupted).
+        _, status = os.waitpid(self.pid, 0)
+        self._reaped = True
         code = os.waitstatus_to_exitcode(status)
         if code != 0 or not chunks:
             how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
@@ -107,15 +112,18 @@ class Forked(Generic[T]):
 
     def stop(self) -> None:
         """Kill the child (if it is still running) and reap it; idempotent."""
-        if self._read_end is None:
+        if self._read_end is not None:
+            os.close(self._read_end)
+            self._read_end = None
+        if self._reaped:
             return
         import signal
 
-        os.close(self._read_end)
-        self._read_end = None
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
-        os.waitpid(self.pid, 0)
+        with contextlib.suppress(ChildProcessError):  # reaped just before an interrupt
+            os.waitpid(self.pid, 0)
+        self._reaped = True
 
 
 def _pickled_error(error: BaseException) -> bytes:
