@@ -1068,6 +1068,37 @@ def test_a_helper_whose_pages_will_not_be_used_is_stopped_at_once(
     _assert_index_is(house, House.open(house.root).read_manifest())
 
 
+@pytest.mark.parametrize("how", ["index", "write_index"])
+def test_a_house_where_directories_cannot_be_flocked_is_indexed_by_one_process(
+    tmp_path: Path, head_starts: _HeadStarts, monkeypatch: pytest.MonkeyPatch, how: str,
+) -> None:
+    # NFS takes flock as a byte-range lock, which needs a file open for
+    # writing: on a directory it fails (EBADF). The two writers cannot share
+    # chunks there; one process writes every page, as before helpers.
+    import errno
+    import fcntl
+    import stat
+
+    import wheelhouse.house as wh
+
+    flock = fcntl.flock
+
+    def nfs_flock(fd: int, operation: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", nfs_flock)
+    house = _house_of(tmp_path, _many_entries(600))
+    if how == "index":
+        House.open(house.root, validate=False).reindex()
+        assert head_starts.made == [None]
+    else:
+        monkeypatch.setattr(wh, "_FORK_MIN_PROJECTS", 2)
+        house.write_index(house.read_manifest())
+    _assert_index_is(house, House.open(house.root).read_manifest())
+
+
 def test_a_manifest_the_house_wrote_is_rendered_again_from_its_own_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -148,11 +148,24 @@ class Chunks:
     """
 
     def __init__(self, count: int, lock_dir: str) -> None:
+        """OSError if *lock_dir* cannot be locked (NFS: flock on a directory fails)."""
+        import fcntl
+
         self._shared = mmap.mmap(-1, _PAIR.size)  # MAP_SHARED | MAP_ANONYMOUS
         _PAIR.pack_into(self._shared, 0, 0, count)
         self._lock_dir = lock_dir
         self._fd: int | None = None
         self._fd_pid = 0
+        # Tried now, before a helper is started: not from take(), midway.
+        fd = os.open(lock_dir, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BaseException:
+            os.close(fd)
+            self._shared.close()
+            raise
+        self._fd, self._fd_pid = fd, os.getpid()
 
     def take(self, *, front: bool) -> int | None:
         """The next chunk from the front (or the back), or None when none is left."""

@@ -895,8 +895,14 @@ def _write_groups_parallel(
 
     try:
         chunks = Chunks(len(bounds), directory)
+    except OSError as e:  # no lock on a directory here (NFS): all of it here
+        log.debug("no helper process: %s", e)
+        _write_groups(directory, files, groups)
+        return also()
+    try:
         process = Forked(helper)
     except OSError as e:  # no fork now (EAGAIN, ENOMEM): all of it here
+        chunks.close()
         log.debug("no helper process: %s", e)
         _write_groups(directory, files, groups)
         return also()
@@ -957,7 +963,11 @@ class _HeadStart:
             with flushing(directory):  # named in an error
                 _take_all(self.chunks, front=False, work=write)
 
-        self.helper: Forked[None] = Forked(helper)
+        try:
+            self.helper: Forked[None] = Forked(helper)
+        except BaseException:
+            self.chunks.close()
+            raise
 
     @classmethod
     def begin(cls, root: Path, data: bytes, source: str) -> _HeadStart | None:
