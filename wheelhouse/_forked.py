@@ -156,16 +156,18 @@ class Chunks:
         self._lock_dir = lock_dir
         self._fd: int | None = None
         self._fd_pid = 0
-        # Tried now, before a helper is started: not from take(), midway.
-        fd = os.open(lock_dir, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # Tried now, before a helper is started: not from take(), midway. (Not
+        # kept: a helper would inherit it, and with it a lock this process holds.)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            fd = os.open(lock_dir, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
         except BaseException:
-            os.close(fd)
             self._shared.close()
             raise
-        self._fd, self._fd_pid = fd, os.getpid()
 
     def take(self, *, front: bool) -> int | None:
         """The next chunk from the front (or the back), or None when none is left."""
