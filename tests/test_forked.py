@@ -163,3 +163,28 @@ def test_a_helper_killed_while_taking_a_chunk_does_not_hold_the_other_up(
     finally:
         signal.alarm(0)
         chunks.close()
+
+
+def test_an_interrupt_while_waiting_stops_the_helper_at_once() -> None:
+    # An interrupt (Ctrl-C sent to this process alone) while waiting for the
+    # result must not wait for the helper to finish its work, nor leave it
+    # running (or unreaped) when stop() is called after.
+    class AlarmError(Exception):
+        pass
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise AlarmError
+
+    helper = Forked(lambda: time.sleep(5))
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    started = time.monotonic()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(AlarmError):
+            helper.result()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    helper.stop()
+    assert time.monotonic() - started < 3
+    assert _gone(helper.pid)

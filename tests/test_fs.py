@@ -76,3 +76,29 @@ def test_flushing_does_nothing_without_syncfs(
     before = threading.active_count()
     with fs.flushing(tmp_path):
         assert threading.active_count() == before
+
+
+def test_flushing_raises_an_error_a_background_flush_saw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # syncfs reports a writeback error once per file system to descriptors
+    # opened before it: one the background flush saw is not seen by the
+    # final flush (a descriptor opened later), so it must not be dropped.
+    import errno
+    import time
+
+    import wheelhouse._fs as fs
+
+    calls: list[int] = []
+
+    def syncfs(fd: int) -> int:
+        calls.append(fd)
+        return errno.EIO if len(calls) == 2 else 0
+
+    monkeypatch.setattr(fs, "_load_syncfs", lambda: syncfs)
+    with pytest.raises(OSError, match="Input/output error") as info, \
+            fs.flushing(tmp_path, every=0.001):
+        deadline = time.monotonic() + 5
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    assert info.value.errno == errno.EIO

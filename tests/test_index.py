@@ -1002,6 +1002,103 @@ def test_pages_of_a_helper_that_was_killed_are_written_again(
     _assert_index_is(house, House.open(house.root).read_manifest())
 
 
+def test_a_failed_index_stops_the_helper_before_removing_its_directory(
+    tmp_path: Path, head_starts: _HeadStarts, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # rmtree racing a helper still writing fails (a directory not empty), and
+    # its OSError would hide the error that stopped the index.
+    import wheelhouse.house as wh
+
+    house = _house_of(tmp_path, _many_entries(600))
+    parent = os.getpid()
+    write_groups = wh._write_groups
+
+    def slow_helper(*args: Any, **kwargs: Any) -> None:
+        if os.getpid() != parent:
+            import time
+
+            time.sleep(0.05)
+        write_groups(*args, **kwargs)
+
+    def broken(files: Any) -> bytes:
+        raise RuntimeError("no find-links page")
+
+    removed_while: list[bool] = []
+    remove_tree = wh._remove_tree
+
+    def spy_remove_tree(path: Path) -> None:
+        [head] = head_starts.made
+        if path == head.directory:
+            removed_while.append(not _gone(head.helper.pid))
+        remove_tree(path)
+
+    monkeypatch.setattr(wh, "_write_groups", slow_helper)
+    monkeypatch.setattr(wh, "render_find_links", broken)
+    monkeypatch.setattr(wh, "_remove_tree", spy_remove_tree)
+    with pytest.raises(RuntimeError, match="no find-links page"):
+        House.open(house.root, validate=False).reindex()
+    [head] = head_starts.made
+    assert removed_while and not any(removed_while)  # the helper was gone each time
+    assert _gone(head.helper.pid)
+    assert not [p for p in house.root.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_helper_whose_pages_will_not_be_used_is_stopped_at_once(
+    tmp_path: Path, head_starts: _HeadStarts, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 600 files of 200 projects: too few projects for an index built aside
+    # (here, fewer than 300), so the pages are written in place; the helper
+    # must not go on writing (and flushing) pages nobody will use meanwhile.
+    import wheelhouse.house as wh
+
+    monkeypatch.setattr(wh, "_FRESH_MIN_PROJECTS", 300)
+    house = _house_of(tmp_path, _many_entries(600))
+    full = wh.House._write_index_full
+    alive: list[bool] = []
+
+    def spy_full(self: House, manifest: Manifest) -> Any:
+        [head] = head_starts.made
+        alive.append(not _gone(head.helper.pid))
+        return full(self, manifest)
+
+    monkeypatch.setattr(wh.House, "_write_index_full", spy_full)
+    House.open(house.root, validate=False).reindex()
+    [head] = head_starts.made
+    assert head is not None and alive == [False]
+    _assert_index_is(house, House.open(house.root).read_manifest())
+
+
+@pytest.mark.parametrize("how", ["index", "write_index"])
+def test_a_house_where_directories_cannot_be_flocked_is_indexed_by_one_process(
+    tmp_path: Path, head_starts: _HeadStarts, monkeypatch: pytest.MonkeyPatch, how: str,
+) -> None:
+    # NFS takes flock as a byte-range lock, which needs a file open for
+    # writing: on a directory it fails (EBADF). The two writers cannot share
+    # chunks there; one process writes every page, as before helpers.
+    import errno
+    import fcntl
+    import stat
+
+    import wheelhouse.house as wh
+
+    flock = fcntl.flock
+
+    def nfs_flock(fd: int, operation: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", nfs_flock)
+    house = _house_of(tmp_path, _many_entries(600))
+    if how == "index":
+        House.open(house.root, validate=False).reindex()
+        assert head_starts.made == [None]
+    else:
+        monkeypatch.setattr(wh, "_FORK_MIN_PROJECTS", 2)
+        house.write_index(house.read_manifest())
+    _assert_index_is(house, House.open(house.root).read_manifest())
+
+
 def test_a_manifest_the_house_wrote_is_rendered_again_from_its_own_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

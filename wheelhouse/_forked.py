@@ -80,6 +80,7 @@ class Forked(Generic[T]):
         os.close(write_end)
         self.pid = pid
         self._read_end: int | None = read_end
+        self._reaped = False
 
     def result(self) -> T:
         """Wait for the child; return its result or raise its exception.
@@ -92,10 +93,14 @@ class Forked(Generic[T]):
         try:
             while chunk := os.read(self._read_end, 1 << 16):
                 chunks.append(chunk)
-        finally:
-            os.close(self._read_end)
-            self._read_end = None
-            _, status = os.waitpid(self.pid, 0)
+        except BaseException:  # an interrupt, say: not waiting for the child to finish
+            self.stop()
+            raise
+        os.close(self._read_end)
+        self._read_end = None
+        # Its end of the pipe closed: it is leaving (stop() kills it if this is interrupted).
+        _, status = os.waitpid(self.pid, 0)
+        self._reaped = True
         code = os.waitstatus_to_exitcode(status)
         if code != 0 or not chunks:
             how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
@@ -107,15 +112,18 @@ class Forked(Generic[T]):
 
     def stop(self) -> None:
         """Kill the child (if it is still running) and reap it; idempotent."""
-        if self._read_end is None:
+        if self._read_end is not None:
+            os.close(self._read_end)
+            self._read_end = None
+        if self._reaped:
             return
         import signal
 
-        os.close(self._read_end)
-        self._read_end = None
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
-        os.waitpid(self.pid, 0)
+        with contextlib.suppress(ChildProcessError):  # reaped just before an interrupt
+            os.waitpid(self.pid, 0)
+        self._reaped = True
 
 
 def _pickled_error(error: BaseException) -> bytes:
@@ -140,11 +148,26 @@ class Chunks:
     """
 
     def __init__(self, count: int, lock_dir: str) -> None:
+        """OSError if *lock_dir* cannot be locked (NFS: flock on a directory fails)."""
+        import fcntl
+
         self._shared = mmap.mmap(-1, _PAIR.size)  # MAP_SHARED | MAP_ANONYMOUS
         _PAIR.pack_into(self._shared, 0, 0, count)
         self._lock_dir = lock_dir
         self._fd: int | None = None
         self._fd_pid = 0
+        # Tried now, before a helper is started: not from take(), midway. (Not
+        # kept: a helper would inherit it, and with it a lock this process holds.)
+        try:
+            fd = os.open(lock_dir, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+        except BaseException:
+            self._shared.close()
+            raise
 
     def take(self, *, front: bool) -> int | None:
         """The next chunk from the front (or the back), or None when none is left."""

@@ -239,6 +239,11 @@ def flushing(path: str | Path, *, every: float = 0.05) -> Iterator[None]:
     ``syncfs`` every *every* seconds, in a thread that waits on the disk,
     not on the interpreter), they leave that last flush little to do. Does
     nothing where there is no ``syncfs``.
+
+    An error a background flush met is raised (OSError) when the block ends
+    without one of its own: syncfs reports a write-back error to each
+    descriptor opened before it happened, once, so the final flush (a
+    descriptor opened later) would not see it.
     """
     syncfs = _load_syncfs()
     if syncfs is None:
@@ -248,10 +253,13 @@ def flushing(path: str | Path, *, every: float = 0.05) -> Iterator[None]:
 
     stop = threading.Event()
     fd = os.open(path, os.O_RDONLY)
+    errors: list[int] = []
 
     def flush() -> None:
         while not stop.wait(every):
-            syncfs(fd)  # an error shows in the final flush, which must succeed
+            err = syncfs(fd)
+            if err != 0 and not errors:
+                errors.append(err)
 
     thread = threading.Thread(target=flush, name="wheelhouse-flush", daemon=True)
     thread.start()
@@ -261,6 +269,8 @@ def flushing(path: str | Path, *, every: float = 0.05) -> Iterator[None]:
         stop.set()
         thread.join()
         os.close(fd)
+    if errors:
+        raise OSError(errors[0], os.strerror(errors[0]), str(path))
 
 
 def read_small(path: str, limit: int) -> bytes | None:

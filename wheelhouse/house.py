@@ -890,13 +890,19 @@ def _write_groups_parallel(
 
     def helper() -> None:
         os.chdir(directory)  # its own working directory: short paths
-        with flushing("."):
+        with flushing(directory):  # named in an error
             _take_all(chunks, front=False, work=lambda i: _write_range(".", files, *bounds[i]))
 
     try:
         chunks = Chunks(len(bounds), directory)
+    except OSError as e:  # no lock on a directory here (NFS): all of it here
+        log.debug("no helper process: %s", e)
+        _write_groups(directory, files, groups)
+        return also()
+    try:
         process = Forked(helper)
     except OSError as e:  # no fork now (EAGAIN, ENOMEM): all of it here
+        chunks.close()
         log.debug("no helper process: %s", e)
         _write_groups(directory, files, groups)
         return also()
@@ -954,10 +960,14 @@ class _HeadStart:
 
         def helper() -> None:
             os.chdir(directory)  # its own working directory: short paths
-            with flushing("."):
+            with flushing(directory):  # named in an error
                 _take_all(self.chunks, front=False, work=write)
 
-        self.helper: Forked[None] = Forked(helper)
+        try:
+            self.helper: Forked[None] = Forked(helper)
+        except BaseException:
+            self.chunks.close()
+            raise
 
     @classmethod
     def begin(cls, root: Path, data: bytes, source: str) -> _HeadStart | None:
@@ -1530,6 +1540,8 @@ class House:
         links_digest: str | None
         root_digest: str | None
         fresh = self._write_index_fresh(manifest, head)
+        if fresh is None and head is not None:
+            head.discard()  # its pages will not be used: stopped before the work below
         if fresh is not None:
             stats, links_digest, root_digest = fresh
         elif previous is not None and recorded[:1] == [self._state_of(previous)]:
@@ -1686,6 +1698,8 @@ class House:
             # Its helper has been writing pages since the manifest was read.
             tmp = head.directory
         else:
+            if head is not None:
+                head.discard()  # pages nobody will use: stopped now, not at the end
             head = None
             tmp = self.root / f".tmp-simple.{os.getpid()}.{os.urandom(4).hex()}"
             tmp.mkdir()
@@ -1707,6 +1721,8 @@ class House:
             wanted = {*names, "index.html", "index.json", INDEX_STATE}
             removed = sum(1 for n in os.listdir(tmp) if n not in wanted)  # noqa: PTH208
         finally:
+            if head is not None:
+                head.helper.stop()  # not writing into what is removed (after an error)
             _remove_tree(tmp)
         fsync_dir(self.root)
         write_atomic(self.root / FIND_LINKS_PAGE, links)
