@@ -218,6 +218,15 @@ def serve_dir() -> Iterator[Callable[[Path], LocalIndex]]:
         server.__exit__(None, None, None)
 
 
+def reaped(pid: int) -> bool:
+    """Whether our child *pid* is gone: neither running nor a zombie left to reap."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
 def processes_in_session(sid: int) -> list[int]:
     """The live (not zombie) processes of session *sid*, from /proc."""
     out = []

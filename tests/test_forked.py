@@ -11,19 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import reaped
 from wheelhouse._forked import Chunks, Forked
 from wheelhouse.errors import HelperProcessError, WheelhouseError
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
-
-
-def _gone(pid: int) -> bool:
-    """Whether *pid* is neither running nor a zombie of ours."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
 
 
 def test_the_helper_sees_the_parents_memory_and_hands_back_its_result() -> None:
@@ -32,7 +24,7 @@ def test_the_helper_sees_the_parents_memory_and_hands_back_its_result() -> None:
     pid, total = helper.result()
     assert pid == helper.pid != os.getpid()
     assert total == sum(big)
-    assert _gone(helper.pid)
+    assert reaped(helper.pid)
 
 
 def test_an_exception_in_the_helper_is_raised_in_the_parent() -> None:
@@ -61,13 +53,13 @@ def test_a_helper_killed_is_a_wheelhouse_error_saying_so() -> None:
     with pytest.raises(HelperProcessError, match="killed by signal 9") as info:
         helper.result()
     assert isinstance(info.value, WheelhouseError)
-    assert _gone(helper.pid)
+    assert reaped(helper.pid)
 
 
 def test_stop_kills_and_reaps_the_helper_and_may_be_called_again() -> None:
     helper = Forked(lambda: time.sleep(60))
     helper.stop()
-    assert _gone(helper.pid)
+    assert reaped(helper.pid)
     helper.stop()
     with pytest.raises(HelperProcessError, match="stopped"):
         helper.result()
@@ -187,4 +179,4 @@ def test_an_interrupt_while_waiting_stops_the_helper_at_once() -> None:
         signal.signal(signal.SIGALRM, previous)
     helper.stop()
     assert time.monotonic() - started < 3
-    assert _gone(helper.pid)
+    assert reaped(helper.pid)

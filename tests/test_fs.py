@@ -36,6 +36,21 @@ def test_gc_paused_leaves_a_collector_the_caller_turned_off_alone() -> None:
         gc.enable()
 
 
+def _fake_syncfs(monkeypatch: pytest.MonkeyPatch, *, failing_call: int = 0,
+                 error: int = 0) -> list[int]:
+    """Stand in for syncfs: the descriptors it is called with; call *failing_call* fails."""
+    import wheelhouse._fs as fs
+
+    calls: list[int] = []
+
+    def syncfs(fd: int) -> int:
+        calls.append(fd)
+        return error if len(calls) == failing_call else 0
+
+    monkeypatch.setattr(fs, "_load_syncfs", lambda: syncfs)
+    return calls
+
+
 def test_flushing_flushes_in_the_background_until_the_block_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -44,13 +59,7 @@ def test_flushing_flushes_in_the_background_until_the_block_ends(
 
     import wheelhouse._fs as fs
 
-    calls: list[int] = []
-
-    def syncfs(fd: int) -> int:
-        calls.append(fd)
-        return 0
-
-    monkeypatch.setattr(fs, "_load_syncfs", lambda: syncfs)
+    calls = _fake_syncfs(monkeypatch)
     before = threading.active_count()
     with pytest.raises(ZeroDivisionError), fs.flushing(tmp_path, every=0.001):
         deadline = time.monotonic() + 5
@@ -89,13 +98,7 @@ def test_flushing_raises_an_error_a_background_flush_saw(
 
     import wheelhouse._fs as fs
 
-    calls: list[int] = []
-
-    def syncfs(fd: int) -> int:
-        calls.append(fd)
-        return errno.EIO if len(calls) == 2 else 0
-
-    monkeypatch.setattr(fs, "_load_syncfs", lambda: syncfs)
+    calls = _fake_syncfs(monkeypatch, failing_call=2, error=errno.EIO)
     with pytest.raises(OSError, match="Input/output error") as info, \
             fs.flushing(tmp_path, every=0.001):
         deadline = time.monotonic() + 5

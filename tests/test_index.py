@@ -15,7 +15,7 @@ import pytest
 from pypi_simple import DistributionPackage, IndexPage, ProjectPage
 
 from tests.builders import build_sdist, build_wheel, metadata_text
-from tests.conftest import isolated_env, wheelhouse
+from tests.conftest import isolated_env, reaped, wheelhouse
 from wheelhouse.add import add_paths
 from wheelhouse.house import INDEX_STATE, FileEntry, House, Manifest
 from wheelhouse.index import RENDERING, render_index, render_project_json
@@ -824,12 +824,21 @@ def _house_of(tmp_path: Path, entries: list[FileEntry]) -> House:
     return house
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
+def _slow_helper(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Make a forked helper (any process but this one) wait *seconds* before each run."""
+    import wheelhouse.house as wh
+
+    parent = os.getpid()
+    write_groups = wh._write_groups
+
+    def slow(*args: Any, **kwargs: Any) -> None:
+        if os.getpid() != parent:
+            import time
+
+            time.sleep(seconds)
+        write_groups(*args, **kwargs)
+
+    monkeypatch.setattr(wh, "_write_groups", slow)
 
 
 class _HeadStarts:
@@ -887,18 +896,8 @@ def test_index_of_a_large_house_has_a_helper_writing_pages_from_the_first_byte(
     # Entries with escapes (a yank reason needing them), with and without
     # requires-python and metadata: lines of both shapes the parser reads.
     house = _house_of(tmp_path, _many_entries(600))
-    parent = os.getpid()
     if slow == "helper":
-        write_groups = wh._write_groups
-
-        def slow_helper(*args: Any, **kwargs: Any) -> None:
-            if os.getpid() != parent:
-                import time
-
-                time.sleep(0.02)
-            write_groups(*args, **kwargs)
-
-        monkeypatch.setattr(wh, "_write_groups", slow_helper)
+        _slow_helper(monkeypatch, 0.02)
     else:
         render = wh.render_find_links  # type: ignore[attr-defined]
 
@@ -919,7 +918,7 @@ def test_index_of_a_large_house_has_a_helper_writing_pages_from_the_first_byte(
         assert 0 < front < count  # each took some
     else:
         assert front == 0  # the helper took them all
-    assert _gone(head.helper.pid)
+    assert reaped(head.helper.pid)
     manifest = House.open(house.root).read_manifest()
     assert stats.written == stats.rendered == 2 * len(manifest.projects()) + 3
     _assert_index_is(house, manifest)
@@ -941,7 +940,7 @@ def test_index_of_a_large_house_with_a_bad_line_at_the_end_writes_nothing(
                                    "'size' must not be negative: -5")
     [head] = head_starts.made
     assert head is not None and head_starts.met == []
-    assert _gone(head.helper.pid)
+    assert reaped(head.helper.pid)
     after = {p: p.read_bytes() for p in house.root.rglob("*") if p.is_file()
              and p.name != ".wheelhouse.lock"}
     assert after == before  # no page written, nothing left aside
@@ -1010,15 +1009,7 @@ def test_a_failed_index_stops_the_helper_before_removing_its_directory(
     import wheelhouse.house as wh
 
     house = _house_of(tmp_path, _many_entries(600))
-    parent = os.getpid()
-    write_groups = wh._write_groups
-
-    def slow_helper(*args: Any, **kwargs: Any) -> None:
-        if os.getpid() != parent:
-            import time
-
-            time.sleep(0.05)
-        write_groups(*args, **kwargs)
+    _slow_helper(monkeypatch, 0.05)
 
     def broken(files: Any) -> bytes:
         raise RuntimeError("no find-links page")
@@ -1029,17 +1020,16 @@ def test_a_failed_index_stops_the_helper_before_removing_its_directory(
     def spy_remove_tree(path: Path) -> None:
         [head] = head_starts.made
         if path == head.directory:
-            removed_while.append(not _gone(head.helper.pid))
+            removed_while.append(not reaped(head.helper.pid))
         remove_tree(path)
 
-    monkeypatch.setattr(wh, "_write_groups", slow_helper)
     monkeypatch.setattr(wh, "render_find_links", broken)
     monkeypatch.setattr(wh, "_remove_tree", spy_remove_tree)
     with pytest.raises(RuntimeError, match="no find-links page"):
         House.open(house.root, validate=False).reindex()
     [head] = head_starts.made
     assert removed_while and not any(removed_while)  # the helper was gone each time
-    assert _gone(head.helper.pid)
+    assert reaped(head.helper.pid)
     assert not [p for p in house.root.iterdir() if p.name.startswith(".tmp-")]
 
 
@@ -1058,7 +1048,7 @@ def test_a_helper_whose_pages_will_not_be_used_is_stopped_at_once(
 
     def spy_full(self: House, manifest: Manifest) -> Any:
         [head] = head_starts.made
-        alive.append(not _gone(head.helper.pid))
+        alive.append(not reaped(head.helper.pid))
         return full(self, manifest)
 
     monkeypatch.setattr(wh.House, "_write_index_full", spy_full)

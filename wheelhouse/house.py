@@ -870,6 +870,31 @@ def _take_all(chunks: Chunks, *, front: bool, work: Callable[[int], None]) -> No
         work(i)
 
 
+def _take_from_back(chunks: Chunks, directory: str | Path, work: Callable[[int], None]) -> None:
+    """A helper's part: chunks from the back, written in *directory* and flushed as they come.
+
+    *directory* becomes its working directory (short paths for *work*).
+    """
+    os.chdir(directory)
+    with flushing(directory):  # named in an error
+        _take_all(chunks, front=False, work=work)
+
+
+def _holds_few_entries(directory: Path) -> bool:
+    """Whether *directory* has at most _FRESH_MAX_EXISTING entries, or none at all.
+
+    Counted no further than needed; False if it cannot be listed.
+    """
+    try:
+        with os.scandir(directory) as entries:
+            return sum(1 for _ in itertools.islice(entries, _FRESH_MAX_EXISTING + 1)) \
+                <= _FRESH_MAX_EXISTING
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
 def _write_groups_parallel(
     directory: str, files: tuple[FileEntry, ...], groups: list[tuple[str, int, int]],
     also: Callable[[], bytes],
@@ -889,9 +914,7 @@ def _write_groups_parallel(
         _write_range(directory, files, *bounds[i])
 
     def helper() -> None:
-        os.chdir(directory)  # its own working directory: short paths
-        with flushing(directory):  # named in an error
-            _take_all(chunks, front=False, work=lambda i: _write_range(".", files, *bounds[i]))
+        _take_from_back(chunks, directory, lambda i: _write_range(".", files, *bounds[i]))
 
     try:
         chunks = Chunks(len(bounds), directory)
@@ -945,9 +968,8 @@ class _HeadStart:
     def __init__(self, directory: Path, data: bytes, spans: list[tuple[int, int]],
                  bounds: list[tuple[int, int]], source: str) -> None:
         self.directory = directory
-        #: Each run's lines, as (start, stop) in *data* (without the ",\n" after).
-        self.spans = spans
-        #: Each run's lines, as (start, stop) indexes of the manifest's entries.
+        #: Each run's lines, as (start, stop) indexes of the manifest's entries
+        #: (*spans*: the same runs, as (start, stop) in *data*, without the ",\n" after).
         self.bounds = bounds
         self.chunks = Chunks(len(bounds), str(directory))
 
@@ -958,13 +980,9 @@ class _HeadStart:
                 files = _Lines(source, lines).entries(lines, remember=False)
             _write_groups(".", files, _project_groups(files))
 
-        def helper() -> None:
-            os.chdir(directory)  # its own working directory: short paths
-            with flushing(directory):  # named in an error
-                _take_all(self.chunks, front=False, work=write)
-
         try:
-            self.helper: Forked[None] = Forked(helper)
+            self.helper: Forked[None] = Forked(
+                lambda: _take_from_back(self.chunks, directory, write))
         except BaseException:
             self.chunks.close()
             raise
@@ -972,22 +990,12 @@ class _HeadStart:
     @classmethod
     def begin(cls, root: Path, data: bytes, source: str) -> _HeadStart | None:
         """Start a helper on the manifest bytes *data*, if a fresh index of them will pay."""
-        if len(data) < _HEAD_START_MIN_BYTES or not can_fork() or not can_exchange():
+        if (len(data) < _HEAD_START_MIN_BYTES or not can_fork() or not can_exchange()
+                or not _holds_few_entries(root / SIMPLE_DIR)):  # else updated in place
             return None
-        try:
-            with os.scandir(root / SIMPLE_DIR) as entries:
-                if sum(1 for _ in itertools.islice(entries, _FRESH_MAX_EXISTING + 1)) \
-                        > _FRESH_MAX_EXISTING:
-                    return None  # an index is there: it is updated in place
-        except FileNotFoundError:
-            pass
-        except OSError:
+        if not data.startswith(_LINES_HEAD) or not data.endswith(_LINES_TAIL):
             return None
-        head = _MANIFEST_HEAD.encode() + b"\n"
-        tail = b"\n]}\n"
-        if not data.startswith(head) or not data.endswith(tail):
-            return None
-        body, end = len(head), len(data) - len(tail)
+        body, end = len(_LINES_HEAD), len(data) - len(_LINES_TAIL)
         count = data.count(b"\n", body, end) + 1
         if count < _FORK_MIN_PROJECTS:
             return None
@@ -1056,12 +1064,14 @@ class _NotLinesError(Exception):
 
 
 _MANIFEST_HEAD = f'{{"format":{MANIFEST_FORMAT},"files":['
+# What comes before the first entry line of a manifest render() wrote, and after the last.
+_LINES_HEAD = _MANIFEST_HEAD.encode() + b"\n"
+_LINES_TAIL = b"\n]}\n"
 
 
 def _entry_lines(data: bytes) -> list[str] | None:
     """The entry lines of a manifest in render()'s exact shape, else None."""
-    head = _MANIFEST_HEAD.encode() + b"\n"
-    tail = b"\n]}\n"
+    head, tail = _LINES_HEAD, _LINES_TAIL
     if not data.startswith(head) or not data.endswith(tail) or len(data) <= len(head) + 3:
         return None
     try:
@@ -1682,14 +1692,8 @@ class House:
         there, no atomic exchange here); the caller then writes page by page.
         """
         simple = self.root / SIMPLE_DIR
-        if not can_exchange() or len(manifest) < _FRESH_MIN_PROJECTS:
-            return None
-        try:
-            with os.scandir(simple) as entries:  # counted no further than needed
-                if sum(1 for _ in itertools.islice(entries, _FRESH_MAX_EXISTING + 1)) \
-                        > _FRESH_MAX_EXISTING:
-                    return None
-        except OSError:
+        if (not can_exchange() or len(manifest) < _FRESH_MIN_PROJECTS
+                or not _holds_few_entries(simple)):
             return None
         groups = _project_groups(manifest.files)
         if len(groups) < _FRESH_MIN_PROJECTS:
