@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import gc
-from typing import TYPE_CHECKING
+import sys
+from pathlib import Path
 
 import pytest
 
 from wheelhouse._fs import gc_paused
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 
 def test_gc_paused_pauses_and_restores_the_collector() -> None:
@@ -105,3 +103,56 @@ def test_flushing_raises_an_error_a_background_flush_saw(
         while len(calls) < 3 and time.monotonic() < deadline:
             time.sleep(0.001)
     assert info.value.errno == errno.EIO
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_a_worker_whose_parent_died_before_it_could_ask_to_die_with_it_dies(
+    tmp_path: Path,
+) -> None:
+    # The parent has exited but is not reaped yet (a zombie, which still
+    # answers kill(pid, 0)) when the worker calls die_with_parent.
+    import os
+    import time
+
+    from wheelhouse._fs import die_with_parent
+
+    survived = tmp_path / "survived"
+    ready = tmp_path / "worker.pid"
+    middle = os.fork()
+    if middle == 0:  # pragma: no cover - the child
+        try:
+            parent = os.getpid()
+            worker = os.fork()
+            if worker == 0:
+                try:
+                    (tmp_path / "pid.part").write_text(str(os.getpid()))
+                    (tmp_path / "pid.part").replace(ready)  # whole, or not there
+                    stat = Path(f"/proc/{parent}/stat")
+                    give_up = time.monotonic() + 10
+                    while (stat.read_text().rpartition(")")[2].split()[0] != "Z"
+                           and time.monotonic() < give_up):
+                        time.sleep(0.001)
+                    die_with_parent(parent)
+                    survived.write_text("yes")
+                finally:
+                    os._exit(0)
+            while not ready.exists():  # the worker knows whose death to wait for
+                time.sleep(0.001)
+        finally:
+            os._exit(0)
+    try:
+        deadline = time.monotonic() + 10
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        worker = int(ready.read_text())
+        while time.monotonic() < deadline and not survived.exists():
+            try:
+                state = Path(f"/proc/{worker}/stat").read_text().rpartition(")")[2].split()[0]
+            except FileNotFoundError:
+                break
+            if state == "Z":
+                break
+            time.sleep(0.005)
+        assert not survived.exists()
+    finally:
+        os.waitpid(middle, 0)  # reaped only now: a zombie all along

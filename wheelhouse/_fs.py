@@ -79,13 +79,25 @@ def die_with_parent(parent: int) -> None:
         _libc().prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
     except (OSError, AttributeError):  # no prctl: as before
         return
-    if os.getppid() != parent:
-        try:
-            os.kill(parent, 0)
-        except ProcessLookupError:  # it died before the prctl
-            os.kill(os.getpid(), signal.SIGKILL)
-        except OSError:
-            pass
+    if os.getppid() != parent and not _running(parent):  # it died before the prctl
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Whether process *pid* (Linux) has not exited.
+
+    Not ``kill(pid, 0)``: that succeeds for a process that has exited and
+    not yet been reaped (a zombie), which is how a parent that died a moment
+    ago looks.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:  # noqa: PTH123
+            state = f.read().rpartition(b")")[2].split()[:1]
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell: as before, assumed alive
+    return state not in ([b"Z"], [b"X"])
 
 
 _RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
