@@ -13,9 +13,7 @@ pickle the work in; for one helper and one function, a bare fork is cheaper.
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
-import pickle
 import struct
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -54,6 +52,8 @@ class Forked(Generic[T]):
     """
 
     def __init__(self, fn: Callable[[], T]) -> None:
+        import pickle  # here, not at start-up: most commands never fork
+
         parent = os.getpid()
         read_end, write_end = os.pipe()
         try:
@@ -105,6 +105,8 @@ class Forked(Generic[T]):
         if code != 0 or not chunks:
             how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
             raise HelperProcessError(f"the helper process failed ({how})")
+        import pickle
+
         ok, value = pickle.loads(b"".join(chunks))  # our own child's bytes
         if not ok:
             raise value
@@ -128,6 +130,8 @@ class Forked(Generic[T]):
 
 def _pickled_error(error: BaseException) -> bytes:
     """*error* pickled, or a RuntimeError saying what it was when it cannot be."""
+    import pickle
+
     try:
         data = pickle.dumps((False, error))
         pickle.loads(data)  # some pickle but cannot be rebuilt
@@ -150,6 +154,7 @@ class Chunks:
     def __init__(self, count: int, lock_dir: str) -> None:
         """OSError if *lock_dir* cannot be locked (NFS: flock on a directory fails)."""
         import fcntl
+        import mmap
 
         self._shared = mmap.mmap(-1, _PAIR.size)  # MAP_SHARED | MAP_ANONYMOUS
         _PAIR.pack_into(self._shared, 0, 0, count)
