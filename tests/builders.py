@@ -220,6 +220,29 @@ def corrupt_zip(path: Path) -> None:
     path.write_bytes(b"this is not a zip file\n" * 10)
 
 
+def damage_member(path: Path, member: str, *, how: str) -> None:
+    """Damage one member of a zip archive in place, leaving the rest intact.
+
+    ``how="data"`` overwrites the start of its deflated bytes (a reserved
+    block type: zlib's "invalid block type"); ``how="encrypted"`` sets its "encrypted" flag in the
+    central directory (zipfile then asks for a password).
+    """
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member)
+    if how == "data":
+        start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+        data[start : start + 8] = b"\xff" * 8
+    elif how == "encrypted":
+        entry = data.index(b"PK\x01\x02")
+        while data[entry + 46 : entry + 46 + len(member)] != member.encode():
+            entry = data.index(b"PK\x01\x02", entry + 4)
+        data[entry + 8] |= 0x1
+    else:
+        raise ValueError(how)
+    path.write_bytes(bytes(data))
+
+
 def unpack_sdist(sdist: Path, dest: Path) -> None:
     """Unpack one of our own sdists into *dest*, safely on every supported Python.
 

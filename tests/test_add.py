@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.builders import build_wheel, corrupt_zip, metadata_text
+from tests.builders import build_wheel, corrupt_zip, damage_member, metadata_text
 from wheelhouse.add import add_paths
 from wheelhouse.errors import HouseError, InvalidInputError
 from wheelhouse.house import House, Manifest
@@ -103,6 +103,8 @@ def test_manifest_is_deterministic(tmp_path: Path, make_wheel: WheelFactory) -> 
     ("setup", "message"),
     [
         pytest.param("not-a-zip", "not a readable zip archive", id="not-a-zip"),
+        pytest.param("damaged-metadata", "not a readable zip archive", id="damaged-metadata"),
+        pytest.param("encrypted-metadata", "is encrypted", id="encrypted-metadata"),
         pytest.param("name-mismatch", "metadata says 'other'", id="name-mismatch"),
         pytest.param("version-mismatch", "metadata says 2.0", id="version-mismatch"),
         pytest.param("no-metadata", "found: none", id="no-metadata"),
@@ -117,6 +119,10 @@ def test_bad_files_are_refused_and_nothing_is_added(
     if setup == "not-a-zip":
         bad = build_wheel(bad_dir, "broken", "1.0")
         corrupt_zip(bad)
+    elif setup in ("damaged-metadata", "encrypted-metadata"):
+        bad = build_wheel(bad_dir, "broken", "1.0")
+        damage_member(bad, "broken-1.0.dist-info/METADATA",
+                      how="data" if setup == "damaged-metadata" else "encrypted")
     elif setup == "name-mismatch":
         bad = build_wheel(bad_dir, "demo", "1.0", metadata=metadata_text("other", "1.0"))
     elif setup == "version-mismatch":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import stat
@@ -218,7 +217,7 @@ def _prepare_new(
 ) -> _Prepared:
     path = item.path
     if data is not None:
-        info = read_dist_info(io.BytesIO(data), fn, source=str(path))
+        info = read_dist_info(data, fn, source=str(path))
         tmp, _ = store.write_temp_bytes(data, durable=durable)
     else:
         with path.open("rb") as src:

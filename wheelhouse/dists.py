@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import sys
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from wheelhouse import _zipread
 from wheelhouse.errors import InvalidDistributionError
 
 if TYPE_CHECKING:
@@ -173,25 +176,54 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     return archive.read(info)
 
 
+#: What reading a damaged archive raises: zipfile and tarfile let zlib's errors
+#: through, and zipfile asks for a password (RuntimeError) when a member's
+#: "encrypted" flag is set.
+_ARCHIVE_ERRORS = (
+    zipfile.BadZipFile, tarfile.TarError, zlib.error, ValueError, OSError, EOFError,
+    NotImplementedError, RuntimeError,
+)
+
+
+def _is_own_metadata(member: str, fn: DistFilename) -> bool:
+    """Whether *member* is ``<dist-info>/METADATA`` for *fn*'s project.
+
+    The .dist-info directory's name may be spelled differently from the file
+    name (older wheels); it is matched by normalised project name.
+    """
+    return (member.count("/") == 1 and member.endswith(".dist-info/METADATA")
+            and canonicalize_name(member.split("/")[0][: -len(".dist-info")]
+                                  .rsplit("-", 1)[0]) == fn.name)
+
+
+def _wheel_metadata_fast(data: bytes, fn: DistFilename) -> bytes | None:
+    """METADATA from a wheel's bytes, read with :mod:`wheelhouse._zipread`, or None.
+
+    None for anything unusual, including every error: :func:`_wheel_metadata`
+    then reads the same bytes with zipfile, which answers or names the problem.
+    """
+    found = _zipread.members(data)
+    if found is None:
+        return None
+    own = [m for m in found if _is_own_metadata(m[0], fn)]
+    if len(own) != 1:
+        return None
+    wheel_file = own[0][0].rsplit("/", 1)[0] + "/WHEEL"
+    if not any(m[0] == wheel_file for m in found):
+        return None
+    return _zipread.read_member(data, own[0], limit=_MAX_METADATA)
+
+
 def _wheel_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes:
     try:
         with zipfile.ZipFile(fileobj) as zf:
-            candidates = [
-                info
-                for info in zf.infolist()
-                if info.filename.count("/") == 1
-                and info.filename.endswith(".dist-info/METADATA")
-            ]
-            # The .dist-info directory's name may be spelled differently from
-            # the file name (older wheels); match it by normalised project name.
-            own = [
-                info
-                for info in candidates
-                if canonicalize_name(info.filename.split("/")[0][: -len(".dist-info")]
-                                     .rsplit("-", 1)[0]) == fn.name
-            ]
+            infos = zf.infolist()
+            own = [info for info in infos if _is_own_metadata(info.filename, fn)]
             if len(own) != 1:
-                found = ", ".join(i.filename for i in candidates) or "none"
+                found = ", ".join(
+                    i.filename for i in infos
+                    if i.filename.count("/") == 1 and i.filename.endswith(".dist-info/METADATA")
+                ) or "none"
                 raise InvalidDistributionError(
                     source, f"expected one {fn.name}-*.dist-info/METADATA, found: {found}"
                 )
@@ -201,7 +233,7 @@ def _wheel_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes:
             return _read_member(zf, own[0])
     except InvalidDistributionError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as e:
+    except _ARCHIVE_ERRORS as e:
         raise InvalidDistributionError(source, f"not a readable zip archive: {e}") from e
 
 
@@ -226,21 +258,25 @@ def _sdist_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes 
             return None
     except InvalidDistributionError:
         raise
-    except (tarfile.TarError, zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+    except _ARCHIVE_ERRORS as e:
         raise InvalidDistributionError(source, f"not a readable archive: {e}") from e
 
 
-def read_dist_info(fileobj: IO[bytes], fn: DistFilename, *, source: str) -> DistInfo:
-    """Read a distribution's metadata from an open file and check it matches its name.
+def read_dist_info(
+    fileobj: IO[bytes] | bytes, fn: DistFilename, *, source: str
+) -> DistInfo:
+    """Read a distribution's metadata from an open file (or its bytes) and check it matches its name.
 
     *source* names the file in error messages. A wheel must carry exactly one
     ``.dist-info/METADATA`` whose Name and Version agree with the file name; an
     sdist's PKG-INFO is optional (old sdists lack it) but must agree when present.
     """
-    if fn.kind == "wheel":
-        metadata: bytes | None = _wheel_metadata(fileobj, fn, source)
+    metadata: bytes | None
+    if isinstance(fileobj, bytes):
+        fast = _wheel_metadata_fast(fileobj, fn) if fn.kind == "wheel" else None
+        metadata = fast if fast is not None else _metadata(io.BytesIO(fileobj), fn, source)
     else:
-        metadata = _sdist_metadata(fileobj, fn, source)
+        metadata = _metadata(fileobj, fn, source)
     requires_python = None
     if metadata is not None:
         core = parse_core_metadata(metadata, source=source)
@@ -255,6 +291,12 @@ def read_dist_info(fileobj: IO[bytes], fn: DistFilename, *, source: str) -> Dist
             )
         requires_python = core.requires_python
     return DistInfo(fn, metadata, requires_python)
+
+
+def _metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes | None:
+    if fn.kind == "wheel":
+        return _wheel_metadata(fileobj, fn, source)
+    return _sdist_metadata(fileobj, fn, source)
 
 
 #: What pip assumes when an sdist has no ``[build-system]`` (PEP 517/518).
@@ -285,7 +327,7 @@ def read_build_requires(fileobj: IO[bytes], fn: DistFilename, *, source: str) ->
                             assert extracted is not None
                             data = extracted.read()
                         break
-    except (tarfile.TarError, zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+    except _ARCHIVE_ERRORS as e:
         raise InvalidDistributionError(source, f"not a readable archive: {e}") from e
     if data is None:
         return list(DEFAULT_BUILD_REQUIRES)
