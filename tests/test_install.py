@@ -25,6 +25,7 @@ from tests.conftest import (
     run,
     wheelhouse,
 )
+from wheelhouse import _fs
 from wheelhouse.add import add_paths
 from wheelhouse.house import House
 from wheelhouse.install import JOURNAL_NAME
@@ -1114,7 +1115,7 @@ def test_a_stopped_wheel_never_removes_a_file_that_was_there_before(
     (site / "stray.py").write_text("THEIRS = 1\n")
     before = contents(venv.root)
     calls = 0
-    original_write_all = install_mod._write_all
+    original_write_all = _fs.write_all
 
     def write_then_fail(fd: int, data: bytes) -> None:
         nonlocal calls
@@ -1123,7 +1124,7 @@ def test_a_stopped_wheel_never_removes_a_file_that_was_there_before(
             raise OSError(28, "No space left on device")
         original_write_all(fd, data)
 
-    monkeypatch.setattr(install_mod, "_write_all", write_then_fail)
+    monkeypatch.setattr(install_mod, "write_all", write_then_fail)
     wanted = WantedSet()
     wanted.add("pkg")
     with pytest.raises(install_mod.InstallError, match="No space left"):

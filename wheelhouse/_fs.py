@@ -148,15 +148,29 @@ def exchange(a: str, b: str) -> bool:
     raise OSError(err, os.strerror(err), b)
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of *data* to the file descriptor *fd* (``os.write`` may write less)."""
+    written = os.write(fd, data)
+    if written == len(data):  # the common case: one call, no view
+        return
+    view = memoryview(data)[written:]
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def write_new(path: str, data: bytes, *, mode: int = 0o644) -> None:
     """Create *path* (which must not exist) holding *data*; for files in a private directory."""
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
     finally:
         os.close(fd)
+
+
+def remove_quietly(path: str | Path) -> None:
+    """Remove a file if it is there (a temp file on an error path)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # noqa: PTH108
 
 
 def rename_noreplace(src: str, dst: str) -> bool:
@@ -206,7 +220,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def sync_files(paths: Iterable[Path]) -> None:
+def sync_files(paths: Iterable[Path | str]) -> None:
     """Make the data of every file in *paths* durable, as one fsync each would.
 
     On Linux one ``syncfs`` per file system does it; elsewhere each file is
@@ -219,12 +233,12 @@ def sync_files(paths: Iterable[Path]) -> None:
     if syncfs is not None:
         # One stat per directory, not per file: a file is on its directory's
         # file system (a mount point is a directory, never a plain file).
-        parents: dict[str, Path] = {}
+        parents: dict[str, Path | str] = {}
         for path in paths:
             parents.setdefault(os.path.dirname(path), path)  # noqa: PTH120
-        devices: dict[int, Path] = {}
+        devices: dict[int, Path | str] = {}
         for path in parents.values():
-            devices.setdefault(path.stat().st_dev, path)
+            devices.setdefault(os.stat(path).st_dev, path)  # noqa: PTH116
         for path in devices.values():
             fd = os.open(path, os.O_RDONLY)
             try:

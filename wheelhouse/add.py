@@ -13,7 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from wheelhouse._fs import die_with_parent, gc_paused, interrupts_deferred, read_small
+from wheelhouse._fs import (
+    die_with_parent,
+    gc_paused,
+    interrupts_deferred,
+    read_small,
+    remove_quietly,
+)
 from wheelhouse.dists import read_dist_info
 from wheelhouse.errors import (
     HashMismatchError,
@@ -130,7 +136,7 @@ class _Prepared:
 
     entry: FileEntry
     reused: bool
-    temps: list[tuple[Path, Sha256]]
+    temps: list[tuple[str, Sha256]]
     meta: BlobMeta | None
 
 
@@ -139,42 +145,51 @@ class _Prepared:
 _IN_MEMORY = 8 * 1024 * 1024
 
 
-def _prepare(store: Store, item: Incoming, *, durable: bool) -> _Prepared:
+# What a file given by its path alone comes with.
+_PLAIN = Incoming(Path())
+
+
+def _prepare(store: Store, item: Incoming | str, *, durable: bool) -> _Prepared:
     """Check one wheel or sdist and stage its bytes in the store's tmp/.
 
     Known bytes (a stat) are not copied again. New bytes are checked from the
     very bytes that get stored, and left for :meth:`Store.publish_many` to name.
     A file whose sha256 differs from the one expected never gets a blob name.
+    *item* may be a path alone (a string: tens of thousands of them cost no
+    ``Path`` objects).
     """
-    path = item.path
-    fn = parse_filename(item.filename or path.name)
-    origin = item.origin or _file_uri(path)
+    if isinstance(item, str):
+        path = item
+        fn = parse_filename(os.path.basename(item))  # noqa: PTH119
+        origin = _file_uri(item)
+        item = _PLAIN
+    else:
+        path = str(item.path)
+        fn = parse_filename(item.filename or item.path.name)
+        origin = item.origin or _file_uri(path)
     try:
-        data = read_small(str(path), _IN_MEMORY)
+        data = read_small(path, _IN_MEMORY)
         if data is None:
-            sha, size = sha256_file(path)
+            sha, size = sha256_file(Path(path))
         else:
             sha, size = Sha256(hashlib.sha256(data).hexdigest()), len(data)
     except OSError as e:
         raise InvalidInputError(f"cannot read {path}: {e.strerror or e}") from e
     if item.expected_sha256 is not None and sha != item.expected_sha256:
         raise HashMismatchError(origin, item.expected_sha256, sha)
-    prepared = _prepare_known(store, item, fn, origin, sha, size, durable=durable)
+    prepared = _prepare_known(store, item, path, fn, origin, sha, size, durable=durable)
     if prepared is not None:
         return prepared
-    return _prepare_new(store, item, fn, origin, sha, size, data, durable=durable)
+    return _prepare_new(store, item, path, fn, origin, sha, size, data, durable=durable)
 
 
 _DIR_URIS: dict[str, str] = {}
 
 
-def _file_uri(path: Path) -> str:
-    """``path.absolute().as_uri()``, with each directory's part worked out once."""
-    if os.sep != "/":
-        return path.absolute().as_uri()
-    text = str(path)
-    if not text.startswith("/"):
-        return path.absolute().as_uri()  # depends on the working directory
+def _file_uri(text: str) -> str:
+    """``Path(text).absolute().as_uri()``, with each directory's part worked out once."""
+    if os.sep != "/" or not text.startswith("/"):
+        return Path(text).absolute().as_uri()  # (relative: depends on the working directory)
     head, _, name = text.rpartition("/")
     uri = _DIR_URIS.get(head)
     if uri is None:
@@ -188,14 +203,13 @@ def _file_uri(path: Path) -> str:
 
 
 def _prepare_known(
-    store: Store, item: Incoming, fn: DistFilename, origin: str, sha: Sha256, size: int,
-    *, durable: bool,
+    store: Store, item: Incoming, path: str, fn: DistFilename, origin: str, sha: Sha256,
+    size: int, *, durable: bool,
 ) -> _Prepared | None:
-    path = item.path
     # Known bytes are linked without being copied again: the blob is hashed
     # first (unless *path*, just hashed, is the blob itself), so a damaged one
     # is set aside and never linked; the incoming file then takes its place.
-    if store.has(sha) and store.intact(sha, known_good=path):
+    if store.has(sha) and store.intact(sha, known_good=Path(path)):
         meta = store.read_meta(sha)
         if (meta is not None and meta.filename == fn.filename
                 and (meta.metadata_sha256 is None or store.has(meta.metadata_sha256))):
@@ -204,7 +218,7 @@ def _prepare_known(
         # from a house being deleted is extracted and stored again below.)
         # Known bytes under a new name (or no record yet): check them against it.
         with store.open_blob(sha) as f:
-            info = read_dist_info(f, fn, source=str(path))
+            info = read_dist_info(f, fn, source=path)
         meta, temps = _make_meta(store, fn, sha, size, info.requires_python, info.metadata,
                                  durable=durable)
         return _Prepared(_entry(fn, meta, origin, item), True, temps, meta)
@@ -212,30 +226,30 @@ def _prepare_known(
 
 
 def _prepare_new(
-    store: Store, item: Incoming, fn: DistFilename, origin: str, sha: Sha256, size: int,
-    data: bytes | None, *, durable: bool,
+    store: Store, item: Incoming, path: str, fn: DistFilename, origin: str, sha: Sha256,
+    size: int, data: bytes | None, *, durable: bool,
 ) -> _Prepared:
-    path = item.path
     if data is not None:
-        info = read_dist_info(data, fn, source=str(path))
-        tmp, _ = store.write_temp_bytes(data, durable=durable)
+        info = read_dist_info(data, fn, source=path)
+        tmp = store.stage(data, durable=durable)  # the bytes just hashed
     else:
-        with path.open("rb") as src:
-            tmp, tmp_sha, size = store.write_temp(src, durable=durable)
+        with open(path, "rb") as src:  # noqa: PTH123
+            tmp_path, tmp_sha, size = store.write_temp(src, durable=durable)
+        tmp = str(tmp_path)
         try:
             if tmp_sha != sha:
                 # The file changed between the first hash and the copy.
-                raise HashMismatchError(str(path), sha, tmp_sha)
-            with tmp.open("rb") as f:
-                info = read_dist_info(f, fn, source=str(path))
+                raise HashMismatchError(path, sha, tmp_sha)
+            with open(tmp, "rb") as f:  # noqa: PTH123
+                info = read_dist_info(f, fn, source=path)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            remove_quietly(tmp)
             raise
     try:
         meta, temps = _make_meta(store, fn, sha, size, info.requires_python, info.metadata,
                                  durable=durable)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        remove_quietly(tmp)
         raise
     return _Prepared(_entry(fn, meta, origin, item), False, [(tmp, sha), *temps], meta)
 
@@ -249,14 +263,13 @@ def _make_meta(
     metadata: bytes | None,
     *,
     durable: bool,
-) -> tuple[BlobMeta, list[tuple[Path, Sha256]]]:
-    temps: list[tuple[Path, Sha256]] = []
+) -> tuple[BlobMeta, list[tuple[str, Sha256]]]:
+    temps: list[tuple[str, Sha256]] = []
     metadata_sha: Sha256 | None = None
     if metadata is not None and fn.kind == "wheel":
         metadata_sha = Sha256(hashlib.sha256(metadata).hexdigest())
         if not store.has(metadata_sha):
-            tmp, _ = store.write_temp_bytes(metadata, durable=durable)
-            temps.append((tmp, metadata_sha))
+            temps.append((store.stage(metadata, durable=durable), metadata_sha))
     meta = BlobMeta(
         sha256=sha,
         size=size,
@@ -347,8 +360,6 @@ class _Problem:
 
 def _prepare_one(store: Store, item: Incoming | str) -> _Prepared | _Problem:
     try:
-        if isinstance(item, str):
-            item = Incoming(Path(item))
         return _prepare(store, item, durable=False)
     except WheelhouseError as e:
         return _Problem(str(e), isinstance(e, IntegrityError))
@@ -494,7 +505,7 @@ def _ingest(
         # Bad bytes never get a blob name; good ones may still be staged.
         for p in stored:
             for tmp, _ in p.temps:
-                tmp.unlink(missing_ok=True)
+                remove_quietly(tmp)
     else:
         _finish(store, stored)
         clock.lap("publish")

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 
 from packaging.utils import NormalizedName, canonicalize_name
 
-from wheelhouse._fs import die_with_parent
+from wheelhouse._fs import die_with_parent, write_all
 from wheelhouse.dists import parse_core_metadata
 from wheelhouse.errors import (
     HashMismatchError,
@@ -989,12 +989,6 @@ _OPEN_NEW = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _CHMOD_EXECUTABLES = bool(_umask() & 0o111)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, written: _Written,
                       log: _Log) -> Any:
     from installer.destinations import SchemeDictionaryDestination
@@ -1099,7 +1093,7 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
             fd = create(target, is_executable)
             if isinstance(stream, _Verified):
                 try:
-                    _write_all(fd, stream.data)
+                    write_all(fd, stream.data)
                 finally:
                     os.close(fd)
                 digest, size = stream.digest, len(stream.data)

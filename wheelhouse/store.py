@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NewType
 
-from wheelhouse._fs import fsync_dir, rename_noreplace, sync_files
+from wheelhouse._fs import fsync_dir, remove_quietly, rename_noreplace, sync_files, write_all
 from wheelhouse._hashing import BackgroundHash
 from wheelhouse.errors import (
     FormatVersionError,
@@ -214,6 +214,7 @@ class Store:
     def __init__(self, root: Path) -> None:
         #: The store directory.
         self.root = root
+        self._root = str(root)  # for paths built many times over
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -318,7 +319,7 @@ class Store:
         """Is this blob in the store? (A stat, not a download.)."""
         sha = parse_sha256(sha256)
         try:
-            st = os.stat(f"{self.root}/blobs/sha256/{sha[:2]}/{sha}")  # noqa: PTH116
+            st = os.stat(f"{self._root}/blobs/sha256/{sha[:2]}/{sha}")  # noqa: PTH116
         except (OSError, ValueError):
             return False
         return stat.S_ISREG(st.st_mode)
@@ -343,6 +344,10 @@ class Store:
     # -- writing ---------------------------------------------------------
 
     def _mkstemp(self) -> tuple[int, Path]:
+        fd, name = self._new_temp()
+        return fd, Path(name)
+
+    def _new_temp(self) -> tuple[int, str]:
         # <pid>.<random>.<n>.part: the pid lets clean_tmp tell live writers from
         # dead ones; O_EXCL makes a clash (another process, same pid) an error,
         # never a shared file. Cheaper than tempfile.mkstemp's retries.
@@ -357,7 +362,7 @@ class Store:
         except FileExistsError:
             fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix=f"{owner}.", suffix=".part")
             os.fchmod(fd, _BLOB_MODE)
-        return fd, Path(name)
+        return fd, name
 
     def _write_tmp_bytes(self, data: bytes) -> Path:
         fd, path = self._mkstemp()
@@ -420,32 +425,41 @@ class Store:
 
     def write_temp_bytes(self, data: bytes, *, durable: bool = True) -> tuple[Path, Sha256]:
         """Write a byte string to a temp file; return it and its sha256."""
+        return Path(self.stage(data, durable=durable)), Sha256(hashlib.sha256(data).hexdigest())
+
+    def stage(self, data: bytes, *, durable: bool = False) -> str:
+        """Write *data* to a new temp file and return its path, for :meth:`publish_many`.
+
+        Not flushed unless *durable* (publish_many flushes a batch at once).
+        The caller knows the digest (it hashed these very bytes) and owns the
+        file: publish it or remove it.
+        """
         try:
-            fd, path = self._mkstemp()
+            fd, path = self._new_temp()
         except OSError as e:
             raise StoreError(
                 f"cannot write to the store at {self.root}: {_describe_oserror(e)}",
                 hint="pass --store DIR (or set WHEELHOUSE_STORE) to a writable directory",
             ) from e
         try:
-            with os.fdopen(fd, "wb", buffering=0) as f:
-                view = memoryview(data)
-                while view:
-                    view = view[f.write(view) or 0 :]
+            try:
+                write_all(fd, data)
                 if durable:
-                    os.fsync(f.fileno())
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
         except OSError as e:
-            path.unlink(missing_ok=True)
+            remove_quietly(path)
             raise StoreError(
                 f"cannot write to the store at {self.root}: {_describe_oserror(e)}"
             ) from e
         except BaseException:
-            path.unlink(missing_ok=True)
+            remove_quietly(path)
             raise
-        return path, Sha256(hashlib.sha256(data).hexdigest())
+        return path
 
     def publish_many(
-        self, items: Sequence[tuple[Path, Sha256]], *, flush_names: bool = True
+        self, items: Sequence[tuple[Path | str, Sha256]], *, flush_names: bool = True
     ) -> None:
         """Publish a batch of temp files written with ``durable=False``.
 
@@ -460,11 +474,11 @@ class Store:
             sync_files(tmp for tmp, _ in items)
         except OSError as e:
             for tmp, _ in items:
-                tmp.unlink(missing_ok=True)
+                remove_quietly(tmp)
             raise StoreError(f"cannot flush the store at {self.root}: {_describe_oserror(e)}") from e
-        parents: dict[Path, None] = {}
+        parents: dict[str, None] = {}
         for tmp, sha in items:
-            parents[self.publish(tmp, sha, sync_dir=False).parent] = None
+            parents[self._publish(str(tmp), sha)] = None
         if flush_names:
             try:
                 sync_files(parents)
@@ -486,28 +500,35 @@ class Store:
         Atomic: the blob appears whole or not at all. An existing blob is kept
         as it is (same name, same bytes) and the temp file is dropped.
         """
-        final = self.blob_path(sha256)
+        fan = self._publish(str(tmp), sha256)
+        if sync_dir:
+            fsync_dir(Path(fan))
+        return self.blob_path(sha256)
+
+    def _publish(self, tmp: str, sha256: Sha256) -> str:
+        """:meth:`publish` without the directory's flush; returns the fan-out directory."""
+        sha = parse_sha256(sha256)
+        fan = f"{self._root}/blobs/sha256/{sha[:2]}"
+        final = f"{fan}/{sha}"
         done = False
         try:
-            # Temp files are created read-only (see _mkstemp): no chmod here.
+            # Temp files are created read-only (see _new_temp): no chmod here.
             # rename_noreplace never replaces an existing blob.
             try:
-                done = rename_noreplace(str(tmp), str(final))
+                done = rename_noreplace(tmp, final)
             except FileNotFoundError:
-                if not tmp.exists():
+                if not os.path.exists(tmp):  # noqa: PTH110
                     raise
-                final.parent.mkdir(parents=True, exist_ok=True)
-                done = rename_noreplace(str(tmp), str(final))
-            if sync_dir:
-                fsync_dir(final.parent)
+                os.makedirs(fan, exist_ok=True)  # noqa: PTH103
+                done = rename_noreplace(tmp, final)
         except OSError as e:
             raise StoreError(
                 f"cannot write to the store at {self.root}: {_describe_oserror(e)}"
             ) from e
         finally:
             if not done:  # renamed: nothing left to remove
-                tmp.unlink(missing_ok=True)
-        return final
+                remove_quietly(tmp)
+        return fan
 
     def put_stream(
         self,
@@ -575,7 +596,8 @@ class Store:
 
     def write_meta(self, meta: BlobMeta) -> None:
         """Write a blob's metadata record atomically."""
-        path = self.meta_path(meta.sha256)
+        sha = parse_sha256(meta.sha256)
+        path = f"{self._root}/meta/sha256/{sha[:2]}/{sha}.json"
         data = meta.to_json()
         try:
             # Derived data, rebuilt from the blob if lost: no fsync needed, and an
@@ -584,17 +606,21 @@ class Store:
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | _O_CLOEXEC, 0o644)
             except FileNotFoundError:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(os.path.dirname(path), exist_ok=True)  # noqa: PTH103, PTH120
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | _O_CLOEXEC, 0o644)
             except FileExistsError:
-                fd, tmp = self._mkstemp()
-                with os.fdopen(fd, "wb", buffering=0) as f:
-                    f.write(data)
-                tmp.chmod(0o644)
-                tmp.replace(path)
+                fd, tmp = self._new_temp()
+                try:
+                    write_all(fd, data)
+                    os.fchmod(fd, 0o644)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, path)  # noqa: PTH105
                 return
-            with os.fdopen(fd, "wb", buffering=0) as f:
-                f.write(data)
+            try:
+                write_all(fd, data)
+            finally:
+                os.close(fd)
         except OSError as e:
             raise StoreError(
                 f"cannot write to the store at {self.root}: {_describe_oserror(e)}"
