@@ -86,6 +86,36 @@ def test_add_directory_recursively(tmp_path: Path, store: Store) -> None:
     assert sorted(e.project for e in result.added) == ["alpha", "beta"]
 
 
+def test_a_directory_is_walked_in_order_with_symlinks_followed_to_files_only(
+    tmp_path: Path
+) -> None:
+    from wheelhouse.add import collect_dist_paths
+
+    top = tmp_path / "in"
+    for d in ("b/inner", "a", ".hidden", "c"):
+        (top / d).mkdir(parents=True)
+    for f in ("z-1.0.tar.gz", "b/y-1.0-py3-none-any.whl", "b/inner/x-1.0.zip",
+              "a/w-1.0-py3-none-any.whl", ".hidden/h-1.0.tar.gz", "c/notes.txt",
+              "b/v-1.0.tar.gz"):
+        (top / f).write_bytes(b"x")
+    (top / "c" / "link-1.0.tar.gz").symlink_to(top / "z-1.0.tar.gz")
+    (top / "c" / "dir-1.0.tar.gz").symlink_to(top / "a")  # a directory: not entered
+    (top / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "o-1.0.tar.gz").write_bytes(b"x")
+
+    found = collect_dist_paths([top])
+
+    assert [p.relative_to(top).as_posix() for p in found] == [
+        "z-1.0.tar.gz", "a/w-1.0-py3-none-any.whl", "b/v-1.0.tar.gz",
+        "b/y-1.0-py3-none-any.whl", "b/inner/x-1.0.zip", "c/link-1.0.tar.gz",
+    ]
+    (top / "c" / "gone-1.0.tar.gz").symlink_to(top / "nowhere")
+    with pytest.raises(InvalidInputError, match="no such file") as info:
+        collect_dist_paths([top])
+    assert "gone-1.0.tar.gz" in str(info.value)
+
+
 def test_manifest_is_deterministic(tmp_path: Path, make_wheel: WheelFactory) -> None:
     wheels = [make_wheel(n, "1.0") for n in ("zeta", "alpha", "mid")]
     houses = []
@@ -389,11 +419,15 @@ def test_symlinked_files_dir_is_refused_and_nothing_outside_changes(
                                                          "a-1.0-py3-none-any.whl"]
 
 
+@pytest.mark.parametrize("forked", [True, False], ids=["forked helpers", "process pool"])
 def test_many_files_go_through_helper_processes_that_publish_their_blobs(
-    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch, forked: bool
 ) -> None:
+    import wheelhouse._forked
     import wheelhouse.add
 
+    if not forked:  # another thread runs, say: the process pool takes over
+        monkeypatch.setattr(wheelhouse._forked, "can_fork", lambda: False)
     dists = tmp_path / "dists"
     for i in range(12):
         build_wheel(dists, f"pkg{i}", "1.0")
@@ -486,12 +520,14 @@ def test_no_shared_memory_for_worker_processes_falls_back_to_threads(
 ) -> None:
     import concurrent.futures
 
+    import wheelhouse._forked
     import wheelhouse.add
 
     def no_semaphores(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")  # what a full /dev/shm gives
 
     monkeypatch.setattr(concurrent.futures.ProcessPoolExecutor, "__init__", no_semaphores)
+    monkeypatch.setattr(wheelhouse._forked, "can_fork", lambda: False)  # the pool's turn
     monkeypatch.setattr(wheelhouse.add, "_PROCESS_THRESHOLD", 2)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     wheels = [make_wheel(f"pkg{i}", "1.0") for i in range(4)]
@@ -603,12 +639,10 @@ def test_a_killed_add_takes_its_worker_processes_with_it(tmp_path: Path) -> None
         "import os, sys, time, wheelhouse.add as a\n"
         "a._PROCESS_THRESHOLD = 4\n"
         "os.cpu_count = lambda: 2\n"
-        "die = a.die_with_parent\n"
-        "def slow(parent):\n"
-        "    die(parent)\n"
+        "def slow(parent):\n"  # in each helper, once it is set to die with its parent
         f"    open({str(ready)!r}, 'a').write('x')\n"
         "    time.sleep(60)\n"
-        "a.die_with_parent = slow\n"
+        "a.adopt_temp_files_for = slow\n"
         "from wheelhouse.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n")
     env = isolated_env({"WHEELHOUSE_STORE": str(tmp_path / "store")})
@@ -622,6 +656,47 @@ def test_a_killed_add_takes_its_worker_processes_with_it(tmp_path: Path) -> None
     # The store's use lock is free: gc does not wait.
     out = wheelhouse("gc", "--dry-run", env=env, timeout=30)
     assert out.returncode == 0
+
+
+def test_a_helper_that_dies_midway_has_its_chunks_done_by_the_add_itself(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+    import time
+
+    import wheelhouse.add
+
+    dists = tmp_path / "dists"
+    for i in range(40):
+        build_wheel(dists, f"pkg{i:02}", "1.0")
+    monkeypatch.setattr(wheelhouse.add, "_PROCESS_THRESHOLD", 4)
+    monkeypatch.setattr(wheelhouse.add, "_MIN_CHUNK", 4)  # 10 chunks
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    parent = os.getpid()
+    real_chunk = wheelhouse.add._prepare_chunk
+    done_in_helper = tmp_path / "done-in-helper"
+
+    def dies_after_one_chunk(root: str, items: list[str]) -> object:
+        if os.getpid() != parent:
+            if done_in_helper.exists():  # its second chunk: killed half-way through
+                real_chunk(root, items[: len(items) // 2])
+                os.kill(os.getpid(), signal.SIGKILL)
+            done_in_helper.write_text("x")
+        else:
+            time.sleep(0.1)  # the helper gets more than one chunk
+        return real_chunk(root, items)
+
+    monkeypatch.setattr(wheelhouse.add, "_prepare_chunk", dies_after_one_chunk)
+    house = House.open(tmp_path / "house", create=True)
+    result = add_paths(house, store, [dists])
+
+    assert done_in_helper.exists()  # the helper did take chunks
+    assert len(result.added) == 40
+    assert sorted(e.project for e in house.read_manifest().files) == [
+        f"pkg{i:02}" for i in range(40)]
+    assert house.verify() == [] and store.verify().ok
+    for entry in house.read_manifest().files:
+        assert house.file_path(entry.filename).samefile(store.blob_path(entry.sha256))
 
 
 def test_a_hand_reordered_manifest_is_never_read_as_sorted(tmp_path: Path) -> None:

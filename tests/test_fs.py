@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from wheelhouse._fs import gc_paused
+from wheelhouse._fs import gc_paused, read_small
 
 
 def test_gc_paused_pauses_and_restores_the_collector() -> None:
@@ -156,3 +157,31 @@ def test_a_worker_whose_parent_died_before_it_could_ask_to_die_with_it_dies(
         assert not survived.exists()
     finally:
         os.waitpid(middle, 0)  # reaped only now: a zombie all along
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 65536, 65537, 200_000])
+def test_read_small_reads_whole_files_up_to_the_limit(tmp_path: Path, size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    assert read_small(str(path), 200_000) == data
+    assert read_small(str(path), size) == data
+    if size:
+        assert read_small(str(path), size - 1) is None
+
+
+def test_read_small_reads_a_file_that_grew_since_its_size_was_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"a" * 100_000)
+    real_fstat = os.fstat
+
+    class Smaller:
+        def __init__(self, st: os.stat_result) -> None:
+            self.st_size = 10  # what it held when its size was taken
+
+    monkeypatch.setattr(os, "fstat", lambda fd: Smaller(real_fstat(fd)))
+    assert read_small(str(path), 200_000) == b"a" * 100_000
+    # Grown past the limit: not read whole (the caller streams it instead).
+    assert read_small(str(path), 50_000) is None

@@ -306,9 +306,18 @@ def read_small(path: str, limit: int) -> bytes | None:
         size = os.fstat(fd).st_size
         if size > limit:
             return None
-        chunks = []
-        while chunk := os.read(fd, max(size, 65536)):
+        # One byte more than its size: a short read is the end of a regular
+        # file, so the common case takes one read, not a second one for EOF.
+        first = os.read(fd, size + 1)
+        if len(first) <= size:
+            return first
+        chunks = [first]  # it grew since the fstat
+        total = len(first)
+        while chunk := os.read(fd, 65536):
             chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                return None
         return b"".join(chunks)
     finally:
         os.close(fd)

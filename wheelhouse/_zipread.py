@@ -118,7 +118,8 @@ def read_member(data: bytes, member: Member, *, limit: int) -> bytes | None:
     if sig != b"PK\x03\x04" or (local_flags ^ flags) & _UTF8_NAME:
         return None
     local_name = data[start : start + name_len]
-    if local_name != name.encode("utf-8" if flags & _UTF8_NAME else "cp437"):
+    if local_name != name.encode("ascii" if name.isascii()
+                                 else "utf-8" if flags & _UTF8_NAME else "cp437"):
         return None
     start += name_len + extra_len
     if start + csize > room:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import stat
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +22,7 @@ from wheelhouse._fs import (
 from wheelhouse.dists import read_dist_info
 from wheelhouse.errors import (
     HashMismatchError,
+    HelperProcessError,
     HouseError,
     IntegrityError,
     InvalidInputError,
@@ -73,25 +73,51 @@ def collect_dist_paths(paths: Iterable[Path]) -> list[Path]:
     return [Path(p) for p in _collect(paths)]
 
 
+def _walk(top: str, found: list[str], missing: list[str], odd: list[str]) -> None:
+    """The wheels and sdists under *top*, sorted, as ``os.walk`` would find them.
+
+    What is a regular file is told by the directory entry's type where the
+    file system gives one (no ``stat`` per file); a symlink is followed to
+    what it names; a symlinked directory is not entered.
+    """
+    try:
+        with os.scandir(top) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError:
+        return  # as os.walk: a directory that cannot be listed is skipped
+    subdirs = []
+    for entry in entries:
+        name = entry.name
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                if not name.startswith("."):
+                    subdirs.append(entry.path)
+                continue
+            if not name.endswith(_DIST_SUFFIXES):
+                continue
+            if entry.is_file():  # follows a symlink
+                found.append(entry.path)
+                continue
+            if entry.is_dir():
+                continue  # a symlinked directory: not entered, as os.walk
+        except OSError:
+            pass
+        if entry.is_symlink() and not os.path.exists(entry.path):  # noqa: PTH110
+            missing.append(entry.path)  # a dangling link
+        else:
+            odd.append(entry.path)
+    for sub in subdirs:
+        _walk(sub, found, missing, odd)
+
+
 def _collect(paths: Iterable[Path]) -> list[str]:
     """:func:`collect_dist_paths`, as strings."""
     found: list[str] = []
-    missing = []
+    missing: list[str] = []
     odd: list[str] = []  # a FIFO, a device, a socket: reading one could block or never end
     for path in paths:
         if path.is_dir():
-            for dirpath, dirnames, filenames in os.walk(path):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for f in sorted(filenames):
-                    if not f.endswith(_DIST_SUFFIXES):
-                        continue
-                    full = os.path.join(dirpath, f)  # noqa: PTH118
-                    try:
-                        regular = stat.S_ISREG(os.stat(full).st_mode)  # noqa: PTH116
-                    except OSError:
-                        missing.append(full)  # a dangling link
-                        continue
-                    (found if regular else odd).append(full)
+            _walk(str(path), found, missing, odd)
         elif path.is_file():
             found.append(str(path))
         elif path.exists():
@@ -247,7 +273,7 @@ def _prepare_new(
             raise
     try:
         meta, temps = _make_meta(store, fn, sha, size, info.requires_python, info.metadata,
-                                 durable=durable)
+                                 durable=durable, new=True)
     except BaseException:
         remove_quietly(tmp)
         raise
@@ -263,12 +289,18 @@ def _make_meta(
     metadata: bytes | None,
     *,
     durable: bool,
+    new: bool = False,
 ) -> tuple[BlobMeta, list[tuple[str, Sha256]]]:
+    """The blob's record, and the metadata blob staged unless the store has it.
+
+    *new*: the wheel's own blob is new, so its METADATA most likely is too;
+    it is staged without a look first (publishing drops it if it is there).
+    """
     temps: list[tuple[str, Sha256]] = []
     metadata_sha: Sha256 | None = None
     if metadata is not None and fn.kind == "wheel":
         metadata_sha = Sha256(hashlib.sha256(metadata).hexdigest())
-        if not store.has(metadata_sha):
+        if new or not store.has(metadata_sha):
             temps.append((store.stage(metadata, durable=durable), metadata_sha))
     meta = BlobMeta(
         sha256=sha,
@@ -340,6 +372,8 @@ def _entry(fn: DistFilename, meta: BlobMeta, origin: str, item: Incoming) -> Fil
 
 # Below this many files, processes cost more to start than they save.
 _PROCESS_THRESHOLD = 400
+# Files per chunk handed to a helper process, at least.
+_MIN_CHUNK = 50
 
 
 def _start_worker(parent: int) -> None:
@@ -366,7 +400,7 @@ def _prepare_one(store: Store, item: Incoming | str) -> _Prepared | _Problem:
 
 
 def _prepare_chunk(
-    store_root: str, items: list[Incoming | str]
+    store_root: str, items: Sequence[Incoming | str]
 ) -> list[_Prepared | _Problem]:
     """In a helper process: check, stage and publish one chunk of files.
 
@@ -402,11 +436,14 @@ def _prepare_all(
     """
     cpus = os.cpu_count() or 1
     if len(files) >= _PROCESS_THRESHOLD and cpus > 1 and jobs != 1:
+        workers = min(jobs or cpus, cpus)
+        size = max(_MIN_CHUNK, len(files) // (workers * 8))
+        forked = _prepare_forked(store, files, workers, size)
+        if forked is not None:
+            return forked
         # Imported here: multiprocessing costs ~0.1 s to import, wasted on small adds.
         from concurrent.futures import ProcessPoolExecutor
 
-        workers = min(jobs or cpus, cpus)
-        size = max(50, len(files) // (workers * 8))
         chunks = [files[i : i + size] for i in range(0, len(files), size)]
         try:
             procs = ProcessPoolExecutor(
@@ -426,6 +463,66 @@ def _prepare_all(
         return [_prepare_one(store, p) for p in files]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(lambda p: _prepare_one(store, p), files))
+
+
+def _prepare_forked(
+    store: Store, files: Sequence[Incoming | str], workers: int, size: int
+) -> list[_Prepared | _Problem] | None:
+    """:func:`_prepare_chunk` over *files* in chunks of *size*, by this process and forked helpers.
+
+    This process takes chunks from the front, *workers* - 1 helpers (forked:
+    the list of files is not pickled to them) from the back, until none is
+    left; only the helpers' outcomes cross a pipe. A helper that dies (the
+    kernel short of memory, say) has its chunks done again here: a chunk
+    done twice finds its blobs already stored. None where no helper can be
+    forked (another thread runs, no flock on the store's directory): the
+    caller uses a process pool.
+    """
+    from wheelhouse._forked import Chunks, Forked, can_fork
+
+    if not can_fork():
+        return None
+    bounds = [(i, min(i + size, len(files))) for i in range(0, len(files), size)]
+    root = str(store.root)
+    try:
+        chunks = Chunks(len(bounds), str(store.tmp_dir))
+    except OSError as e:
+        log.debug("no helper processes: %s", e)
+        return None
+    parent = os.getpid()
+
+    def helper() -> dict[int, list[_Prepared | _Problem]]:
+        adopt_temp_files_for(parent)
+        done = {}
+        while (i := chunks.take(front=False)) is not None:
+            done[i] = _prepare_chunk(root, files[bounds[i][0] : bounds[i][1]])
+        return done
+
+    done: dict[int, list[_Prepared | _Problem]] = {}
+    helpers: list[Forked[dict[int, list[_Prepared | _Problem]]]] = []
+    try:
+        for _ in range(workers - 1):
+            try:
+                helpers.append(Forked(helper))
+            except OSError as e:  # no fork now (EAGAIN, ENOMEM): fewer helpers
+                log.debug("no more helper processes: %s", e)
+                break
+        while (i := chunks.take(front=True)) is not None:
+            done[i] = _prepare_chunk(root, files[bounds[i][0] : bounds[i][1]])
+        for h in helpers:
+            try:
+                done.update(h.result())
+            except HelperProcessError as e:
+                log.debug("%s: its chunks are done here", e)
+        for i, (start, stop) in enumerate(bounds):
+            if i not in done:
+                done[i] = _prepare_chunk(root, files[start:stop])
+    finally:
+        for h in helpers:
+            h.stop()
+        chunks.close()
+    store.flush()  # the names the helpers gave, before any house uses them
+    return [o for i in range(len(bounds)) for o in done[i]]
 
 
 class _Clock:
