@@ -13,7 +13,7 @@ import pytest
 from tests.builders import build_wheel, corrupt_zip, damage_member, metadata_text
 from wheelhouse.add import add_paths
 from wheelhouse.errors import HouseError, InvalidInputError
-from wheelhouse.house import House, Manifest
+from wheelhouse.house import FileEntry, House, Manifest
 from wheelhouse.store import Sha256, Store
 
 if TYPE_CHECKING:
@@ -697,6 +697,52 @@ def test_a_helper_that_dies_midway_has_its_chunks_done_by_the_add_itself(
     assert house.verify() == [] and store.verify().ok
     for entry in house.read_manifest().files:
         assert house.file_path(entry.filename).samefile(store.blob_path(entry.sha256))
+
+
+@pytest.mark.parametrize("helper_dies", [False, True], ids=["helper links", "helper killed"])
+def test_many_files_are_linked_by_a_helper_while_the_manifest_is_rendered(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch, helper_dies: bool
+) -> None:
+    import signal
+    import time
+
+    import wheelhouse.house
+
+    dists = tmp_path / "dists"
+    for i in range(30):
+        build_wheel(dists, f"pkg{i:02}", "1.0")
+    monkeypatch.setattr(wheelhouse.house, "_FORK_MIN_LINKS", 4)
+    monkeypatch.setattr(wheelhouse.house, "_LINK_CHUNK", 3)  # 10 chunks
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    parent = os.getpid()
+    real_link = House._link_entries
+    helper_linked = tmp_path / "helper-linked"
+
+    def link(self: House, store: Store, entries: list[FileEntry]) -> None:
+        if os.getpid() == parent:
+            time.sleep(0.05)  # the helper gets more than one chunk
+        else:
+            if helper_dies and helper_linked.exists():
+                real_link(self, store, entries[:1])  # killed half-way through a chunk
+                os.kill(os.getpid(), signal.SIGKILL)
+            helper_linked.write_text("x")
+        real_link(self, store, entries)
+
+    monkeypatch.setattr(House, "_link_entries", link)
+    house = House.open(tmp_path / "house", create=True)
+    result = add_paths(house, store, [dists])
+
+    assert helper_linked.exists()
+    assert len(result.added) == 30
+    assert house.verify() == []
+    files = house.read_manifest().files
+    assert len(files) == 30
+    for entry in files:
+        assert house.file_path(entry.filename).samefile(store.blob_path(entry.sha256))
+        assert entry.metadata_sha256 is not None
+        assert house.file_path(entry.filename + ".metadata").samefile(
+            store.blob_path(entry.metadata_sha256))
+    assert house.manifest_path.read_bytes() == house.read_manifest().render()
 
 
 def test_a_hand_reordered_manifest_is_never_read_as_sorted(tmp_path: Path) -> None:

@@ -661,14 +661,17 @@ def _ingest(
             )
             if new != old:
                 retargeted.append(new)
-        house.link_many_from_store(store, added)
-        for entry in unchanged:
-            house.link_from_store(store, entry)  # repairs a missing link, else a stat
         changed = added + retargeted
         new_manifest = manifest.with_files(changed) if changed else manifest
+        rendered = None
+        if changed:
+            # The manifest's bytes are rendered while a helper links files, when many.
+            rendered = house.link_many_from_store(store, added, meanwhile=new_manifest.render)
+        for entry in unchanged:
+            house.link_from_store(store, entry)  # repairs a missing link, else a stat
         with interrupts_deferred():  # the manifest and the index, together
             if changed:
-                house.write_manifest(new_manifest)
+                house.write_manifest(new_manifest, rendered=rendered)
             clock.lap("link and manifest")
             house.commit(new_manifest, previous=manifest, manifest_written=True)
             clock.lap("index")

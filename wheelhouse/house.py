@@ -18,7 +18,7 @@ import tempfile
 import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -78,6 +78,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 #: The manifest format version this wheelhouse writes and reads.
 MANIFEST_FORMAT = 1
@@ -99,6 +100,10 @@ _FRESH_MAX_EXISTING = 16
 _FORK_MIN_PROJECTS = 2000
 # Two page writers take runs of whole projects of about this many files each.
 _CHUNK_FILES = 128
+# Linking files into a house: from this many, a helper links some while the
+# command renders the manifest; in chunks of this many files.
+_FORK_MIN_LINKS = 4000
+_LINK_CHUNK = 1000
 # From this size, `wheelhouse index` of a house without an index has a helper
 # write pages while the manifest is parsed (see _HeadStart).
 _HEAD_START_MIN_BYTES = 1 << 20
@@ -1292,9 +1297,9 @@ class House:
         self._digests[id(manifest)] = (manifest, digest)
         return manifest
 
-    def write_manifest(self, manifest: Manifest) -> None:
-        """Write the manifest atomically."""
-        data = manifest.render()
+    def write_manifest(self, manifest: Manifest, *, rendered: bytes | None = None) -> None:
+        """Write the manifest atomically (*rendered*: its :meth:`Manifest.render`, if known)."""
+        data = manifest.render() if rendered is None else rendered
         write_atomic(self.manifest_path, data)
         self._cache = None
         self._digests[id(manifest)] = (manifest, hashlib.sha256(data).hexdigest())
@@ -1408,16 +1413,67 @@ class House:
                 self.file_path(entry.filename + METADATA_SUFFIX),
             )
 
-    def link_many_from_store(self, store: Store, entries: Iterable[FileEntry]) -> None:
+    @overload
+    def link_many_from_store(self, store: Store, entries: Sequence[FileEntry]) -> None: ...
+
+    @overload
+    def link_many_from_store(self, store: Store, entries: Sequence[FileEntry], *,
+                             meanwhile: Callable[[], _T]) -> _T: ...
+
+    def link_many_from_store(self, store: Store, entries: Sequence[FileEntry], *,
+                             meanwhile: Callable[[], _T] | None = None) -> _T | None:
         """:meth:`link_from_store` for many entries, with one ``link`` call per new name.
 
         A name that is already there (or a file system without hard links)
-        takes :meth:`link_from_store`'s careful way.
+        takes :meth:`link_from_store`'s careful way. *meanwhile* (other work
+        for this process, such as rendering the manifest) runs while a forked
+        helper links entries from the end, when there are many; its result is
+        returned.
         """
         self._check_files_dir()
         if self._registered != store.root:
             store.register_house(self.root)
             self._registered = store.root
+        if meanwhile is None:
+            self._link_entries(store, entries)
+            return None
+        if len(entries) < _FORK_MIN_LINKS or not can_fork():
+            self._link_entries(store, entries)
+            return meanwhile()
+        bounds = [(i, min(i + _LINK_CHUNK, len(entries)))
+                  for i in range(0, len(entries), _LINK_CHUNK)]
+
+        def link(i: int) -> None:
+            self._link_entries(store, entries[bounds[i][0] : bounds[i][1]])
+
+        try:
+            chunks = Chunks(len(bounds), str(self.files_dir))
+        except OSError as e:  # no lock on a directory here (NFS): all of it here
+            log.debug("no helper process: %s", e)
+            self._link_entries(store, entries)
+            return meanwhile()
+        try:
+            helper = Forked(lambda: _take_all(chunks, front=False, work=link))
+        except OSError as e:  # no fork now (EAGAIN, ENOMEM): all of it here
+            chunks.close()
+            log.debug("no helper process: %s", e)
+            self._link_entries(store, entries)
+            return meanwhile()
+        try:
+            result = meanwhile()
+            _take_all(chunks, front=True, work=link)
+            try:
+                helper.result()
+            except HelperProcessError as e:  # killed: its chunks, done or not, linked here
+                log.debug("%s: linking its entries here", e)
+                for i in range(chunks.split(), len(bounds)):
+                    link(i)
+        finally:
+            helper.stop()
+            chunks.close()
+        return result
+
+    def _link_entries(self, store: Store, entries: Iterable[FileEntry]) -> None:
         files = f"{self.files_dir}/"
         blobs = f"{store.root}/blobs/sha256/"
         link = os.link
