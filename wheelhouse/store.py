@@ -138,7 +138,7 @@ class BlobMeta:
 
     def to_json(self) -> bytes:
         """Serialise to stable JSON bytes."""
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {name: getattr(self, name) for name in _META_FIELDS}
         data["tags"] = list(self.tags)
         # Compact: the C encoder, one line (indent would use the slow Python one).
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode() + b"\n"
@@ -162,6 +162,9 @@ class BlobMeta:
             raise
         except (ValueError, TypeError, AttributeError, RecursionError, StoreError) as e:
             raise StoreError(f"{source}: unreadable blob metadata ({e})") from e
+
+
+_META_FIELDS = tuple(f.name for f in fields(BlobMeta))
 
 
 @dataclass(frozen=True, slots=True)
