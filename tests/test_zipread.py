@@ -11,6 +11,7 @@ import io
 import random
 import struct
 import zipfile
+import zlib
 from typing import TYPE_CHECKING
 
 import pytest
@@ -215,3 +216,48 @@ def test_members_lists_every_member_with_its_room() -> None:
     # Each member's room ends where the next one starts; the last at the central directory.
     assert [m[7] for m in found[:-1]] == [m[6] for m in found[1:]]
     assert found[-1][7] == data.index(b"PK\x01\x02")
+
+
+def _unicode_path(name: str, raw_name: str) -> bytes:
+    """An Info-ZIP Unicode Path extra field (0x7075) renaming *raw_name* to *name*."""
+    body = struct.pack("<BL", 1, zlib.crc32(raw_name.encode())) + name.encode()
+    return struct.pack("<HH", 0x7075, len(body)) + body
+
+
+def _wheel_with_extras(members: list[tuple[str, bytes, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data, extra in members:
+            info = zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0))
+            info.extra = extra
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(
+            _wheel_with_extras([
+                (f"{DIST_INFO}/METADATA", METADATA.replace(b">=3.8", b">=3.7"),
+                 _unicode_path("decoy", f"{DIST_INFO}/METADATA")),
+                ("decoy", METADATA, _unicode_path(f"{DIST_INFO}/METADATA", "decoy")),
+                (f"{DIST_INFO}/WHEEL", b"Wheel-Version: 1.0\n", b""),
+            ]),
+            id="names swapped by unicode path fields",
+        ),
+        pytest.param(
+            _wheel_with_extras([
+                (f"{DIST_INFO}/METADATA", METADATA, b""),
+                ("demo_pkg.py", b"", struct.pack("<HH", 0x7075, 2) + b"\x01\x00"),
+                (f"{DIST_INFO}/WHEEL", b"Wheel-Version: 1.0\n", b""),
+            ]),
+            id="a corrupt unicode path field on another member",
+        ),
+    ],
+)
+def test_a_unicode_path_extra_field_is_left_to_zipfile(data: bytes) -> None:
+    # From Python 3.12 zipfile names a member by its Unicode Path field (and
+    # refuses the archive when one is corrupt): the raw name is not its name.
+    assert _wheel_metadata_fast(data, FN) is None
+    same_as_zipfile(data)

@@ -34,6 +34,7 @@ _STORED = 0
 _DEFLATED = 8
 _FULL32 = 0xFFFFFFFF
 _MAX_EXTRACT_VERSION = 63  # zipfile refuses members needing a later one
+_EXTRA_LEFT_TO_ZIPFILE = (0x0001, 0x7075)  # zip64; Info-ZIP Unicode Path
 
 #: ``(name, flags, method, crc, compressed size, size, local header offset,
 #: end of the member's room)``: the room ends where the next member's local
@@ -92,10 +93,12 @@ def members(data: bytes) -> list[Member] | None:
 
 def _extra_ok(data: bytes, pos: int, end: int) -> bool:
     # zipfile parses the extra field (and refuses a corrupt one); a zip64
-    # field changes sizes and offsets: both are left to it.
+    # field changes sizes and offsets, and from Python 3.12 an Info-ZIP
+    # Unicode Path field (0x7075) renames the member (or, when corrupt, makes
+    # the whole archive unreadable): all are left to it.
     while end - pos >= 4:
         kind, size = struct.unpack_from("<HH", data, pos)
-        if kind == 1 or pos + 4 + size > end:
+        if kind in _EXTRA_LEFT_TO_ZIPFILE or pos + 4 + size > end:
             return False
         pos += 4 + size
     return pos == end
