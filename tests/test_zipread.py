@@ -261,3 +261,22 @@ def test_a_unicode_path_extra_field_is_left_to_zipfile(data: bytes) -> None:
     # refuses the archive when one is corrupt): the raw name is not its name.
     assert _wheel_metadata_fast(data, FN) is None
     same_as_zipfile(data)
+
+
+def test_two_entries_sharing_a_local_header_are_left_to_zipfile() -> None:
+    # WHEEL's entry points at METADATA's local header and comes first in the
+    # central directory: zipfile 3.13 gives METADATA no room ("Overlapped
+    # entries"), so the fast path must not answer.
+    data = wheel_bytes(members=[
+        (f"{DIST_INFO}/METADATA", METADATA),
+        (f"{DIST_INFO}/WHEEL", b"Wheel-Version: 1.0\n"),
+    ])
+    cd = data.index(b"PK\x01\x02")
+    first = 46 + len(f"{DIST_INFO}/METADATA")
+    metadata_entry, rest = data[cd : cd + first], data[cd + first :]
+    second = 46 + len(f"{DIST_INFO}/WHEEL")
+    wheel_entry = bytearray(rest[:second])
+    struct.pack_into("<L", wheel_entry, 42, 0)
+    shared = data[:cd] + bytes(wheel_entry) + metadata_entry + rest[second:]
+    assert _wheel_metadata_fast(shared, FN) is None
+    same_as_zipfile(shared)

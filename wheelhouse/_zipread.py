@@ -85,8 +85,12 @@ def members(data: bytes) -> list[Member] | None:
         found.append((name, flags, method, crc, csize, size, offset, 0))
     if pos != end:
         return None
-    # Each member's room ends where the next one (by offset) begins.
+    # Each member's room ends where the next one (by offset) begins. Two
+    # entries sharing a local header leave one of them no room in zipfile
+    # from Python 3.13 ("Overlapped entries"): left to it.
     starts = sorted({m[6] for m in found})
+    if len(starts) != len(found):
+        return None
     ends = dict(zip(starts, [*starts[1:], cd_offset], strict=True))
     return [(*m[:7], ends[m[6]]) for m in found]
 
