@@ -8,6 +8,7 @@ metadata, or the same error message.
 from __future__ import annotations
 
 import io
+import os
 import random
 import struct
 import zipfile
@@ -280,3 +281,27 @@ def test_two_entries_sharing_a_local_header_are_left_to_zipfile() -> None:
     shared = data[:cd] + bytes(wheel_entry) + metadata_entry + rest[second:]
     assert _wheel_metadata_fast(shared, FN) is None
     same_as_zipfile(shared)
+
+
+class _WindowsOs:
+    """``os`` as zipfile sees it on Windows: a member's ``\\`` is read as ``/``."""
+
+    sep = "\\"
+    altsep = "/"
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+
+def test_a_backslash_in_a_name_is_left_to_zipfile(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On Windows zipfile reads "x.dist-info\METADATA" as "x.dist-info/METADATA":
+    # this wheel has two METADATA there, and one here.
+    data = wheel_bytes(members=[
+        (f"{DIST_INFO}/METADATA", METADATA),
+        (f"{DIST_INFO}\\METADATA", METADATA.replace(b">=3.8", b">=3.7")),
+        (f"{DIST_INFO}/WHEEL", b"Wheel-Version: 1.0\n"),
+    ])
+    assert _wheel_metadata_fast(data, FN) is None
+    monkeypatch.setattr(zipfile, "os", _WindowsOs())
+    assert outcome(data) == outcome(io.BytesIO(data))
+    assert outcome(data)[0] == "error"

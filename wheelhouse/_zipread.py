@@ -70,7 +70,8 @@ def members(data: bytes) -> list[Member] | None:
             return None
         pos += _CENTRAL.size
         raw_name = data[pos : pos + name_len]
-        if len(raw_name) != name_len or b"\x00" in raw_name:
+        # zipfile cuts a name at a NUL, and on Windows reads "\\" as "/".
+        if len(raw_name) != name_len or b"\x00" in raw_name or b"\\" in raw_name:
             return None
         extra = pos + name_len
         pos = extra + extra_len + comment_len
