@@ -305,3 +305,18 @@ def test_a_backslash_in_a_name_is_left_to_zipfile(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(zipfile, "os", _WindowsOs())
     assert outcome(data) == outcome(io.BytesIO(data))
     assert outcome(data)[0] == "error"
+
+
+def test_a_local_header_offset_past_what_a_seek_takes_is_a_clear_error() -> None:
+    # A zip64 field puts METADATA's local header at 2**64 - 1: zipfile's seek
+    # on the bytes raises OverflowError, which must not escape as a traceback.
+    data = bytearray(wheel_bytes(compression=zipfile.ZIP_STORED,
+                                 extra=struct.pack("<HHQ", 1, 8, 2**64 - 1)))
+    name = f"{DIST_INFO}/METADATA".encode()
+    entry = data.find(b"PK\x01\x02")
+    while data[entry + 46 : entry + 46 + len(name)] != name:
+        entry = data.find(b"PK\x01\x02", entry + 4)
+    struct.pack_into("<L", data, entry + 42, 0xFFFFFFFF)
+    kind, message = outcome(bytes(data))
+    assert kind == "error" and "not a readable zip archive" in str(message)
+    assert outcome(io.BytesIO(bytes(data))) == (kind, message)
