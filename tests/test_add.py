@@ -783,3 +783,36 @@ def test_a_hand_reordered_manifest_is_never_read_as_sorted(tmp_path: Path) -> No
     assert next(e for e in files if e.filename == first.filename).yanked == "bad"
     for rel, data in render_index(third.read_manifest()).items():
         assert (third.root / rel).read_bytes() == data, rel
+
+
+def test_a_directory_deeper_than_the_recursion_limit_is_walked(tmp_path: Path) -> None:
+    import sys
+
+    from wheelhouse.add import collect_dist_paths
+
+    depth = sys.getrecursionlimit() + 50
+    # Made one level at a time, relative to the last (os.makedirs recurses, and
+    # a path this long is past what one system call takes on some systems).
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            inner = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        os.close(os.open("x-1.0.tar.gz", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+    (tmp_path / "a-1.0.tar.gz").write_bytes(b"x")
+
+    try:
+        found = collect_dist_paths([tmp_path])
+    finally:
+        # Removed here, bottom up: pytest's own clean-up (shutil.rmtree, which
+        # recurses before Python 3.12) fails on it in a later run.
+        deepest = tmp_path.joinpath(*["d"] * depth)
+        (deepest / "x-1.0.tar.gz").unlink()
+        for level in range(depth, 0, -1):
+            os.rmdir(tmp_path.joinpath(*["d"] * level))  # noqa: PTH106
+
+    assert found == [tmp_path / "a-1.0.tar.gz", deepest / "x-1.0.tar.gz"]

@@ -8,9 +8,11 @@ metadata, or the same error message.
 from __future__ import annotations
 
 import io
+import os
 import random
 import struct
 import zipfile
+import zlib
 from typing import TYPE_CHECKING
 
 import pytest
@@ -215,3 +217,106 @@ def test_members_lists_every_member_with_its_room() -> None:
     # Each member's room ends where the next one starts; the last at the central directory.
     assert [m[7] for m in found[:-1]] == [m[6] for m in found[1:]]
     assert found[-1][7] == data.index(b"PK\x01\x02")
+
+
+def _unicode_path(name: str, raw_name: str) -> bytes:
+    """An Info-ZIP Unicode Path extra field (0x7075) renaming *raw_name* to *name*."""
+    body = struct.pack("<BL", 1, zlib.crc32(raw_name.encode())) + name.encode()
+    return struct.pack("<HH", 0x7075, len(body)) + body
+
+
+def _wheel_with_extras(members: list[tuple[str, bytes, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data, extra in members:
+            info = zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0))
+            info.extra = extra
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(
+            _wheel_with_extras([
+                (f"{DIST_INFO}/METADATA", METADATA.replace(b">=3.8", b">=3.7"),
+                 _unicode_path("decoy", f"{DIST_INFO}/METADATA")),
+                ("decoy", METADATA, _unicode_path(f"{DIST_INFO}/METADATA", "decoy")),
+                (f"{DIST_INFO}/WHEEL", b"Wheel-Version: 1.0\n", b""),
+            ]),
+            id="names swapped by unicode path fields",
+        ),
+        pytest.param(
+            _wheel_with_extras([
+                (f"{DIST_INFO}/METADATA", METADATA, b""),
+                ("demo_pkg.py", b"", struct.pack("<HH", 0x7075, 2) + b"\x01\x00"),
+                (f"{DIST_INFO}/WHEEL", b"Wheel-Version: 1.0\n", b""),
+            ]),
+            id="a corrupt unicode path field on another member",
+        ),
+    ],
+)
+def test_a_unicode_path_extra_field_is_left_to_zipfile(data: bytes) -> None:
+    # From Python 3.12 zipfile names a member by its Unicode Path field (and
+    # refuses the archive when one is corrupt): the raw name is not its name.
+    assert _wheel_metadata_fast(data, FN) is None
+    same_as_zipfile(data)
+
+
+def test_two_entries_sharing_a_local_header_are_left_to_zipfile() -> None:
+    # WHEEL's entry points at METADATA's local header and comes first in the
+    # central directory: zipfile 3.13 gives METADATA no room ("Overlapped
+    # entries"), so the fast path must not answer.
+    data = wheel_bytes(members=[
+        (f"{DIST_INFO}/METADATA", METADATA),
+        (f"{DIST_INFO}/WHEEL", b"Wheel-Version: 1.0\n"),
+    ])
+    cd = data.index(b"PK\x01\x02")
+    first = 46 + len(f"{DIST_INFO}/METADATA")
+    metadata_entry, rest = data[cd : cd + first], data[cd + first :]
+    second = 46 + len(f"{DIST_INFO}/WHEEL")
+    wheel_entry = bytearray(rest[:second])
+    struct.pack_into("<L", wheel_entry, 42, 0)
+    shared = data[:cd] + bytes(wheel_entry) + metadata_entry + rest[second:]
+    assert _wheel_metadata_fast(shared, FN) is None
+    same_as_zipfile(shared)
+
+
+class _WindowsOs:
+    """``os`` as zipfile sees it on Windows: a member's ``\\`` is read as ``/``."""
+
+    sep = "\\"
+    altsep = "/"
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+
+def test_a_backslash_in_a_name_is_left_to_zipfile(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On Windows zipfile reads "x.dist-info\METADATA" as "x.dist-info/METADATA":
+    # this wheel has two METADATA there, and one here.
+    data = wheel_bytes(members=[
+        (f"{DIST_INFO}/METADATA", METADATA),
+        (f"{DIST_INFO}\\METADATA", METADATA.replace(b">=3.8", b">=3.7")),
+        (f"{DIST_INFO}/WHEEL", b"Wheel-Version: 1.0\n"),
+    ])
+    assert _wheel_metadata_fast(data, FN) is None
+    monkeypatch.setattr(zipfile, "os", _WindowsOs())
+    assert outcome(data) == outcome(io.BytesIO(data))
+    assert outcome(data)[0] == "error"
+
+
+def test_a_local_header_offset_past_what_a_seek_takes_is_a_clear_error() -> None:
+    # A zip64 field puts METADATA's local header at 2**64 - 1: zipfile's seek
+    # on the bytes raises OverflowError, which must not escape as a traceback.
+    data = bytearray(wheel_bytes(compression=zipfile.ZIP_STORED,
+                                 extra=struct.pack("<HHQ", 1, 8, 2**64 - 1)))
+    name = f"{DIST_INFO}/METADATA".encode()
+    entry = data.find(b"PK\x01\x02")
+    while data[entry + 46 : entry + 46 + len(name)] != name:
+        entry = data.find(b"PK\x01\x02", entry + 4)
+    struct.pack_into("<L", data, entry + 42, 0xFFFFFFFF)
+    kind, message = outcome(bytes(data))
+    assert kind == "error" and "not a readable zip archive" in str(message)
+    assert outcome(io.BytesIO(bytes(data))) == (kind, message)

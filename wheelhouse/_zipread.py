@@ -34,6 +34,7 @@ _STORED = 0
 _DEFLATED = 8
 _FULL32 = 0xFFFFFFFF
 _MAX_EXTRACT_VERSION = 63  # zipfile refuses members needing a later one
+_EXTRA_LEFT_TO_ZIPFILE = (0x0001, 0x7075)  # zip64; Info-ZIP Unicode Path
 
 #: ``(name, flags, method, crc, compressed size, size, local header offset,
 #: end of the member's room)``: the room ends where the next member's local
@@ -69,7 +70,8 @@ def members(data: bytes) -> list[Member] | None:
             return None
         pos += _CENTRAL.size
         raw_name = data[pos : pos + name_len]
-        if len(raw_name) != name_len or b"\x00" in raw_name:
+        # zipfile cuts a name at a NUL, and on Windows reads "\\" as "/".
+        if len(raw_name) != name_len or b"\x00" in raw_name or b"\\" in raw_name:
             return None
         extra = pos + name_len
         pos = extra + extra_len + comment_len
@@ -84,18 +86,24 @@ def members(data: bytes) -> list[Member] | None:
         found.append((name, flags, method, crc, csize, size, offset, 0))
     if pos != end:
         return None
-    # Each member's room ends where the next one (by offset) begins.
+    # Each member's room ends where the next one (by offset) begins. Two
+    # entries sharing a local header leave one of them no room in zipfile
+    # from Python 3.13 ("Overlapped entries"): left to it.
     starts = sorted({m[6] for m in found})
+    if len(starts) != len(found):
+        return None
     ends = dict(zip(starts, [*starts[1:], cd_offset], strict=True))
     return [(*m[:7], ends[m[6]]) for m in found]
 
 
 def _extra_ok(data: bytes, pos: int, end: int) -> bool:
     # zipfile parses the extra field (and refuses a corrupt one); a zip64
-    # field changes sizes and offsets: both are left to it.
+    # field changes sizes and offsets, and from Python 3.12 an Info-ZIP
+    # Unicode Path field (0x7075) renames the member (or, when corrupt, makes
+    # the whole archive unreadable): all are left to it.
     while end - pos >= 4:
         kind, size = struct.unpack_from("<HH", data, pos)
-        if kind == 1 or pos + 4 + size > end:
+        if kind in _EXTRA_LEFT_TO_ZIPFILE or pos + 4 + size > end:
             return False
         pos += 4 + size
     return pos == end

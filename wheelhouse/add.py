@@ -78,36 +78,40 @@ def _walk(top: str, found: list[str], missing: list[str], odd: list[str]) -> Non
 
     What is a regular file is told by the directory entry's type where the
     file system gives one (no ``stat`` per file); a symlink is followed to
-    what it names; a symlinked directory is not entered.
+    what it names; a symlinked directory is not entered. A stack, not
+    recursion: a tree deeper than the interpreter's recursion limit is walked
+    too (as ``os.walk`` does from Python 3.12).
     """
-    try:
-        with os.scandir(top) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError:
-        return  # as os.walk: a directory that cannot be listed is skipped
-    subdirs = []
-    for entry in entries:
-        name = entry.name
+    stack = [top]
+    while stack:
+        directory = stack.pop()
         try:
-            if entry.is_dir(follow_symlinks=False):
-                if not name.startswith("."):
-                    subdirs.append(entry.path)
-                continue
-            if not name.endswith(_DIST_SUFFIXES):
-                continue
-            if entry.is_file():  # follows a symlink
-                found.append(entry.path)
-                continue
-            if entry.is_dir():
-                continue  # a symlinked directory: not entered, as os.walk
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
         except OSError:
-            pass
-        if entry.is_symlink() and not os.path.exists(entry.path):  # noqa: PTH110
-            missing.append(entry.path)  # a dangling link
-        else:
-            odd.append(entry.path)
-    for sub in subdirs:
-        _walk(sub, found, missing, odd)
+            continue  # as os.walk: a directory that cannot be listed is skipped
+        subdirs = []
+        for entry in entries:
+            name = entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if not name.startswith("."):
+                        subdirs.append(entry.path)
+                    continue
+                if not name.endswith(_DIST_SUFFIXES):
+                    continue
+                if entry.is_file():  # follows a symlink
+                    found.append(entry.path)
+                    continue
+                if entry.is_dir():
+                    continue  # a symlinked directory: not entered, as os.walk
+            except OSError:
+                pass
+            if entry.is_symlink() and not os.path.exists(entry.path):  # noqa: PTH110
+                missing.append(entry.path)  # a dangling link
+            else:
+                odd.append(entry.path)
+        stack.extend(reversed(subdirs))  # the first subdirectory is walked next
 
 
 def _collect(paths: Iterable[Path]) -> list[str]:

@@ -177,11 +177,12 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
 
 
 #: What reading a damaged archive raises: zipfile and tarfile let zlib's errors
-#: through, and zipfile asks for a password (RuntimeError) when a member's
-#: "encrypted" flag is set.
+#: through, zipfile asks for a password (RuntimeError) when a member's
+#: "encrypted" flag is set, and seeking in memory to an offset past 2**63 (a
+#: zip64 field says where a member is) is an OverflowError.
 _ARCHIVE_ERRORS = (
     zipfile.BadZipFile, tarfile.TarError, zlib.error, ValueError, OSError, EOFError,
-    NotImplementedError, RuntimeError,
+    NotImplementedError, RuntimeError, OverflowError,
 )
 
 
