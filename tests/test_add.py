@@ -428,6 +428,13 @@ def test_many_files_go_through_helper_processes_that_publish_their_blobs(
 
     if not forked:  # another thread runs, say: the process pool takes over
         monkeypatch.setattr(wheelhouse._forked, "can_fork", lambda: False)
+    else:
+        import concurrent.futures
+
+        def no_pool(*args: object, **kwargs: object) -> None:
+            raise AssertionError("the process pool was used")
+
+        monkeypatch.setattr(concurrent.futures.ProcessPoolExecutor, "__init__", no_pool)
     dists = tmp_path / "dists"
     for i in range(12):
         build_wheel(dists, f"pkg{i}", "1.0")

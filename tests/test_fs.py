@@ -185,3 +185,19 @@ def test_read_small_reads_a_file_that_grew_since_its_size_was_taken(
     assert read_small(str(path), 200_000) == b"a" * 100_000
     # Grown past the limit: not read whole (the caller streams it instead).
     assert read_small(str(path), 50_000) is None
+
+
+def test_read_small_reads_on_after_a_short_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Some file systems (FUSE, network ones) may return less than asked
+    # before the end: the rest must still be read, never taken as the end.
+    path = tmp_path / "f"
+    path.write_bytes(b"0123456789" * 1000)
+    real_read = os.read
+
+    def short_read(fd: int, n: int) -> bytes:
+        return real_read(fd, min(n, 1000))
+
+    monkeypatch.setattr(os, "read", short_read)
+    assert read_small(str(path), 1 << 20) == b"0123456789" * 1000

@@ -306,12 +306,14 @@ def read_small(path: str, limit: int) -> bytes | None:
         size = os.fstat(fd).st_size
         if size > limit:
             return None
-        # One byte more than its size: a short read is the end of a regular
-        # file, so the common case takes one read, not a second one for EOF.
+        # One byte more than its size: exactly its size back is the whole
+        # file, in one read, not a second one for EOF. Anything else (it grew
+        # or shrank since the fstat, or a file system that reads less than
+        # asked) is read on to the end.
         first = os.read(fd, size + 1)
-        if len(first) <= size:
+        if len(first) == size:
             return first
-        chunks = [first]  # it grew since the fstat
+        chunks = [first]
         total = len(first)
         while chunk := os.read(fd, 65536):
             chunks.append(chunk)
