@@ -200,7 +200,7 @@ def _prepare(store: Store, item: Incoming | str, *, durable: bool) -> _Prepared:
     try:
         data = read_small(path, _IN_MEMORY)
         if data is None:
-            sha, size = sha256_file(Path(path))
+            sha, size = sha256_file(path)
         else:
             sha, size = Sha256(hashlib.sha256(data).hexdigest()), len(data)
     except OSError as e:
@@ -239,7 +239,7 @@ def _prepare_known(
     # Known bytes are linked without being copied again: the blob is hashed
     # first (unless *path*, just hashed, is the blob itself), so a damaged one
     # is set aside and never linked; the incoming file then takes its place.
-    if store.has(sha) and store.intact(sha, known_good=Path(path)):
+    if store.has(sha) and store.intact(sha, known_good=path):
         meta = store.read_meta(sha)
         if (meta is not None and meta.filename == fn.filename
                 and (meta.metadata_sha256 is None or store.has(meta.metadata_sha256))):

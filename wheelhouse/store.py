@@ -18,7 +18,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NewType
 
-from wheelhouse._fs import fsync_dir, remove_quietly, rename_noreplace, sync_files, write_all
+from wheelhouse._fs import (
+    fsync_dir,
+    read_small,
+    remove_quietly,
+    rename_noreplace,
+    sync_files,
+    write_all,
+)
 from wheelhouse._hashing import BackgroundHash
 from wheelhouse.errors import (
     FormatVersionError,
@@ -89,11 +96,18 @@ def parse_sha256(value: str) -> Sha256:
     return Sha256(value)
 
 
-def sha256_file(path: Path) -> tuple[Sha256, int]:
-    """Hash a file in one streaming pass; return its sha256 and size."""
+# Files up to this size are hashed from one read; larger ones are streamed.
+_READ_WHOLE = 8 * 1024 * 1024
+
+
+def sha256_file(path: Path | str) -> tuple[Sha256, int]:
+    """Hash a file in one pass; return its sha256 and size."""
+    data = read_small(str(path), _READ_WHOLE)
+    if data is not None:
+        return Sha256(hashlib.sha256(data).hexdigest()), len(data)
     h = hashlib.sha256()
     size = 0
-    with path.open("rb") as f:
+    with open(path, "rb") as f:  # noqa: PTH123
         while chunk := f.read(_CHUNK):
             h.update(chunk)
             size += len(chunk)
@@ -581,13 +595,16 @@ class Store:
 
     def read_meta(self, sha256: str) -> BlobMeta | None:
         """The metadata record of a blob, or None if there is none yet."""
-        path = self.meta_path(sha256)
+        sha = parse_sha256(sha256)
+        path = f"{self._root}/meta/sha256/{sha[:2]}/{sha}.json"
         try:
-            data = path.read_bytes()
+            data = read_small(path, _READ_WHOLE)
         except FileNotFoundError:
             return None
         try:
-            meta = BlobMeta.from_json(data, source=str(path))
+            if data is None:
+                raise StoreError(f"{path}: unreadable blob metadata (too large)")
+            meta = BlobMeta.from_json(data, source=path)
         except FormatVersionError:
             raise
         except StoreError as e:
@@ -769,7 +786,7 @@ class Store:
             results = [self._quarantine(bad) for bad in results]
         return StoreVerifyReport(len(blobs), tuple(results))
 
-    def intact(self, sha256: str, *, known_good: Path | None = None) -> bool:
+    def intact(self, sha256: str, *, known_good: Path | str | None = None) -> bool:
         """True if blob *sha256* exists and its bytes hash to its name.
 
         A damaged blob is moved to ``quarantine/`` (with a warning naming both
@@ -778,10 +795,11 @@ class Store:
         or linked into a house): when it is the blob itself (the same inode),
         the blob is not read again.
         """
-        path = self.blob_path(sha256)
+        sha = parse_sha256(sha256)
+        path = f"{self._root}/blobs/sha256/{sha[:2]}/{sha}"
         if known_good is not None:
             with contextlib.suppress(OSError):
-                if os.path.samestat(known_good.stat(), path.stat()):
+                if os.path.samestat(os.stat(known_good), os.stat(path)):  # noqa: PTH116
                     return True
         try:
             actual: str | None = sha256_file(path)[0]
@@ -795,7 +813,7 @@ class Store:
         if actual == sha256:
             return True
         try:
-            bad = self._quarantine(BadBlob(sha256, actual, path))
+            bad = self._quarantine(BadBlob(sha256, actual, Path(path)))
         except FileNotFoundError:
             return False  # another process found it first and set it aside
         log.warning("the store's blob %s was damaged (its bytes hash to sha256=%s): moved to %s",
