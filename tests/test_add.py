@@ -687,7 +687,13 @@ def test_a_helper_that_dies_midway_has_its_chunks_done_by_the_add_itself(
         if os.getpid() != parent:
             if done_in_helper.exists():  # its second chunk: killed half-way through
                 real_chunk(root, items[: len(items) // 2])
-                os.kill(os.getpid(), signal.SIGKILL)
+
+                def killed(*args: object, **kwargs: object) -> None:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+                # (in the helper only) killed with the rest staged, not yet named
+                Store.publish_many = killed  # type: ignore[method-assign]
+                real_chunk(root, items[len(items) // 2 :])
             done_in_helper.write_text("x")
         else:
             time.sleep(0.1)  # the helper gets more than one chunk
@@ -698,6 +704,8 @@ def test_a_helper_that_dies_midway_has_its_chunks_done_by_the_add_itself(
     result = add_paths(house, store, [dists])
 
     assert done_in_helper.exists()  # the helper did take chunks
+    # What the killed helper had staged had no name yet: nothing is left behind.
+    assert list(store.tmp_dir.iterdir()) == []
     assert len(result.added) == 40
     assert sorted(e.project for e in house.read_manifest().files) == [
         f"pkg{i:02}" for i in range(40)]
@@ -750,6 +758,31 @@ def test_many_files_are_linked_by_a_helper_while_the_manifest_is_rendered(
         assert house.file_path(entry.filename + ".metadata").samefile(
             store.blob_path(entry.metadata_sha256))
     assert house.manifest_path.read_bytes() == house.read_manifest().render()
+
+
+def test_a_chunk_stays_within_the_descriptor_limit(
+    tmp_path: Path, store: Store
+) -> None:
+    import resource
+
+    from wheelhouse.add import _prepare_chunk, _Prepared
+
+    dists = tmp_path / "dists"
+    wheels = [str(build_wheel(dists, f"pkg{i:03}", "1.0")) for i in range(150)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # 150 wheels staged unnamed at once would hold 300 descriptors.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (200, hard))
+    try:
+        outcomes = _prepare_chunk(str(store.root), wheels)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert all(isinstance(o, _Prepared) for o in outcomes)
+    assert len(outcomes) == 150
+    for o in outcomes:
+        assert isinstance(o, _Prepared) and store.has(o.entry.sha256)
+        assert o.entry.metadata_sha256 is not None and store.has(o.entry.metadata_sha256)
+    assert list(store.tmp_dir.iterdir()) == []
+    assert store.verify().ok
 
 
 def test_a_hand_reordered_manifest_is_never_read_as_sorted(tmp_path: Path) -> None:

@@ -197,3 +197,43 @@ def test_sha256_file_streams(tmp_path: Path) -> None:
     data = os.urandom(3 * 1024 * 1024 + 7)
     path.write_bytes(data)
     assert sha256_file(path) == (_sha(data), len(data))
+
+
+def test_unnamed_temp_files_get_their_blob_name_whole_and_leave_nothing_in_tmp(
+    store: Store,
+) -> None:
+    data = b"unnamed bytes" * 100
+    sha = parse_sha256(hashlib.sha256(data).hexdigest())
+    fd = store.stage(data, unnamed=True)
+    assert isinstance(fd, int)  # this file system has O_TMPFILE (tmpfs, ext4)
+    assert list(store.tmp_dir.iterdir()) == []
+    assert not store.has(sha)
+
+    store.publish_many([(fd, sha)])
+
+    assert store.blob_path(sha).read_bytes() == data
+    assert stat.S_IMODE(store.blob_path(sha).stat().st_mode) & 0o222 == 0  # read-only
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)  # closed once named
+    assert list(store.tmp_dir.iterdir()) == []
+
+    # Staged again: the blob already there is kept as it is.
+    before = store.blob_path(sha).stat()
+    store.publish_many([(store.stage(data, unnamed=True), sha)])
+    assert os.path.samestat(before, store.blob_path(sha).stat())
+    assert store.verify().ok
+
+
+def test_unnamed_temp_files_fall_back_to_named_ones_where_there_are_none(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import wheelhouse.store
+
+    monkeypatch.setattr(wheelhouse.store, "open_unnamed", lambda directory, mode: None)
+    data = b"named after all"
+    sha = parse_sha256(hashlib.sha256(data).hexdigest())
+    tmp = store.stage(data, unnamed=True)
+    assert isinstance(tmp, str) and Path(tmp).parent == store.tmp_dir
+    store.publish_many([(tmp, sha)])
+    assert store.blob_path(sha).read_bytes() == data
+    assert list(store.tmp_dir.iterdir()) == []

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 __all__ = [
     "can_exchange",
@@ -22,9 +22,13 @@ __all__ = [
     "flushing",
     "fsync_dir",
     "interrupts_deferred",
+    "name_unnamed",
+    "open_unnamed",
     "read_small",
+    "remove_quietly",
     "rename_noreplace",
     "sync_files",
+    "write_all",
     "write_atomic",
     "write_many_atomic",
     "write_new",
@@ -220,14 +224,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def sync_files(paths: Iterable[Path | str]) -> None:
-    """Make the data of every file in *paths* durable, as one fsync each would.
+def sync_files(paths: Iterable[Path | str], *, fds: Sequence[int] = ()) -> None:
+    """Make the data of every file in *paths*, and of every open file in *fds*, durable.
 
-    On Linux one ``syncfs`` per file system does it; elsewhere each file is
-    fsynced. Raises OSError if the data cannot be flushed.
+    As one fsync each would: on Linux one ``syncfs`` per file system does
+    it; elsewhere each file is fsynced. Raises OSError if the data cannot be
+    flushed.
     """
     paths = list(paths)
-    if not paths:
+    if not paths and not fds:
         return
     syncfs = _load_syncfs()
     if syncfs is not None:
@@ -236,17 +241,20 @@ def sync_files(paths: Iterable[Path | str]) -> None:
         parents: dict[str, Path | str] = {}
         for path in paths:
             parents.setdefault(os.path.dirname(path), path)  # noqa: PTH120
-        devices: dict[int, Path | str] = {}
+        devices: dict[int, Path | str | int] = {}
         for path in parents.values():
             devices.setdefault(os.stat(path).st_dev, path)  # noqa: PTH116
-        for path in devices.values():
-            fd = os.open(path, os.O_RDONLY)
+        for fd in fds:
+            devices.setdefault(os.fstat(fd).st_dev, fd)
+        for where in devices.values():
+            fd = where if isinstance(where, int) else os.open(where, os.O_RDONLY)
             try:
                 err = syncfs(fd)
                 if err != 0:
-                    raise OSError(err, os.strerror(err), str(path))
+                    raise OSError(err, os.strerror(err), str(where))
             finally:
-                os.close(fd)
+                if not isinstance(where, int):
+                    os.close(fd)
         return
     for path in paths:
         fd = os.open(path, os.O_RDONLY)
@@ -254,6 +262,52 @@ def sync_files(paths: Iterable[Path | str]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+    for fd in fds:
+        os.fsync(fd)
+
+
+_PROC_FDS: tuple[int, int] | None = None  # (pid, descriptor of /proc/self/fd)
+
+
+def open_unnamed(directory: str, mode: int) -> int | None:
+    """A new file with no name yet on *directory*'s file system (``O_TMPFILE``), open for writing.
+
+    None where there is no such thing (not Linux, an old kernel, a file
+    system without it such as NFS, no ``/proc`` to name it through): the
+    caller writes a named temp file instead. Give it a name with
+    :func:`name_unnamed`; closed without one, it vanishes, even after a crash.
+    """
+    global _PROC_FDS
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag:
+        return None
+    if _PROC_FDS is None or _PROC_FDS[0] != os.getpid():  # each process its own
+        try:
+            _PROC_FDS = (os.getpid(), os.open("/proc/self/fd", os.O_RDONLY | os.O_CLOEXEC))
+        except OSError:
+            return None
+    try:
+        return os.open(directory, flag | os.O_WRONLY | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOTSUP):
+            return None
+        raise
+
+
+def name_unnamed(fd: int, dest: str) -> bool:
+    """Give the file open at *fd* (from :func:`open_unnamed`) the name *dest*, unless taken.
+
+    Atomic: *dest* appears with all the file's bytes, or not at all. Returns
+    False when *dest* exists (it is kept as it is). *fd* stays open.
+    """
+    assert _PROC_FDS is not None and _PROC_FDS[0] == os.getpid()
+    try:
+        # linkat(/proc/self/fd/N, AT_SYMLINK_FOLLOW): no privilege needed,
+        # unlike AT_EMPTY_PATH.
+        os.link(str(fd), dest, src_dir_fd=_PROC_FDS[1], follow_symlinks=True)
+    except FileExistsError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

@@ -30,7 +30,14 @@ from wheelhouse.errors import (
 )
 from wheelhouse.filenames import DistFilename, parse_filename
 from wheelhouse.house import FileEntry, House
-from wheelhouse.store import BlobMeta, Sha256, Store, adopt_temp_files_for, sha256_file
+from wheelhouse.store import (
+    BlobMeta,
+    Sha256,
+    Store,
+    adopt_temp_files_for,
+    discard_temp,
+    sha256_file,
+)
 
 __all__ = [
     "AddResult",
@@ -166,7 +173,7 @@ class _Prepared:
 
     entry: FileEntry
     reused: bool
-    temps: list[tuple[str, Sha256]]
+    temps: list[tuple[str | int, Sha256]]
     meta: BlobMeta | None
 
 
@@ -179,14 +186,18 @@ _IN_MEMORY = 8 * 1024 * 1024
 _PLAIN = Incoming(Path())
 
 
-def _prepare(store: Store, item: Incoming | str, *, durable: bool) -> _Prepared:
+def _prepare(
+    store: Store, item: Incoming | str, *, durable: bool, unnamed: bool = False
+) -> _Prepared:
     """Check one wheel or sdist and stage its bytes in the store's tmp/.
 
     Known bytes (a stat) are not copied again. New bytes are checked from the
     very bytes that get stored, and left for :meth:`Store.publish_many` to name.
     A file whose sha256 differs from the one expected never gets a blob name.
     *item* may be a path alone (a string: tens of thousands of them cost no
-    ``Path`` objects).
+    ``Path`` objects). *unnamed*: stage new bytes in unnamed temp files
+    where possible (see :meth:`Store.stage`), for a caller that publishes
+    every few hundred files.
     """
     if isinstance(item, str):
         path = item
@@ -207,10 +218,12 @@ def _prepare(store: Store, item: Incoming | str, *, durable: bool) -> _Prepared:
         raise InvalidInputError(f"cannot read {path}: {e.strerror or e}") from e
     if item.expected_sha256 is not None and sha != item.expected_sha256:
         raise HashMismatchError(origin, item.expected_sha256, sha)
-    prepared = _prepare_known(store, item, path, fn, origin, sha, size, durable=durable)
+    prepared = _prepare_known(store, item, path, fn, origin, sha, size, durable=durable,
+                              unnamed=unnamed)
     if prepared is not None:
         return prepared
-    return _prepare_new(store, item, path, fn, origin, sha, size, data, durable=durable)
+    return _prepare_new(store, item, path, fn, origin, sha, size, data, durable=durable,
+                        unnamed=unnamed)
 
 
 _DIR_URIS: dict[str, str] = {}
@@ -234,7 +247,7 @@ def _file_uri(text: str) -> str:
 
 def _prepare_known(
     store: Store, item: Incoming, path: str, fn: DistFilename, origin: str, sha: Sha256,
-    size: int, *, durable: bool,
+    size: int, *, durable: bool, unnamed: bool,
 ) -> _Prepared | None:
     # Known bytes are linked without being copied again: the blob is hashed
     # first (unless *path*, just hashed, is the blob itself), so a damaged one
@@ -250,18 +263,19 @@ def _prepare_known(
         with store.open_blob(sha) as f:
             info = read_dist_info(f, fn, source=path)
         meta, temps = _make_meta(store, fn, sha, size, info.requires_python, info.metadata,
-                                 durable=durable)
+                                 durable=durable, unnamed=unnamed)
         return _Prepared(_entry(fn, meta, origin, item), True, temps, meta)
     return None
 
 
 def _prepare_new(
     store: Store, item: Incoming, path: str, fn: DistFilename, origin: str, sha: Sha256,
-    size: int, data: bytes | None, *, durable: bool,
+    size: int, data: bytes | None, *, durable: bool, unnamed: bool,
 ) -> _Prepared:
+    tmp: str | int
     if data is not None:
         info = read_dist_info(data, fn, source=path)
-        tmp = store.stage(data, durable=durable)  # the bytes just hashed
+        tmp = store.stage(data, durable=durable, unnamed=unnamed)  # the bytes just hashed
     else:
         with open(path, "rb") as src:  # noqa: PTH123
             tmp_path, tmp_sha, size = store.write_temp(src, durable=durable)
@@ -277,9 +291,9 @@ def _prepare_new(
             raise
     try:
         meta, temps = _make_meta(store, fn, sha, size, info.requires_python, info.metadata,
-                                 durable=durable, new=True)
+                                 durable=durable, new=True, unnamed=unnamed)
     except BaseException:
-        remove_quietly(tmp)
+        discard_temp(tmp)
         raise
     return _Prepared(_entry(fn, meta, origin, item), False, [(tmp, sha), *temps], meta)
 
@@ -294,18 +308,19 @@ def _make_meta(
     *,
     durable: bool,
     new: bool = False,
-) -> tuple[BlobMeta, list[tuple[str, Sha256]]]:
+    unnamed: bool = False,
+) -> tuple[BlobMeta, list[tuple[str | int, Sha256]]]:
     """The blob's record, and the metadata blob staged unless the store has it.
 
     *new*: the wheel's own blob is new, so its METADATA most likely is too;
     it is staged without a look first (publishing drops it if it is there).
     """
-    temps: list[tuple[str, Sha256]] = []
+    temps: list[tuple[str | int, Sha256]] = []
     metadata_sha: Sha256 | None = None
     if metadata is not None and fn.kind == "wheel":
         metadata_sha = Sha256(hashlib.sha256(metadata).hexdigest())
         if new or not store.has(metadata_sha):
-            temps.append((store.stage(metadata, durable=durable), metadata_sha))
+            temps.append((store.stage(metadata, durable=durable, unnamed=unnamed), metadata_sha))
     meta = BlobMeta(
         sha256=sha,
         size=size,
@@ -378,6 +393,8 @@ def _entry(fn: DistFilename, meta: BlobMeta, origin: str, item: Incoming) -> Fil
 _PROCESS_THRESHOLD = 400
 # Files per chunk handed to a helper process, at least.
 _MIN_CHUNK = 50
+# Files staged in unnamed temp files before they are published, at most.
+_UNNAMED_BATCH = 200
 
 
 def _start_worker(parent: int) -> None:
@@ -396,9 +413,11 @@ class _Problem:
     integrity: bool
 
 
-def _prepare_one(store: Store, item: Incoming | str) -> _Prepared | _Problem:
+def _prepare_one(
+    store: Store, item: Incoming | str, *, unnamed: bool = False
+) -> _Prepared | _Problem:
     try:
-        return _prepare(store, item, durable=False)
+        return _prepare(store, item, durable=False, unnamed=unnamed)
     except WheelhouseError as e:
         return _Problem(str(e), isinstance(e, IntegrityError))
 
@@ -406,27 +425,61 @@ def _prepare_one(store: Store, item: Incoming | str) -> _Prepared | _Problem:
 def _prepare_chunk(
     store_root: str, items: Sequence[Incoming | str]
 ) -> list[_Prepared | _Problem]:
-    """In a helper process: check, stage and publish one chunk of files.
+    """In a helper process (or the command's own, taking its share): check, stage, publish.
 
-    The chunk's good blobs are published here (one flush for the chunk, then
-    their names): the parent gets back only entries, so neither the staging
-    nor the naming of 50,000 blobs waits on one process. Bad bytes never get
-    a name; good blobs of a batch that fails elsewhere stay in the store as
-    any unreferenced blob does (gc reclaims them).
+    The chunk's good blobs are published here, a batch at a time (one flush
+    for the batch, then their names): the parent gets back only entries, so
+    neither the staging nor the naming of 50,000 blobs waits on one process.
+    Bytes are staged in unnamed temp files where the file system allows it
+    (see :meth:`Store.stage`), each batch holding a few hundred descriptors
+    until it is published. Bad bytes never get a name; good blobs of a batch
+    that fails elsewhere stay in the store as any unreferenced blob does (gc
+    reclaims them).
     """
     store = Store(Path(store_root))
-    outcomes = [_prepare_one(store, item) for item in items]
-    prepared = [o for o in outcomes if isinstance(o, _Prepared)]
+    size = _batch_size()
+    outcomes: list[_Prepared | _Problem] = []
+    for start in range(0, len(items), size):
+        batch: list[_Prepared | _Problem] = []
+        try:
+            for item in items[start : start + size]:
+                batch.append(_prepare_one(store, item, unnamed=True))
+        except BaseException:
+            for o in batch:
+                if isinstance(o, _Prepared):
+                    for tmp, _ in o.temps:
+                        discard_temp(tmp)
+            raise
+        prepared = [o for o in batch if isinstance(o, _Prepared)]
+        try:
+            # The blobs' names are flushed once by the parent, for every chunk.
+            _finish(store, prepared, flush_names=False)
+        except WheelhouseError as e:
+            problem = _Problem(str(e), isinstance(e, IntegrityError))
+            outcomes.extend(problem if isinstance(o, _Prepared) else o for o in batch)
+            continue
+        outcomes.extend(
+            _Prepared(o.entry, o.reused, [], None) if isinstance(o, _Prepared) else o
+            for o in batch
+        )
+    return outcomes
+
+
+def _batch_size() -> int:
+    """Files staged before they are published: each may hold two descriptors open.
+
+    At most _UNNAMED_BATCH, and a quarter of what the descriptor limit
+    leaves, whatever else is open.
+    """
     try:
-        # The blobs' names are flushed once by the parent, for every chunk.
-        _finish(store, prepared, flush_names=False)
-    except WheelhouseError as e:
-        problem = _Problem(str(e), isinstance(e, IntegrityError))
-        return [problem if isinstance(o, _Prepared) else o for o in outcomes]
-    return [
-        _Prepared(o.entry, o.reused, [], None) if isinstance(o, _Prepared) else o
-        for o in outcomes
-    ]
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 16
+    if soft == resource.RLIM_INFINITY:
+        return _UNNAMED_BATCH
+    return max(1, min(_UNNAMED_BATCH, (soft - 64) // 4))
 
 
 def _prepare_all(
@@ -606,7 +659,7 @@ def _ingest(
         # Bad bytes never get a blob name; good ones may still be staged.
         for p in stored:
             for tmp, _ in p.temps:
-                remove_quietly(tmp)
+                discard_temp(tmp)
     else:
         _finish(store, stored)
         clock.lap("publish")

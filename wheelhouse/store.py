@@ -16,10 +16,12 @@ import threading
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NewType
+from typing import IO, TYPE_CHECKING, Any, NewType, overload
 
 from wheelhouse._fs import (
     fsync_dir,
+    name_unnamed,
+    open_unnamed,
     read_small,
     remove_quietly,
     rename_noreplace,
@@ -179,6 +181,14 @@ class BlobMeta:
 
 
 _META_FIELDS = tuple(f.name for f in fields(BlobMeta))
+
+
+def discard_temp(tmp: Path | str | int) -> None:
+    """Drop a temp file from :meth:`Store.stage`: remove it, or close an unnamed one."""
+    if isinstance(tmp, int):
+        os.close(tmp)
+    else:
+        remove_quietly(tmp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,13 +454,42 @@ class Store:
         """Write a byte string to a temp file; return it and its sha256."""
         return Path(self.stage(data, durable=durable)), Sha256(hashlib.sha256(data).hexdigest())
 
-    def stage(self, data: bytes, *, durable: bool = False) -> str:
-        """Write *data* to a new temp file and return its path, for :meth:`publish_many`.
+    @overload
+    def stage(self, data: bytes, *, durable: bool = False) -> str: ...
+
+    @overload
+    def stage(self, data: bytes, *, durable: bool = False, unnamed: bool) -> str | int: ...
+
+    def stage(self, data: bytes, *, durable: bool = False, unnamed: bool = False) -> str | int:
+        """Write *data* to a new temp file, for :meth:`publish_many`; return its path.
 
         Not flushed unless *durable* (publish_many flushes a batch at once).
         The caller knows the digest (it hashed these very bytes) and owns the
-        file: publish it or remove it.
+        file: publish it or discard it (:func:`discard_temp`).
+
+        With *unnamed*, where the file system allows it, the file gets no name
+        in ``tmp/`` at all (``O_TMPFILE``) and its open descriptor is returned
+        instead: publishing links it straight to its blob name (no rename, no
+        entry in ``tmp/`` to create and remove; a crash leaves nothing). For a
+        caller that publishes in batches of a few hundred: each holds a
+        descriptor until then.
         """
+        if unnamed:
+            try:
+                fd = open_unnamed(self._root + "/tmp", _BLOB_MODE)
+                if fd is not None:
+                    try:
+                        write_all(fd, data)
+                        if durable:
+                            os.fsync(fd)
+                    except BaseException:
+                        os.close(fd)
+                        raise
+                    return fd
+            except OSError as e:
+                raise StoreError(
+                    f"cannot write to the store at {self.root}: {_describe_oserror(e)}"
+                ) from e
         try:
             fd, path = self._new_temp()
         except OSError as e:
@@ -476,7 +515,7 @@ class Store:
         return path
 
     def publish_many(
-        self, items: Sequence[tuple[Path | str, Sha256]], *, flush_names: bool = True
+        self, items: Sequence[tuple[Path | str | int, Sha256]], *, flush_names: bool = True
     ) -> None:
         """Publish a batch of temp files written with ``durable=False``.
 
@@ -488,14 +527,21 @@ class Store:
         names the blobs.
         """
         try:
-            sync_files(tmp for tmp, _ in items)
+            sync_files([t for t, _ in items if not isinstance(t, int)],
+                       fds=[t for t, _ in items if isinstance(t, int)])
         except OSError as e:
             for tmp, _ in items:
-                remove_quietly(tmp)
+                discard_temp(tmp)
             raise StoreError(f"cannot flush the store at {self.root}: {_describe_oserror(e)}") from e
         parents: dict[str, None] = {}
-        for tmp, sha in items:
-            parents[self._publish(str(tmp), sha)] = None
+        for i, (tmp, sha) in enumerate(items):
+            try:
+                parents[self._publish(tmp if isinstance(tmp, int) else str(tmp), sha)] = None
+            except BaseException:
+                for later, _ in items[i + 1 :]:
+                    if isinstance(later, int):
+                        os.close(later)  # (a named one is left for clean_tmp)
+                raise
         if flush_names:
             try:
                 sync_files(parents)
@@ -522,11 +568,29 @@ class Store:
             fsync_dir(Path(fan))
         return self.blob_path(sha256)
 
-    def _publish(self, tmp: str, sha256: Sha256) -> str:
-        """:meth:`publish` without the directory's flush; returns the fan-out directory."""
+    def _publish(self, tmp: str | int, sha256: Sha256) -> str:
+        """:meth:`publish` without the directory's flush; returns the fan-out directory.
+
+        *tmp* is a temp file's path, or the descriptor of an unnamed one
+        (:meth:`stage`), which is closed.
+        """
         sha = parse_sha256(sha256)
         fan = f"{self._root}/blobs/sha256/{sha[:2]}"
         final = f"{fan}/{sha}"
+        if isinstance(tmp, int):
+            try:
+                try:
+                    name_unnamed(tmp, final)  # False: the blob is there already
+                except FileNotFoundError:
+                    os.makedirs(fan, exist_ok=True)  # noqa: PTH103
+                    name_unnamed(tmp, final)
+            except OSError as e:
+                raise StoreError(
+                    f"cannot write to the store at {self.root}: {_describe_oserror(e)}"
+                ) from e
+            finally:
+                os.close(tmp)
+            return fan
         done = False
         try:
             # Temp files are created read-only (see _new_temp): no chmod here.
