@@ -237,3 +237,35 @@ def test_unnamed_temp_files_fall_back_to_named_ones_where_there_are_none(
     store.publish_many([(tmp, sha)])
     assert store.blob_path(sha).read_bytes() == data
     assert list(store.tmp_dir.iterdir()) == []
+
+
+def test_a_file_system_without_unnamed_files_is_asked_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wheelhouse import _fs
+
+    store = Store.open(tmp_path / "nfs-like-store")
+    real_open = os.open
+    asked = []
+
+    def no_tmpfile(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            asked.append(path)
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")  # as NFS says
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", no_tmpfile)
+    monkeypatch.setattr(_fs, "_NO_UNNAMED", set())
+    temps = [store.stage(b"x%d" % i, unnamed=True) for i in range(3)]
+    assert all(isinstance(t, str) for t in temps) and len(asked) == 1
+    store.publish_many([(t, parse_sha256(hashlib.sha256(b"x%d" % i).hexdigest()))
+                        for i, t in enumerate(temps)])
+    assert store.verify().ok and list(store.tmp_dir.iterdir()) == []
+
+
+def test_a_removed_tmp_directory_is_made_again_for_an_unnamed_temp(store: Store) -> None:
+    store.tmp_dir.rmdir()
+    tmp = store.stage(b"again", unnamed=True)
+    assert isinstance(tmp, str) and store.tmp_dir.is_dir()
+    store.publish_many([(tmp, parse_sha256(hashlib.sha256(b"again").hexdigest()))])
+    assert store.verify().ok

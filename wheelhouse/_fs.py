@@ -267,6 +267,7 @@ def sync_files(paths: Iterable[Path | str], *, fds: Sequence[int] = ()) -> None:
 
 
 _PROC_FDS: tuple[int, int] | None = None  # (pid, descriptor of /proc/self/fd)
+_NO_UNNAMED: set[str] = set()  # directories whose file system has no O_TMPFILE
 
 
 def open_unnamed(directory: str, mode: int) -> int | None:
@@ -279,7 +280,7 @@ def open_unnamed(directory: str, mode: int) -> int | None:
     """
     global _PROC_FDS
     flag = getattr(os, "O_TMPFILE", 0)
-    if not flag:
+    if not flag or directory in _NO_UNNAMED:
         return None
     if _PROC_FDS is None or _PROC_FDS[0] != os.getpid():  # each process its own
         try:
@@ -290,7 +291,10 @@ def open_unnamed(directory: str, mode: int) -> int | None:
         return os.open(directory, flag | os.O_WRONLY | os.O_CLOEXEC, mode)
     except OSError as e:
         if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOTSUP):
+            _NO_UNNAMED.add(directory)  # not asked again
             return None
+        if e.errno == errno.ENOENT:
+            return None  # (the directory is gone: the caller's way makes it again)
         raise
 
 
