@@ -13,6 +13,7 @@ pickle the work in; for one helper and one function, a bare fork is cheaper.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import struct
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -23,9 +24,10 @@ from wheelhouse.errors import HelperProcessError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Chunks", "Forked", "can_fork"]
+__all__ = ["Chunks", "Forked", "can_fork", "shared", "take_all"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _PAIR = struct.Struct("qq")
 
@@ -206,3 +208,61 @@ class Chunks:
             os.close(self._fd)
         self._fd = None
         self._shared.close()
+
+
+def take_all(chunks: Chunks, *, front: bool, work: Callable[[int], None]) -> None:
+    """Take chunks from one end and do each, until none is left."""
+    while (i := chunks.take(front=front)) is not None:
+        work(i)
+
+
+def shared(
+    count: int,
+    lock_dir: str,
+    work: Callable[[int], None],
+    *,
+    meanwhile: Callable[[], T],
+    helper: Callable[[Chunks], None] | None = None,
+    redo: Callable[[int], None] | None = None,
+) -> T:
+    """Chunks ``0 .. count-1`` done once each, by this process and a forked helper.
+
+    The helper takes chunks from the back (*helper* is its whole part, given
+    the chunks: by default it does *work* on each); this process runs
+    *meanwhile* (other work of its own, whose result is returned), then takes
+    chunks from the front. A helper that dies (killed, out of memory) has the
+    chunks it took, done or half done, done again here by *redo* (default
+    *work*); an error it raised is raised here. Where no helper can be
+    started (another thread runs, no fork now, no ``flock`` on *lock_dir*:
+    NFS), all of it is done here.
+    """
+    chunks: Chunks | None = None
+    process: Forked[None] | None = None
+    if can_fork():
+        try:
+            chunks = Chunks(count, lock_dir)
+            back = chunks
+            process = Forked(lambda: helper(back) if helper is not None
+                             else take_all(back, front=False, work=work))
+        except OSError as e:  # no lock on a directory (NFS), no fork now (EAGAIN, ENOMEM)
+            log.debug("no helper process: %s", e)
+            if chunks is not None:
+                chunks.close()
+    if process is None or chunks is None:
+        result = meanwhile()
+        for i in range(count):
+            work(i)
+        return result
+    try:
+        result = meanwhile()
+        take_all(chunks, front=True, work=work)
+        try:
+            process.result()
+        except HelperProcessError as e:
+            log.debug("%s: its chunks are done here", e)
+            for i in range(chunks.split(), count):
+                (redo or work)(i)
+    finally:
+        process.stop()
+        chunks.close()
+    return result

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from wheelhouse._forked import Chunks, Forked, can_fork
+from wheelhouse._forked import Chunks, Forked, can_fork, shared, take_all
 from wheelhouse._fs import (
     can_exchange,
     exchange,
@@ -869,12 +869,6 @@ def _chunks_of_groups(groups: list[tuple[str, int, int]]) -> list[tuple[int, int
     return bounds
 
 
-def _take_all(chunks: Chunks, *, front: bool, work: Callable[[int], None]) -> None:
-    """Take chunks from one end and do each, until none is left."""
-    while (i := chunks.take(front=front)) is not None:
-        work(i)
-
-
 def _take_from_back(chunks: Chunks, directory: str | Path, work: Callable[[int], None]) -> None:
     """A helper's part: chunks from the back, written in *directory* and flushed as they come.
 
@@ -882,7 +876,7 @@ def _take_from_back(chunks: Chunks, directory: str | Path, work: Callable[[int],
     """
     os.chdir(directory)
     with flushing(directory):  # named in an error
-        _take_all(chunks, front=False, work=work)
+        take_all(chunks, front=False, work=work)
 
 
 def _holds_few_entries(directory: Path) -> bool:
@@ -910,38 +904,17 @@ def _write_groups_parallel(
     The helper takes runs of projects from the end, this process from the
     start once *also* is done: neither waits for the other but at the end.
     """
-    if len(groups) < _FORK_MIN_PROJECTS or not can_fork():
+    if len(groups) < _FORK_MIN_PROJECTS:
         _write_groups(directory, files, groups)
         return also()
     bounds = _chunks_of_groups(groups)
-
-    def write(i: int) -> None:
-        _write_range(directory, files, *bounds[i])
-
-    def helper() -> None:
-        _take_from_back(chunks, directory, lambda i: _write_range(".", files, *bounds[i]))
-
-    try:
-        chunks = Chunks(len(bounds), directory)
-    except OSError as e:  # no lock on a directory here (NFS): all of it here
-        log.debug("no helper process: %s", e)
-        _write_groups(directory, files, groups)
-        return also()
-    try:
-        process = Forked(helper)
-    except OSError as e:  # no fork now (EAGAIN, ENOMEM): all of it here
-        chunks.close()
-        log.debug("no helper process: %s", e)
-        _write_groups(directory, files, groups)
-        return also()
-    try:
-        result = also()
-        _take_all(chunks, front=True, work=write)
-        _wait_for_helper(process, chunks, directory, files, bounds)
-    finally:
-        process.stop()
-        chunks.close()
-    return result
+    return shared(
+        len(bounds), directory, lambda i: _write_range(directory, files, *bounds[i]),
+        meanwhile=also,
+        helper=lambda chunks: _take_from_back(
+            chunks, directory, lambda i: _write_range(".", files, *bounds[i])),
+        redo=lambda i: _write_range(directory, files, *bounds[i], redo=True),
+    )
 
 
 def _line_project(data: bytes, start: int, stop: int) -> bytes | None:
@@ -1053,7 +1026,7 @@ class _HeadStart:
         def write(i: int) -> None:
             _write_range(directory, files, *bounds[i])
 
-        _take_all(self.chunks, front=True, work=write)
+        take_all(self.chunks, front=True, work=write)
         _wait_for_helper(self.helper, self.chunks, directory, files, bounds)
 
     def discard(self) -> None:
@@ -1437,41 +1410,18 @@ class House:
         if meanwhile is None:
             self._link_entries(store, entries)
             return None
-        if len(entries) < _FORK_MIN_LINKS or not can_fork():
+        if len(entries) < _FORK_MIN_LINKS:
             self._link_entries(store, entries)
             return meanwhile()
         bounds = [(i, min(i + _LINK_CHUNK, len(entries)))
                   for i in range(0, len(entries), _LINK_CHUNK)]
-
-        def link(i: int) -> None:
-            self._link_entries(store, entries[bounds[i][0] : bounds[i][1]])
-
-        try:
-            chunks = Chunks(len(bounds), str(self.files_dir))
-        except OSError as e:  # no lock on a directory here (NFS): all of it here
-            log.debug("no helper process: %s", e)
-            self._link_entries(store, entries)
-            return meanwhile()
-        try:
-            helper = Forked(lambda: _take_all(chunks, front=False, work=link))
-        except OSError as e:  # no fork now (EAGAIN, ENOMEM): all of it here
-            chunks.close()
-            log.debug("no helper process: %s", e)
-            self._link_entries(store, entries)
-            return meanwhile()
-        try:
-            result = meanwhile()
-            _take_all(chunks, front=True, work=link)
-            try:
-                helper.result()
-            except HelperProcessError as e:  # killed: its chunks, done or not, linked here
-                log.debug("%s: linking its entries here", e)
-                for i in range(chunks.split(), len(bounds)):
-                    link(i)
-        finally:
-            helper.stop()
-            chunks.close()
-        return result
+        # A killed helper's chunks are linked again (a name already there and
+        # right is left as it is).
+        return shared(
+            len(bounds), str(self.files_dir),
+            lambda i: self._link_entries(store, entries[bounds[i][0] : bounds[i][1]]),
+            meanwhile=meanwhile,
+        )
 
     def _link_entries(self, store: Store, entries: Iterable[FileEntry]) -> None:
         files = f"{self.files_dir}/"
