@@ -183,6 +183,24 @@ class BlobMeta:
 _META_FIELDS = tuple(f.name for f in fields(BlobMeta))
 
 
+def _fill_temp(fd: int, path: str, data: bytes, *, durable: bool) -> str:
+    """Write *data* to the new temp file *fd* at *path* (fsynced if *durable*), close it.
+
+    Returns *path*; on any error the file is removed and the error raised.
+    """
+    try:
+        try:
+            write_all(fd, data)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        remove_quietly(path)
+        raise
+    return path
+
+
 def discard_temp(tmp: Path | str | int) -> None:
     """Drop a temp file from :meth:`Store.stage`: remove it, or close an unnamed one."""
     if isinstance(tmp, int):
@@ -392,16 +410,8 @@ class Store:
         return fd, name
 
     def _write_tmp_bytes(self, data: bytes) -> Path:
-        fd, path = self._mkstemp()
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return path
+        fd, path = self._new_temp()
+        return Path(_fill_temp(fd, path, data, durable=True))
 
     def write_temp(self, src: IO[bytes], *, durable: bool = True) -> tuple[Path, Sha256, int]:
         """Stream *src* into a new temp file, hashing as it goes; fsync it if *durable*.
@@ -498,21 +508,11 @@ class Store:
                 hint="pass --store DIR (or set WHEELHOUSE_STORE) to a writable directory",
             ) from e
         try:
-            try:
-                write_all(fd, data)
-                if durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
+            return _fill_temp(fd, path, data, durable=durable)
         except OSError as e:
-            remove_quietly(path)
             raise StoreError(
                 f"cannot write to the store at {self.root}: {_describe_oserror(e)}"
             ) from e
-        except BaseException:
-            remove_quietly(path)
-            raise
-        return path
 
     def publish_many(
         self, items: Sequence[tuple[Path | str | int, Sha256]], *, flush_names: bool = True
