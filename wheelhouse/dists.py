@@ -186,13 +186,18 @@ _ARCHIVE_ERRORS = (
 )
 
 
+def _in_top_dir(member: str, suffix: str) -> bool:
+    """Whether archive member *member* is a file one directory deep whose name ends *suffix*."""
+    return member.count("/") == 1 and member.endswith(suffix)
+
+
 def _is_own_metadata(member: str, fn: DistFilename) -> bool:
     """Whether *member* is ``<dist-info>/METADATA`` for *fn*'s project.
 
     The .dist-info directory's name may be spelled differently from the file
     name (older wheels); it is matched by normalised project name.
     """
-    return (member.count("/") == 1 and member.endswith(".dist-info/METADATA")
+    return (_in_top_dir(member, ".dist-info/METADATA")
             and canonicalize_name(member.split("/")[0][: -len(".dist-info")]
                                   .rsplit("-", 1)[0]) == fn.name)
 
@@ -223,7 +228,7 @@ def _wheel_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes:
             if len(own) != 1:
                 found = ", ".join(
                     i.filename for i in infos
-                    if i.filename.count("/") == 1 and i.filename.endswith(".dist-info/METADATA")
+                    if _in_top_dir(i.filename, ".dist-info/METADATA")
                 ) or "none"
                 raise InvalidDistributionError(
                     source, f"expected one {fn.name}-*.dist-info/METADATA, found: {found}"
@@ -245,12 +250,12 @@ def _sdist_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes 
         if fn.filename.endswith(".zip"):
             with zipfile.ZipFile(fileobj) as zf:
                 for info in zf.infolist():
-                    if info.filename.count("/") == 1 and info.filename.endswith("/PKG-INFO"):
+                    if _in_top_dir(info.filename, "/PKG-INFO"):
                         return _read_member(zf, info)
                 return None
         with tarfile.open(fileobj=fileobj, mode="r:gz") as tf:
             for member in tf:
-                if member.name.count("/") == 1 and member.name.endswith("/PKG-INFO"):
+                if _in_top_dir(member.name, "/PKG-INFO"):
                     if not member.isfile() or member.size > _MAX_METADATA:
                         raise InvalidDistributionError(source, "PKG-INFO is not a regular file")
                     extracted = tf.extractfile(member)
@@ -316,13 +321,13 @@ def read_build_requires(fileobj: IO[bytes], fn: DistFilename, *, source: str) ->
         if fn.filename.endswith(".zip"):
             with zipfile.ZipFile(fileobj) as zf:
                 for info in zf.infolist():
-                    if info.filename.count("/") == 1 and info.filename.endswith("/pyproject.toml"):
+                    if _in_top_dir(info.filename, "/pyproject.toml"):
                         data = _read_member(zf, info)
                         break
         else:
             with tarfile.open(fileobj=fileobj, mode="r:gz") as tf:
                 for member in tf:
-                    if member.name.count("/") == 1 and member.name.endswith("/pyproject.toml"):
+                    if _in_top_dir(member.name, "/pyproject.toml"):
                         if member.isfile() and member.size <= _MAX_METADATA:
                             extracted = tf.extractfile(member)
                             assert extracted is not None
