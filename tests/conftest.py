@@ -227,6 +227,18 @@ def reaped(pid: int) -> bool:
     return False
 
 
+def exited(pid: int) -> bool:
+    """Whether process *pid* has exited: gone, or a zombie not yet reaped (Linux, /proc).
+
+    Read here, not through the code under test (``_fs``'s own check).
+    """
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
 def processes_in_session(sid: int) -> list[int]:
     """The live (not zombie) processes of session *sid*, from /proc."""
     out = []

@@ -7,13 +7,16 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import reaped
+from tests.conftest import exited, reaped
 from wheelhouse._forked import Chunks, Forked
 from wheelhouse.errors import HelperProcessError, WheelhouseError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
 
@@ -91,11 +94,7 @@ def test_the_helper_dies_with_its_parent(tmp_path: Path) -> None:
     os.waitpid(middle, 0)
     helper_pid = int(pid_file.read_text())
     for _ in range(200):
-        try:  # dead, or a zombie waiting for init to reap it
-            state = Path(f"/proc/{helper_pid}/stat").read_text().rpartition(")")[2].split()[0]
-        except FileNotFoundError:
-            break
-        if state == "Z":
+        if exited(helper_pid):  # dead, or a zombie waiting for init to reap it
             break
         time.sleep(0.01)
     else:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.conftest import exited
 from wheelhouse._fs import gc_paused, read_small
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_gc_paused_pauses_and_restores_the_collector() -> None:
@@ -128,10 +132,8 @@ def test_a_worker_whose_parent_died_before_it_could_ask_to_die_with_it_dies(
                 try:
                     (tmp_path / "pid.part").write_text(str(os.getpid()))
                     (tmp_path / "pid.part").replace(ready)  # whole, or not there
-                    stat = Path(f"/proc/{parent}/stat")
                     give_up = time.monotonic() + 10
-                    while (stat.read_text().rpartition(")")[2].split()[0] != "Z"
-                           and time.monotonic() < give_up):
+                    while not exited(parent) and time.monotonic() < give_up:
                         time.sleep(0.001)
                     die_with_parent(parent)
                     survived.write_text("yes")
@@ -146,13 +148,7 @@ def test_a_worker_whose_parent_died_before_it_could_ask_to_die_with_it_dies(
         while not ready.exists() and time.monotonic() < deadline:
             time.sleep(0.001)
         worker = int(ready.read_text())
-        while time.monotonic() < deadline and not survived.exists():
-            try:
-                state = Path(f"/proc/{worker}/stat").read_text().rpartition(")")[2].split()[0]
-            except FileNotFoundError:
-                break
-            if state == "Z":
-                break
+        while time.monotonic() < deadline and not survived.exists() and not exited(worker):
             time.sleep(0.005)
         assert not survived.exists()
     finally:
