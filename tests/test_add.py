@@ -467,6 +467,26 @@ def test_many_files_go_through_helper_processes_that_publish_their_blobs(
     assert _tree(house.root / "simple") == _tree(threads.root / "simple")
 
 
+def test_a_helpers_outcomes_cross_the_pipe_with_every_field() -> None:
+    import pickle
+
+    from wheelhouse.add import _pack, _Prepared, _Problem, _unpack
+
+    full = FileEntry(
+        filename="a-1.0-py3-none-any.whl", sha256=Sha256("1" * 64), size=10, kind="wheel",
+        project="a", version="1.0", requires_python=">=3.9", metadata_sha256=Sha256("2" * 64),
+        origin="https://example.org/a.whl", upload_time="2024-01-02T03:04:05.000000Z",
+        yanked="broken", targets=("cp312-manylinux_2_17_x86_64", "cp313-win_amd64"),
+    )
+    bare = FileEntry(filename="b-2.0.tar.gz", sha256=Sha256("3" * 64), size=5, kind="sdist",
+                     project="b", version="2.0")
+    outcomes: list[_Prepared | _Problem] = [
+        _Prepared(full, True, [], None), _Problem("c: bad", True), _Prepared(bare, False, [], None),
+    ]
+    back = _unpack(pickle.loads(pickle.dumps(_pack(outcomes))))
+    assert back == outcomes
+
+
 def test_manifest_lines_read_fast_or_slow_give_the_same_entries() -> None:
     from wheelhouse.house import _LINE, FileEntry
 

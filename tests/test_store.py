@@ -224,6 +224,31 @@ def test_unnamed_temp_files_get_their_blob_name_whole_and_leave_nothing_in_tmp(
     assert store.verify().ok
 
 
+def test_a_forked_child_names_its_own_unnamed_files_not_the_parents(store: Store) -> None:
+    # The parent has looked at its /proc/self/fd and holds an unnamed file
+    # open; a child that named files through the parent's table would give
+    # the child's blob name the parent's bytes.
+    parent_data, child_data = b"the parent's bytes", b"the child's bytes"
+    parent_fd = store.stage(parent_data, unnamed=True)
+    assert isinstance(parent_fd, int)
+    child_sha = parse_sha256(hashlib.sha256(child_data).hexdigest())
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.close(parent_fd)  # its number is free for the child's own file
+            fd = store.stage(child_data, unnamed=True)
+            store.publish_many([(fd, child_sha)])
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.blob_path(child_sha).read_bytes() == child_data
+    store.publish_many([(parent_fd, parse_sha256(hashlib.sha256(parent_data).hexdigest()))])
+    assert store.verify().ok
+
+
 def test_unnamed_temp_files_fall_back_to_named_ones_where_there_are_none(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -224,12 +224,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def sync_files(paths: Iterable[Path | str], *, fds: Sequence[int] = ()) -> None:
+def sync_files(
+    paths: Iterable[Path | str], *, fds: Sequence[int] = (), fds_share_fs: bool = False
+) -> None:
     """Make the data of every file in *paths*, and of every open file in *fds*, durable.
 
     As one fsync each would: on Linux one ``syncfs`` per file system does
-    it; elsewhere each file is fsynced. Raises OSError if the data cannot be
-    flushed.
+    it; elsewhere each file is fsynced. *fds_share_fs*: the caller knows
+    every file in *fds* is on one file system (no ``fstat`` each). Raises
+    OSError if the data cannot be flushed.
     """
     paths = list(paths)
     if not paths and not fds:
@@ -244,7 +247,9 @@ def sync_files(paths: Iterable[Path | str], *, fds: Sequence[int] = ()) -> None:
         devices: dict[int, Path | str | int] = {}
         for path in parents.values():
             devices.setdefault(os.stat(path).st_dev, path)  # noqa: PTH116
-        for fd in fds:
+        # (The first descriptor, the one opened first, sees any write-back
+        # error since: syncfs reports one to each descriptor opened before it.)
+        for fd in fds[:1] if fds_share_fs else fds:
             devices.setdefault(os.fstat(fd).st_dev, fd)
         for where in devices.values():
             fd = where if isinstance(where, int) else os.open(where, os.O_RDONLY)
@@ -266,8 +271,21 @@ def sync_files(paths: Iterable[Path | str], *, fds: Sequence[int] = ()) -> None:
         os.fsync(fd)
 
 
-_PROC_FDS: tuple[int, int] | None = None  # (pid, descriptor of /proc/self/fd)
+_PROC_FDS: int | None = None  # a descriptor of this process's /proc/self/fd
 _NO_UNNAMED: set[str] = set()  # directories whose file system has no O_TMPFILE
+
+
+def _forget_proc_fds() -> None:
+    # In a forked child: the inherited descriptor shows the parent's table.
+    global _PROC_FDS
+    if _PROC_FDS is not None:
+        with contextlib.suppress(OSError):
+            os.close(_PROC_FDS)
+        _PROC_FDS = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_proc_fds)
 
 
 def open_unnamed(directory: str, mode: int) -> int | None:
@@ -282,9 +300,9 @@ def open_unnamed(directory: str, mode: int) -> int | None:
     flag = getattr(os, "O_TMPFILE", 0)
     if not flag or directory in _NO_UNNAMED:
         return None
-    if _PROC_FDS is None or _PROC_FDS[0] != os.getpid():  # each process its own
+    if _PROC_FDS is None:  # each process its own (see _forget_proc_fds)
         try:
-            _PROC_FDS = (os.getpid(), os.open("/proc/self/fd", os.O_RDONLY | os.O_CLOEXEC))
+            _PROC_FDS = os.open("/proc/self/fd", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
     try:
@@ -304,11 +322,11 @@ def name_unnamed(fd: int, dest: str) -> bool:
     Atomic: *dest* appears with all the file's bytes, or not at all. Returns
     False when *dest* exists (it is kept as it is). *fd* stays open.
     """
-    assert _PROC_FDS is not None and _PROC_FDS[0] == os.getpid()
+    assert _PROC_FDS is not None
     try:
         # linkat(/proc/self/fd/N, AT_SYMLINK_FOLLOW): no privilege needed,
         # unlike AT_EMPTY_PATH.
-        os.link(str(fd), dest, src_dir_fd=_PROC_FDS[1], follow_symlinks=True)
+        os.link(str(fd), dest, src_dir_fd=_PROC_FDS, follow_symlinks=True)
     except FileExistsError:
         return False
     return True

@@ -527,8 +527,9 @@ class Store:
         names the blobs.
         """
         try:
+            # Unnamed temp files are all in tmp/: one file system.
             sync_files([t for t, _ in items if not isinstance(t, int)],
-                       fds=[t for t, _ in items if isinstance(t, int)])
+                       fds=[t for t, _ in items if isinstance(t, int)], fds_share_fs=True)
         except OSError as e:
             for tmp, _ in items:
                 discard_temp(tmp)
