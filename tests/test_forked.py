@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
@@ -16,6 +16,7 @@ from wheelhouse._forked import Chunks, Forked
 from wheelhouse.errors import HelperProcessError, WheelhouseError
 
 if TYPE_CHECKING:
+    import mmap
     from pathlib import Path
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
@@ -123,6 +124,50 @@ def test_two_processes_take_every_chunk_once_from_either_end(tmp_path: Path) -> 
     assert theirs  # the helper, not slowed down, took some
     assert chunks.split() == len(mine)
     chunks.close()
+
+
+def test_a_take_is_atomic_even_when_reading_the_counters_is_slow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pause between reading the two counters and writing them back: two
+    # processes that did not keep each other out of it would both read the
+    # same pair, and take one chunk twice (or lose a take).
+    import struct
+
+    import wheelhouse._forked
+
+    real = wheelhouse._forked._PAIR
+
+    class SlowPair:
+        size = real.size
+
+        def unpack_from(self, buffer: mmap.mmap, offset: int) -> tuple[int, int]:
+            pair = real.unpack_from(buffer, offset)
+            time.sleep(0.002)
+            return cast("tuple[int, int]", pair)
+
+        def pack_into(self, buffer: mmap.mmap, offset: int, *values: int) -> None:
+            real.pack_into(buffer, offset, *values)
+
+    assert isinstance(real, struct.Struct)
+    monkeypatch.setattr(wheelhouse._forked, "_PAIR", SlowPair())
+    count = 60
+    chunks = Chunks(count, str(tmp_path))
+
+    def take_from_back() -> list[int]:
+        taken = []
+        while (i := chunks.take(front=False)) is not None:
+            taken.append(i)
+        return taken
+
+    helper = Forked(take_from_back)
+    mine = []
+    while (i := chunks.take(front=True)) is not None:
+        mine.append(i)
+    theirs = helper.result()
+    chunks.close()
+    assert mine and theirs
+    assert sorted(mine + theirs) == list(range(count))  # each once
 
 
 def test_split_is_where_the_ends_met(tmp_path: Path) -> None:
