@@ -6,11 +6,12 @@ import os
 import shutil
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.builders import build_wheel, corrupt_zip, damage_member, metadata_text
+from tests.conftest import reaped
 from wheelhouse.add import add_paths
 from wheelhouse.errors import HouseError, InvalidInputError
 from wheelhouse.house import FileEntry, House, Manifest
@@ -465,6 +466,38 @@ def test_many_files_go_through_helper_processes_that_publish_their_blobs(
         assert meta is not None and meta.filename == entry.filename
         assert house.file_path(entry.filename).samefile(store.blob_path(entry.sha256))
     assert _tree(house.root / "simple") == _tree(threads.root / "simple")
+
+
+def test_an_add_interrupted_as_its_helper_starts_stops_the_helper(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    import wheelhouse._forked
+    import wheelhouse.add
+    from wheelhouse._forked import Forked
+
+    made: list[Forked[object]] = []
+
+    def interrupted(fn: Any) -> Forked[object]:
+        made.append(Forked(fn))
+        signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came right now
+        return made[-1]
+
+    monkeypatch.setattr(wheelhouse._forked, "Forked", interrupted)
+    monkeypatch.setattr(wheelhouse._forked, "can_fork", lambda: True)
+    monkeypatch.setattr(wheelhouse.add, "_PROCESS_THRESHOLD", 4)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    dists = tmp_path / "dists"
+    for i in range(12):
+        build_wheel(dists, f"pkg{i}", "1.0")
+    house = House.open(tmp_path / "house", create=True)
+    with pytest.raises(KeyboardInterrupt):
+        add_paths(house, store, [dists])
+    [helper] = made
+    assert reaped(helper.pid)
+    assert house.read_manifest().files == ()
+    assert list(store.tmp_dir.iterdir()) == []
 
 
 def test_a_helpers_outcomes_cross_the_pipe_with_every_field() -> None:

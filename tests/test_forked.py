@@ -17,6 +17,7 @@ from wheelhouse.errors import HelperProcessError, WheelhouseError
 
 if TYPE_CHECKING:
     import mmap
+    from collections.abc import Callable
     from pathlib import Path
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
@@ -224,3 +225,38 @@ def test_an_interrupt_while_waiting_stops_the_helper_at_once() -> None:
     helper.stop()
     assert time.monotonic() - started < 3
     assert reaped(helper.pid)
+
+
+def _interrupt_after_fork(monkeypatch: pytest.MonkeyPatch) -> list[Forked[object]]:
+    """Make each fork of a helper followed at once by a Ctrl-C; the helpers made, listed."""
+    import wheelhouse._forked
+
+    made: list[Forked[object]] = []
+
+    def interrupted(fn: Callable[[], object]) -> Forked[object]:
+        made.append(Forked(fn))
+        signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came right now
+        return made[-1]
+
+    monkeypatch.setattr(wheelhouse._forked, "Forked", interrupted)
+    monkeypatch.setattr(wheelhouse._forked, "can_fork", lambda: True)
+    return made
+
+
+def test_shared_stops_a_helper_interrupted_as_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wheelhouse._forked import shared
+
+    made = _interrupt_after_fork(monkeypatch)
+    done: list[int] = []
+
+    def work(i: int) -> None:
+        time.sleep(0.2)  # the helper is still at work when the interrupt comes
+        done.append(i)
+
+    with pytest.raises(KeyboardInterrupt):
+        shared(20, str(tmp_path), work, meanwhile=lambda: None)
+    [helper] = made
+    assert reaped(helper.pid)  # stopped, not left taking chunks for nobody
+    assert done == []  # the interrupt came before this process did any

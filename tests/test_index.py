@@ -1033,6 +1033,48 @@ def test_a_failed_index_stops_the_helper_before_removing_its_directory(
     assert not [p for p in house.root.iterdir() if p.name.startswith(".tmp-")]
 
 
+def test_an_interrupt_just_after_the_helper_starts_stops_it_before_its_directory_goes(
+    tmp_path: Path, head_starts: _HeadStarts, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C between the fork and the command's keeping hold of the helper:
+    # the helper must still be stopped before its directory is removed (an
+    # rmtree racing it fails, and leaves a helper writing pages for nobody).
+    import signal
+
+    import wheelhouse.house as wh
+
+    house = _house_of(tmp_path, _many_entries(600))
+    _slow_helper(monkeypatch, 0.05)
+    from wheelhouse._forked import Forked
+
+    forked: list[Any] = []
+    real_forked = Forked
+
+    def interrupted_fork(fn: Any) -> Any:
+        forked.append(real_forked(fn))
+        signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came now
+        return forked[-1]
+
+    removed_while: list[bool] = []
+    remove_tree = wh._remove_tree
+
+    def spy_remove_tree(path: Path) -> None:
+        if forked and path.name.startswith(".tmp-simple."):
+            removed_while.append(not reaped(forked[0].pid))
+        remove_tree(path)
+
+    monkeypatch.setattr(wh, "Forked", interrupted_fork)
+    monkeypatch.setattr(wh, "_remove_tree", spy_remove_tree)
+    with pytest.raises(KeyboardInterrupt):
+        House.open(house.root, validate=False).reindex()
+    [helper] = forked
+    assert reaped(helper.pid)
+    assert not any(removed_while)  # the helper was gone each time
+    assert not [p for p in house.root.iterdir() if p.name.startswith(".tmp-")]
+    House.open(house.root).reindex()
+    _assert_index_is(house, House.open(house.root).read_manifest())
+
+
 def test_a_helper_whose_pages_will_not_be_used_is_stopped_at_once(
     tmp_path: Path, head_starts: _HeadStarts, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -18,7 +18,7 @@ import os
 import struct
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from wheelhouse._fs import die_with_parent
+from wheelhouse._fs import die_with_parent, interrupts_deferred
 from wheelhouse.errors import HelperProcessError
 
 if TYPE_CHECKING:
@@ -238,22 +238,22 @@ def shared(
     """
     chunks: Chunks | None = None
     process: Forked[None] | None = None
-    if can_fork():
-        try:
-            chunks = Chunks(count, lock_dir)
-            back = chunks
-            process = Forked(lambda: helper(back) if helper is not None
-                             else take_all(back, front=False, work=work))
-        except OSError as e:  # no lock on a directory (NFS), no fork now (EAGAIN, ENOMEM)
-            log.debug("no helper process: %s", e)
-            if chunks is not None:
-                chunks.close()
-    if process is None or chunks is None:
-        result = meanwhile()
-        for i in range(count):
-            work(i)
-        return result
     try:
+        if can_fork():
+            try:
+                chunks = Chunks(count, lock_dir)
+                back = chunks
+                # An interrupt waits until the helper is in hand, to be stopped below.
+                with interrupts_deferred():
+                    process = Forked(lambda: helper(back) if helper is not None
+                                     else take_all(back, front=False, work=work))
+            except OSError as e:  # no lock on a directory (NFS), no fork now (EAGAIN, ENOMEM)
+                log.debug("no helper process: %s", e)
+        if process is None or chunks is None:
+            result = meanwhile()
+            for i in range(count):
+                work(i)
+            return result
         result = meanwhile()
         take_all(chunks, front=True, work=work)
         try:
@@ -263,6 +263,8 @@ def shared(
             for i in range(chunks.split(), count):
                 (redo or work)(i)
     finally:
-        process.stop()
-        chunks.close()
+        if process is not None:
+            process.stop()
+        if chunks is not None:
+            chunks.close()
     return result

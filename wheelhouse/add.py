@@ -589,7 +589,9 @@ def _prepare_forked(
     try:
         for _ in range(workers - 1):
             try:
-                helpers.append(Forked(helper))
+                # An interrupt waits until the helper is in hand (stopped below).
+                with interrupts_deferred():
+                    helpers.append(Forked(helper))
             except OSError as e:  # no fork now (EAGAIN, ENOMEM): fewer helpers
                 log.debug("no more helper processes: %s", e)
                 break

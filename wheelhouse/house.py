@@ -1827,7 +1827,9 @@ class House:
 
             def early(data: bytes) -> None:
                 nonlocal head
-                head = _HeadStart.begin(self.root, data, str(self.manifest_path))
+                # An interrupt waits until the helper is in hand (stopped below).
+                with interrupts_deferred():
+                    head = _HeadStart.begin(self.root, data, str(self.manifest_path))
 
             try:
                 return self._reindex(self._read_manifest(early), head)
