@@ -260,3 +260,26 @@ def test_shared_stops_a_helper_interrupted_as_it_starts(
     [helper] = made
     assert reaped(helper.pid)  # stopped, not left taking chunks for nobody
     assert done == []  # the interrupt came before this process did any
+
+
+def test_a_helper_forked_while_interrupts_wait_answers_sigterm_and_leaves_ctrl_c_to_the_parent(
+) -> None:
+    # A helper forked inside a step that holds interrupts inherits the handler
+    # that holds them; it must not keep it for its whole life.
+    from wheelhouse._fs import interrupts_deferred
+
+    def slow() -> str:
+        time.sleep(0.5)
+        return "done"
+
+    with interrupts_deferred():
+        ignoring = Forked(slow)
+        terminated = Forked(slow)
+    time.sleep(0.1)  # both past their start
+    os.kill(ignoring.pid, signal.SIGINT)  # Ctrl-C is the parent's to answer
+    os.kill(terminated.pid, signal.SIGTERM)
+    assert ignoring.result() == "done"
+    with pytest.raises(HelperProcessError, match=f"killed by signal {int(signal.SIGTERM)}"):
+        terminated.result()
+    ignoring.stop()
+    terminated.stop()

@@ -197,3 +197,41 @@ def test_read_small_reads_on_after_a_short_read(
 
     monkeypatch.setattr(os, "read", short_read)
     assert read_small(str(path), 1 << 20) == b"0123456789" * 1000
+
+
+def test_a_ctrl_c_held_in_a_step_that_fails_is_not_lost() -> None:
+    # A caller that carries on after the step's error (no helper: fork
+    # failed) must still be interrupted.
+    import signal
+
+    from wheelhouse._fs import interrupts_deferred
+
+    with pytest.raises(KeyboardInterrupt) as caught, interrupts_deferred():
+        signal.raise_signal(signal.SIGINT)
+        raise OSError("no fork now")
+    assert isinstance(caught.value.__context__, OSError)
+    # And held until the step ends, when it ends well.
+    steps = []
+    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+        signal.raise_signal(signal.SIGINT)
+        steps.append("done")
+    assert steps == ["done"]
+
+
+def test_naming_an_unnamed_file_this_process_did_not_open_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (As in a forked child, whose view of /proc/self/fd is forgotten.) Never
+    # a link of whatever the descriptor's number names in the working directory.
+    from wheelhouse import _fs
+
+    monkeypatch.setattr(_fs, "_PROC_FDS", None)
+    monkeypatch.chdir(tmp_path)
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        (tmp_path / str(fd)).write_bytes(b"some unrelated file")
+        with pytest.raises(OSError, match="no unnamed file"):
+            _fs.name_unnamed(fd, str(tmp_path / "blob"))
+    finally:
+        os.close(fd)
+    assert not (tmp_path / "blob").exists()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import struct
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -69,6 +70,12 @@ class Forked(Generic[T]):
             try:
                 os.close(read_end)
                 die_with_parent(parent)
+                # Ctrl-C is the parent's to answer (it stops this helper),
+                # even inside a step that holds interrupts (the handler that
+                # holds them is inherited); SIGTERM ends it (a dead helper's
+                # chunks are done again by the parent).
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 try:
                     payload = pickle.dumps((True, fn()))
                 except BaseException as e:  # noqa: BLE001 - every failure goes to the parent
@@ -121,8 +128,6 @@ class Forked(Generic[T]):
             self._read_end = None
         if self._reaped:
             return
-        import signal
-
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):  # reaped just before an interrupt

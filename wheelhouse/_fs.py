@@ -322,7 +322,8 @@ def name_unnamed(fd: int, dest: str) -> bool:
     Atomic: *dest* appears with all the file's bytes, or not at all. Returns
     False when *dest* exists (it is kept as it is). *fd* stays open.
     """
-    assert _PROC_FDS is not None
+    if _PROC_FDS is None:  # not from open_unnamed in this process (a parent's, say)
+        raise OSError(errno.EBADF, "no unnamed file opened by this process", str(fd))
     try:
         # linkat(/proc/self/fd/N, AT_SYMLINK_FOLLOW): no privilege needed,
         # unlike AT_EMPTY_PATH.
@@ -475,7 +476,9 @@ def interrupts_deferred() -> Iterator[None]:
     For the few steps that must finish together (a house's manifest and its
     index): an interrupt in between would leave one without the other. A
     signal that arrives meanwhile is delivered again, to the handler that was
-    there before, once the block has ended without an exception of its own.
+    there before, once the block has ended -- also when it ended with an
+    exception of its own (a KeyboardInterrupt then comes with that one as its
+    context): a Ctrl-C is never lost to an error the caller goes on from.
     Outside the main thread (no signals there) this does nothing.
     """
     import signal
@@ -497,5 +500,5 @@ def interrupts_deferred() -> Iterator[None]:
             # None: a handler installed from C, which cannot be put back from
             # Python; the default is the nearest.
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-    for signum in dict.fromkeys(noted):
-        signal.raise_signal(signum)
+        for signum in dict.fromkeys(noted):
+            signal.raise_signal(signum)
