@@ -218,6 +218,25 @@ def serve_dir() -> Iterator[Callable[[Path], LocalIndex]]:
         server.__exit__(None, None, None)
 
 
+def interrupt_each_fork(monkeypatch: pytest.MonkeyPatch, *modules: Any) -> list[Any]:
+    """Make each helper forked (``Forked``, as *modules* call it) be followed at once by a Ctrl-C.
+
+    Returns the list the helpers made are put in, to check they were stopped.
+    """
+    from wheelhouse._forked import Forked
+
+    made: list[Any] = []
+
+    def interrupted(fn: Callable[[], object]) -> Any:
+        made.append(Forked(fn))
+        signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came right now
+        return made[-1]
+
+    for module in modules:
+        monkeypatch.setattr(module, "Forked", interrupted)
+    return made
+
+
 def reaped(pid: int) -> bool:
     """Whether our child *pid* is gone: neither running nor a zombie left to reap."""
     try:

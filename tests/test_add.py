@@ -6,12 +6,12 @@ import os
 import shutil
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.builders import build_wheel, corrupt_zip, damage_member, metadata_text
-from tests.conftest import reaped
+from tests.conftest import interrupt_each_fork, reaped
 from wheelhouse.add import add_paths
 from wheelhouse.errors import HouseError, InvalidInputError
 from wheelhouse.house import FileEntry, House, Manifest
@@ -471,20 +471,10 @@ def test_many_files_go_through_helper_processes_that_publish_their_blobs(
 def test_an_add_interrupted_as_its_helper_starts_stops_the_helper(
     tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import signal
-
     import wheelhouse._forked
     import wheelhouse.add
-    from wheelhouse._forked import Forked
 
-    made: list[Forked[object]] = []
-
-    def interrupted(fn: Any) -> Forked[object]:
-        made.append(Forked(fn))
-        signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came right now
-        return made[-1]
-
-    monkeypatch.setattr(wheelhouse._forked, "Forked", interrupted)
+    made = interrupt_each_fork(monkeypatch, wheelhouse._forked)
     monkeypatch.setattr(wheelhouse._forked, "can_fork", lambda: True)
     monkeypatch.setattr(wheelhouse.add, "_PROCESS_THRESHOLD", 4)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)

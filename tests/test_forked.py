@@ -11,13 +11,12 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 
-from tests.conftest import exited, reaped
+from tests.conftest import exited, interrupt_each_fork, reaped
 from wheelhouse._forked import Chunks, Forked
 from wheelhouse.errors import HelperProcessError, WheelhouseError
 
 if TYPE_CHECKING:
     import mmap
-    from collections.abc import Callable
     from pathlib import Path
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
@@ -227,28 +226,14 @@ def test_an_interrupt_while_waiting_stops_the_helper_at_once() -> None:
     assert reaped(helper.pid)
 
 
-def _interrupt_after_fork(monkeypatch: pytest.MonkeyPatch) -> list[Forked[object]]:
-    """Make each fork of a helper followed at once by a Ctrl-C; the helpers made, listed."""
-    import wheelhouse._forked
-
-    made: list[Forked[object]] = []
-
-    def interrupted(fn: Callable[[], object]) -> Forked[object]:
-        made.append(Forked(fn))
-        signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came right now
-        return made[-1]
-
-    monkeypatch.setattr(wheelhouse._forked, "Forked", interrupted)
-    monkeypatch.setattr(wheelhouse._forked, "can_fork", lambda: True)
-    return made
-
-
 def test_shared_stops_a_helper_interrupted_as_it_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import wheelhouse._forked
     from wheelhouse._forked import shared
 
-    made = _interrupt_after_fork(monkeypatch)
+    made = interrupt_each_fork(monkeypatch, wheelhouse._forked)
+    monkeypatch.setattr(wheelhouse._forked, "can_fork", lambda: True)
     done: list[int] = []
 
     def work(i: int) -> None:

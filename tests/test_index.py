@@ -15,7 +15,7 @@ import pytest
 from pypi_simple import DistributionPackage, IndexPage, ProjectPage
 
 from tests.builders import build_sdist, build_wheel, metadata_text
-from tests.conftest import isolated_env, reaped, wheelhouse
+from tests.conftest import interrupt_each_fork, isolated_env, reaped, wheelhouse
 from wheelhouse.add import add_paths
 from wheelhouse.house import INDEX_STATE, FileEntry, House, Manifest
 from wheelhouse.index import RENDERING, render_index, render_project_json
@@ -1039,22 +1039,11 @@ def test_an_interrupt_just_after_the_helper_starts_stops_it_before_its_directory
     # Ctrl-C between the fork and the command's keeping hold of the helper:
     # the helper must still be stopped before its directory is removed (an
     # rmtree racing it fails, and leaves a helper writing pages for nobody).
-    import signal
-
     import wheelhouse.house as wh
 
     house = _house_of(tmp_path, _many_entries(600))
     _slow_helper(monkeypatch, 0.05)
-    from wheelhouse._forked import Forked
-
-    forked: list[Any] = []
-    real_forked = Forked
-
-    def interrupted_fork(fn: Any) -> Any:
-        forked.append(real_forked(fn))
-        signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came now
-        return forked[-1]
-
+    forked = interrupt_each_fork(monkeypatch, wh)
     removed_while: list[bool] = []
     remove_tree = wh._remove_tree
 
@@ -1063,7 +1052,6 @@ def test_an_interrupt_just_after_the_helper_starts_stops_it_before_its_directory
             removed_while.append(not reaped(forked[0].pid))
         remove_tree(path)
 
-    monkeypatch.setattr(wh, "Forked", interrupted_fork)
     monkeypatch.setattr(wh, "_remove_tree", spy_remove_tree)
     with pytest.raises(KeyboardInterrupt):
         House.open(house.root, validate=False).reindex()
