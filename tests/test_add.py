@@ -546,6 +546,41 @@ def test_manifest_lines_read_fast_are_checked_as_strictly(
     data = f'{{"format":1,"files":[\n{line}\n]}}\n'.encode()
     with pytest.raises(HouseError, match=message):
         Manifest.parse(data, source="x")
+    # The same line with an escape in it goes to the JSON decoder: as strict.
+    escaped = line.replace('"version"', '"\\u0076ersion"')
+    assert escaped != line
+    data = f'{{"format":1,"files":[\n{escaped}\n]}}\n'.encode()
+    with pytest.raises(HouseError, match=message):
+        Manifest.parse(data, source="x")
+
+
+@pytest.mark.parametrize("filename", [
+    "demo-1.0--none-any.whl", "demo-1.0-py3-none-.whl", "demo-1.0-py3..py2-none-any.whl",
+    "demo-1.0-3py-none-any.whl", "demo-1.0-py3-none-any.whl", "demo-1.0-py2.py3-none-any.whl",
+])
+def test_a_manifest_takes_the_wheel_names_add_takes_and_no_other(filename: str) -> None:
+    # Its lines' tags are checked as parse_filename checks them (packaging
+    # from 26.3 refuses an empty tag part, an interpreter that is not an
+    # identifier), by either way of reading a line.
+    from wheelhouse.errors import InvalidFilenameError
+    from wheelhouse.filenames import parse_filename
+
+    try:
+        parse_filename(filename)
+        refused = None
+    except InvalidFilenameError as e:
+        refused = e.message
+    line = (f'{{"filename":"{filename}","kind":"wheel","project":"demo",'
+            f'"sha256":"{"a" * 64}","size":1,"version":"1.0"}}')
+    escaped = line.replace('"version"', '"\\u0076ersion"')  # for the JSON decoder
+    for text in (line, escaped):
+        data = f'{{"format":1,"files":[\n{text}\n]}}\n'.encode()
+        if refused is None:
+            assert [e.filename for e in Manifest.parse(data, source="x").files] == [filename]
+        else:
+            with pytest.raises(HouseError) as info:
+                Manifest.parse(data, source="x")
+            assert refused in str(info.value)
 
 
 def test_known_wheel_whose_metadata_blob_is_gone_gets_it_again(

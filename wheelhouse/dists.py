@@ -133,7 +133,15 @@ def scan_headers(text: str, fields: Collection[str]) -> dict[str, list[str]] | N
     """
     found: dict[str, list[str]] = {f: [] for f in fields}
     last_wanted = False
-    for line in text.split("\n"):
+    # Only the header block is cut into lines, not the description after it
+    # (often most of the bytes): it ends at the first empty line, "\n\n" or
+    # "\n\r\n" (a line that is a lone "\r" reads as empty below).
+    end = len(text)
+    for blank in ("\n\n", "\n\r\n"):
+        at = text.find(blank, 0, end)
+        if at >= 0:
+            end = at
+    for line in text[:end].split("\n"):
         if line[-1:] == "\r":
             line = line[:-1]
         if not line:

@@ -280,14 +280,22 @@ class FileEntry:
         Its project (known to be normalised) must be the file's, as its kind;
         its version must be the file's, equal as PEP 440 compares (``add``
         writes the normalised form: ``2013b0`` for a file named ``2013b``). A
-        wheel named in the usual five parts is checked cheaply, its name and
-        version parts parsed once per manifest (remembered in *names* and
-        *versions*); any other file name is parsed in full.
+        wheel named in the usual five parts is checked cheaply, its name,
+        version and tag parts parsed once per manifest (remembered in *names*
+        and *versions*); any other file name is parsed in full.
         """
         filename, version = self.filename, self.version
         parts = filename.split("-") if self.kind == "wheel" else ()
         if len(parts) == 5 and filename.endswith(".whl"):
             name_part, version_part = parts[0], parts[1]
+            # The tags as parse_filename checks them (an empty part, an
+            # interpreter that is not an identifier), once per tag string:
+            # remembered among the name parts (a tag string holds "-", a name
+            # part never).
+            tag_part = filename[len(name_part) + len(version_part) + 2 : -len(".whl")]
+            if tag_part not in names:
+                parse_filename(filename)  # raises, saying why
+                names[tag_part] = tag_part
             file_project = names.get(name_part)
             if file_project is None:
                 file_project = names[name_part] = canonicalize_name(name_part)

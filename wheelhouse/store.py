@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import json.encoder
 import logging
 import os
 import re
@@ -14,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NewType, overload
 
@@ -153,11 +154,23 @@ class BlobMeta:
     format: int = field(default=STORE_FORMAT)
 
     def to_json(self) -> bytes:
-        """Serialise to stable JSON bytes."""
-        data = {name: getattr(self, name) for name in _META_FIELDS}
-        data["tags"] = list(self.tags)
-        # Compact: the C encoder, one line (indent would use the slow Python one).
-        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+        """Serialise to stable JSON bytes: compact, keys sorted, one line.
+
+        The bytes ``json.dumps(..., sort_keys=True, separators=(",", ":"))``
+        gives, assembled directly (an ``add`` writes one record per new blob).
+        """
+        q = _quote
+
+        def opt(value: str | None) -> str:
+            return "null" if value is None else q(value)
+
+        return (
+            f'{{"filename":{q(self.filename)},"format":{int(self.format)},'
+            f'"kind":{q(self.kind)},"metadata_sha256":{opt(self.metadata_sha256)},'
+            f'"name":{q(self.name)},"requires_python":{opt(self.requires_python)},'
+            f'"sha256":{q(self.sha256)},"size":{int(self.size)},'
+            f'"tags":[{",".join(map(q, self.tags))}],"version":{q(self.version)}}}\n'
+        ).encode("ascii")
 
     @classmethod
     def from_json(cls, data: bytes, *, source: str) -> BlobMeta:
@@ -180,7 +193,7 @@ class BlobMeta:
             raise StoreError(f"{source}: unreadable blob metadata ({e})") from e
 
 
-_META_FIELDS = tuple(f.name for f in fields(BlobMeta))
+_quote = json.encoder.encode_basestring_ascii
 
 
 def _fill_temp(fd: int, path: str, data: bytes, *, durable: bool) -> str:
