@@ -365,19 +365,26 @@ class Store:
 
     def blob_path(self, sha256: str) -> Path:
         """The path a blob with this digest has (whether or not it exists)."""
-        sha = parse_sha256(sha256)
-        return Path(f"{self.root}/blobs/sha256/{sha[:2]}/{sha}")
+        return Path(self._blob_file(sha256))
 
     def meta_path(self, sha256: str) -> Path:
         """The path of a blob's metadata record."""
+        return Path(self._meta_file(sha256))
+
+    # As plain strings, for the paths built once or more per file of an add.
+    def _blob_file(self, sha256: str) -> str:
         sha = parse_sha256(sha256)
-        return Path(f"{self.root}/meta/sha256/{sha[:2]}/{sha}.json")
+        return f"{self._root}/blobs/sha256/{sha[:2]}/{sha}"
+
+    def _meta_file(self, sha256: str) -> str:
+        sha = parse_sha256(sha256)
+        return f"{self._root}/meta/sha256/{sha[:2]}/{sha}.json"
 
     def has(self, sha256: str) -> bool:
         """Is this blob in the store? (A stat, not a download.)."""
-        sha = parse_sha256(sha256)
+        path = self._blob_file(sha256)
         try:
-            st = os.stat(f"{self._root}/blobs/sha256/{sha[:2]}/{sha}")  # noqa: PTH116
+            st = os.stat(path)  # noqa: PTH116
         except (OSError, ValueError):
             return False
         return stat.S_ISREG(st.st_mode)
@@ -588,9 +595,8 @@ class Store:
         *tmp* is a temp file's path, or the descriptor of an unnamed one
         (:meth:`stage`), which is closed.
         """
-        sha = parse_sha256(sha256)
-        fan = f"{self._root}/blobs/sha256/{sha[:2]}"
-        final = f"{fan}/{sha}"
+        final = self._blob_file(sha256)
+        fan = final.rpartition("/")[0]
         if isinstance(tmp, int):
             try:
                 try:
@@ -673,8 +679,7 @@ class Store:
 
     def read_meta(self, sha256: str) -> BlobMeta | None:
         """The metadata record of a blob, or None if there is none yet."""
-        sha = parse_sha256(sha256)
-        path = f"{self._root}/meta/sha256/{sha[:2]}/{sha}.json"
+        path = self._meta_file(sha256)
         try:
             data = read_small(path, _READ_WHOLE)
         except FileNotFoundError:
@@ -694,8 +699,7 @@ class Store:
 
     def write_meta(self, meta: BlobMeta) -> None:
         """Write a blob's metadata record atomically."""
-        sha = parse_sha256(meta.sha256)
-        path = f"{self._root}/meta/sha256/{sha[:2]}/{sha}.json"
+        path = self._meta_file(meta.sha256)
         data = meta.to_json()
         try:
             # Derived data, rebuilt from the blob if lost: no fsync needed, and an
@@ -873,8 +877,7 @@ class Store:
         or linked into a house): when it is the blob itself (the same inode),
         the blob is not read again.
         """
-        sha = parse_sha256(sha256)
-        path = f"{self._root}/blobs/sha256/{sha[:2]}/{sha}"
+        path = self._blob_file(sha256)
         if known_good is not None:
             with contextlib.suppress(OSError):
                 if os.path.samestat(os.stat(known_good), os.stat(path)):  # noqa: PTH116
