@@ -254,12 +254,11 @@ def shared(
                                      else take_all(back, front=False, work=work))
             except OSError as e:  # no lock on a directory (NFS), no fork now (EAGAIN, ENOMEM)
                 log.debug("no helper process: %s", e)
+        result = meanwhile()
         if process is None or chunks is None:
-            result = meanwhile()
             for i in range(count):
                 work(i)
             return result
-        result = meanwhile()
         take_all(chunks, front=True, work=work)
         try:
             process.result()
