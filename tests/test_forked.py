@@ -103,9 +103,8 @@ def test_the_helper_dies_with_its_parent(tmp_path: Path) -> None:
         pytest.fail("the helper outlived its parent")
 
 
-def test_two_processes_take_every_chunk_once_from_either_end(tmp_path: Path) -> None:
-    count = 300
-    chunks = Chunks(count, str(tmp_path))
+def _take_from_both_ends(chunks: Chunks, *, pause: float = 0.0) -> tuple[list[int], list[int]]:
+    """The chunks this process took from the front (a *pause* after each) and a helper from the back."""
 
     def take_from_back() -> list[int]:
         taken = []
@@ -117,8 +116,15 @@ def test_two_processes_take_every_chunk_once_from_either_end(tmp_path: Path) -> 
     mine = []
     while (i := chunks.take(front=True)) is not None:
         mine.append(i)
-        time.sleep(0.0005)
-    theirs = helper.result()
+        if pause:
+            time.sleep(pause)
+    return mine, helper.result()
+
+
+def test_two_processes_take_every_chunk_once_from_either_end(tmp_path: Path) -> None:
+    count = 300
+    chunks = Chunks(count, str(tmp_path))
+    mine, theirs = _take_from_both_ends(chunks, pause=0.0005)
     assert mine == list(range(len(mine)))  # a run from the front
     assert theirs == list(range(count - 1, len(mine) - 1, -1))  # the rest, from the back
     assert theirs  # the helper, not slowed down, took some
@@ -153,18 +159,7 @@ def test_a_take_is_atomic_even_when_reading_the_counters_is_slow(
     monkeypatch.setattr(wheelhouse._forked, "_PAIR", SlowPair())
     count = 60
     chunks = Chunks(count, str(tmp_path))
-
-    def take_from_back() -> list[int]:
-        taken = []
-        while (i := chunks.take(front=False)) is not None:
-            taken.append(i)
-        return taken
-
-    helper = Forked(take_from_back)
-    mine = []
-    while (i := chunks.take(front=True)) is not None:
-        mine.append(i)
-    theirs = helper.result()
+    mine, theirs = _take_from_both_ends(chunks)
     chunks.close()
     assert mine and theirs
     assert sorted(mine + theirs) == list(range(count))  # each once
