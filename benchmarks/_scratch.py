@@ -14,9 +14,15 @@ tree behind breaks them. So, for a run in memory:
 On tmpfs every directory entry counts against the inode limit, hard links
 included: ``cp -al`` of a tree costs as many inodes as the tree has entries.
 
-Disk scratch areas are not handled here: on disk nothing is deleted between runs
-(see BENCHMARKING.md), and the tree is left for the user to remove when the disk
-is idle.
+On disk nothing is deleted between runs (see BENCHMARKING.md), and the tree is left
+for the user to remove when the disk is idle. What is deleted once, at the start
+(:func:`fresh_disk_scratch`), is waited out: on ext4 without a journal (this
+machine's disk) a new file may not reuse an inode deleted less than 60 seconds
+ago, or 300 while that inode's table block is unwritten, and each allocation
+walks past every such inode (``recently_deleted`` in fs/ext4/ialloc.c): for
+minutes after a large tree is deleted, creating a file costs several times the
+kernel time. A tool that creates more files pays more, so the figures taken then
+measure the deletion, not the tools.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -122,6 +129,73 @@ def shm_scratch(root: Path) -> Iterator[Path]:
         yield root
     finally:
         remove(root)
+
+
+def _block_device_name(path: Path) -> tuple[str, str] | None:
+    """The file system type and the kernel's name of the device holding *path*, if known."""
+    target = os.path.realpath(path)
+    best: tuple[int, str, str] | None = None
+    try:
+        with open("/proc/self/mountinfo") as f:  # noqa: PTH123
+            for line in f:
+                left, _, right = line.partition(" - ")
+                fields = left.split()
+                mount_point = fields[4].replace("\\040", " ")
+                inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+                if inside and (best is None or len(mount_point) > best[0]):
+                    best = (len(mount_point), right.split()[0], fields[2])
+    except (OSError, IndexError):
+        return None
+    if best is None:
+        return None
+    _, fstype, major_minor = best
+    try:
+        name = Path(os.path.realpath(f"/sys/dev/block/{major_minor}")).name
+    except OSError:
+        return None
+    return fstype, name
+
+
+def inode_reuse_wait(path: Path) -> float:
+    """Seconds to wait after deleting many files under *path* before timing file creation there.
+
+    320 (300 and a margin) on ext4 without a journal (see the module's docstring), else 0: with a
+    journal, ext4 reuses deleted inodes at once.
+    """
+    found = _block_device_name(path)
+    if found is None or found[0] != "ext4":
+        return 0.0
+    _, name = found
+    journal = Path(f"/sys/fs/ext4/{name}/journal_task")
+    try:
+        has_journal = journal.read_text().strip() != "<none>"
+    except OSError:
+        # Older kernels: a journaled ext4 has its jbd2 directory.
+        has_journal = any(Path("/proc/fs/jbd2").glob(f"{name}-*"))
+    return 0.0 if has_journal else 320.0
+
+
+def fresh_disk_scratch(root: Path) -> None:
+    """An empty *root* on disk; what was there is deleted, then waited out (see above)."""
+    existed = root.exists()
+    if existed:
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    if existed:
+        waited_out(root)
+    else:
+        os.sync()
+
+
+def waited_out(path: Path) -> None:
+    """Flush, then wait until files deleted under *path* just now no longer slow creating files."""
+    os.sync()
+    wait = inode_reuse_wait(path)
+    if wait:
+        print(f"(waiting {wait:.0f} s: the file system holding {path} does not reuse the inodes "
+              "just deleted for that long, and creating files costs more until then)",
+              flush=True)
+        time.sleep(wait)
 
 
 def fresh_bytecode() -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _scratch import fresh_bytecode
+from _scratch import fresh_bytecode, fresh_disk_scratch
 
 REQUIREMENTS = """\
 requests
@@ -69,10 +68,7 @@ def main() -> int:
     args = parser.parse_args()
     fresh_bytecode()
     root = Path(args.scratch)
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
-    os.sync()
+    fresh_disk_scratch(root)  # deleted once, at the start, and waited out
     req = root / "requirements.txt"
     req.write_text(REQUIREMENTS)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "WHEELHOUSE_"))}

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _scratch import fits, fresh_bytecode, room, shm_scratch
+from _scratch import fits, fresh_bytecode, fresh_disk_scratch, room, shm_scratch, waited_out
 
 # At its peak a location holds the house (store blobs; the house's files are hard
 # links to them) and one run: the bundle, two plain tars, an imported store and two
@@ -186,6 +186,7 @@ def bench(root: Path, size: int, runs: int, settle_s: float, *, cleanup_runs: bo
     timed([*wh, "--store", str(root / "store"), "add", str(root / "dists"), "-o", str(house)],
           env=env)
     shutil.rmtree(root / "dists")
+    waited_out(root)  # (on disk, the deletion would slow the imports timed below)
     files = sorted(str(p) for p in (house / "files").iterdir())
     print(f"\n### {root}: {count} wheels + {count} .metadata files, {total / 1e9:.2f} GB\n",
           flush=True)
@@ -298,9 +299,7 @@ def main() -> int:
             need = size * (2 + 6 * args.runs)
             if free < need:
                 raise SystemExit(f"need {need / 1e9:.1f} GB free under {args.disk_dir.parent}")
-            if args.disk_dir.exists():
-                shutil.rmtree(args.disk_dir)  # once, at the start; the disk then settles
-            args.disk_dir.mkdir(parents=True)
+            fresh_disk_scratch(args.disk_dir)  # deleted once, at the start, and waited out
             bench(args.disk_dir, size, args.runs, args.settle, cleanup_runs=False)
         elif where == "shm":
             root = Path("/dev/shm/wheelhouse-bundle-bench")

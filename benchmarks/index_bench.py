@@ -46,7 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _corpus import make_corpus, write_wheel
-from _scratch import fits, fresh_bytecode, remove, shm_scratch
+from _scratch import fits, fresh_bytecode, fresh_disk_scratch, remove, shm_scratch
 
 PEERS = {
     "simple503": "simple503",
@@ -266,9 +266,7 @@ def main() -> int:
             with shm_scratch(root):
                 bench_location(root, sizes, args.runs, 0.0, table, shm=True)
         else:
-            if root.exists():
-                shutil.rmtree(root)  # once, at the start; the disk then settles
-            root.mkdir(parents=True)
+            fresh_disk_scratch(root)  # deleted once, at the start, and waited out
             bench_location(root, sizes, args.runs, args.settle, table, shm=False)
     return 0
 

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _scratch import fits, fresh_bytecode, remove, shm_scratch
+from _scratch import fits, fresh_bytecode, fresh_disk_scratch, remove, shm_scratch
 
 REQUIREMENTS = """\
 numpy
@@ -254,9 +254,7 @@ def main() -> int:
             with shm_scratch(root):
                 bench_place(root, where, args, env)
         else:
-            if root.exists():
-                shutil.rmtree(root)  # once, at the start
-            root.mkdir(parents=True)
+            fresh_disk_scratch(root)  # deleted once, at the start, and waited out
             bench_place(root, where, args, env)
     return 0
 

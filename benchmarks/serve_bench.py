@@ -109,15 +109,13 @@ def main() -> int:
     parser.add_argument("--scratch", type=Path, default=Path("/var/tmp/wheelhouse-serve-bench"))
     args, _unknown = parser.parse_known_args()  # nox passes every script the same posargs
     sys.path.insert(0, str(Path(__file__).parent))
-    from _scratch import fresh_bytecode
+    from _scratch import fresh_bytecode, fresh_disk_scratch
 
     fresh_bytecode()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install wrk")
     scratch: Path = args.scratch
-    if scratch.exists():
-        shutil.rmtree(scratch)  # once, at the start: never between runs
-    scratch.mkdir(parents=True)
+    fresh_disk_scratch(scratch)  # deleted once, at the start (never between runs), waited out
     if args.house:
         house = args.house.absolute()
     else:
