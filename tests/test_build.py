@@ -189,6 +189,24 @@ def test_offline_says_what_changed_and_remembers_several_resolutions(
     assert "the requirements given on the command line differ" in info.value.message
 
 
+def test_isolated_reads_no_pip_configuration_file(
+    tmp_path: Path, store: Store, upstream: LocalIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pip's own --isolated still reads the machine-wide configuration files and
+    # the one PIP_CONFIG_FILE names; `build --isolated` reads none (as its own
+    # view of the indexes does).
+    (tmp_path / "constraints.txt").write_text("app==99\n")
+    config = tmp_path / "pip.conf"
+    config.write_text(f"[global]\nconstraint = {tmp_path / 'constraints.txt'}\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(config))
+    with pytest.raises(WheelhouseError) as info:  # the configuration is honoured without it
+        build(["app"], house=tmp_path / "h1", store=store, pip_options=_opts(upstream))
+    assert "app" in str(info.value)
+    result = build(["app"], house=tmp_path / "h2", store=store, pip_options=_opts(upstream),
+                   isolated=True)
+    assert any(e.project == "app" for e in result.targets["host"])
+
+
 def test_changed_local_project_is_built_again(
     tmp_path: Path, store: Store, upstream: LocalIndex
 ) -> None:
@@ -605,6 +623,38 @@ def test_requirements_with_local_paths_serve_install_and_check_too(
     wheelhouse("install", str(house), "-r", str(req), "--python", str(venv.python),
                "--no-compile", env=isolated_env())
     assert venv.installed() == {"lib": "2.0", "mine": "1.0"}
+
+
+def test_a_local_project_with_extras_is_rebuilt_when_edited_and_checked_and_installed(
+    tmp_path: Path, store: Store, upstream: LocalIndex, venv: Venv
+) -> None:
+    # pip's spelling of a local project with extras, "./project[fast]", with a marker.
+    sdist = build_sdist(tmp_path / "d", "mine", "1.0", requires_dist=["lib; extra == 'fast'"])
+    unpack_sdist(sdist, tmp_path / "src")
+    project = tmp_path / "src" / "mine-1.0"
+    req = tmp_path / "requirements.txt"
+    req.write_text(f"{project}[fast] ; python_version >= '3'\n")
+    house = tmp_path / "house"
+    first = build(requirement_files=[req], house=house, store=store, pip_options=_opts(upstream))
+    assert {e.filename for e in first.targets["host"]} >= {"mine-1.0-py3-none-any.whl"}
+    assert any(e.project == "lib" for e in first.targets["host"])  # the extra's dependency
+    assert build(requirement_files=[req], house=house, store=store,
+                 pip_options=_opts(upstream)).from_cache
+    # Edited, with a new version: seen through the extras, built again.
+    pkg_info = project / "PKG-INFO"
+    pkg_info.write_text(pkg_info.read_text().replace("Version: 1.0", "Version: 1.1"))
+    again = build(requirement_files=[req], house=house, store=store,
+                  pip_options=_opts(upstream))
+    assert not again.from_cache
+    assert "mine-1.1-py3-none-any.whl" in {e.filename for e in again.targets["host"]}
+    upstream.__exit__(None, None, None)
+    # check and install read the line as the latest wheel built from there, extras kept.
+    out = wheelhouse("check", str(house), "-r", str(req), "--json", env=isolated_env())
+    verdict = json.loads(out.stdout)
+    assert verdict["ok"] and verdict["targets"][0]["chosen"] == {"lib": "2.0", "mine": "1.1"}
+    wheelhouse("install", str(house), "-r", str(req), "--python", str(venv.python),
+               "--no-compile", env=isolated_env())
+    assert venv.installed() == {"lib": "2.0", "mine": "1.1"}
 
 
 def test_build_from_a_file_index_reads_files_in_place_and_checks_their_hashes(

@@ -18,6 +18,7 @@ from wheelhouse.resolver import (
     UnsatisfiableError,
     WantedSet,
     _metadata_field,
+    map_built_paths,
     resolve_in_house,
 )
 from wheelhouse.store import Sha256
@@ -286,3 +287,38 @@ def test_the_quick_scan_takes_plain_metadata_and_hands_over_the_rest() -> None:
     assert scan_headers(_METADATA_CASES[1].decode(), fields) == {"requires-dist": ["b>=1", "c"]}
     for folded_or_odd in _METADATA_CASES[2:6]:
         assert scan_headers(folded_or_odd.decode(), fields) is None
+
+
+def _built(project: str, version: str, origin: str) -> FileEntry:
+    filename = f"{project}-{version}-py3-none-any.whl"
+    return FileEntry(filename, Sha256(hashlib.sha256(filename.encode()).hexdigest()), 1,
+                     "wheel", project, version, origin=origin)
+
+
+@pytest.mark.parametrize(("line", "read_as"), [
+    # pip's spellings of a local project: extras after the path, a marker after ";".
+    ("/src/mine", "mine==1.0"),
+    ("/src/mine[fast]", "mine[fast]==1.0"),
+    ("/src/mine[fast, x] ; python_version >= '3'", "mine[fast,x]==1.0; python_version >= '3'"),
+    ("/src/mine;os_name == 'posix'", "mine==1.0; os_name == 'posix'"),
+    ("mine[fast] @ file:///src/mine ; os_name == 'posix'", "mine[fast]==1.0; os_name == 'posix'"),
+    ("/elsewhere/mine[fast]", "mine[fast]==1.0"),  # moved: matched by its last component
+    ("other @ file:///src/mine", "other @ file:///src/mine"),  # another project: left
+    ("/src/unknown[fast]", "/src/unknown[fast]"),  # nothing came from there: left
+])
+def test_path_lines_read_as_the_file_built_from_them(line: str, read_as: str) -> None:
+    files = [_built("mine", "1.0", "built:/src/mine"), _built("lib", "2.0", "https://x/lib")]
+    (mapped,) = map_built_paths([RequirementLine(line, (), "r.txt:1")], files)
+    assert mapped.text == read_as and mapped.where == "r.txt:1"
+    if read_as != line:  # and what it reads as is a requirement a house takes
+        WantedSet.from_lines([mapped])
+
+
+def test_a_path_built_at_several_versions_reads_as_the_latest() -> None:
+    files = [_built("mine", v, "built:/src/mine") for v in ("1.0", "1.10", "1.9")]
+    (mapped,) = map_built_paths([RequirementLine("/src/mine", (), "r.txt:1")], files)
+    assert mapped.text == "mine==1.10"
+    # Two projects from one place: which one is meant is not known, so it is left.
+    files.append(_built("theirs", "1.0", "built:/src/mine"))
+    (left,) = map_built_paths([RequirementLine("/src/mine", (), "r.txt:1")], files)
+    assert left.text == "/src/mine"

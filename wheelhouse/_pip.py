@@ -298,8 +298,11 @@ class PipRunner(Protocol):
 class SubprocessPip:
     """``python -m pip`` in a subprocess, with the user's pip configuration.
 
-    *isolated* adds ``--isolated`` (ignore configuration files and ``PIP_*``
-    variables). *python* is the interpreter whose pip runs (default: ours).
+    *isolated*: no pip configuration at all -- ``--isolated`` (no ``PIP_*``
+    variables, no user configuration file) and ``PIP_CONFIG_FILE`` set to
+    the null device (which pip takes as "no configuration file", the
+    machine-wide ones included, which ``--isolated`` alone still reads).
+    *python* is the interpreter whose pip runs (default: ours).
     """
 
     isolated: bool = False
@@ -326,6 +329,8 @@ class SubprocessPip:
         env = dict(self.env if self.env is not None else os.environ)
         env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
         env.setdefault("PIP_NO_INPUT", "1")
+        if self.isolated:
+            env["PIP_CONFIG_FILE"] = os.devnull
         if self.keep is not None:
             env["WHEELHOUSE_PIP_KEEP"] = str(self.keep)
             env["WHEELHOUSE_PIP_TRIM"] = "1"

@@ -30,6 +30,7 @@ from wheelhouse.requirements import (
     refuse_requirements_file_as_requirement,
     requirements_from_pyproject,
     scan_requirement_files,
+    split_direct_requirement,
 )
 from wheelhouse.store import Store
 from wheelhouse.targets import Target
@@ -848,12 +849,12 @@ def _local_fingerprints(texts: Sequence[str]) -> dict[str, str]:
     """
     out: dict[str, str] = {}
     for text in texts:
-        spec = text.split(" @ ", 1)[-1].strip()
+        spec = split_direct_requirement(text)[0]  # no extras ("./project[fast]") or marker
         if spec.startswith("file:"):
             from urllib.parse import unquote, urlsplit
 
             spec = unquote(urlsplit(spec).path)
-        spec = spec.split("#", 1)[0].split(";", 1)[0].strip()
+        spec = spec.split("#", 1)[0].strip()
         if not spec or not (spec.startswith((".", "/", "~")) or os.sep in spec):
             continue
         path = Path(spec).expanduser()

@@ -462,7 +462,7 @@ def du_command(obj: Context, as_json: bool) -> None:
 @click.option("--only-binary", multiple=True, help="As pip's --only-binary.")
 @click.option("--no-binary", multiple=True, help="As pip's --no-binary.")
 @click.option("--pre", is_flag=True, help="Include pre-releases (as pip's).")
-@click.option("--isolated", is_flag=True, help="Ignore the user's pip configuration.")
+@click.option("--isolated", is_flag=True, help="Ignore pip's configuration (files and PIP_* variables).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), help="Parallel downloads.")
 @click.option("--offline", is_flag=True,
               help="Never touch the network: reuse the last resolution and the store.")

@@ -22,6 +22,7 @@ __all__ = [
     "refuse_requirements_file_as_requirement",
     "requirements_from_pyproject",
     "scan_requirement_files",
+    "split_direct_requirement",
 ]
 
 # Options a requirements file may hold (pip's). Those that take a value, and
@@ -123,6 +124,37 @@ def looks_like_path_or_url(text: str) -> bool:
         or text.endswith((".whl", ".tar.gz", ".zip"))
         or "/" in text.split(";")[0]
     )
+
+
+# pip's ``_strip_extras``: extras written after a local path (``./project[fast]``).
+_PATH_EXTRAS = re.compile(r"(.+)(\[[^\]]+\])\Z")
+
+
+def split_direct_requirement(text: str) -> tuple[str, str, str]:
+    """A path or URL requirement, split as pip splits it: (location, extras, marker).
+
+    ``name[x] @ URL ; marker`` gives the URL, ``[x]`` and the marker; a bare path
+    (``./project[x] ; marker``) its extras and marker too (pip takes a ``;``
+    after a path, ``"; "`` after a URL). Extras come back as written, with
+    their brackets, or empty; so does the marker.
+
+    >>> split_direct_requirement("./mine[fast]; python_version >= '3.10'")
+    ('./mine', '[fast]', "python_version >= '3.10'")
+    >>> split_direct_requirement("mine[a,b] @ file:///src/mine ; os_name == 'posix'")
+    ('file:///src/mine', '[a,b]', "os_name == 'posix'")
+    """
+    name_part, at, rest = text.partition(" @ ")
+    if at:
+        location, _, after = rest.strip().partition(" ")
+        marker = after.strip().removeprefix(";").strip()
+        extras = "[" + name_part.split("[", 1)[1].split("]", 1)[0] + "]" if "[" in name_part else ""
+        return location, extras.replace(" ", ""), marker
+    is_url = "://" in text or text.startswith("file:")
+    location, _, marker = text.partition("; " if is_url else ";")
+    location, extras = location.strip(), ""
+    if not is_url and (m := _PATH_EXTRAS.match(location)):
+        location, extras = m.group(1), m.group(2).replace(" ", "")
+    return location, extras, marker.strip()
 
 
 def refuse_requirements_file_as_requirement(texts: Sequence[str]) -> None:

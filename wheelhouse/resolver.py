@@ -253,11 +253,17 @@ def map_built_paths(lines: Iterable[RequirementLine],
 
     ``build`` accepts ``./my-project``, ``dist/pkg-1.0.tar.gz`` or ``pkg @ https://…``
     lines and records where each file came from; ``install`` and ``check`` take the
-    same file and read those lines as ``name==version`` of that file. Matched by
-    the same path or URL, else (another machine, another directory) by a unique
-    last path component. A line no file came from is left as it is.
+    same file and read those lines as ``name==version`` of that file, with the
+    line's extras and marker. Matched by the same path or URL, else (another
+    machine, another directory) by a unique last path component; a project
+    built from there at several versions (edited, given a new version, built
+    again) reads as the highest. A line no file came from is left as it is.
     """
-    from wheelhouse.requirements import RequirementLine, looks_like_path_or_url
+    from wheelhouse.requirements import (
+        RequirementLine,
+        looks_like_path_or_url,
+        split_direct_requirement,
+    )
 
     by_origin: dict[str, set[tuple[str, str]]] = {}
     by_base: dict[str, set[tuple[str, str]]] = {}
@@ -272,20 +278,20 @@ def map_built_paths(lines: Iterable[RequirementLine],
     out: list[RequirementLine] = []
     for line in lines:
         text = line.text
-        name_part, at, url = text.partition(" @ ")
-        spec = url if at else text
+        name_part, at, _ = text.partition(" @ ")
         if not (at or looks_like_path_or_url(text)):
             out.append(line)
             continue
-        key = _origin_key(spec.split(";", 1)[0])
+        location, extras, marker = split_direct_requirement(text)
+        key = _origin_key(location)
         found = by_origin.get(key) or by_base.get(key.rstrip("/").rsplit("/", 1)[-1], set())
-        if len(found) == 1:
-            project, version = next(iter(found))
+        if len({project for project, _ in found}) == 1:
+            # Built more than once (a new version each time): the latest build.
+            project, version = max(found, key=lambda pv: Version(pv[1]))
             if not at or canonicalize_name(name_part.split("[", 1)[0].strip()) == project:
-                extras = ("[" + name_part.split("[", 1)[1].split("]", 1)[0] + "]"
-                          if at and "[" in name_part else "")
-                out.append(RequirementLine(f"{project}{extras}=={version}", line.hashes,
-                                           line.where, line.constraint))
+                out.append(RequirementLine(
+                    f"{project}{extras}=={version}" + (f"; {marker}" if marker else ""),
+                    line.hashes, line.where, line.constraint))
                 continue
         out.append(line)
     return out
