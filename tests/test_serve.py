@@ -73,6 +73,29 @@ def test_run_uv_installs_from_the_house(house: House, venv: Venv) -> None:
     assert venv.installed() == {"app": "1.0", "lib": "1.0"}
 
 
+def test_run_pip_and_uv_skip_a_yanked_file_and_take_only_the_house(
+    tmp_path: Path, venv: Venv
+) -> None:
+    assert UV is not None
+    d = tmp_path / "dists"
+    build_wheel(d, "lib", "1.0")
+    build_wheel(d, "lib", "2.0")
+    h = House.open(tmp_path / "house", create=True)
+    add_paths(h, Store.open(tmp_path / "store"), [d])
+    h.yank("lib==2.0", reason="broken")
+    # Settings that would add another source (all unreachable) are not taken.
+    (tmp_path / "uv.toml").write_text('find-links = ["http://127.0.0.1:9/links/"]\n')
+    env = isolated_env({"UV_FIND_LINKS": "http://127.0.0.1:9/links/", "UV_NO_INDEX": "1",
+                        "UV_CONFIG_FILE": str(tmp_path / "uv.toml")})
+    for installer in ([UV, "pip", "install", "--python", str(venv.python)],
+                      [sys.executable, "-m", "pip", "--python", str(venv.python), "install"]):
+        run([sys.executable, "-m", "wheelhouse", "run", str(h.root), "--", *installer, "lib"],
+            env=env)
+        assert venv.installed() == {"lib": "1.0"}  # not the yanked 2.0
+        run([sys.executable, "-m", "pip", "--python", str(venv.python), "uninstall", "-y",
+             "lib"], env=isolated_env())
+
+
 def test_run_exits_with_the_command_status_and_stops_the_server(house: House) -> None:
     code = ("import os, urllib.request, sys;"
             "urllib.request.urlopen(os.environ['WHEELHOUSE_URL'] + '/simple/').read();"
@@ -286,13 +309,18 @@ def test_print_env(house: House) -> None:
                            "--port", "0", "--print-env"], env=isolated_env(),
                           stdout=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(9)]
+        lines: list[str] = []
+        while not lines or not lines[-1].startswith("export WHEELHOUSE_URL="):  # the last
+            lines.append(proc.stdout.readline())
+            assert lines[-1], "--print-env ended early"
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
     exports = dict(line.removeprefix("export ").strip().split("=", 1) for line in lines)
     assert exports["PIP_NO_INDEX"] == "1"
     assert exports["PIP_INDEX_URL"].endswith("/simple/")
-    assert exports["UV_FIND_LINKS"].endswith("/find-links.html")
+    assert exports["PIP_FIND_LINKS"].endswith("/find-links.html")
+    assert exports["UV_DEFAULT_INDEX"] == exports["PIP_INDEX_URL"]
+    assert exports["UV_NO_CONFIG"] == "1" and "UV_FIND_LINKS" not in exports
 
 
 def _exchange(url: str, request: bytes) -> bytes:

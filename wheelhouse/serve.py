@@ -678,10 +678,17 @@ def serving(house: Path | str | House, *, host: str = "127.0.0.1",
 
 
 def environment_for(url: str, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment that makes pip and uv install from the house at *url*, and nothing else."""
+    """The environment that makes pip and uv install from the house at *url*, and nothing else.
+
+    pip reads the find-links page (it honours yanks there) and no index; uv
+    reads the house as its one index and no configuration file (which could
+    add indexes or find-links): uv honours yanks from an index page, not from
+    a find-links page.
+    """
     env = dict(os.environ if base is None else base)
     for key in list(env):
-        if key in {"PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX"}:
+        if key in {"PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX", "UV_FIND_LINKS",
+                   "UV_NO_INDEX", "UV_CONFIG_FILE"}:
             del env[key]
     env.update({
         "PIP_NO_INDEX": "1",
@@ -689,8 +696,7 @@ def environment_for(url: str, base: dict[str, str] | None = None) -> dict[str, s
         "PIP_INDEX_URL": f"{url}/{SIMPLE_DIR}/",
         # An empty value overrides any extra index a pip configuration file names.
         "PIP_EXTRA_INDEX_URL": "",
-        "UV_NO_INDEX": "1",
-        "UV_FIND_LINKS": f"{url}/{FIND_LINKS_PAGE}",
+        "UV_NO_CONFIG": "1",
         "UV_INDEX_URL": f"{url}/{SIMPLE_DIR}/",
         "UV_DEFAULT_INDEX": f"{url}/{SIMPLE_DIR}/",
         "WHEELHOUSE_URL": url,
