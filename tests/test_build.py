@@ -280,6 +280,12 @@ def test_a_target_nothing_serves_names_package_and_target(
     result = build(["app"], house=tmp_path / "house2", store=store, targets=[target],
                    pip_options=_opts(upstream), allow_missing=True)
     assert "cp312-win_amd64" in result.missing
+    # The command says which package, on its one line per missing target.
+    proc = wheelhouse("--store", str(store.root), "build", "app", "-o", str(tmp_path / "h3"),
+                      "--index-url", f"{upstream.url}/simple/", "--python-version", "3.12",
+                      "--platform", "win_amd64", "--allow-missing", env=isolated_env())
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("MISSING ")]
+    assert line.startswith("MISSING cp312-win_amd64: pip could not resolve") and "native" in line
 
 
 @pytest.mark.parametrize(

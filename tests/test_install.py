@@ -437,6 +437,13 @@ def test_not_a_python_script(tmp_path: Path, app_house: Path) -> None:
     out = wheelhouse("install", str(app_house), "lib", "--python", str(fake),
                      env=isolated_env(), check=False)
     assert "(it did not answer as Python does: SyntaxError: invalid syntax)" in out.stderr
+    # A wrapper that found no Python (a pyenv shim) says so on its first line.
+    fake.write_text("#!/bin/sh\n(echo 'pyenv: python3.12: command not found'; echo;"
+                    " echo 'The python3.12 command exists in these Python versions:';"
+                    " echo '      Python 2 and 3 to be found at the same time.') >&2\nexit 127\n")
+    out = wheelhouse("install", str(app_house), "lib", "--python", str(fake),
+                     env=isolated_env(), check=False)
+    assert "(it did not answer as Python does: pyenv: python3.12: command not found)" in out.stderr
 
 
 def test_system_interpreter_needs_consent(app_house: Path) -> None:

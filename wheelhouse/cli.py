@@ -144,7 +144,7 @@ def _digest_option(_ctx: click.Context, _param: click.Parameter,
         return parse_sha256(digest)
     except WheelhouseError:
         raise click.BadParameter(
-            f"{value!r} is not a sha256 digest: it has 64 hexadecimal digits, as "
+            f"{value!r} is not a sha256 digest: one has 64 hexadecimal digits, as "
             "'wheelhouse export' prints it") from None
 
 
@@ -403,6 +403,17 @@ def gc_command(obj: Context, dry_run: bool, max_size: int | None, older_than: fl
                   "another directory hard-links (register it with --keep DIR)")
 
 
+def _why_missing(why: str) -> str:
+    """One line from why a target could not be resolved: pip's last error, not only a heading."""
+    lines = [line.strip() for line in why.splitlines() if line.strip()]
+    if not lines:
+        return "pip could not resolve it"
+    errors = [line.removeprefix("ERROR:").strip() for line in lines[1:]
+              if line.startswith("ERROR:")]
+    reason = errors[-1] if errors else lines[1] if len(lines) > 1 else ""
+    return f"{lines[0].rstrip(':')}: {reason}" if reason else lines[0]
+
+
 @cli.command(name="du")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @pass_ctx
@@ -543,7 +554,7 @@ def build_command(
         for name, entries in result.targets.items():
             _echo(f"{name}: {len(entries)} file(s)")
         for name, why in result.missing.items():
-            _echo(f"MISSING {name}: {why.splitlines()[0]}")
+            _echo(f"MISSING {name}: {_why_missing(why)}")
         how = "from the last resolution (no network)" if result.from_cache else (
             f"{len(result.downloaded)} downloaded, {len(result.built)} built, "
             f"{len(result.reused)} reused from the store")

@@ -251,10 +251,14 @@ def _ask(exe: str, prefix: Path | None) -> dict[str, Any]:
     try:
         raw: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        # A Python too old or broken says why (SyntaxError, ...); another program's
-        # complaint about our arguments would only confuse.
-        said = f": {detail[0][:200]}" if re.search(r"Error|Python|Traceback", detail[0]) else ""
+        # A Python too old or broken says why on stderr (its last error line: a
+        # SyntaxError, ...); a wrapper that found no Python (a pyenv shim) says so
+        # first ("pyenv: python3.12: command not found"). What another program
+        # prints on stdout explains nothing.
+        lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if re.search(r"\w(Error|Exception)\b", line)]
+        detail = errors[-1] if errors else lines[0] if lines else ""
+        said = f": {detail[:200]}" if detail else ""
         raise InvalidInputError(
             f"{exe!r} is not a Python interpreter wheelhouse can use (it did not answer as "
             f"Python does{said})",
