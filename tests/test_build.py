@@ -429,6 +429,30 @@ def test_lock_with_pip_tools_then_build_from_the_lock(
                                                           "extradep"}
 
 
+def test_a_lock_names_the_sources_given_not_those_of_this_machines_pip_configuration(
+    tmp_path: Path, upstream: LocalIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wheelhouse.lock import lock
+
+    (tmp_path / "links").mkdir()
+    (tmp_path / "mirror").mkdir()
+    config = tmp_path / "pip.conf"
+    config.write_text(f"[global]\nfind-links = {tmp_path / 'links'}\n"
+                      f"extra-index-url = {(tmp_path / 'mirror').as_uri()}\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(config))
+    source = tmp_path / "requirements.in"
+    source.write_text(f"--find-links {tmp_path / 'team-wheels'}\nlib\n")
+    (tmp_path / "team-wheels").mkdir()
+    out = tmp_path / "requirements.txt"
+    lock([source], output=out, pip_options=_opts(upstream))
+    text = out.read_text()
+    assert "lib==2.0" in text
+    # What the command line and the requirement file named stays; the machine's does not.
+    assert f"--index-url {upstream.url}/simple/" in text
+    assert f"--find-links {tmp_path / 'team-wheels'}" in text
+    assert str(tmp_path / "links") not in text and "mirror" not in text
+
+
 def test_lock_of_an_unknown_name_says_so_without_a_traceback(
     tmp_path: Path, upstream: LocalIndex
 ) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wheelhouse._fs import write_atomic
 from wheelhouse.errors import (
     InvalidInputError,
     InvalidTargetError,
@@ -62,7 +64,7 @@ def lock(
     paths = [Path(s) for s in sources]
     if not paths:
         raise InvalidInputError("nothing to lock", hint="name a requirements.in file")
-    scan_requirement_files(paths + [Path(c) for c in constraint_files])  # file:line errors
+    scan = scan_requirement_files(paths + [Path(c) for c in constraint_files])  # file:line errors
     out = Path(output)
     argv = [sys.executable, "-m", "piptools", "compile", "--generate-hashes", "--allow-unsafe",
             "--strip-extras", "--quiet", "--no-header", "--output-file", str(out)]
@@ -84,9 +86,38 @@ def lock(
                                "(pip config list shows what pip uses)")
         raise ResolutionError(what, hint="check the names and versions above and the index "
                               "pip-tools used")
-    pins = sum(1 for line in out.read_text(encoding="utf-8").splitlines()
+    text = out.read_text(encoding="utf-8")
+    kept = _only_named_sources(text, [*pip_options, *scan.index_options,
+                                      *scan.find_links])
+    if kept != text:
+        write_atomic(out, kept.encode())
+    pins = sum(1 for line in kept.splitlines()
                if "==" in line and not line.startswith((" ", "#", "-")))
     return LockResult(out, pins)
+
+
+#: The source lines pip-tools writes at the top of a lock, and their option.
+_SOURCE_LINE = re.compile(r"(--index-url|--extra-index-url|--find-links|--trusted-host)\s+(\S+)\s*\Z")
+
+
+def _only_named_sources(text: str, named: Sequence[str]) -> str:
+    """*text* without the index and find-links lines only pip's configuration gave.
+
+    pip-tools writes into the lock every source pip used, those of this
+    machine's configuration (``pip.conf``, ``PIP_*``) too: local paths and
+    private mirrors that mean nothing to whoever installs from a committed
+    lock. Sources named on the command line or in the requirement files stay.
+    """
+    # ("--index-url=URL" on a command line names URL.)
+    keep = {word.split("=", 1)[1] if word.startswith("-") and "=" in word else word
+            for word in named}
+    out = []
+    for line in text.splitlines(keepends=True):
+        m = _SOURCE_LINE.match(line.strip())
+        if m and m.group(2) not in keep:
+            continue
+        out.append(line)
+    return "".join(out)
 
 
 #: What pip says when it cannot reach an index at all.

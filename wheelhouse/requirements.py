@@ -87,6 +87,8 @@ class RequirementsScan:
     require_hashes: bool = False
     #: Index options the files give (``--index-url U``, ``--extra-index-url U``, ``--no-index``).
     index_options: list[str] = field(default_factory=list)
+    #: ``--find-links`` locations the files give, as written.
+    find_links: list[str] = field(default_factory=list)
 
     def digest(self) -> str:
         """sha256 over every file's path and bytes: the same inputs, the same digest."""
@@ -239,6 +241,8 @@ def scan_requirement_files(
                     scan.index_options += [option, url]
                 elif option == "--no-index":
                     scan.index_options.append(option)
+                elif option in ("-f", "--find-links"):
+                    scan.find_links.append(value if eq else (words[1] if len(words) > 1 else ""))
                 scan.require_hashes |= option == "--require-hashes"
                 if option in _WITH_VALUE or option in _FLAGS:
                     continue
