@@ -96,6 +96,30 @@ def test_run_pip_and_uv_skip_a_yanked_file_and_take_only_the_house(
              "lib"], env=isolated_env())
 
 
+def _unshare_net() -> list[str] | None:
+    """A command prefix running its command in a new network namespace (loopback down)."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, check=False)
+    return [unshare, "-rn"] if probe.returncode == 0 else None
+
+
+def test_run_where_loopback_is_down_says_so_and_runs_nothing(
+    house: House, tmp_path: Path
+) -> None:
+    prefix = _unshare_net()
+    if prefix is None:
+        pytest.skip("no unprivileged network namespaces here (unshare -rn)")
+    marker = tmp_path / "ran"
+    proc = run([*prefix, sys.executable, "-m", "wheelhouse", "run", str(house.root), "--",
+                "touch", str(marker)], env=isolated_env(), check=False)
+    assert proc.returncode == 4  # a network failure
+    assert "cannot connect to the house's own server at http://127.0.0.1:" in proc.stderr
+    assert "loopback interface" in proc.stderr and "Traceback" not in proc.stderr
+    assert not marker.exists()
+
+
 def test_run_exits_with_the_command_status_and_stops_the_server(house: House) -> None:
     code = ("import os, urllib.request, sys;"
             "urllib.request.urlopen(os.environ['WHEELHOUSE_URL'] + '/simple/').read();"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from packaging.utils import canonicalize_name
 
-from wheelhouse.errors import HouseError, InvalidInputError, WheelhouseError
+from wheelhouse.errors import HouseError, InvalidInputError, NetworkError, WheelhouseError
 from wheelhouse.filenames import is_safe_component
 from wheelhouse.house import FILES_DIR, House
 from wheelhouse.index import FIND_LINKS_PAGE, JSON_CONTENT_TYPE, SIMPLE_DIR
@@ -704,6 +704,26 @@ def environment_for(url: str, base: dict[str, str] | None = None) -> dict[str, s
     return env
 
 
+def _check_reachable(url: str) -> None:
+    """Connect to the server at *url* once, as the command will: a clear error if it cannot.
+
+    In a network namespace whose loopback interface is down (``unshare -n``,
+    some build sandboxes) the server listens, but no one can connect to it;
+    pip would only say that no file was found.
+    """
+    host, _, port = url.removeprefix("http://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=10):
+            pass
+    except OSError as e:
+        raise NetworkError(
+            f"cannot connect to the house's own server at {url}: {e.strerror or e}",
+            hint="the loopback interface is down here (a sandbox without a network?): "
+            "bring it up ('ip link set lo up'), or install from the house's files "
+            "without a server: pip install --no-index --find-links HOUSE/files ...",
+        ) from None
+
+
 def run_command(house: Path | str, command: Sequence[str], *, host: str = "127.0.0.1",
                 port: int = 0) -> int:
     """Serve *house*, run *command* with :func:`environment_for`, stop; return its status.
@@ -714,6 +734,7 @@ def run_command(house: Path | str, command: Sequence[str], *, host: str = "127.0
     if not command:
         raise InvalidInputError("no command to run", hint="wheelhouse run HOUSE -- COMMAND ...")
     with serving(house, host=host, port=port) as url:
+        _check_reachable(url)
         env = environment_for(url)
         try:
             proc = subprocess.Popen(list(command), env=env)
