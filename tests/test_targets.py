@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import re
+import shutil
+import sys
+from pathlib import Path
+
 import pytest
 from packaging import tags as ptags
 from packaging.utils import parse_wheel_filename
 
+from tests.builders import build_wheel
+from tests.conftest import isolated_env, run
 from wheelhouse.errors import InvalidTargetError
 from wheelhouse.targets import (
     UV_PLATFORMS,
@@ -66,8 +73,8 @@ def test_uv_platform_names(name: str, tag: str) -> None:
 @pytest.mark.parametrize(
     ("name", "tag"),
     [
-        ("x86_64-unknown-linux-gnu", "manylinux_2_17_x86_64"),
-        ("aarch64-unknown-linux-gnu", "manylinux_2_17_aarch64"),
+        ("x86_64-unknown-linux-gnu", "manylinux_2_28_x86_64"),
+        ("aarch64-unknown-linux-gnu", "manylinux_2_28_aarch64"),
         ("x86_64-pc-windows-msvc", "win_amd64"),
         ("aarch64-apple-darwin", "macosx_13_0_arm64"),
         ("x86_64-unknown-linux-musl", "musllinux_1_2_x86_64"),
@@ -76,6 +83,28 @@ def test_uv_platform_names(name: str, tag: str) -> None:
 )
 def test_well_known_uv_names(name: str, tag: str) -> None:
     assert parse_platform(name) == tag
+
+
+@pytest.mark.parametrize("name", ["linux", "x86_64-unknown-linux-gnu",
+                                  "aarch64-unknown-linux-gnu", "x86_64-unknown-linux-musl",
+                                  "aarch64-apple-darwin", "x86_64-apple-darwin"])
+def test_uv_names_mean_what_uv_takes_them_for(name: str, tmp_path: Path) -> None:
+    # The real uv resolves a wheel tagged with the platform we read the name as,
+    # and not one that needs a newer platform (glibc or macOS one minor later).
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    assert uv is not None
+    tag = parse_platform(name)
+    m = re.fullmatch(r"(manylinux_2_|musllinux_1_|macosx_)(\d+)(_0)?_(\w+)", tag)
+    assert m is not None
+    newer = f"{m.group(1)}{int(m.group(2)) + 1}{m.group(3) or ''}_{m.group(4)}"
+    build_wheel(tmp_path / "w", "fits", "1.0", tag=f"cp312-cp312-{tag}")
+    build_wheel(tmp_path / "w", "newer", "1.0", tag=f"cp312-cp312-{newer}")
+    for project, ok in (("fits", True), ("newer", False)):
+        (tmp_path / "r.in").write_text(f"{project}\n")
+        proc = run([uv, "pip", "compile", "-q", "--no-index", "--find-links", str(tmp_path / "w"),
+                    "--python-version", "3.12", "--python-platform", name,
+                    str(tmp_path / "r.in")], env=isolated_env(), check=False)
+        assert (proc.returncode == 0) == ok, (project, proc.stderr)
 
 
 CP312_AARCH64 = Target.parse(python_version="3.12", platform="manylinux_2_28_aarch64",

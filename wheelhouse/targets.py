@@ -34,19 +34,20 @@ _LINUX_ARCHES = {"x86_64", "i686", "aarch64", "armv7l", "ppc64", "ppc64le", "s39
                  "loongarch64"}
 
 #: uv's ``--python-platform`` names and the wheel platform each stands for.
-#: Source: uv's ``TargetTriple`` (crates/uv-configuration/src/target_triple.rs):
-#: ``*-unknown-linux-gnu`` means manylinux_2_17, ``*-unknown-linux-musl``
+#: Source: uv's ``TargetTriple`` (crates/uv-configuration/src/target_triple.rs),
+#: and what uv 0.13 resolves for each (a test asks it): ``linux`` and
+#: ``*-unknown-linux-gnu`` mean manylinux_2_28, ``*-unknown-linux-musl``
 #: musllinux_1_2, and the Apple targets assume macOS 13.0 (uv reads
 #: MACOSX_DEPLOYMENT_TARGET; we take the platform tag as given instead).
 UV_PLATFORMS: dict[str, str] = {
     "windows": "win_amd64",
-    "linux": "manylinux_2_17_x86_64",
+    "linux": "manylinux_2_28_x86_64",
     "macos": "macosx_13_0_arm64",
     "x86_64-pc-windows-msvc": "win_amd64",
     "i686-pc-windows-msvc": "win32",
     "aarch64-pc-windows-msvc": "win_arm64",
-    "x86_64-unknown-linux-gnu": "manylinux_2_17_x86_64",
-    "aarch64-unknown-linux-gnu": "manylinux_2_17_aarch64",
+    "x86_64-unknown-linux-gnu": "manylinux_2_28_x86_64",
+    "aarch64-unknown-linux-gnu": "manylinux_2_28_aarch64",
     "x86_64-unknown-linux-musl": "musllinux_1_2_x86_64",
     "aarch64-unknown-linux-musl": "musllinux_1_2_aarch64",
     "x86_64-apple-darwin": "macosx_13_0_x86_64",
