@@ -987,7 +987,8 @@ def render_requirements_lock(target: str, entries: Sequence[FileEntry]) -> bytes
     for e in entries:
         by_pin.setdefault((e.project, e.version), []).append(e.sha256)
     lines = [f"# wheelhouse lock for target {target}: every hash is a file in this house",
-             "# pip install --require-hashes --no-index --find-links files -r THIS_FILE"]
+             ("# in the house directory: pip install --require-hashes --no-index "
+              f"--find-links files -r locks/{target}.requirements.txt")]
     for (project, version), hashes in sorted(by_pin.items()):
         hash_lines = " \\\n".join(f"    --hash=sha256:{h}" for h in sorted(hashes))
         lines.append(f"{project}=={version} \\\n{hash_lines}")

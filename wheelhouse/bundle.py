@@ -400,7 +400,8 @@ def _zstd_module(action: str) -> Any:
             continue
     raise BundleError(
         f"cannot {action} a .tar.zst bundle: no zstd library in this Python",
-        hint="pip install zstandard (or use Python 3.14+), "
+        hint="install wheelhouse with its zstd extra (pip install 'pip-wheelhouse[zstd]', "
+        "which adds zstandard), or use Python 3.14+, "
         "or use a plain .tar or .tar.gz bundle",
     )
 
