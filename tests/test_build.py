@@ -6,6 +6,7 @@ import hashlib
 import json
 import platform
 import shutil
+import socket
 import sys
 import urllib.request
 from pathlib import Path
@@ -205,6 +206,28 @@ def test_isolated_reads_no_pip_configuration_file(
     result = build(["app"], house=tmp_path / "h2", store=store, pip_options=_opts(upstream),
                    isolated=True)
     assert any(e.project == "app" for e in result.targets["host"])
+
+
+def test_an_index_pip_could_not_reach_is_said_even_when_the_rest_answered(
+    tmp_path: Path, store: Store, upstream: LocalIndex, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # pip retries an index that does not answer, then resolves from the others
+    # without a word: the build succeeds, and says what was left out.
+    monkeypatch.setenv("PIP_RETRIES", "1")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = build(["lib"], house=tmp_path / "house", store=store,
+                   pip_options=[*_opts(upstream),
+                                "--extra-index-url", f"http://127.0.0.1:{port}/simple/"])
+    assert any(e.project == "lib" for e in result.targets["host"])
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("pip could not reach a package index while resolving for this interpreter "
+               "(/simple/lib/)" in m for m in said), said
+    caplog.clear()
+    build(["lib"], house=tmp_path / "house2", store=store, pip_options=_opts(upstream))
+    assert not [r for r in caplog.records if "could not reach" in r.getMessage()]
 
 
 def test_changed_local_project_is_built_again(

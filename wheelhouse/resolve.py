@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import tempfile
 import urllib.parse
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 
     from wheelhouse._pip import PipRunner
     from wheelhouse.targets import Target
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Resolved", "parse_report", "resolve_target", "target_pip_options"]
 
@@ -128,7 +132,7 @@ def resolve_target(
             args += ["--target", str(Path(tmp) / "target"), *target_pip_options(target)]
         args += list(requirement_args)
         try:
-            pip(args)
+            result = pip(args)
         except PipError as e:
             where = f"for {target}" if target is not None else "for this interpreter"
             if "DO NOT MATCH THE HASHES" in e.stderr_tail:
@@ -158,4 +162,29 @@ def resolve_target(
             data = json.loads(report.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise InvalidInputError(f"pip wrote no readable report: {e}") from e
+    _warn_if_an_index_was_skipped(result.stderr, target)
     return parse_report(data)
+
+
+#: What pip prints (a warning) each time a request to an index fails to connect.
+_RETRIED = re.compile(r"Retrying \(Retry\(.*\)\) after connection broken by .*: (\S+)\s*$",
+                      re.MULTILINE)
+
+
+def _warn_if_an_index_was_skipped(stderr: str, target: Target | None) -> None:
+    """Say so when pip resolved without a source it could not reach.
+
+    pip retries a failing index, then goes on with the others without a
+    word (its "skipping" is a debug message): with a mirror that answers and
+    a main index that does not, it picks older versions and succeeds.
+    """
+    paths = list(dict.fromkeys(_RETRIED.findall(stderr)))
+    if not paths:
+        return
+    where = f"for {target}" if target is not None else "for this interpreter"
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    log.warning(
+        "pip could not reach a package index while resolving %s (%s) and went on "
+        "with the sources that answered: what it chose may be older than the newest "
+        "release; 'pip config list' shows the indexes; build again with --refresh once "
+        "they answer", where, shown)
