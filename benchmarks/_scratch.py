@@ -132,27 +132,29 @@ def shm_scratch(root: Path) -> Iterator[Path]:
 
 
 def _block_device_name(path: Path) -> tuple[str, str] | None:
-    """The file system type and the kernel's name of the device holding *path*, if known."""
-    target = os.path.realpath(path)
-    best: tuple[int, str, str] | None = None
+    """The file system type and the kernel's name of the device holding *path*, if known.
+
+    Matched by device number (``st_dev``), not by mount point: a mount stacked
+    on another at the same place hides it, and only the device tells which.
+    """
+    probe = Path(path)
+    while not probe.exists():
+        probe = probe.parent
+    dev = probe.stat().st_dev
+    major_minor = f"{os.major(dev)}:{os.minor(dev)}"
+    fstype = None
     try:
         with open("/proc/self/mountinfo") as f:  # noqa: PTH123
             for line in f:
                 left, _, right = line.partition(" - ")
                 fields = left.split()
-                mount_point = fields[4].replace("\\040", " ")
-                inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
-                if inside and (best is None or len(mount_point) > best[0]):
-                    best = (len(mount_point), right.split()[0], fields[2])
-    except (OSError, IndexError):
-        return None
-    if best is None:
-        return None
-    _, fstype, major_minor = best
-    try:
-        name = Path(os.path.realpath(f"/sys/dev/block/{major_minor}")).name
+                if len(fields) > 2 and fields[2] == major_minor and right.split():
+                    fstype = right.split()[0]
     except OSError:
         return None
+    if fstype is None:
+        return None
+    name = Path(os.path.realpath(f"/sys/dev/block/{major_minor}")).name
     return fstype, name
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import shutil
 import socket
@@ -214,20 +215,38 @@ def test_an_index_pip_could_not_reach_is_said_even_when_the_rest_answered(
 ) -> None:
     # pip retries an index that does not answer, then resolves from the others
     # without a word: the build succeeds, and says what was left out.
-    monkeypatch.setenv("PIP_RETRIES", "1")
-    with socket.socket() as s:  # a port nothing listens on
+    monkeypatch.setenv("PIP_RETRIES", "0")  # (pip then says nothing at all)
+    with socket.socket() as s:  # bound, never listening: every connection is refused
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    result = build(["lib"], house=tmp_path / "house", store=store,
-                   pip_options=[*_opts(upstream),
-                                "--extra-index-url", f"http://127.0.0.1:{port}/simple/"])
+        result = build(["lib"], house=tmp_path / "house", store=store,
+                       pip_options=[*_opts(upstream),
+                                    "--extra-index-url", f"http://127.0.0.1:{port}/simple/"])
     assert any(e.project == "lib" for e in result.targets["host"])
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any("pip could not reach a package index while resolving for this interpreter "
-               "(/simple/lib/)" in m for m in said), said
+    assert any("pip could not reach 127.0.0.1 while resolving for this interpreter" in m
+               for m in said), said
+    # An extra index without the project (a 404) is ordinary: nothing said.
     caplog.clear()
-    build(["lib"], house=tmp_path / "house2", store=store, pip_options=_opts(upstream))
+    build(["lib"], house=tmp_path / "house2", store=store,
+          pip_options=[*_opts(upstream), "--extra-index-url", f"{upstream.url}/nothing/"])
     assert not [r for r in caplog.records if "could not reach" in r.getMessage()]
+
+
+def test_isolated_pip_gets_no_pip_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pip's --isolated does not reach the pip it starts for build dependencies:
+    # the variables themselves are withheld.
+    from wheelhouse._pip import SubprocessPip
+
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nenv\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PIP_FIND_LINKS", "http://127.0.0.1:9/links/")
+    seen = SubprocessPip(isolated=True, python=str(fake))(["--version"]).stdout
+    assert "PIP_FIND_LINKS" not in seen and f"PIP_CONFIG_FILE={os.devnull}" in seen
+    assert "PIP_FIND_LINKS=" in SubprocessPip(python=str(fake))(["--version"]).stdout
 
 
 def test_changed_local_project_is_built_again(
@@ -474,6 +493,23 @@ def test_a_lock_names_the_sources_given_not_those_of_this_machines_pip_configura
     assert f"--index-url {upstream.url}/simple/" in text
     assert f"--find-links {tmp_path / 'team-wheels'}" in text
     assert str(tmp_path / "links") not in text and "mirror" not in text
+    # Named in a file, as pip reads them: a relative find-links folder, an index
+    # whose URL holds a ${TOKEN} (it goes back in unexpanded), its trusted host.
+    monkeypatch.setenv("WH_TEST_TOKEN", "s3cr3t")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    sub = tmp_path / "sub"
+    (sub / "wheels").mkdir(parents=True)
+    (sub / "requirements.in").write_text(
+        "--find-links ./wheels\n"
+        "--extra-index-url http://me:${WH_TEST_TOKEN}@127.0.0.1:9/extra/\n"
+        "--trusted-host 127.0.0.1:9\nlib\n")
+    lock([sub / "requirements.in"], output=out, pip_options=_opts(upstream))
+    text = out.read_text()
+    assert "lib==2.0" in text and "s3cr3t" not in text
+    assert "--extra-index-url http://me:${WH_TEST_TOKEN}@127.0.0.1:9/extra/" in text
+    assert "--trusted-host 127.0.0.1:9" in text
+    assert any(line.startswith("--find-links ") and line.rstrip("/").endswith("wheels")
+               for line in text.splitlines()), text
 
 
 def test_lock_of_an_unknown_name_says_so_without_a_traceback(

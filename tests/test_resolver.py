@@ -289,10 +289,10 @@ def test_the_quick_scan_takes_plain_metadata_and_hands_over_the_rest() -> None:
         assert scan_headers(folded_or_odd.decode(), fields) is None
 
 
-def _built(project: str, version: str, origin: str) -> FileEntry:
+def _built(project: str, version: str, origin: str, yanked: str | None = None) -> FileEntry:
     filename = f"{project}-{version}-py3-none-any.whl"
     return FileEntry(filename, Sha256(hashlib.sha256(filename.encode()).hexdigest()), 1,
-                     "wheel", project, version, origin=origin)
+                     "wheel", project, version, origin=origin, yanked=yanked)
 
 
 @pytest.mark.parametrize(("line", "read_as"), [
@@ -302,7 +302,10 @@ def _built(project: str, version: str, origin: str) -> FileEntry:
     ("/src/mine[fast, x] ; python_version >= '3'", "mine[fast,x]==1.0; python_version >= '3'"),
     ("/src/mine;os_name == 'posix'", "mine==1.0; os_name == 'posix'"),
     ("mine[fast] @ file:///src/mine ; os_name == 'posix'", "mine[fast]==1.0; os_name == 'posix'"),
+    ("mine @ file:///src/mine;os_name == 'posix'", "mine==1.0; os_name == 'posix'"),
+    ("/src/mine[fast]/", "mine[fast]==1.0"),
     ("/elsewhere/mine[fast]", "mine[fast]==1.0"),  # moved: matched by its last component
+    ("https://example.org/x/mine", "https://example.org/x/mine"),  # a URL: never by name
     ("other @ file:///src/mine", "other @ file:///src/mine"),  # another project: left
     ("/src/unknown[fast]", "/src/unknown[fast]"),  # nothing came from there: left
 ])
@@ -318,6 +321,14 @@ def test_a_path_built_at_several_versions_reads_as_the_latest() -> None:
     files = [_built("mine", v, "built:/src/mine") for v in ("1.0", "1.10", "1.9")]
     (mapped,) = map_built_paths([RequirementLine("/src/mine", (), "r.txt:1")], files)
     assert mapped.text == "mine==1.10"
+    # A yanked build is not what the path means while another is not yanked.
+    files.append(_built("mine", "2.0", "built:/src/mine", yanked="broken"))
+    (mapped,) = map_built_paths([RequirementLine("/src/mine", (), "r.txt:1")], files)
+    assert mapped.text == "mine==1.10"
+    # Two checkouts with the same last component: a third place is ambiguous.
+    other = [*files, _built("mine", "3.0", "built:/b/mine")]
+    (left,) = map_built_paths([RequirementLine("/c/mine", (), "r.txt:1")], other)
+    assert left.text == "/c/mine"
     # Two projects from one place: which one is meant is not known, so it is left.
     files.append(_built("theirs", "1.0", "built:/src/mine"))
     (left,) = map_built_paths([RequirementLine("/src/mine", (), "r.txt:1")], files)

@@ -83,10 +83,17 @@ def test_run_pip_and_uv_skip_a_yanked_file_and_take_only_the_house(
     h = House.open(tmp_path / "house", create=True)
     add_paths(h, Store.open(tmp_path / "store"), [d])
     h.yank("lib==2.0", reason="broken")
-    # Settings that would add another source (all unreachable) are not taken.
+    # Settings that would add another source (all unreachable) are not taken:
+    # variables, a uv.toml named by one, and the user's own uv.toml (found
+    # unless run says not to: the environment here does not).
     (tmp_path / "uv.toml").write_text('find-links = ["http://127.0.0.1:9/links/"]\n')
+    (tmp_path / "config" / "uv").mkdir(parents=True)
+    (tmp_path / "config" / "uv" / "uv.toml").write_text(
+        'extra-index-url = ["http://127.0.0.1:9/simple/"]\n')
     env = isolated_env({"UV_FIND_LINKS": "http://127.0.0.1:9/links/", "UV_NO_INDEX": "1",
-                        "UV_CONFIG_FILE": str(tmp_path / "uv.toml")})
+                        "UV_CONFIG_FILE": str(tmp_path / "uv.toml"),
+                        "XDG_CONFIG_HOME": str(tmp_path / "config")})
+    del env["UV_NO_CONFIG"]
     for installer in ([UV, "pip", "install", "--python", str(venv.python)],
                       [sys.executable, "-m", "pip", "--python", str(venv.python), "install"]):
         run([sys.executable, "-m", "wheelhouse", "run", str(h.root), "--", *installer, "lib"],
@@ -339,7 +346,10 @@ def test_print_env(house: House) -> None:
             assert lines[-1], "--print-env ended early"
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
-    exports = dict(line.removeprefix("export ").strip().split("=", 1) for line in lines)
+    unsets = {line.removeprefix("unset ").strip() for line in lines if line.startswith("unset ")}
+    assert {"UV_FIND_LINKS", "UV_CONFIG_FILE", "UV_INDEX", "PIP_EXTRA_INDEX_URL"} <= unsets
+    exports = dict(line.removeprefix("export ").strip().split("=", 1) for line in lines
+                   if line.startswith("export "))
     assert exports["PIP_NO_INDEX"] == "1"
     assert exports["PIP_INDEX_URL"].endswith("/simple/")
     assert exports["PIP_FIND_LINKS"].endswith("/find-links.html")

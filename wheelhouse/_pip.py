@@ -101,6 +101,26 @@ def _keep(keep):
     prepare.get_http_url = kept_get_http_url
     collector._get_index_content = kept_get_index_content
 
+    # pip gives up on an index page it cannot reach and goes on without it,
+    # saying so at debug level only: said on stderr here (SKIPPED_MARK), for
+    # the caller. A 404 (a project an extra index does not have) is ordinary.
+    handle_fail = collector._handle_get_simple_fail
+
+    def said_handle_fail(link, reason, *args, **kwargs):
+        try:
+            status = getattr(getattr(reason, "response", None), "status_code", None)
+            if isinstance(reason, str) or type(reason).__name__ == "RetryError" or (
+                    isinstance(status, int) and status >= 500):
+                from pip._internal.utils.misc import redact_auth_from_url
+                sys.stderr.write("wheelhouse: pip skipped %s: %s\n" % (
+                    redact_auth_from_url(link.url.split("#", 1)[0]),
+                    str(reason).splitlines()[0] if str(reason) else type(reason).__name__))
+        except Exception:
+            pass
+        return handle_fail(link, reason, *args, **kwargs)
+
+    collector._handle_get_simple_fail = said_handle_fail
+
 def _trim():
     # pip turns every file of a project's JSON page into a Link and then
     # rejects each wheel none of whose tags the target supports: for numpy,
@@ -183,6 +203,10 @@ except Exception:
 import runpy
 runpy.run_module("pip", run_name="__main__", alter_sys=True)  # as python -m pip
 """
+
+
+#: How a keeping pip says on stderr that it went on without a source it could not reach.
+SKIPPED_MARK = "wheelhouse: pip skipped "
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,9 +323,10 @@ class SubprocessPip:
     """``python -m pip`` in a subprocess, with the user's pip configuration.
 
     *isolated*: no pip configuration at all -- ``--isolated`` (no ``PIP_*``
-    variables, no user configuration file) and ``PIP_CONFIG_FILE`` set to
-    the null device (which pip takes as "no configuration file", the
-    machine-wide ones included, which ``--isolated`` alone still reads).
+    variables, no user configuration file), no ``PIP_*`` variables passed on
+    either, and ``PIP_CONFIG_FILE`` set to the null device (which pip takes
+    as "no configuration file", the machine-wide ones included, which
+    ``--isolated`` alone still reads).
     *python* is the interpreter whose pip runs (default: ours).
     """
 
@@ -327,10 +352,13 @@ class SubprocessPip:
         start = ["-c", _KEEPING] if self.keep is not None else ["-m", "pip"]
         argv = [self.python, *start, *(["--isolated"] if self.isolated else []), *args]
         env = dict(self.env if self.env is not None else os.environ)
+        if self.isolated:
+            # (pip's own --isolated does not reach the pip it runs to install
+            # build dependencies: that one would still read PIP_* variables.)
+            env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
+            env["PIP_CONFIG_FILE"] = os.devnull
         env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
         env.setdefault("PIP_NO_INPUT", "1")
-        if self.isolated:
-            env["PIP_CONFIG_FILE"] = os.devnull
         if self.keep is not None:
             env["WHEELHOUSE_PIP_KEEP"] = str(self.keep)
             env["WHEELHOUSE_PIP_TRIM"] = "1"

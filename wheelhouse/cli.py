@@ -669,11 +669,13 @@ def serve_command(obj: Context, house_path: Path, host: str, port: int, print_en
     import signal
     import threading
 
-    from wheelhouse.serve import HouseServer, _open_house, environment_for
+    from wheelhouse.serve import DROPPED_ENV, HouseServer, _open_house, environment_for
 
     server = HouseServer(_open_house(house_path), host, port)
     url = server.url
     if print_env:
+        for key in sorted(DROPPED_ENV):
+            click.echo(f"unset {key}")
         for key, value in sorted(environment_for(url, {}).items()):
             click.echo(f"export {key}={_shell_quote(value)}")
         sys.stdout.flush()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,8 +89,8 @@ def lock(
         raise ResolutionError(what, hint="check the names and versions above and the index "
                               "pip-tools used")
     text = out.read_text(encoding="utf-8")
-    kept = _only_named_sources(text, [*pip_options, *scan.index_options,
-                                      *scan.find_links])
+    kept = _only_named_sources(text, [*pip_options, *scan.index_options, *scan.find_links],
+                               trusted=scan.trusted_hosts)
     if kept != text:
         write_atomic(out, kept.encode())
     pins = sum(1 for line in kept.splitlines()
@@ -100,24 +102,58 @@ def lock(
 _SOURCE_LINE = re.compile(r"(--index-url|--extra-index-url|--find-links|--trusted-host)\s+(\S+)\s*\Z")
 
 
-def _only_named_sources(text: str, named: Sequence[str]) -> str:
+def _only_named_sources(text: str, named: Sequence[str], *, trusted: Sequence[str] = ()) -> str:
     """*text* without the index and find-links lines only pip's configuration gave.
 
     pip-tools writes into the lock every source pip used, those of this
     machine's configuration (``pip.conf``, ``PIP_*``) too: local paths and
     private mirrors that mean nothing to whoever installs from a committed
-    lock. Sources named on the command line or in the requirement files stay.
+    lock. Sources named on the command line or in the requirement files stay,
+    as they were written: a ``${TOKEN}`` pip expanded goes back in unexpanded
+    (the secret stays out of the lock). A trusted host stays when it was named
+    or is the host of a source that stays.
     """
-    # ("--index-url=URL" on a command line names URL.)
-    keep = {word.split("=", 1)[1] if word.startswith("-") and "=" in word else word
-            for word in named}
+    as_written: dict[str, str] = {}
+    for word in named:
+        # ("--index-url=URL" on a command line names URL.)
+        value = word.split("=", 1)[1] if word.startswith("-") and "=" in word else word
+        as_written.setdefault(_comparable(_expand(value)), value)
     out = []
+    hosts: set[str] = set(trusted)
+    trust_lines: list[tuple[int, str, str]] = []
     for line in text.splitlines(keepends=True):
         m = _SOURCE_LINE.match(line.strip())
-        if m and m.group(2) not in keep:
+        if m is None:
+            out.append(line)
             continue
-        out.append(line)
+        option, value = m.groups()
+        if option == "--trusted-host":
+            trust_lines.append((len(out), value, line))
+            out.append("")  # decided below, once every kept source is known
+            continue
+        written = as_written.get(_comparable(value))
+        if written is None:
+            continue
+        url = urllib.parse.urlsplit(value)
+        if url.hostname:
+            hosts.update({url.hostname, url.netloc.rpartition("@")[2]})
+        out.append(line.replace(value, written) if "${" in written else line)
+    for at, value, line in trust_lines:
+        if value in hosts:
+            out[at] = line
     return "".join(out)
+
+
+def _expand(value: str) -> str:
+    """``${NAME}`` replaced from the environment, as pip does in requirement files."""
+    return re.sub(r"\$\{([A-Z0-9_]+)\}", lambda m: os.environ.get(m.group(1), m.group(0)), value)
+
+
+def _comparable(value: str) -> str:
+    """A source as pip-tools writes it: a local path absolute and normalised."""
+    if "://" in value:
+        return value
+    return os.path.normpath(Path(value).expanduser().absolute())
 
 
 #: What pip says when it cannot reach an index at all.

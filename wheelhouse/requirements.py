@@ -87,8 +87,11 @@ class RequirementsScan:
     require_hashes: bool = False
     #: Index options the files give (``--index-url U``, ``--extra-index-url U``, ``--no-index``).
     index_options: list[str] = field(default_factory=list)
-    #: ``--find-links`` locations the files give, as written.
+    #: ``--find-links`` locations the files give, as written, and a relative
+    #: one also as pip reads it (from the file's directory, when it is there).
     find_links: list[str] = field(default_factory=list)
+    #: ``--trusted-host`` values the files give.
+    trusted_hosts: list[str] = field(default_factory=list)
 
     def digest(self) -> str:
         """sha256 over every file's path and bytes: the same inputs, the same digest."""
@@ -147,14 +150,15 @@ def split_direct_requirement(text: str) -> tuple[str, str, str]:
     """
     name_part, at, rest = text.partition(" @ ")
     if at:
-        location, _, after = rest.strip().partition(" ")
-        marker = after.strip().removeprefix(";").strip()
+        # pip: a line that is not a bare URL ends its requirement at the first ";".
+        location, _, marker = rest.partition(";")
         extras = "[" + name_part.split("[", 1)[1].split("]", 1)[0] + "]" if "[" in name_part else ""
-        return location, extras.replace(" ", ""), marker
+        return location.strip(), extras.replace(" ", ""), marker.strip()
     is_url = "://" in text or text.startswith("file:")
     location, _, marker = text.partition("; " if is_url else ";")
     location, extras = location.strip(), ""
-    if not is_url and (m := _PATH_EXTRAS.match(location)):
+    # (pip normalises the path first: "./project[fast]/" has its extras too.)
+    if not is_url and (m := _PATH_EXTRAS.match(location.rstrip("/") or location)):
         location, extras = m.group(1), m.group(2).replace(" ", "")
     return location, extras, marker.strip()
 
@@ -242,7 +246,12 @@ def scan_requirement_files(
                 elif option == "--no-index":
                     scan.index_options.append(option)
                 elif option in ("-f", "--find-links"):
-                    scan.find_links.append(value if eq else (words[1] if len(words) > 1 else ""))
+                    link = value if eq else (words[1] if len(words) > 1 else "")
+                    scan.find_links.append(link)
+                    if "://" not in link and (path.parent / link).exists():
+                        scan.find_links.append(str(path.parent / link))
+                elif option == "--trusted-host":
+                    scan.trusted_hosts.append(value if eq else (words[1] if len(words) > 1 else ""))
                 scan.require_hashes |= option == "--require-hashes"
                 if option in _WITH_VALUE or option in _FLAGS:
                     continue

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import tempfile
 import urllib.parse
 from dataclasses import dataclass
@@ -162,29 +161,28 @@ def resolve_target(
             data = json.loads(report.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise InvalidInputError(f"pip wrote no readable report: {e}") from e
-    _warn_if_an_index_was_skipped(result.stderr, target)
+    _warn_if_a_source_was_skipped(result.stderr, target)
     return parse_report(data)
 
 
-#: What pip prints (a warning) each time a request to an index fails to connect.
-_RETRIED = re.compile(r"Retrying \(Retry\(.*\)\) after connection broken by .*: (\S+)\s*$",
-                      re.MULTILINE)
-
-
-def _warn_if_an_index_was_skipped(stderr: str, target: Target | None) -> None:
+def _warn_if_a_source_was_skipped(stderr: str, target: Target | None) -> None:
     """Say so when pip resolved without a source it could not reach.
 
-    pip retries a failing index, then goes on with the others without a
-    word (its "skipping" is a debug message): with a mirror that answers and
-    a main index that does not, it picks older versions and succeeds.
+    pip retries a failing index, then goes on with the others, saying so at
+    debug level only: with a mirror that answers and a main index that does
+    not, it picks older versions and succeeds. A keeping pip (the one
+    ``build`` runs) says so on stderr (:data:`wheelhouse._pip.SKIPPED_MARK`).
     """
-    paths = list(dict.fromkeys(_RETRIED.findall(stderr)))
-    if not paths:
+    from wheelhouse._pip import SKIPPED_MARK
+
+    urls = [line.removeprefix(SKIPPED_MARK).split(": ", 1)[0]
+            for line in stderr.splitlines() if line.startswith(SKIPPED_MARK)]
+    hosts = list(dict.fromkeys(urllib.parse.urlsplit(url).hostname or url for url in urls))
+    if not hosts:
         return
     where = f"for {target}" if target is not None else "for this interpreter"
-    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
     log.warning(
-        "pip could not reach a package index while resolving %s (%s) and went on "
-        "with the sources that answered: what it chose may be older than the newest "
-        "release; 'pip config list' shows the indexes; build again with --refresh once "
-        "they answer", where, shown)
+        "pip could not reach %s while resolving %s and went on with the sources that "
+        "answered: what it chose may be older than the newest release; build again with "
+        "--refresh once it answers ('pip config list' shows the indexes)",
+        ", ".join(hosts), where)

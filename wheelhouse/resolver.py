@@ -254,10 +254,12 @@ def map_built_paths(lines: Iterable[RequirementLine],
     ``build`` accepts ``./my-project``, ``dist/pkg-1.0.tar.gz`` or ``pkg @ https://…``
     lines and records where each file came from; ``install`` and ``check`` take the
     same file and read those lines as ``name==version`` of that file, with the
-    line's extras and marker. Matched by the same path or URL, else (another
-    machine, another directory) by a unique last path component; a project
-    built from there at several versions (edited, given a new version, built
-    again) reads as the highest. A line no file came from is left as it is.
+    line's extras and marker. Matched by the same path or URL, else, for a
+    local path (another machine, another directory), by the one origin with
+    the same last component; a project built from there at several versions
+    (edited, given a new version, built again) reads as the highest one not
+    yanked. A line no file came from, or from which several projects came, is
+    left as it is.
     """
     from wheelhouse.requirements import (
         RequirementLine,
@@ -265,16 +267,17 @@ def map_built_paths(lines: Iterable[RequirementLine],
         split_direct_requirement,
     )
 
-    by_origin: dict[str, set[tuple[str, str]]] = {}
-    by_base: dict[str, set[tuple[str, str]]] = {}
+    # origin -> (project, version, yanked) of every file built from it.
+    by_origin: dict[str, set[tuple[str, str, bool]]] = {}
     for e in files:
-        if not e.origin:
-            continue
-        key = _origin_key(e.origin.removeprefix("built:"))
-        by_origin.setdefault(key, set()).add((e.project, e.version))
-        base = key.rstrip("/").rsplit("/", 1)[-1]
-        if base:
-            by_base.setdefault(base, set()).add((e.project, e.version))
+        if e.origin:
+            key = _origin_key(e.origin.removeprefix("built:"))
+            by_origin.setdefault(key, set()).add((e.project, e.version, e.yanked is not None))
+    # A local directory's last component -> the origins that end with it.
+    by_base: dict[str, list[str]] = {}
+    for key in by_origin:
+        if "://" not in key and (base := key.rstrip("/").rsplit("/", 1)[-1]):
+            by_base.setdefault(base, []).append(key)
     out: list[RequirementLine] = []
     for line in lines:
         text = line.text
@@ -284,10 +287,15 @@ def map_built_paths(lines: Iterable[RequirementLine],
             continue
         location, extras, marker = split_direct_requirement(text)
         key = _origin_key(location)
-        found = by_origin.get(key) or by_base.get(key.rstrip("/").rsplit("/", 1)[-1], set())
-        if len({project for project, _ in found}) == 1:
-            # Built more than once (a new version each time): the latest build.
-            project, version = max(found, key=lambda pv: Version(pv[1]))
+        found = by_origin.get(key)
+        if found is None and "://" not in key:
+            # Another machine or directory: the one origin with the same last
+            # component (a local path only; two such origins are ambiguous).
+            origins = by_base.get(key.rstrip("/").rsplit("/", 1)[-1], [])
+            found = by_origin[origins[0]] if len(origins) == 1 else None
+        chosen = _latest_built(found or set())
+        if chosen is not None:
+            project, version = chosen
             if not at or canonicalize_name(name_part.split("[", 1)[0].strip()) == project:
                 out.append(RequirementLine(
                     f"{project}{extras}=={version}" + (f"; {marker}" if marker else ""),
@@ -295,6 +303,15 @@ def map_built_paths(lines: Iterable[RequirementLine],
                 continue
         out.append(line)
     return out
+
+
+def _latest_built(found: set[tuple[str, str, bool]]) -> tuple[str, str] | None:
+    """The highest version built from one place, not yanked if any is not; None if not one project."""
+    if len({project for project, _, _ in found}) != 1:
+        return None
+    candidates = [f for f in found if not f[2]] or list(found)
+    project, version, _ = max(candidates, key=lambda f: Version(f[1]))
+    return project, version
 
 
 def _metadata_field(metadata: bytes, header: str, key: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import html
@@ -198,8 +199,10 @@ class HouseServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         name = host.decode() if isinstance(host, bytes) else str(host)
         shown = f"[{name}]" if ":" in name else name
-        if shown in ("0.0.0.0", "[::]"):
+        if shown == "0.0.0.0":
             shown = "127.0.0.1"
+        elif shown == "[::]":
+            shown = "[::1]"  # (127.0.0.1 only answers where the socket is dual-stack)
         return f"http://{shown}:{port}"
 
 
@@ -677,6 +680,12 @@ def serving(house: Path | str | House, *, host: str = "127.0.0.1",
         thread.join()
 
 
+#: Variables that would add another source for pip or uv (or make uv ignore the
+#: house), taken out of the command's environment.
+DROPPED_ENV = ("PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX", "UV_FIND_LINKS",
+               "UV_NO_INDEX", "UV_CONFIG_FILE", "UV_TORCH_BACKEND")
+
+
 def environment_for(url: str, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment that makes pip and uv install from the house at *url*, and nothing else.
 
@@ -685,11 +694,8 @@ def environment_for(url: str, base: dict[str, str] | None = None) -> dict[str, s
     add indexes or find-links): uv honours yanks from an index page, not from
     a find-links page.
     """
-    env = dict(os.environ if base is None else base)
-    for key in list(env):
-        if key in {"PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX", "UV_FIND_LINKS",
-                   "UV_NO_INDEX", "UV_CONFIG_FILE"}:
-            del env[key]
+    env = {k: v for k, v in (os.environ if base is None else base).items()
+           if k not in DROPPED_ENV}
     env.update({
         "PIP_NO_INDEX": "1",
         "PIP_FIND_LINKS": f"{url}/{FIND_LINKS_PAGE}",
@@ -697,6 +703,7 @@ def environment_for(url: str, base: dict[str, str] | None = None) -> dict[str, s
         # An empty value overrides any extra index a pip configuration file names.
         "PIP_EXTRA_INDEX_URL": "",
         "UV_NO_CONFIG": "1",
+        "UV_PYTHON_DOWNLOADS": "never",
         "UV_INDEX_URL": f"{url}/{SIMPLE_DIR}/",
         "UV_DEFAULT_INDEX": f"{url}/{SIMPLE_DIR}/",
         "WHEELHOUSE_URL": url,
@@ -716,11 +723,13 @@ def _check_reachable(url: str) -> None:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=10):
             pass
     except OSError as e:
+        down = e.errno in (errno.ENETUNREACH, errno.EADDRNOTAVAIL)
         raise NetworkError(
             f"cannot connect to the house's own server at {url}: {e.strerror or e}",
-            hint="the loopback interface is down here (a sandbox without a network?): "
-            "bring it up ('ip link set lo up'), or install from the house's files "
-            "without a server: pip install --no-index --find-links HOUSE/files ...",
+            hint=("the loopback interface is down here (a sandbox without a network?): "
+                  "bring it up ('ip link set lo up'), or " if down else "")
+            + "install from the house's files without a server: "
+            "pip install --no-index --find-links HOUSE/files ...",
         ) from None
 
 
