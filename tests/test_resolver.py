@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import pytest
 from packaging.markers import default_environment
@@ -18,10 +19,14 @@ from wheelhouse.resolver import (
     UnsatisfiableError,
     WantedSet,
     _metadata_field,
+    locked_versions,
     map_built_paths,
     resolve_in_house,
 )
 from wheelhouse.store import Sha256
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ENV = Environment(
     "test-env",
@@ -333,3 +338,18 @@ def test_a_path_built_at_several_versions_reads_as_the_latest() -> None:
     files.append(_built("theirs", "1.0", "built:/src/mine"))
     (left,) = map_built_paths([RequirementLine("/src/mine", (), "r.txt:1")], files)
     assert left.text == "/src/mine"
+
+
+def test_a_path_reads_as_the_version_the_last_build_locked(tmp_path: Path) -> None:
+    # Built at 2.0, then at 1.5 (an older branch): the house keeps both, and
+    # its locks say the last build chose 1.5.
+    files = [_built("mine", v, "built:/src/mine") for v in ("2.0", "1.5")]
+    (tmp_path / "locks").mkdir()
+    (tmp_path / "locks" / "host.requirements.txt").write_text(
+        "# wheelhouse lock for target host\nlib==2.0 \\\n    --hash=sha256:00\n"
+        "mine==1.5 \\\n    --hash=sha256:11\n")
+    locked = locked_versions(tmp_path)
+    assert locked == {"lib": {"2.0"}, "mine": {"1.5"}}
+    (mapped,) = map_built_paths([RequirementLine("/src/mine", (), "r.txt:1")], files, locked)
+    assert mapped.text == "mine==1.5"
+    assert locked_versions(tmp_path / "no-house") == {}

@@ -39,6 +39,7 @@ from wheelhouse.resolver import (
     Environment,
     Unmet,
     UnsatisfiableError,
+    locked_versions,
     map_built_paths,
     resolve_in_house,
 )
@@ -334,7 +335,7 @@ def _ask_pip(
     # Paths and URLs as install reads them: the files the house built from them.
     every = map_built_paths([*scan.lines, *(RequirementLine(text, (), "command line")
                                             for text in requirements)],
-                            house.read_manifest().files)
+                            house.read_manifest().files, locked_versions(house.root))
     lines = [ln for ln in every if not ln.constraint]
     constraints = [ln for ln in every if ln.constraint]
     with tempfile.TemporaryDirectory(prefix="wheelhouse-check-") as tmp:

@@ -784,7 +784,7 @@ def _wanted(house_path: Path, requirements: tuple[str, ...],
         refuse_requirements_file_as_requirement,
         scan_requirement_files,
     )
-    from wheelhouse.resolver import WantedSet, map_built_paths
+    from wheelhouse.resolver import WantedSet, locked_versions, map_built_paths
 
     refuse_requirements_file_as_requirement(requirements)
     scan = scan_requirement_files(list(requirement_files), constraints=constraint_files)
@@ -793,7 +793,8 @@ def _wanted(house_path: Path, requirements: tuple[str, ...],
     if any(line.text.startswith((".", "/", "~", "file:")) or "://" in line.text
            or "/" in line.text for line in lines):
         # Paths and URLs build accepted: the files the house built from them.
-        lines = map_built_paths(lines, House.open(house_path).read_manifest().files)
+        house = House.open(house_path)
+        lines = map_built_paths(lines, house.read_manifest().files, locked_versions(house.root))
     wanted = WantedSet.from_lines(lines[:len(scan.lines)], pre=pre or scan.pre,
                                   require_hashes=scan.require_hashes)
     for line in lines[len(scan.lines):]:

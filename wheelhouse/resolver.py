@@ -31,7 +31,8 @@ from wheelhouse.dists import parse_email, scan_headers
 from wheelhouse.errors import InvalidInputError, ResolutionError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+    from pathlib import Path
 
     from wheelhouse.house import FileEntry
     from wheelhouse.requirements import RequirementLine
@@ -48,6 +49,7 @@ __all__ = [
     "Unmet",
     "UnsatisfiableError",
     "WantedSet",
+    "locked_versions",
     "map_built_paths",
     "parse_requires_dist",
     "resolve_in_house",
@@ -247,8 +249,22 @@ def _origin_key(text: str) -> str:
     return os.path.normpath(str(Path(text).expanduser().absolute()))
 
 
-def map_built_paths(lines: Iterable[RequirementLine],
-                    files: Iterable[FileEntry]) -> list[RequirementLine]:
+def locked_versions(house_root: Path) -> dict[str, set[str]]:
+    """Project -> the versions the house's per-target locks pin: what its last builds chose."""
+    out: dict[str, set[str]] = {}
+    for lock in sorted((house_root / "locks").glob("*.requirements.txt")):
+        try:
+            text = lock.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        for m in re.finditer(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", text, re.MULTILINE):
+            out.setdefault(canonicalize_name(m.group(1)), set()).add(m.group(2))
+    return out
+
+
+def map_built_paths(lines: Iterable[RequirementLine], files: Iterable[FileEntry],
+                    locked: Mapping[str, Collection[str]] | None = None,
+                    ) -> list[RequirementLine]:
     """Requirement lines with local paths and URLs replaced by what the house built from them.
 
     ``build`` accepts ``./my-project``, ``dist/pkg-1.0.tar.gz`` or ``pkg @ https://…``
@@ -256,10 +272,11 @@ def map_built_paths(lines: Iterable[RequirementLine],
     same file and read those lines as ``name==version`` of that file, with the
     line's extras and marker. Matched by the same path or URL, else, for a
     local path (another machine, another directory), by the one origin with
-    the same last component; a project built from there at several versions
-    (edited, given a new version, built again) reads as the highest one not
-    yanked. A line no file came from, or from which several projects came, is
-    left as it is.
+    the same last component. A project built from there at several versions
+    (edited, given a new version, built again) reads as the one *locked*
+    (:func:`locked_versions`: what the last build chose) pins, else as the
+    highest; not a yanked one while another is not. A line no file came from,
+    or from which several projects came, is left as it is.
     """
     from wheelhouse.requirements import (
         RequirementLine,
@@ -293,7 +310,7 @@ def map_built_paths(lines: Iterable[RequirementLine],
             # component (a local path only; two such origins are ambiguous).
             origins = by_base.get(key.rstrip("/").rsplit("/", 1)[-1], [])
             found = by_origin[origins[0]] if len(origins) == 1 else None
-        chosen = _latest_built(found or set())
+        chosen = _latest_built(found or set(), locked or {})
         if chosen is not None:
             project, version = chosen
             if not at or canonicalize_name(name_part.split("[", 1)[0].strip()) == project:
@@ -305,12 +322,18 @@ def map_built_paths(lines: Iterable[RequirementLine],
     return out
 
 
-def _latest_built(found: set[tuple[str, str, bool]]) -> tuple[str, str] | None:
-    """The highest version built from one place, not yanked if any is not; None if not one project."""
+def _latest_built(found: set[tuple[str, str, bool]],
+                  locked: Mapping[str, Collection[str]]) -> tuple[str, str] | None:
+    """Which version built from one place a line means; None if not one project.
+
+    One a lock pins (the last build's choice), else the highest; not a
+    yanked one while another is not.
+    """
     if len({project for project, _, _ in found}) != 1:
         return None
     candidates = [f for f in found if not f[2]] or list(found)
-    project, version, _ = max(candidates, key=lambda f: Version(f[1]))
+    pinned = [f for f in candidates if f[1] in locked.get(f[0], ())]
+    project, version, _ = max(pinned or candidates, key=lambda f: Version(f[1]))
     return project, version
 
 
