@@ -223,6 +223,8 @@ def scan_requirement_files(
             first = words[0]
             name, eq, value = first.partition("=")
             option = name if first.startswith("-") else None
+            # An option's value: "--opt=VALUE" or "--opt VALUE".
+            argument = value if eq else (words[1] if len(words) > 1 else "")
             if option in _EDITABLE:
                 problems.append(str(RequirementProblem(
                     str(path), number, line,
@@ -230,28 +232,25 @@ def scan_requirement_files(
                     "without -e")))
                 continue
             if option in _NESTED:
-                target = value if eq else (words[1] if len(words) > 1 else "")
-                if not target:
+                if not argument:
                     problems.append(str(RequirementProblem(str(path), number, line,
                                                            f"{option} needs a file name")))
                     continue
-                read(path.parent / target, where,
+                read(path.parent / argument, where,
                      constraint or _NESTED[option] == "constraint")
                 continue
             if option is not None:
                 scan.pre |= option == "--pre"
                 if option in ("-i", "--index-url", "--extra-index-url"):
-                    url = value if eq else (words[1] if len(words) > 1 else "")
-                    scan.index_options += [option, url]
+                    scan.index_options += [option, argument]
                 elif option == "--no-index":
                     scan.index_options.append(option)
                 elif option in ("-f", "--find-links"):
-                    link = value if eq else (words[1] if len(words) > 1 else "")
-                    scan.find_links.append(link)
-                    if "://" not in link and (path.parent / link).exists():
-                        scan.find_links.append(str(path.parent / link))
+                    scan.find_links.append(argument)
+                    if "://" not in argument and (path.parent / argument).exists():
+                        scan.find_links.append(str(path.parent / argument))
                 elif option == "--trusted-host":
-                    scan.trusted_hosts.append(value if eq else (words[1] if len(words) > 1 else ""))
+                    scan.trusted_hosts.append(argument)
                 scan.require_hashes |= option == "--require-hashes"
                 if option in _WITH_VALUE or option in _FLAGS:
                     continue
