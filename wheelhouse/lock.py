@@ -18,7 +18,7 @@ from wheelhouse.errors import (
     NetworkError,
     ResolutionError,
 )
-from wheelhouse.requirements import scan_requirement_files
+from wheelhouse.requirements import location_key, scan_requirement_files
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -117,7 +117,7 @@ def _only_named_sources(text: str, named: Sequence[str], *, trusted: Sequence[st
     for word in named:
         # ("--index-url=URL" on a command line names URL.)
         value = word.split("=", 1)[1] if word.startswith("-") and "=" in word else word
-        as_written.setdefault(_comparable(_expand(value)), value)
+        as_written.setdefault(location_key(_expand(value)), value)
     out = []
     hosts: set[str] = set(trusted)
     trust_lines: list[tuple[int, str, str]] = []
@@ -131,7 +131,7 @@ def _only_named_sources(text: str, named: Sequence[str], *, trusted: Sequence[st
             trust_lines.append((len(out), value, line))
             out.append("")  # decided below, once every kept source is known
             continue
-        written = as_written.get(_comparable(value))
+        written = as_written.get(location_key(value))
         if written is None:
             continue
         url = urllib.parse.urlsplit(value)
@@ -147,13 +147,6 @@ def _only_named_sources(text: str, named: Sequence[str], *, trusted: Sequence[st
 def _expand(value: str) -> str:
     """``${NAME}`` replaced from the environment, as pip does in requirement files."""
     return re.sub(r"\$\{([A-Z0-9_]+)\}", lambda m: os.environ.get(m.group(1), m.group(0)), value)
-
-
-def _comparable(value: str) -> str:
-    """A source as pip-tools writes it: a local path absolute and normalised."""
-    if "://" in value:
-        return value
-    return os.path.normpath(Path(value).expanduser().absolute())
 
 
 #: What pip says when it cannot reach an index at all.

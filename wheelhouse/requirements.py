@@ -19,6 +19,7 @@ __all__ = [
     "RequirementLine",
     "RequirementProblem",
     "RequirementsScan",
+    "location_key",
     "refuse_requirements_file_as_requirement",
     "requirements_from_pyproject",
     "scan_requirement_files",
@@ -129,6 +130,19 @@ def looks_like_path_or_url(text: str) -> bool:
         or text.endswith((".whl", ".tar.gz", ".zip"))
         or "/" in text.split(";")[0]
     )
+
+
+def location_key(text: str) -> str:
+    """A path or URL as a comparable string: file URLs and paths as absolute paths."""
+    import os
+    import urllib.parse
+
+    text = text.strip().split("#", 1)[0]
+    if text.startswith("file:"):
+        return os.path.normpath(urllib.parse.unquote(urllib.parse.urlsplit(text).path))
+    if "://" in text:
+        return text
+    return os.path.normpath(str(Path(text).expanduser().absolute()))
 
 
 # pip's ``_strip_extras``: extras written after a local path (``./project[fast]``).

@@ -235,20 +235,6 @@ class WantedSet:
         self.requirements.append((req, where))
 
 
-def _origin_key(text: str) -> str:
-    """A path or URL as a comparable string: file URLs and paths as absolute paths."""
-    import os
-    import urllib.parse
-    from pathlib import Path
-
-    text = text.strip().split("#", 1)[0]
-    if text.startswith("file:"):
-        return os.path.normpath(urllib.parse.unquote(urllib.parse.urlsplit(text).path))
-    if "://" in text:
-        return text
-    return os.path.normpath(str(Path(text).expanduser().absolute()))
-
-
 def locked_versions(house_root: Path) -> dict[str, set[str]]:
     """Project -> the versions the house's per-target locks pin: what its last builds chose."""
     out: dict[str, set[str]] = {}
@@ -280,6 +266,7 @@ def map_built_paths(lines: Iterable[RequirementLine], files: Iterable[FileEntry]
     """
     from wheelhouse.requirements import (
         RequirementLine,
+        location_key,
         looks_like_path_or_url,
         split_direct_requirement,
     )
@@ -288,7 +275,7 @@ def map_built_paths(lines: Iterable[RequirementLine], files: Iterable[FileEntry]
     by_origin: dict[str, set[tuple[str, str, bool]]] = {}
     for e in files:
         if e.origin:
-            key = _origin_key(e.origin.removeprefix("built:"))
+            key = location_key(e.origin.removeprefix("built:"))
             by_origin.setdefault(key, set()).add((e.project, e.version, e.yanked is not None))
     # A local directory's last component -> the origins that end with it.
     by_base: dict[str, list[str]] = {}
@@ -303,7 +290,7 @@ def map_built_paths(lines: Iterable[RequirementLine], files: Iterable[FileEntry]
             out.append(line)
             continue
         location, extras, marker = split_direct_requirement(text)
-        key = _origin_key(location)
+        key = location_key(location)
         found = by_origin.get(key)
         if found is None and "://" not in key:
             # Another machine or directory: the one origin with the same last
