@@ -73,6 +73,24 @@ def _opts(server: LocalIndex) -> list[str]:
     return ["--index-url", f"{server.url}/simple/"]
 
 
+def _local_project(tmp_path: Path, requires_dist: Sequence[str] = ()) -> Path:
+    """A project "mine" 1.0 unpacked from its sdist into tmp_path/src, as a user's checkout."""
+    unpack_sdist(build_sdist(tmp_path / "d", "mine", "1.0", requires_dist=requires_dist),
+                 tmp_path / "src")
+    return tmp_path / "src" / "mine-1.0"
+
+
+def _check_then_install(house: Path, req: Path, venv: Venv, chosen: dict[str, str]) -> None:
+    """`check` (and its pip cross-check) and `install` both read *req* as *chosen*, offline."""
+    out = wheelhouse("check", str(house), "-r", str(req), "--json", env=isolated_env())
+    verdict = json.loads(out.stdout)
+    assert verdict["ok"] and verdict["targets"][0]["chosen"] == chosen
+    assert verdict["targets"][0]["pip"]["ok"] is True
+    wheelhouse("install", str(house), "-r", str(req), "--python", str(venv.python),
+               "--no-compile", env=isolated_env())
+    assert venv.installed() == chosen
+
+
 def test_build_for_this_machine_installs_offline(
     tmp_path: Path, store: Store, upstream: LocalIndex, venv: Venv
 ) -> None:
@@ -252,10 +270,7 @@ def test_isolated_pip_gets_no_pip_variables(
 def test_changed_local_project_is_built_again(
     tmp_path: Path, store: Store, upstream: LocalIndex
 ) -> None:
-
-    sdist = build_sdist(tmp_path / "d", "mine", "1.0")
-    unpack_sdist(sdist, tmp_path / "src")
-    project = tmp_path / "src" / "mine-1.0"
+    project = _local_project(tmp_path)
     req = tmp_path / "requirements.txt"
     req.write_text(f"{project}\n")
     house = tmp_path / "house"
@@ -691,10 +706,7 @@ def test_unreachable_index_is_a_network_error(tmp_path: Path) -> None:
 def test_requirements_with_local_paths_serve_install_and_check_too(
     tmp_path: Path, store: Store, upstream: LocalIndex, venv: Venv
 ) -> None:
-
-    sdist = build_sdist(tmp_path / "d", "mine", "1.0", requires_dist=["lib"])
-    unpack_sdist(sdist, tmp_path / "src")
-    project = tmp_path / "src" / "mine-1.0"
+    project = _local_project(tmp_path, ["lib"])
     req = tmp_path / "requirements.txt"
     req.write_text(f"{project}\n")
     house = tmp_path / "house"
@@ -705,22 +717,14 @@ def test_requirements_with_local_paths_serve_install_and_check_too(
     moved.parent.mkdir()
     project.rename(moved)
     req.write_text(f"{moved}\n")
-    out = wheelhouse("check", str(house), "-r", str(req), "--json", env=isolated_env())
-    verdict = json.loads(out.stdout)
-    assert verdict["ok"] and verdict["targets"][0]["chosen"] == {"lib": "2.0", "mine": "1.0"}
-    assert verdict["targets"][0]["pip"]["ok"] is True
-    wheelhouse("install", str(house), "-r", str(req), "--python", str(venv.python),
-               "--no-compile", env=isolated_env())
-    assert venv.installed() == {"lib": "2.0", "mine": "1.0"}
+    _check_then_install(house, req, venv, {"lib": "2.0", "mine": "1.0"})
 
 
 def test_a_local_project_with_extras_is_rebuilt_when_edited_and_checked_and_installed(
     tmp_path: Path, store: Store, upstream: LocalIndex, venv: Venv
 ) -> None:
     # pip's spelling of a local project with extras, "./project[fast]", with a marker.
-    sdist = build_sdist(tmp_path / "d", "mine", "1.0", requires_dist=["lib; extra == 'fast'"])
-    unpack_sdist(sdist, tmp_path / "src")
-    project = tmp_path / "src" / "mine-1.0"
+    project = _local_project(tmp_path, ["lib; extra == 'fast'"])
     req = tmp_path / "requirements.txt"
     req.write_text(f"{project}[fast] ; python_version >= '3'\n")
     house = tmp_path / "house"
@@ -738,12 +742,7 @@ def test_a_local_project_with_extras_is_rebuilt_when_edited_and_checked_and_inst
     assert "mine-1.1-py3-none-any.whl" in {e.filename for e in again.targets["host"]}
     upstream.__exit__(None, None, None)
     # check and install read the line as the latest wheel built from there, extras kept.
-    out = wheelhouse("check", str(house), "-r", str(req), "--json", env=isolated_env())
-    verdict = json.loads(out.stdout)
-    assert verdict["ok"] and verdict["targets"][0]["chosen"] == {"lib": "2.0", "mine": "1.1"}
-    wheelhouse("install", str(house), "-r", str(req), "--python", str(venv.python),
-               "--no-compile", env=isolated_env())
-    assert venv.installed() == {"lib": "2.0", "mine": "1.1"}
+    _check_then_install(house, req, venv, {"lib": "2.0", "mine": "1.1"})
 
 
 def test_build_from_a_file_index_reads_files_in_place_and_checks_their_hashes(
