@@ -130,10 +130,10 @@ def resolve_target(
         if target is not None:
             args += ["--target", str(Path(tmp) / "target"), *target_pip_options(target)]
         args += list(requirement_args)
+        where = f"for {target}" if target is not None else "for this interpreter"
         try:
             result = pip(args)
         except PipError as e:
-            where = f"for {target}" if target is not None else "for this interpreter"
             if "DO NOT MATCH THE HASHES" in e.stderr_tail:
                 # pip downloaded a file to read its metadata (the index offers no
                 # PEP 658 metadata) and its bytes are not the ones a hash names.
@@ -161,11 +161,11 @@ def resolve_target(
             data = json.loads(report.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise InvalidInputError(f"pip wrote no readable report: {e}") from e
-    _warn_if_a_source_was_skipped(result.stderr, target)
+    _warn_if_a_source_was_skipped(result.stderr, where)
     return parse_report(data)
 
 
-def _warn_if_a_source_was_skipped(stderr: str, target: Target | None) -> None:
+def _warn_if_a_source_was_skipped(stderr: str, where: str) -> None:
     """Say so when pip resolved without a source it could not reach.
 
     pip retries a failing index, then goes on with the others, saying so at
@@ -180,7 +180,6 @@ def _warn_if_a_source_was_skipped(stderr: str, target: Target | None) -> None:
     hosts = list(dict.fromkeys(urllib.parse.urlsplit(url).hostname or url for url in urls))
     if not hosts:
         return
-    where = f"for {target}" if target is not None else "for this interpreter"
     log.warning(
         "pip could not reach %s while resolving %s and went on with the sources that "
         "answered: what it chose may be older than the newest release; build again with "
