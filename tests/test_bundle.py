@@ -557,16 +557,21 @@ def test_disk_full_while_importing_rolls_back(
     tmp_path: Path, house: House, other_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     export(house, tmp_path / "b.tar")
-    real = Store.write_temp
     calls = []
 
-    def filling_up(self: Store, *args: object, **kwargs: object) -> object:
-        calls.append(1)
-        if len(calls) == 3:
-            raise StoreError(f"cannot write to the store at {self.root}: No space left on device")
-        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+    def filling_up(real: Callable[..., object]) -> Callable[..., object]:
+        def write(self: Store, *args: object, **kwargs: object) -> object:
+            calls.append(1)
+            if len(calls) == 3:
+                raise StoreError(
+                    f"cannot write to the store at {self.root}: No space left on device")
+            return real(self, *args, **kwargs)
+        return write
 
-    monkeypatch.setattr(Store, "write_temp", filling_up)
+    # Small members are staged from memory, large ones streamed: the disk
+    # fills up at the third temp file, whichever way it is written.
+    monkeypatch.setattr(Store, "write_temp", filling_up(Store.write_temp))
+    monkeypatch.setattr(Store, "stage", filling_up(Store.stage))
     before = store_state(other_store)
     with pytest.raises(StoreError, match="No space left"):
         import_bundle(tmp_path / "b.tar", tmp_path / "far", store=other_store)

@@ -965,8 +965,20 @@ class _Staging:
         self.temps: dict[Sha256, Path] = {}
         self.new_bytes = 0
 
-    def take(self, src: IO[bytes], sha: Sha256) -> tuple[str, int]:
-        """Read a member; stage it if the store lacks it; return the sha256 and size it had."""
+    def take(self, src: IO[bytes], sha: Sha256, size: int | None = None) -> tuple[str, int]:
+        """Read a member; stage it if the store lacks it; return the sha256 and size it had.
+
+        *size*: the member's size, when known; a small member is read whole
+        (one read, one write), a large one streamed.
+        """
+        if size is not None and size <= _CHUNK:
+            data = src.read(size + 1)  # (one byte more: a longer stream is caught)
+            actual = _sha(data)
+            if (actual == sha and self.store is not None and sha not in self.temps
+                    and sha not in self.present):
+                self.temps[sha] = Path(self.store.stage(data))
+                self.new_bytes += len(data)
+            return actual, len(data)
         if self.store is None or sha in self.temps or sha in self.present:
             h = hashlib.sha256()
             size = 0
@@ -1003,7 +1015,7 @@ def _scan(reader: _BundleReader, staging: _Staging) -> tuple[Manifest | None, di
             continue
         try:
             actual, _ = staging.take(cast("IO[bytes]", _Guarded(reader.open_member(info))),
-                                     want.sha256)
+                                     want.sha256, info.size)
         except _ReadFailedError as e:
             raise reader._broken(e.__cause__ or e) from e
         if actual != want.sha256:
@@ -1189,8 +1201,7 @@ def _write_house(house_root: Path, store: Store, manifest: Manifest,
     house = House.open(house_root, create=True)
     with house.lock():
         old = house.read_manifest()
-        for entry in manifest.files:
-            house.link_from_store(store, entry)
+        house.link_many_from_store(store, manifest.files)
         locks = {name.split("/", 1)[1]: data for name, data in small.items()
                  if name.startswith(f"{LOCKS_DIR}/")}
         if locks or (house.root / LOCKS_DIR).is_dir():
@@ -1203,7 +1214,7 @@ def _write_house(house_root: Path, store: Store, manifest: Manifest,
         # interrupt waits, and leaves neither a stale index nor a stray file.
         with interrupts_deferred():
             write_many_atomic({house.manifest_path: small[MANIFEST_NAME]})
-            new = house.read_manifest()
+            new = manifest  # (parsed from these very bytes)
             house.commit(new, previous=old, manifest_written=True)
             keep = new.by_filename()
             gone = [e for e in old.files if e.filename not in keep]
