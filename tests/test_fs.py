@@ -218,6 +218,32 @@ def test_a_ctrl_c_held_in_a_step_that_fails_is_not_lost() -> None:
     assert steps == ["done"]
 
 
+@pytest.mark.parametrize("order", [("SIGINT", "SIGTERM"), ("SIGTERM", "SIGINT")])
+def test_a_ctrl_c_and_a_sigterm_held_together_are_both_delivered(
+    order: tuple[str, str],
+) -> None:
+    # The Ctrl-C's KeyboardInterrupt must not swallow the SIGTERM held with
+    # it (run, for one, forwards SIGTERM to its command from a handler).
+    import signal
+
+    from wheelhouse._fs import interrupts_deferred
+
+    seen: list[str] = []
+
+    def on_term(_signum: int, _frame: object) -> None:
+        seen.append("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+            for name in order:
+                signal.raise_signal(getattr(signal, name))
+            seen.append("step done")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == ["step done", "SIGTERM"]
+
+
 def test_naming_an_unnamed_file_this_process_did_not_open_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

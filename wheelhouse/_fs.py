@@ -479,7 +479,10 @@ def interrupts_deferred() -> Iterator[None]:
     there before, once the block has ended -- also when it ended with an
     exception of its own (a KeyboardInterrupt then comes with that one as its
     context): a Ctrl-C is never lost to an error the caller goes on from.
-    Outside the main thread (no signals there) this does nothing.
+    Both a Ctrl-C and a SIGTERM held are delivered, in the order they came
+    (a handler's exception, such as the KeyboardInterrupt, is raised after
+    the other was delivered). Outside the main thread (no signals there)
+    this does nothing.
     """
     import signal
     import threading
@@ -500,5 +503,11 @@ def interrupts_deferred() -> Iterator[None]:
             # None: a handler installed from C, which cannot be put back from
             # Python; the default is the nearest.
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        raised: BaseException | None = None
         for signum in dict.fromkeys(noted):
-            signal.raise_signal(signum)
+            try:
+                signal.raise_signal(signum)  # (its Python handler runs before this returns)
+            except BaseException as e:  # noqa: BLE001 - raised below, once the other is delivered
+                raised = raised or e
+        if raised is not None:
+            raise raised
