@@ -297,6 +297,28 @@ def test_changed_local_project_is_built_again(
     assert (house / "wheelhouse.json").read_bytes() == before
 
 
+def test_a_local_project_named_by_file_url_is_fingerprinted_like_its_path(
+    tmp_path: Path,
+) -> None:
+    # "mine @ file:///..." (quoted: a space in the path) is the same project
+    # as its path, and an edit under it is noticed either way.
+    from wheelhouse.build import _local_fingerprints
+
+    project = tmp_path / "my src" / "mine"
+    (project / "pkg").mkdir(parents=True)
+    (project / "pkg" / "mod.py").write_text("X = 1\n")
+    url = project.as_uri()
+    assert "%20" in url
+    lines = [f"mine @ {url}", f"mine[fast] @ {url} ; python_version > '3'", str(project)]
+    before = [_local_fingerprints([line]) for line in lines]
+    assert all(len(f) == 1 for f in before)
+    assert len({next(iter(f.values())) for f in before}) == 1
+    (project / "pkg" / "mod.py").write_text("X = 22\n")
+    after = [_local_fingerprints([line]) for line in lines]
+    assert len({next(iter(f.values())) for f in after}) == 1
+    assert next(iter(after[0].values())) != next(iter(before[0].values()))
+
+
 def test_foreign_target_gets_wheels_for_it_and_pure_built_wheels(
     tmp_path: Path, store: Store, upstream: LocalIndex
 ) -> None:

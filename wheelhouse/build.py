@@ -27,6 +27,7 @@ from wheelhouse.errors import (
 )
 from wheelhouse.house import FileEntry, House
 from wheelhouse.requirements import (
+    location_key,
     refuse_requirements_file_as_requirement,
     requirements_from_pyproject,
     scan_requirement_files,
@@ -850,11 +851,7 @@ def _local_fingerprints(texts: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for text in texts:
         spec = split_direct_requirement(text)[0]  # no extras ("./project[fast]") or marker
-        if spec.startswith("file:"):
-            from urllib.parse import unquote, urlsplit
-
-            spec = unquote(urlsplit(spec).path)
-        spec = spec.split("#", 1)[0].strip()
+        spec = location_key(spec) if spec.startswith("file:") else spec.split("#", 1)[0].strip()
         if not spec or not (spec.startswith((".", "/", "~")) or os.sep in spec):
             continue
         path = Path(spec).expanduser()
