@@ -252,6 +252,29 @@ def test_a_house_whose_creation_was_killed_is_created_on_the_next_run(tmp_path: 
     assert (other / "files" / "x-1.0-py3-none-any.whl").read_text() == "mine"
 
 
+def test_a_house_is_created_under_its_lock(tmp_path: Path) -> None:
+    # Two commands creating the same house at once: the second waits for the
+    # first (else each cleans up the other's temp files, and one fails).
+    import threading
+    import time
+
+    root = tmp_path / "house"
+    root.mkdir()
+    created: list[House] = []
+    with House(root).lock():
+        creator = threading.Thread(target=lambda: created.append(House.open(root, create=True)))
+        creator.start()
+        time.sleep(0.3)
+        assert not (root / "wheelhouse.json").exists()  # waiting for the lock
+    creator.join(timeout=30)
+    assert created and created[0].read_manifest().files == ()
+    assert (root / "simple" / "index.html").is_file()
+    # A house made meanwhile by another command is opened, not made again.
+    manifest = (root / "wheelhouse.json").read_bytes()
+    assert House.open(root, create=True).read_manifest().files == ()
+    assert (root / "wheelhouse.json").read_bytes() == manifest
+
+
 def test_house_on_another_filesystem_gets_verified_copies(
     store: Store, make_wheel: WheelFactory
 ) -> None:

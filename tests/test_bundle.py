@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import WheelFactory, wheelhouse
+from tests.conftest import WheelFactory, run, wheelhouse
 from wheelhouse.add import add_paths
 from wheelhouse.bundle import (
     BUNDLE_MANIFEST,
@@ -398,6 +398,19 @@ def manifest_not_first(entries: list[Entry]) -> list[Entry]:
     return [entries[1], entries[0], *entries[2:]]
 
 
+def pax_sparse(entries: list[Entry]) -> list[Entry]:
+    # A pax-format (1.0) sparse member: a regular-file type whose pax records
+    # make it a file with holes. Only regular files are taken.
+    i = _find(entries, "demo-2.0-py3-none-any.whl")
+    name, data = entries[i].info.name, entries[i].data
+    sparse_map = f"1\n0\n{len(data)}\n".encode().ljust(512, b"\0")
+    info = tarfile.TarInfo("files/GNUSparseFile.0/demo")
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                        "GNU.sparse.name": name, "GNU.sparse.realsize": str(len(data))}
+    entries[i] = Entry(info, sparse_map + data)
+    return entries
+
+
 TAMPERINGS: list[object] = [
     pytest.param(flip_byte, id="byte-flipped"),
     pytest.param(add_member, id="member-added"),
@@ -407,6 +420,7 @@ TAMPERINGS: list[object] = [
     pytest.param(edit_bundle_manifest, id="bundle-manifest-edited"),
     pytest.param(duplicate_member, id="duplicate-name"),
     pytest.param(manifest_not_first, id="bundle-manifest-not-first"),
+    pytest.param(pax_sparse, id="pax-sparse"),
     pytest.param(lambda es: [*es, regular("../evil.whl", b"x")], id="dotdot"),
     pytest.param(lambda es: [*es, regular("files/../../evil.whl", b"x")], id="dotdot-inside"),
     pytest.param(lambda es: [*es, regular("/tmp/evil.whl", b"x")], id="absolute"),
@@ -797,3 +811,168 @@ def test_a_damaged_blob_in_the_receiving_store_is_replaced_from_the_bundle(
     assert imported.new_blobs == 1
     assert House.open(tmp_path / "second").verify() == []
     assert other_store.verify().ok
+
+
+def test_a_damaged_blob_the_house_links_is_not_trusted_on_import(
+    tmp_path: Path, house: House, other_store: Store
+) -> None:
+    # A house file edited in place is a hard link to its blob: both changed.
+    # The house's file is no proof the blob is good; the bundle's bytes are.
+    out = tmp_path / "bundle.tar"
+    export(house, out)
+    far = tmp_path / "far"
+    import_bundle(out, far, store=other_store)
+    entry = next(e for e in house.read_manifest().files if e.filename.startswith("demo-2.0"))
+    victim = far / "files" / entry.filename
+    assert victim.samefile(other_store.blob_path(entry.sha256))
+    victim.chmod(0o644)
+    with victim.open("r+b") as f:
+        f.seek(10)
+        f.write(b"XX")
+
+    imported = import_bundle(out, far, store=other_store)
+
+    assert imported.new_blobs == 1
+    assert House.open(far).verify() == []
+    assert other_store.verify().ok
+    assert house_view(far) == house_view(house.root)
+
+
+def test_a_delta_over_a_damaged_base_the_house_links_is_refused(
+    tmp_path: Path, house: House, store: Store, other_store: Store, make_wheel: WheelFactory
+) -> None:
+    export(house, tmp_path / "m1.tar")
+    far = tmp_path / "far"
+    import_bundle(tmp_path / "m1.tar", far, store=other_store)
+    add_paths(house, store, [make_wheel("demo", "3.0")])
+    export(house, tmp_path / "m2.tar", since=tmp_path / "m1.tar")
+    entry = next(e for e in house.read_manifest().files if e.filename.startswith("demo-2.0"))
+    victim = far / "files" / entry.filename
+    victim.chmod(0o644)
+    with victim.open("r+b") as f:
+        f.seek(10)
+        f.write(b"XX")
+    manifest_before = (far / "wheelhouse.json").read_bytes()
+
+    with pytest.raises(HashMismatchError) as info:
+        import_bundle(tmp_path / "m2.tar", far, store=other_store)
+
+    assert str(victim) in str(info.value) and entry.sha256 in str(info.value)
+    assert (far / "wheelhouse.json").read_bytes() == manifest_before
+    assert not (far / "files" / "demo-3.0-py3-none-any.whl").exists()
+
+
+def test_import_never_gives_a_file_name_in_the_house_other_bytes(
+    tmp_path: Path, house: House, store: Store, other_store: Store, make_wheel: WheelFactory
+) -> None:
+    far = tmp_path / "far"
+    export(house, tmp_path / "b.tar")
+    import_bundle(tmp_path / "b.tar", far, store=other_store)
+    # Another house, where demo 2.0 was built again: the same name, other bytes.
+    (tmp_path / "dists").rename(tmp_path / "dists-first")
+    rebuilt = make_wheel("demo", "2.0", requires_python=">=3.8", padding=10)
+    other = House.open(tmp_path / "other", create=True)
+    add_paths(other, store, [rebuilt])
+    export(other, tmp_path / "other.tar")
+    before_house, before_store = snapshot(far), store_state(other_store)
+
+    with pytest.raises(HouseError) as info:
+        import_bundle(tmp_path / "other.tar", far, store=other_store)
+
+    assert "never reuses a file name for different bytes" in str(info.value)
+    assert "demo-2.0-py3-none-any.whl" in str(info.value)
+    assert info.value.exit_code == 1
+    assert snapshot(far) == before_house
+    assert store_state(other_store) == before_store
+
+
+def test_a_symlinked_files_dir_is_refused_before_the_store_changes(
+    tmp_path: Path, house: House, other_store: Store
+) -> None:
+    export(house, tmp_path / "b.tar")
+    far = tmp_path / "far"
+    import_bundle(tmp_path / "b.tar", far, store=Store.open(tmp_path / "s1"))
+    outside = tmp_path / "outside"
+    (far / "files").rename(outside)
+    (far / "files").symlink_to(outside)
+    before_outside, before_store = snapshot(outside), store_state(other_store)
+
+    with pytest.raises(HouseError, match="symbolic link"):
+        import_bundle(tmp_path / "b.tar", far, store=other_store)
+
+    assert snapshot(outside) == before_outside
+    assert store_state(other_store) == before_store
+
+
+def test_an_import_killed_after_its_manifest_is_finished_by_the_next_one(
+    tmp_path: Path, house: House, store: Store, other_store: Store,
+) -> None:
+    # kill -9 (no handler runs) between the new manifest and the removal of
+    # the files it dropped: the next import of the same bundle removes them,
+    # so pip's --find-links files/ no longer sees them.
+    far = tmp_path / "far"
+    export(house, tmp_path / "m1.tar")
+    import_bundle(tmp_path / "m1.tar", far, store=other_store)
+    house.remove("big")
+    export(house, tmp_path / "m2.tar")
+    code = (
+        "import os, sys, signal\n"
+        "from wheelhouse import house\n"
+        "from wheelhouse.bundle import import_bundle\n"
+        "from wheelhouse.store import Store\n"
+        "house.House.unlink_file = lambda self, entry: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "import_bundle(sys.argv[1], sys.argv[2], store=Store.open(sys.argv[3]))\n"
+    )
+    killed = run([sys.executable, "-c", code, str(tmp_path / "m2.tar"), str(far),
+                  str(other_store.root)], check=False)
+    assert killed.returncode == -9
+    assert (far / "files" / "big-1.0-py3-none-any.whl").exists()
+    assert House.open(far).verify() != []
+
+    again = import_bundle(tmp_path / "m2.tar", far, store=other_store)
+
+    assert again.removed == 2  # the wheel and its .metadata
+    assert House.open(far).verify() == []
+    assert house_view(far) == house_view(house.root)
+
+
+def test_an_import_killed_while_creating_the_house_does_not_block_the_next(
+    tmp_path: Path, house: House, other_store: Store
+) -> None:
+    export(house, tmp_path / "b.tar")
+    far = tmp_path / "far"
+    # What a creation killed before its manifest leaves.
+    (far / "files").mkdir(parents=True)
+    (far / ".wheelhouse.lock").touch()
+    (far / ".wheelhouse.writing").touch()
+
+    import_bundle(tmp_path / "b.tar", far, store=other_store)
+
+    assert house_view(far) == house_view(house.root)
+
+
+@pytest.mark.parametrize("value", ["true", "1.0"])
+@pytest.mark.parametrize("which", ["bundle", "house"])
+def test_a_format_that_only_equals_one_is_not_format_one(
+    tmp_path: Path, house: House, other_store: Store, value: str, which: str
+) -> None:
+    export(house, tmp_path / "good.tar")
+    entries = read_entries(tmp_path / "good.tar")
+    i = 0 if which == "bundle" else _find(entries, "wheelhouse.json")
+    data = entries[i].data
+    assert data.startswith(b'{"format":1,')
+    entries[i] = regular(entries[i].info.name, b'{"format":' + value.encode() + data[11:])
+    if which == "house":  # listed in the bundle manifest as it now is
+        raw = json.loads(entries[0].data)
+        for m in raw["members"]:
+            if m["name"] == "wheelhouse.json":
+                m.update(sha256=hashlib.sha256(entries[i].data).hexdigest(),
+                         size=len(entries[i].data))
+        entries[0] = regular(BUNDLE_MANIFEST, json.dumps(raw).encode())
+    write_entries(tmp_path / "odd.tar", entries)
+
+    with pytest.raises((BundleIntegrityError, FormatVersionError)) as info:
+        import_bundle(tmp_path / "odd.tar", tmp_path / "far", store=other_store)
+
+    assert value in str(info.value) or value.title() in str(info.value)
+    assert not (tmp_path / "far").exists()

@@ -55,9 +55,17 @@ from wheelhouse.errors import (
     InvalidInputError,
     StoreError,
     WheelhouseError,
+    is_format,
 )
 from wheelhouse.filenames import validate_component
-from wheelhouse.house import FILES_DIR, MANIFEST_NAME, METADATA_SUFFIX, House, Manifest
+from wheelhouse.house import (
+    FILES_DIR,
+    MANIFEST_NAME,
+    METADATA_SUFFIX,
+    House,
+    Manifest,
+    left_by_creation,
+)
 from wheelhouse.store import Sha256, Store, parse_sha256
 
 if TYPE_CHECKING:
@@ -176,8 +184,8 @@ class BundleManifest:
         if not isinstance(raw, dict):
             raise BundleIntegrityError(source, [f"{BUNDLE_MANIFEST} is not a JSON object"])
         found = raw.get("format")
-        if found != BUNDLE_FORMAT:
-            if isinstance(found, int) and not isinstance(found, bool) and found > BUNDLE_FORMAT:
+        if not is_format(found, BUNDLE_FORMAT):
+            if type(found) is int and found > BUNDLE_FORMAT:
                 raise FormatVersionError("bundle", source, found, BUNDLE_FORMAT)
             raise BundleIntegrityError(source, [f"unknown bundle format {found!r}"])
         problems: list[str] = []
@@ -809,7 +817,8 @@ class _BundleReader:
             return f"{shown}: a link to {info.linkname!r} (refused: only regular files)"
         if info.ischr() or info.isblk() or info.isfifo() or info.isdev():
             return f"{shown}: a device or pipe (refused: only regular files)"
-        if info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
+        if info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or info.issparse():
+            # (A pax-format sparse member is a regular file with holes.)
             return f"{shown}: not a regular file (refused: only regular files)"
         if name in self._seen:
             return f"{shown}: appears more than once"
@@ -1109,12 +1118,13 @@ def import_bundle(
             with _BundleReader(path, hash_bundle=expect_sha256 is not None) as reader:
                 bm = reader.bundle_manifest
                 from_house = _check_base(bm, current, house_root, store, path)
-                # One stat per blob, up front (gc cannot remove any meanwhile:
-                # in_use); a blob the house does not link yet is hashed first,
-                # and a damaged one is set aside and taken from the bundle.
+                # Blobs the store has, up front (gc cannot remove any meanwhile:
+                # in_use), each hashed first: a damaged one is set aside and
+                # taken from the bundle. (The house's file is no proof: a hard
+                # link to the blob, it is the same bytes, edited or not.)
                 staging.present = {m.sha256 for m in bm.members
                                    if m.name.startswith(f"{FILES_DIR}/") and store.has(m.sha256)
-                                   and store.intact(m.sha256, known_good=house_root / m.name)}
+                                   and store.intact(m.sha256)}
                 _check_import_space(bm, store, house_root, current, staging.present)
                 manifest, small = _scan(reader, staging)
                 digest = reader.finish()
@@ -1126,6 +1136,9 @@ def import_bundle(
             if expect_sha256 is not None and digest != expect_sha256.lower():
                 raise HashMismatchError(str(path), expect_sha256.lower(), str(digest),
                                         hint=_NOT_THE_BUNDLE)
+            # Refusals that need no store change: before any blob is published.
+            _refuse_name_reuse(current, manifest)
+            _refuse_symlinked_files_dir(house_root)
             # Base files the store lacks come from the house, checked like the rest.
             for name, sha in from_house.items():
                 with (house_root / name).open("rb") as f:
@@ -1144,6 +1157,36 @@ def import_bundle(
     )
 
 
+def _refuse_name_reuse(current: Manifest | None, manifest: Manifest) -> None:
+    """A house never takes other bytes under a file name it has (as ``add`` refuses it)."""
+    if current is None:
+        return
+    have = current.by_filename()
+    conflicts = [
+        f"{e.filename}: the house has sha256={have[e.filename].sha256}, "
+        f"the bundle's sha256={e.sha256}"
+        for e in manifest.files
+        if e.filename in have and have[e.filename].sha256 != e.sha256
+    ]
+    if conflicts:
+        raise HouseError(
+            "a house never reuses a file name for different bytes; nothing was imported:\n  "
+            + "\n  ".join(conflicts),
+            hint="this bundle comes from a house where the same file name has other bytes "
+            "(rebuilt from source at the same version?): import it into another house, "
+            "or remove the file first with 'wheelhouse remove HOUSE FILE'",
+        )
+
+
+def _refuse_symlinked_files_dir(house_root: Path) -> None:
+    files = house_root / FILES_DIR
+    if files.is_symlink():
+        raise HouseError(
+            f"{files} is a symbolic link; wheelhouse writes only inside the house",
+            hint="replace it with a real directory",
+        )
+
+
 def _current_manifest(house_root: Path) -> Manifest | None:
     """The receiving house's manifest, or None for a new (absent or empty) directory.
 
@@ -1155,7 +1198,8 @@ def _current_manifest(house_root: Path) -> Manifest | None:
         if not house_root.is_dir():
             raise HouseError(f"house path {house_root} exists and is not a directory",
                              hint="name a new or existing directory with -o")
-        if any(True for _ in house_root.iterdir()):
+        # (What a creation killed before its manifest leaves counts as empty.)
+        if any(not left_by_creation(p) for p in house_root.iterdir()):
             raise HouseError(f"{house_root} is not empty and is not a house",
                              hint="name a new or empty directory with -o")
     return None
@@ -1168,7 +1212,7 @@ def _check_base(bm: BundleManifest, current: Manifest | None, house_root: Path, 
     from_house: dict[str, Sha256] = {}
     missing = []
     for m in bm.base:
-        if store.has(m.sha256) and store.intact(m.sha256, known_good=house_root / m.name):
+        if store.has(m.sha256) and store.intact(m.sha256):  # (hashed: see import_bundle)
             continue
         path = house_root / m.name
         if have.get(m.name) == m.sha256 and path.is_file() and not path.is_symlink():
@@ -1201,6 +1245,7 @@ def _write_house(house_root: Path, store: Store, manifest: Manifest,
     house = House.open(house_root, create=True)
     with house.lock():
         old = house.read_manifest()
+        _refuse_name_reuse(old, manifest)  # (again: another command may have changed it)
         house.link_many_from_store(store, manifest.files)
         locks = {name.split("/", 1)[1]: data for name, data in small.items()
                  if name.startswith(f"{LOCKS_DIR}/")}
@@ -1220,4 +1265,6 @@ def _write_house(house_root: Path, store: Store, manifest: Manifest,
             gone = [e for e in old.files if e.filename not in keep]
             for entry in gone:
                 house.unlink_file(entry)
-    return len(gone)
+            # And what an import killed after its manifest was written left.
+            strays = house.remove_strays(new)
+    return len(gone) + strays

@@ -116,6 +116,14 @@ class InvalidManifestError(HouseError):
         )
 
 
+def is_format(found: object, supported: int) -> bool:
+    """True if *found* (a ``format`` read from JSON) is exactly version *supported*.
+
+    ``true`` and ``1.0`` equal ``1`` in Python; neither is a format version.
+    """
+    return type(found) is int and found == supported
+
+
 class FormatVersionError(WheelhouseError):
     """An on-disk format carries a version this wheelhouse does not know."""
 

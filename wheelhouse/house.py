@@ -47,6 +47,7 @@ from wheelhouse.errors import (
     LockTimeoutError,
     StoreError,
     WheelhouseError,
+    is_format,
 )
 from wheelhouse.filenames import parse_filename, validate_component
 from wheelhouse.index import (
@@ -763,7 +764,7 @@ class Manifest:
             raise InvalidManifestError(source, [(line, f"not valid UTF-8 ({e.reason})")]) from e
         if not isinstance(raw, dict):
             raise HouseError(f"{source}: manifest is not a JSON object")
-        if raw.get("format") != MANIFEST_FORMAT:
+        if not is_format(raw.get("format"), MANIFEST_FORMAT):
             raise FormatVersionError("manifest", source, raw.get("format"), MANIFEST_FORMAT)
         items = raw.get("files", [])
         if not isinstance(items, list):
@@ -1207,18 +1208,34 @@ class House:
                 hint="build one with 'wheelhouse build -r requirements.txt -o DIR', or "
                 "make one from files you have with 'wheelhouse add FILES -o DIR'",
             )
-        if root.exists() and any(not _left_by_creation(p) for p in root.iterdir()):
-            raise HouseError(
-                f"{root} is not empty and is not a house",
-                hint="name a new or empty directory with -o",
-            )
+        house._refuse_if_not_empty()
         try:
-            (root / FILES_DIR).mkdir(parents=True, exist_ok=True)
-            house.write_manifest(Manifest())
-            house.write_index(Manifest())
+            root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise HouseError(f"cannot create a house at {root}: {e.strerror or e}") from e
+        # Under the house's lock: two commands creating the same house at once
+        # would each clean up the other's temp files.
+        with house.lock():
+            if manifest.is_file():  # another command created it meanwhile
+                if validate:
+                    house.read_manifest()
+                return house
+            house._refuse_if_not_empty()
+            try:
+                (root / FILES_DIR).mkdir(exist_ok=True)
+                house.write_manifest(Manifest())
+                house.write_index(Manifest())
+            except OSError as e:
+                raise HouseError(f"cannot create a house at {root}: {e.strerror or e}") from e
         return house
+
+    def _refuse_if_not_empty(self) -> None:
+        # (What a creation killed before its manifest leaves counts as empty.)
+        if self.root.exists() and any(not left_by_creation(p) for p in self.root.iterdir()):
+            raise HouseError(
+                f"{self.root} is not empty and is not a house",
+                hint="name a new or empty directory with -o",
+            )
 
     # -- paths and manifest ----------------------------------------------
 
@@ -1515,6 +1532,36 @@ class House:
         self._check_files_dir()
         self.file_path(entry.filename).unlink(missing_ok=True)
         self.file_path(entry.filename + METADATA_SUFFIX).unlink(missing_ok=True)
+
+    def remove_strays(self, manifest: Manifest) -> int:
+        """Remove the files in ``files/`` that *manifest* does not name; return how many.
+
+        What a change killed between writing its manifest and removing the
+        files it dropped leaves behind (a ``kill -9``: no handler runs), and
+        pip's ``--find-links files/`` would still see. Temp entries and
+        directories are left to the lock's clean-up.
+        """
+        self._check_files_dir()
+        try:
+            names = os.listdir(self.files_dir)  # noqa: PTH208
+        except FileNotFoundError:
+            return 0
+        named = set()
+        for e in manifest.files:
+            named.add(e.filename)
+            if e.metadata_sha256 is not None:
+                named.add(e.filename + METADATA_SUFFIX)
+        removed = 0
+        for name in names:
+            if name in named or name.startswith(".tmp-"):
+                continue
+            path = self.files_dir / name
+            if path.is_dir() and not path.is_symlink():
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+        return removed
 
     # -- the index -------------------------------------------------------
 
@@ -1999,7 +2046,7 @@ def _remove_if_still_empty(root: Path, *, keep_dir: bool) -> None:
         pass  # when in doubt, leave it
 
 
-def _left_by_creation(path: Path) -> bool:
+def left_by_creation(path: Path) -> bool:
     """True for what a creation of a house killed before its manifest may leave.
 
     Such a directory is taken as empty, so the next run creates the house.
@@ -2013,7 +2060,7 @@ def _left_by_creation(path: Path) -> bool:
     if name == FILES_DIR and path.is_dir():
         return not any(path.iterdir())
     if name == SIMPLE_DIR and path.is_dir():
-        return all(_left_by_creation(p) or p.name in ("index.html", "index.json",
+        return all(left_by_creation(p) or p.name in ("index.html", "index.json",
                                                           INDEX_STATE)
                    for p in path.iterdir())
     return name == FIND_LINKS_PAGE and path.is_file()

@@ -35,6 +35,7 @@ from wheelhouse.errors import (
     HashMismatchError,
     LockTimeoutError,
     StoreError,
+    is_format,
 )
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ class BlobMeta:
             raw: dict[str, Any] = json.loads(data)
             if not isinstance(raw, dict):
                 raise TypeError("not a JSON object")
-            if raw.get("format") != STORE_FORMAT:
+            if not is_format(raw.get("format"), STORE_FORMAT):
                 raise FormatVersionError("blob metadata", source, raw.get("format"), STORE_FORMAT)
             raw["tags"] = tuple(raw.get("tags", ()))
             meta = cls(**raw)
@@ -320,7 +321,7 @@ class Store:
             found = json.loads(data).get("format")
         except (ValueError, AttributeError) as e:
             raise StoreError(f"{marker} is not a store marker ({e})") from e
-        if found != STORE_FORMAT:
+        if not is_format(found, STORE_FORMAT):
             raise FormatVersionError("store", str(marker), found, STORE_FORMAT)
 
     def _create(self) -> None:
@@ -834,7 +835,7 @@ class Store:
         for record in records:
             try:
                 raw = json.loads(record.read_bytes())
-                if raw.get("format") != STORE_FORMAT:
+                if not is_format(raw.get("format"), STORE_FORMAT):
                     raise FormatVersionError("house record", str(record), raw.get("format"),
                                              STORE_FORMAT)
                 found.append((Path(str(raw["path"])), record))
@@ -873,9 +874,9 @@ class Store:
 
         A damaged blob is moved to ``quarantine/`` (with a warning naming both
         hashes), so it is never linked; the caller stores good bytes again.
-        *known_good* names a file the caller has checked already (just hashed,
-        or linked into a house): when it is the blob itself (the same inode),
-        the blob is not read again.
+        *known_good* names a file the caller has just hashed: when it is the
+        blob itself (the same inode), the blob is not read again. (A house's
+        file linked to the blob is not one: edited in place, both changed.)
         """
         path = self._blob_file(sha256)
         if known_good is not None:
