@@ -17,8 +17,9 @@ from pypi_simple import DistributionPackage, IndexPage, ProjectPage
 from tests.builders import build_sdist, build_wheel, metadata_text
 from tests.conftest import interrupt_each_fork, isolated_env, reaped, wheelhouse
 from wheelhouse.add import add_paths
+from wheelhouse.errors import HouseError, InvalidInputError
 from wheelhouse.house import INDEX_STATE, FileEntry, House, Manifest
-from wheelhouse.index import RENDERING, render_index, render_project_json
+from wheelhouse.index import JSON_CONTENT_TYPE, RENDERING, render_index, render_project_json
 from wheelhouse.store import Sha256, Store
 
 if TYPE_CHECKING:
@@ -160,6 +161,73 @@ def test_nasty_strings_round_trip_through_html_and_json(tmp_path: Path) -> None:
     assert all(b < 0x80 for b in pages["simple/demo-pkg/index.json"])
 
 
+# What a character reference does not bring back (C1 controls read as
+# Windows-1252, noncharacters dropped by Python's parser, control characters
+# dropped by it too), and what a raw byte does not (CR LF read as LF).
+STRANGE = "a\x85\x9b b \x80\x99 \ufdd0\ufffe\U0010ffff \x1b[31mRED\x07 \r\nX: 1\tend\x0b\x0c\x7f"
+
+
+@pytest.mark.parametrize("page", ["simple/demo-pkg/index.html", "find-links.html"])
+def test_control_characters_and_c1_round_trip_through_html(page: str) -> None:
+    from html.parser import HTMLParser
+
+    manifest = Manifest((
+        _entry("demo_pkg-1.0-py3-none-any.whl", "demo-pkg", "1.0", 1,
+               requires_python=">=3.8" + STRANGE),
+        _entry("demo_pkg-2.0-py3-none-any.whl", "demo-pkg", "2.0", 2, yanked=STRANGE),
+    ))
+    data = render_index(manifest)[page]
+    # pypi-simple's reading, and the standard library's parser (pip's).
+    packages = {p.filename: p for p in ProjectPage.from_html("demo-pkg", data).packages}
+    assert packages["demo_pkg-1.0-py3-none-any.whl"].requires_python == ">=3.8" + STRANGE
+    assert packages["demo_pkg-2.0-py3-none-any.whl"].yanked_reason == STRANGE
+    found: dict[str, dict[str, str | None]] = {}
+
+    class Links(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "a":
+                found[dict(attrs)["href"] or ""] = dict(attrs)
+
+    Links().feed(data.decode("utf-8"))
+    by_file = {href.split("/")[-1].split("#")[0]: a for href, a in found.items()}
+    assert by_file["demo_pkg-1.0-py3-none-any.whl"]["data-requires-python"] == (
+        ">=3.8" + STRANGE)
+    assert by_file["demo_pkg-2.0-py3-none-any.whl"]["data-yanked"] == STRANGE
+    # One link a line (the find-links page is edited line by line), no raw CR.
+    assert b"\r" not in data
+    assert sum(line.count(b"<a ") for line in data.split(b"\n") if b"<a " in line) == len(
+        [line for line in data.split(b"\n") if b"<a " in line])
+
+
+def test_a_yank_reason_an_index_page_cannot_carry_is_refused(
+    tmp_path: Path, store: Store
+) -> None:
+    build_wheel(tmp_path / "d", "demo", "1.0")
+    house = House.open(tmp_path / "house", create=True)
+    add_paths(house, store, [tmp_path / "d"])
+    before = house.manifest_path.read_bytes()
+    for reason in ("null\x00byte", "not text \udcff"):
+        with pytest.raises(InvalidInputError, match="cannot carry"):
+            house.yank("demo", reason=reason)
+    assert house.manifest_path.read_bytes() == before
+    # From an upstream index, such a reason is kept with U+FFFD in place.
+    from wheelhouse.upstream import _parse_page
+
+    page = json.dumps({"files": [{"filename": "demo-1.0-py3-none-any.whl",
+                                  "hashes": {"sha256": "a" * 64}, "yanked": "x\x00y\ud800"}]})
+    facts = _parse_page(page.encode(), JSON_CONTENT_TYPE, "https://example/simple/demo/")
+    assert facts["demo-1.0-py3-none-any.whl"][1].yanked == "x\ufffdy\ufffd"
+
+
+def test_a_requires_python_with_a_nul_is_refused_at_add(tmp_path: Path, store: Store) -> None:
+    wheel = build_wheel(tmp_path / "d", "demo", "1.0", metadata=metadata_text(
+        "demo", "1.0", requires_python=">=3.8\x00"))
+    house = House.open(tmp_path / "house", create=True)
+    with pytest.raises(InvalidInputError, match="Requires-Python holds a NUL"):
+        add_paths(house, store, [wheel])
+    assert house.read_manifest().files == ()
+
+
 @pytest.fixture
 def built_house(tmp_path: Path, store: Store) -> House:
     dists = tmp_path / "dists"
@@ -278,7 +346,7 @@ def test_yank_and_unyank_by_spec(built_house: House) -> None:
 
 @pytest.mark.parametrize("selector", ["nothing-1.0-py3-none-any.whl", "demo-pkg>5", "not a spec"])
 def test_selectors_that_match_nothing_are_errors(built_house: House, selector: str) -> None:
-    from wheelhouse.errors import InvalidInputError
+
 
     before = built_house.manifest_path.read_bytes()
     with pytest.raises(InvalidInputError, match=r"match|no file|not a file name"):
@@ -324,7 +392,7 @@ def test_index_restores_a_deleted_metadata_file(built_house: House) -> None:
 def test_wheel_without_readable_metadata_is_refused_at_add(
     tmp_path: Path, store: Store
 ) -> None:
-    from wheelhouse.errors import InvalidInputError
+
 
     bad = build_wheel(tmp_path / "bad", "demo", "1.0", metadata="this is not: metadata\n")
     house = House.open(tmp_path / "house", create=True)
@@ -1215,3 +1283,19 @@ def test_changes_since_names_what_really_changed(lazy: bool) -> None:
     assert sorted(e.filename for e in gone_many) == sorted(e.filename for e in big.files)
     assert new_many == many
     assert changed.render() == Manifest(tuple(many)).render()
+
+
+def test_index_never_writes_through_a_symlinked_files_dir(built_house: House) -> None:
+    # wheelhouse index (and serve, which indexes a stale house first) would
+    # write the missing .metadata files out of the house.
+    root = built_house.root
+    outside = root.parent / "outside"
+    shutil.copytree(root / "files", outside)
+    for metadata in outside.glob("*.metadata"):
+        metadata.unlink()
+    shutil.rmtree(root / "files")
+    (root / "files").symlink_to(outside)
+    before = sorted(p.name for p in outside.iterdir())
+    with pytest.raises(HouseError, match="symbolic link"):
+        built_house.reindex()
+    assert sorted(p.name for p in outside.iterdir()) == before

@@ -96,6 +96,9 @@ def parse_core_metadata(data: bytes, *, source: str) -> CoreMetadata:
         requires_python_raw = raw.get("requires_python")
     if not name or not version:
         raise InvalidDistributionError(source, "metadata lacks a Name or Version field")
+    if requires_python_raw and "\x00" in requires_python_raw:
+        # (An index page cannot carry it: HTML reads NUL as U+FFFD.)
+        raise InvalidDistributionError(source, "metadata's Requires-Python holds a NUL character")
     try:
         parsed_version = Version(version)
     except InvalidVersion as e:

@@ -54,6 +54,7 @@ from wheelhouse.index import (
     FIND_LINKS_PAGE,
     RENDERING,
     SIMPLE_DIR,
+    html_carryable,
     iter_index_pages,
     render_find_links,
     render_project_html,
@@ -1893,12 +1894,14 @@ class House:
                     head.discard()
 
     def _reindex(self, manifest: Manifest, head: _HeadStart | None) -> IndexStats:
+        # A metadata file found missing is written again into files/: never
+        # through a symlink, out of the house.
+        self._check_files_dir()
         if self._not_canonical is manifest:
             # Edited by hand (reordered, reformatted): written back in its
             # own shape first, the same entries.
             self.write_manifest(manifest)
-        present = (set(os.listdir(self.files_dir))  # noqa: PTH208
-                   if self.files_dir.is_dir() and not self.files_dir.is_symlink() else set())
+        present = set(os.listdir(self.files_dir)) if self.files_dir.is_dir() else set()  # noqa: PTH208
         _remove_temp_entries(self.files_dir, present)
         for entry in [e for e in manifest.files if e.metadata_sha256 is not None
                       and e.filename + METADATA_SUFFIX not in present]:
@@ -1920,6 +1923,12 @@ class House:
 
     def yank(self, selector: str, *, reason: str = "", undo: bool = False) -> list[FileEntry]:
         """Mark the files *selector* names as yanked (PEP 592), or not with *undo*."""
+        if not undo and html_carryable(reason) != reason:
+            raise InvalidInputError(
+                f"the yank reason {reason!r} holds a NUL character or bytes that are not "
+                "text, which an index page cannot carry",
+                hint="give the reason as plain text",
+            )
         with self.lock():
             manifest = self.read_manifest()
             chosen = select_files(manifest, selector)

@@ -48,24 +48,71 @@ SIMPLE_DIR = "simple"
 #: Bumped whenever the pages change for the same manifest, so that a house
 #: indexed by an older wheelhouse gets every page rewritten, not just the
 #: changed ones. 2: PEP 658 metadata under the PEP 714 names only; 3: none on
-#: the find-links page.
-RENDERING = 3
+#: the find-links page; 4: CR and LF as references, other control characters
+#: and C1 and noncharacters as they are (see encode_html).
+RENDERING = 4
 #: The flat page listing every file, for ``pip --find-links URL``.
 FIND_LINKS_PAGE = "find-links.html"
 #: From ``simple/<project>/``, the way to ``files/``.
 _FILES_FROM_PROJECT = "../../files/"
 
 
-_SPECIAL = re.compile(r"[&<>\"']")
+_SPECIAL = re.compile(r"[&<>\"'\r\n]")
+# Line breaks go as character references, which every HTML parser gives back
+# as they were (an HTML5 parser reads a raw CR LF as LF), and a page keeps one
+# link a line. Other control characters stay raw: Python's parser (pip's)
+# drops them when they come as references.
+_CONTROL = re.compile(r"[\r\n]")
 
 
 def _escape(value: str) -> str:
-    """``html.escape(value, quote=True)``, without importing ``html``.
+    """``html.escape(value, quote=True)``, without importing ``html``; CR and LF too.
 
     (Its entity table costs every command a millisecond at start-up.)
     """
-    return (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;").replace("'", "&#x27;"))
+    out = (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+           .replace('"', "&quot;").replace("'", "&#x27;"))
+    if _CONTROL.search(out):
+        out = _CONTROL.sub(lambda m: f"&#{ord(m.group())};", out)
+    return out
+
+
+# Non-ASCII characters that a character reference would not bring back: HTML
+# parsers read &#128;-&#159; as Windows-1252 (&#128; is the euro sign) and
+# Python's drops noncharacters (U+FDD0-U+FDEF, U+xFFFE, U+xFFFF). These go
+# as UTF-8 bytes (the pages say charset=utf-8); every other non-ASCII
+# character as a reference, and a lone surrogate (no UTF-8 for it) too.
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_RAW = re.compile(r"[\x80-\x9f\ufdd0-\ufdef]|[\ufffe\uffff]"
+                  r"|[\U0001fffe\U0001ffff\U0002fffe\U0002ffff\U0003fffe\U0003ffff"
+                  r"\U0004fffe\U0004ffff\U0005fffe\U0005ffff\U0006fffe\U0006ffff"
+                  r"\U0007fffe\U0007ffff\U0008fffe\U0008ffff\U0009fffe\U0009ffff"
+                  r"\U000afffe\U000affff\U000bfffe\U000bffff\U000cfffe\U000cffff"
+                  r"\U000dfffe\U000dffff\U000efffe\U000effff\U000ffffe\U000fffff"
+                  r"\U0010fffe\U0010ffff]")
+
+
+def _reference(m: re.Match[str]) -> str:
+    c = m.group()
+    return c if _RAW.match(c) else f"&#{ord(c)};"
+
+
+_NOT_CARRIED = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def html_carryable(text: str) -> str:
+    """*text* with what no HTML page can carry (NUL, a lone surrogate) as U+FFFD.
+
+    An HTML parser reads NUL as U+FFFD; a lone surrogate has no UTF-8 at all.
+    """
+    return _NOT_CARRIED.sub("\ufffd", text) if _NOT_CARRIED.search(text) else text
+
+
+def encode_html(text: str) -> bytes:
+    """HTML text as bytes: ASCII, with each non-ASCII character as a parser reads it back."""
+    if text.isascii():
+        return text.encode("ascii")
+    return _NON_ASCII.sub(_reference, text).encode("utf-8")
 
 
 def _attr(value: str) -> str:
@@ -103,8 +150,8 @@ def _page(title: str, body: Iterable[str]) -> bytes:
         "</html>",
         "",
     ]
-    # Non-ASCII text travels as character references: the bytes are pure ASCII.
-    return "\n".join(lines).encode("ascii", "xmlcharrefreplace")
+    # Non-ASCII text travels as character references (see encode_html).
+    return encode_html("\n".join(lines))
 
 
 #: A JSON string, non-ASCII as \\u escapes (json.dumps' own encoder for ensure_ascii).
@@ -290,8 +337,7 @@ def splice_find_links(
             i = bisect_left(links, key, key=_link_name)
             if i < len(links) and _link_name(links[i]) == key:
                 return None  # a link that was not removed first
-            links.insert(i, ("    " + _anchor(entry, "files/", metadata=False)).encode(
-                "ascii", "xmlcharrefreplace"))
+            links.insert(i, encode_html("    " + _anchor(entry, "files/", metadata=False)))
     except (ValueError, UnicodeEncodeError):
         return None  # a line that is no link, or a name that needs escaping
     return b"\n".join([*head, *links, *tail])

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wheelhouse.errors import HashMismatchError
+from wheelhouse.index import html_carryable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -166,7 +167,8 @@ def _parse_page(data: bytes, content_type: str, page_url: str) -> PageFacts:
             if not isinstance(sha, str) or not isinstance(f.get("filename"), str):
                 continue
             yanked = f.get("yanked", False)
-            reason = None if yanked is False else ("" if yanked is True else str(yanked))
+            reason = (None if yanked is False
+                      else "" if yanked is True else html_carryable(str(yanked)))
             upload = f.get("upload-time")
             out[f["filename"]] = (sha.lower(), FileFacts(
                 upload if isinstance(upload, str) else None, reason))
@@ -184,7 +186,7 @@ def _parse_page(data: bytes, content_type: str, page_url: str) -> PageFacts:
             continue
         yanked = attrs.get("data-yanked")
         out[filename] = (sha.lower(), FileFacts(None, None if "data-yanked" not in attrs
-                                                 else (yanked or "")))
+                                                 else html_carryable(yanked or "")))
     return out
 
 
