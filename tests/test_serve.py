@@ -318,10 +318,19 @@ def test_negotiate(accept: str | None, kind: str) -> None:
 def test_parse_ranges_edge_cases() -> None:
     assert parse_ranges("bytes=0-0", 10) == [(0, 0)]
     assert parse_ranges("bytes=5-100", 10) == [(5, 9)]
-    assert parse_ranges("bytes=9-5", 10) is None
-    assert parse_ranges("bytes=abc", 10) is None
+    # Malformed: ignored (the whole file), as RFC 9110 14.2 asks, not 416.
+    assert parse_ranges("bytes=9-5", 10) == []
+    assert parse_ranges("bytes=abc", 10) == []
+    assert parse_ranges("bytes=\u00b2-", 10) == []
     assert parse_ranges("items=0-1", 10) == []
-    assert parse_ranges("bytes=" + ",".join(f"{i}-{i}" for i in range(17)), 100) is None
+    assert parse_ranges("bytes=" + ",".join(f"{2 * i}-{2 * i}" for i in range(17)), 100) == []
+    # Unsatisfiable (answered 416).
+    assert parse_ranges("bytes=10-", 10) is None
+    assert parse_ranges("bytes=-0", 10) is None
+    # Overlapping and adjacent ranges merge: never longer than the file.
+    assert parse_ranges("bytes=" + ",".join(["0-"] * 16), 10) == [(0, 9)]
+    assert parse_ranges("bytes=5-7,0-2,3-4,8-8", 10) == [(0, 8)]
+    assert parse_ranges("bytes=0-1,4-5,-2", 10) == [(0, 1), (4, 5), (8, 9)]
 
 
 def test_a_house_changed_while_serving_is_served_as_it_now_is(tmp_path: Path) -> None:
@@ -546,3 +555,125 @@ def test_run_options_after_the_house_without_the_separator_are_refused(house: Ho
     out = wheelhouse("run", str(house.root), "--port", "0", "echo", "hi", env=isolated_env(),
                      check=False)
     assert out.returncode == 2 and "put run's options before HOUSE" in out.stderr
+
+
+def _copy_house(house: House, tmp_path: Path) -> House:
+    # A private copy (files copied, not linked): the module's house is shared.
+    shutil.copytree(house.root, tmp_path / "house", symlinks=True)
+    return House.open(tmp_path / "house")
+
+
+def test_a_file_whose_bytes_changed_is_not_served(
+    house: House, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = _copy_house(house, tmp_path)
+    entry = h.read_manifest().by_filename()["lib-1.0-py3-none-any.whl"]
+    path = h.file_path(entry.filename)
+    good = path.read_bytes()
+    with serving(h) as url:
+        assert _get(url, f"/files/{entry.filename}")[0] == 200
+        # The same size, edited in place (a hard-linked copy edited elsewhere).
+        path.chmod(0o644)
+        with path.open("r+b") as f:
+            f.seek(20)
+            f.write(bytes([good[20] ^ 1]))
+        status, _, body = _get(url, f"/files/{entry.filename}")
+        assert status == 404 and b"does not match the manifest" in body
+        assert f"the manifest says sha256={entry.sha256}" in caplog.text
+        # Longer, then right again.
+        path.write_bytes(good + b"x")
+        assert _get(url, f"/files/{entry.filename}")[0] == 404
+        assert f"{len(good) + 1} bytes, the manifest says {len(good)}" in caplog.text
+        path.write_bytes(good)
+        status, headers, body = _get(url, f"/files/{entry.filename}")
+        assert status == 200 and body == good and headers["etag"] == f'"{entry.sha256}"'
+        # A metadata file is checked against the manifest's metadata digest too.
+        meta = h.file_path(entry.filename + ".metadata")
+        meta.chmod(0o644)
+        meta.write_bytes(meta.read_bytes() + b"Extra: header\n")
+        assert _get(url, f"/files/{entry.filename}.metadata")[0] == 404
+
+
+def test_files_the_manifest_does_not_name_are_not_served(house: House, tmp_path: Path) -> None:
+    import os
+
+    h = _copy_house(house, tmp_path)
+    (h.files_dir / "stray-1.0-py3-none-any.whl").write_bytes(b"not in the manifest")
+    (h.files_dir / "srconly-1.0.tar.gz.metadata").write_bytes(b"Name: srconly\n")
+    fifo = h.files_dir / "fifo-1.0-py3-none-any.whl"
+    os.mkfifo(fifo)
+    with serving(h) as url:
+        assert _get(url, "/files/stray-1.0-py3-none-any.whl")[0] == 404
+        assert _get(url, "/files/srconly-1.0.tar.gz.metadata")[0] == 404
+        assert _get(url, "/files/srconly-1.0.tar.gz")[0] == 200
+    # A FIFO in the manifest's place never holds a thread in open().
+    entry = h.read_manifest().by_filename()["lib-1.0-py3-none-any.whl"]
+    h.file_path(entry.filename).unlink()
+    os.mkfifo(h.file_path(entry.filename))
+    with serving(h) as url:
+        started = time.monotonic()
+        assert _get(url, f"/files/{entry.filename}")[0] == 404
+        assert time.monotonic() - started < 5
+
+
+def test_too_many_connections_are_answered_503_and_slow_heads_cut_off(
+    house: House, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wheelhouse import serve
+
+    monkeypatch.setattr(serve, "_MAX_CONNECTIONS", 3)
+    monkeypatch.setattr(serve, "_HEAD_DEADLINE", 1.0)
+    with serving(house) as url:
+        host, port = url.removeprefix("http://").split(":")
+        # Three clients that send their request a byte at a time hold every place.
+        slow = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]
+        for s in slow:
+            s.sendall(b"G")
+        time.sleep(0.2)
+        reply = _exchange(url, b"GET /simple/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 503 "), reply[:100]
+        # Cut off when the head is not in by the deadline, however it trickles.
+        started = time.monotonic()
+        for s in slow:
+            try:
+                while s.recv(1024):
+                    pass
+            except OSError:
+                pass
+        assert time.monotonic() - started < 5
+        for s in slow:
+            s.close()
+        time.sleep(0.2)
+        status, _, body = _get(url, "/simple/")
+        assert status == 200 and b"big-thing" in body
+
+
+def test_an_empty_host_is_refused_and_every_interface_is_said(house: House) -> None:
+    # bind("") listens on every interface: an unset shell variable must not do that.
+    for host in ("", " "):
+        done = wheelhouse("serve", str(house.root), "--host", host, "--port", "0",
+                          env=isolated_env(), check=False)
+        assert done.returncode == 1 and "--host is empty" in done.stderr
+    done = wheelhouse("run", str(house.root), "--host", "0.0.0.0", "--", sys.executable, "-c",
+                      "import os; print(os.environ['PIP_FIND_LINKS'])", env=isolated_env())
+    assert "listening on every interface of this machine (0.0.0.0)" in done.stderr
+    assert "127.0.0.1" in done.stdout
+
+
+def test_request_lines_are_logged_without_terminal_escapes(
+    house: House, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="wheelhouse.serve")
+    with serving(house) as url:
+        _exchange(url, b"GET /\x1b]0;pwned\x07\x1b[2J HTTP/1.1\r\nConnection: close\r\n\r\n")
+        time.sleep(0.1)
+    assert "\x1b" not in caplog.text and "\x07" not in caplog.text
+    assert "\\x1b]0;pwned\\x07" in caplog.text
+
+
+def test_a_content_length_of_other_digits_is_refused(house: House) -> None:
+    with serving(house) as url:
+        reply = _exchange(url, "GET / HTTP/1.1\r\nContent-Length: \u00b2\r\n\r\n".encode("latin-1"))
+    assert reply.startswith(b"HTTP/1.1 400 ")

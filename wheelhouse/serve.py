@@ -26,7 +26,7 @@ from packaging.utils import canonicalize_name
 
 from wheelhouse.errors import HouseError, InvalidInputError, NetworkError, WheelhouseError
 from wheelhouse.filenames import is_safe_component
-from wheelhouse.house import FILES_DIR, House
+from wheelhouse.house import FILES_DIR, METADATA_SUFFIX, House
 from wheelhouse.index import FIND_LINKS_PAGE, JSON_CONTENT_TYPE, SIMPLE_DIR
 
 if TYPE_CHECKING:
@@ -53,6 +53,31 @@ _CHUNK = 1 << 20
 _MAX_RANGES = 16
 # Per-connection socket timeout: a stalled client holds one thread, for a while.
 _TIMEOUT = 30.0
+# From the start of waiting for a request to the end of its headers, at most:
+# a client that sends its head a byte at a time is cut off then (and an idle
+# keep-alive connection closed).
+_HEAD_DEADLINE = 30.0
+# Connections served at once, at most (a thread each); more are answered 503.
+_MAX_CONNECTIONS = 512
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+         b"Content-Length: 25\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+         b"too many connections now\n")
+
+
+def _max_connections() -> int:
+    """:data:`_MAX_CONNECTIONS`, or fewer: two descriptors each must fit the process's limit."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 64
+    if soft == resource.RLIM_INFINITY:
+        return _MAX_CONNECTIONS
+    return min(_MAX_CONNECTIONS, max(8, (soft - 64) // 2))
+
+
+_CONTROLS = str.maketrans({c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))})
 
 
 @functools.lru_cache(maxsize=64)  # clients send the same few headers again and again
@@ -103,44 +128,57 @@ def negotiate(accept: str | None) -> tuple[str, str] | None:
 def parse_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
     """Parse a ``Range: bytes=…`` header into inclusive ``(start, end)`` pairs.
 
-    Returns None for an unsatisfiable or malformed set (416), [] to ignore it.
+    Returns None for an unsatisfiable set (416), [] to ignore the header (the
+    whole file, 200): a malformed one, as RFC 9110 (14.2) asks, and one of
+    more than a few ranges. Overlapping and adjacent ranges are merged, so a
+    response is never longer than the file and its part headers.
 
     >>> parse_ranges("bytes=0-99", 1000)
     [(0, 99)]
     >>> parse_ranges("bytes=-100", 1000)
     [(900, 999)]
+    >>> parse_ranges("bytes=0-,0-,0-", 1000)
+    [(0, 999)]
     >>> parse_ranges("bytes=2000-", 1000) is None
     True
     """
     unit, _, spec = header.partition("=")
     if unit.strip().lower() != "bytes" or not spec.strip():
         return []
-    out: list[tuple[int, int]] = []
+    wanted: list[tuple[int, int]] = []
     for part in spec.split(","):
         part = part.strip()
-        m = re.fullmatch(r"(\d*)-(\d*)", part)
+        m = re.fullmatch(r"([0-9]*)-([0-9]*)", part)
         if m is None or (not m.group(1) and not m.group(2)):
-            return None
+            return []
         if m.group(1):
             start = int(m.group(1))
             end = int(m.group(2)) if m.group(2) else size - 1
             if m.group(2) and end < start:
-                return None
+                return []
             if start >= size:
                 continue
-            out.append((start, min(end, size - 1)))
+            wanted.append((start, min(end, size - 1)))
         else:
             length = int(m.group(2))
             if length == 0:
                 continue
-            out.append((max(0, size - length), size - 1))
-    if not out or len(out) > _MAX_RANGES:
+            wanted.append((max(0, size - length), size - 1))
+    if not wanted:
         return None
-    return out
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(wanted):
+        if out and start <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out if len(out) <= _MAX_RANGES else []
 
 
 #: Pages kept in memory (a project page is a few kB; the cache is cleared when full).
 _PAGE_CACHE_ENTRIES = 2048
+#: Files remembered as hashed and right (cleared when full).
+_CHECKED_ENTRIES = 65536
 
 
 class HouseServer(ThreadingHTTPServer):
@@ -155,7 +193,23 @@ class HouseServer(ThreadingHTTPServer):
         self.house = house
         #: Recently served pages: path -> (stat signature, bytes, ETag).
         self.page_cache: dict[str, tuple[tuple[int, int, int, int], bytes, str]] = {}
+        #: Files hashed and found right: stat signature -> sha256 (see _Handler._check).
+        self.checked: dict[tuple[int, ...], str] = {}
+        #: Connections served at once, at most (more are answered 503 at once).
+        self.max_connections = _max_connections()
+        self._active = 0
+        self._active_lock = threading.Lock()
+        # Connections reading a request head: socket -> when to cut it off.
+        self._deadlines: dict[socket.socket, float] = {}
+        self._closing = threading.Event()
+        self._reaper: threading.Thread | None = None
         self._by_name: tuple[Manifest, dict[str, FileEntry]] | None = None
+        if not host.strip():
+            # bind("") listens on every interface: never by accident (an unset
+            # shell variable), only when asked for by name.
+            raise InvalidInputError("--host is empty",
+                                    hint="name an address: 127.0.0.1 (the default), or "
+                                    "0.0.0.0 to listen on every interface")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.address_family = family
         try:
@@ -169,6 +223,90 @@ class HouseServer(ThreadingHTTPServer):
                 hint="choose another --port (0 picks a free one)" if in_use else
                 "--host must be an address of this machine (127.0.0.1, 0.0.0.0, ::1, ...)",
             ) from e
+        if self.all_interfaces:
+            log.warning("listening on every interface of this machine (%s): anyone who can "
+                        "reach it can download the house", self.server_address[0])
+
+    @property
+    def all_interfaces(self) -> bool:
+        """True when the server listens on every interface (0.0.0.0, ::), not one address."""
+        import ipaddress
+
+        try:
+            return ipaddress.ip_address(str(self.server_address[0])).is_unspecified
+        except ValueError:
+            return False
+
+    # -- connections: how many, and how long a request head may take ------
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve a new connection in a thread, or answer 503 when too many are open."""
+        with self._active_lock:
+            full = self._active >= self.max_connections
+            if not full:
+                self._active += 1
+        if full:
+            log.debug("%d connections open: %s answered 503", self._active, client_address)
+            with contextlib.suppress(OSError):
+                request.setblocking(False)
+                request.send(_BUSY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve the connection (in its thread); its place is free again after."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._active_lock:
+            self._active -= 1
+
+    def get_request(self) -> tuple[Any, Any]:
+        """Accept a connection; out of descriptors, wait a moment rather than spin."""
+        try:
+            return super().get_request()
+        except OSError as e:
+            if e.errno in (errno.EMFILE, errno.ENFILE):
+                # Out of descriptors: the listening socket stays readable, and
+                # the loop would spin. A pause lets connections finish.
+                log.warning("out of file descriptors: no new connection for a moment")
+                time.sleep(0.1)
+            raise
+
+    def watch(self, conn: socket.socket) -> None:
+        """Cut *conn* off if its request head is not in within the deadline."""
+        self._deadlines[conn] = time.monotonic() + _HEAD_DEADLINE
+        if self._reaper is None:
+            with self._active_lock:
+                if self._reaper is None:
+                    self._reaper = threading.Thread(target=self._reap, daemon=True,
+                                                    name="wheelhouse-serve-deadlines")
+                    self._reaper.start()
+
+    def unwatch(self, conn: socket.socket) -> None:
+        """The request head of *conn* is in (or the connection is done)."""
+        self._deadlines.pop(conn, None)
+
+    def _reap(self) -> None:
+        while not self._closing.wait(min(1.0, _HEAD_DEADLINE / 4)):
+            now = time.monotonic()
+            for conn, deadline in list(self._deadlines.items()):
+                if deadline < now and self._deadlines.pop(conn, None) is not None:
+                    with contextlib.suppress(OSError):
+                        conn.shutdown(socket.SHUT_RDWR)  # its reader sees the end
+
+    def server_close(self) -> None:
+        """Close the listening socket, and stop watching request heads."""
+        self._closing.set()
+        super().server_close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Say nothing of a client that went away; one line for anything else.
@@ -245,9 +383,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s", self.address_string(), format % args)
+            # A request line is the client's: no terminal escape reaches the log raw.
+            log.debug("%s %s", self.address_string(), (format % args).translate(_CONTROLS))
+
+    def handle_one_request(self) -> None:
+        # The wait for a request and its head are under the server's deadline
+        # (parse_request lifts it once the head is in).
+        self.server.watch(self.connection)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.unwatch(self.connection)
 
     def parse_request(self) -> bool:
+        """:meth:`_parse_request`; the head is in, so the deadline is lifted."""
+        try:
+            return self._parse_request()
+        finally:
+            self.server.unwatch(self.connection)
+
+    def _parse_request(self) -> bool:
         """Parse the request line and headers.
 
         Several times faster than http.server's own (``http.client.parse_headers``
@@ -303,7 +458,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif connection == "keep-alive":
             self.close_connection = False
         length = headers.get("content-length")
-        if length is not None and not length.isdigit():
+        if length is not None and not (length.isascii() and length.isdigit()):
             self.send_error(HTTPStatus.BAD_REQUEST, "Bad Content-Length")
             return False
         if "transfer-encoding" in headers or (length is not None and int(length) != 0):
@@ -447,14 +602,17 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 return None
         try:
+            # O_NONBLOCK: a FIFO put in the house must not hold the thread in open().
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-                         | getattr(os, "O_CLOEXEC", 0))
+                         | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
         except OSError:
             return None
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             return None
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
         return os.fdopen(fd, "rb"), st
 
     def _send_page(self, path: Path, content_type: str, *, head: bool,
@@ -523,18 +681,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _send_file(self, name: str, *, head: bool) -> None:
-        if not is_safe_component(name):
-            self._send_simple(HTTPStatus.NOT_FOUND, "not found", head=head)
-            return
-        house = self.server.house
-        opened = self._open_inside(house.files_dir / name)
-        if opened is None:
+        # Only what the manifest names, and only bytes that hash to what it says.
+        expected = self._expected(name) if is_safe_component(name) else None
+        opened = None if expected is None else self._open_inside(
+            self.server.house.files_dir / name)
+        if expected is None or opened is None:
             self._send_simple(HTTPStatus.NOT_FOUND, "not found", head=head)
             return
         f, st = opened
         with f:
+            if not self._check(name, f, st, *expected):
+                self._send_simple(HTTPStatus.NOT_FOUND, f"not found: files/{name} does not "
+                                  "match the manifest", head=head)
+                return
             size = st.st_size
-            etag = self._file_etag(name, st)
+            etag = f'"{expected[0]}"'
             if self._not_modified(etag):
                 self._send_304(etag)
                 return
@@ -588,17 +749,47 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Cache-Control", "max-age=31536000, immutable")
 
-    def _file_etag(self, name: str, st: os.stat_result) -> str:
-        # The sha256 from the manifest: a strong validator that never lies.
+    def _expected(self, name: str) -> tuple[str, int | None] | None:
+        """The sha256 (and size) the manifest gives *name*: a wheel, sdist or metadata file."""
         manifest = self.server.files_by_name()
         entry = manifest.get(name)
         if entry is not None:
-            return f'"{entry.sha256}"'
-        if name.endswith(".metadata") and name[: -len(".metadata")] in manifest:
-            sha = manifest[name[: -len(".metadata")]].metadata_sha256
-            if sha:
-                return f'"{sha}"'
-        return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
+            return entry.sha256, entry.size
+        if name.endswith(METADATA_SUFFIX):
+            entry = manifest.get(name[: -len(METADATA_SUFFIX)])
+            if entry is not None and entry.metadata_sha256:
+                return entry.metadata_sha256, None
+        return None
+
+    def _check(self, name: str, f: BinaryIO, st: os.stat_result, sha256: str,
+               size: int | None) -> bool:
+        """Whether the open file's bytes are the manifest's (hashed once per change).
+
+        A file is hashed the first time it is asked for, and again only when
+        its inode, size, mtime or ctime changed (an edit in place changes them).
+        """
+        if size is not None and st.st_size != size:
+            log.warning("files/%s is %d bytes, the manifest says %d: not served (run "
+                        "'wheelhouse verify %s')", name, st.st_size, size,
+                        self.server.house.root)
+            return False
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        checked = self.server.checked
+        if checked.get(key) == sha256:
+            return True
+        h = hashlib.sha256()
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+        f.seek(0)
+        if h.hexdigest() != sha256:
+            log.warning("files/%s hashes to sha256=%s, the manifest says sha256=%s: not "
+                        "served (run 'wheelhouse verify %s')", name, h.hexdigest(), sha256,
+                        self.server.house.root)
+            return False
+        if len(checked) >= _CHECKED_ENTRIES:
+            checked.clear()
+        checked[key] = sha256
+        return True
 
     def _copy(self, f: BinaryIO, offset: int, count: int) -> None:
         self.wfile.flush()
