@@ -313,3 +313,21 @@ def test_a_damaged_file_fails_the_check_and_is_named(house: Path) -> None:
     out = wheelhouse("check", str(house), *args, env=isolated_env(), check=False)
     assert out.returncode == 1
     assert "bug in wheelhouse" not in out.stdout + out.stderr
+
+
+def test_an_invalid_requires_python_is_ignored_as_pip_ignores_it(
+    tmp_path: Path, store: Store
+) -> None:
+    # pip skips an unreadable Requires-Python (with a warning) and takes the
+    # file; check must choose what pip chooses, not call it unmet.
+    from tests.builders import metadata_text
+
+    d = tmp_path / "dists"
+    wheel = build_wheel(d, "odd", "1.0", metadata=metadata_text(
+        "odd", "1.0", requires_python="not a specifier"))
+    root = tmp_path / "house"
+    add_paths(House.open(root, create=True), store, [wheel])
+    result = check_json(root, "odd", ok=True)
+    (t,) = result["targets"]
+    assert t["chosen"] == {"odd": "1.0"}
+    assert t["pip"]["ok"] is True and t["disagreement"] is None

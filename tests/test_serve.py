@@ -418,6 +418,18 @@ def test_header_names_any_case_and_connection_handling(house: House) -> None:
         # HTTP/1.1 stays open by default.
         assert _exchange(url, b"HEAD /simple/ HTTP/1.1\r\nHost: x\r\n\r\n").endswith(
             b"<still open>")
+        # Connection is a list of tokens.
+        reply = _exchange(url, b"HEAD /simple/ HTTP/1.1\r\nHost: x\r\nConnection: close, TE\r\n"
+                          b"TE: trailers\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 200 ") and b"<still open>" not in reply
+        # An HTTP/1.0 client that asks to keep the connection is told it is kept.
+        reply = _exchange(url, b"HEAD /simple/ HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+        assert b"\r\nConnection: keep-alive\r\n" in reply and reply.endswith(b"<still open>")
+        # A 304 for a negotiated page says what it varies by, as its 200 does.
+        status, headers, _ = _get(url, "/simple/app/")
+        status, headers304, _ = _get(url, "/simple/app/",
+                                     headers={"If-None-Match": headers["etag"]})
+        assert status == 304 and headers304["vary"] == headers["vary"] == "Accept"
 
 
 def test_cached_page_replaced_by_a_symlink_is_not_served(tmp_path: Path) -> None:

@@ -494,7 +494,9 @@ class _House:
             return SpecifierSet(entry.requires_python).contains(
                 self.env.python_version, prereleases=True)
         except InvalidSpecifier:
-            return False  # as pip does: an unreadable Requires-Python excludes the file
+            # As pip does: an unreadable Requires-Python is ignored (pip warns,
+            # "has an invalid Requires-Python", and installs the file).
+            return True
 
     def digest(self, entry: FileEntry, algorithm: str) -> str:
         """The hex digest of *entry* (sha256 from the manifest, others read from the file)."""

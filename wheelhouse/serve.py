@@ -452,10 +452,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
             return False
         self.headers = cast("Any", headers)
-        connection = headers.get("connection", "").lower()
-        if connection == "close":
+        # A list of tokens ("close, TE"), case-insensitive.
+        connection = {t.strip() for t in headers.get("connection", "").lower().split(",")}
+        if "close" in connection:
             self.close_connection = True
-        elif connection == "keep-alive":
+        elif "keep-alive" in connection:
             self.close_connection = False
         length = headers.get("content-length")
         if length is not None and not (length.isascii() and length.isdigit()):
@@ -482,6 +483,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response_only(code, message)
         self.send_header("Server", self.server_version)
         self.send_header("Date", _http_date())
+        if self.request_version == "HTTP/1.0" and not self.close_connection:
+            # An HTTP/1.0 client that asked to keep the connection is told it is kept.
+            self.send_header("Connection", "keep-alive")
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         if log.isEnabledFor(logging.DEBUG):
@@ -654,7 +658,7 @@ class _Handler(BaseHTTPRequestHandler):
                     extra: dict[str, str] | None = None, etag: str | None = None) -> None:
         etag = etag or f'"{hashlib.sha256(data).hexdigest()}"'
         if self._not_modified(etag):
-            self._send_304(etag)
+            self._send_304(etag, extra)
             return
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", content_type)
@@ -674,10 +678,12 @@ class _Handler(BaseHTTPRequestHandler):
         tags = [t.strip() for t in header.split(",")]
         return "*" in tags or etag in tags or f"W/{etag}" in tags
 
-    def _send_304(self, etag: str) -> None:
+    def _send_304(self, etag: str, extra: dict[str, str] | None = None) -> None:
         self.send_response(HTTPStatus.NOT_MODIFIED)
         self.send_header("ETag", etag)
         self.send_header("Content-Length", "0")
+        for key, value in (extra or {}).items():  # (Vary, as the 200 would have it)
+            self.send_header(key, value)
         self.end_headers()
 
     def _send_file(self, name: str, *, head: bool) -> None:
