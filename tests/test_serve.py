@@ -689,3 +689,21 @@ def test_a_content_length_of_other_digits_is_refused(house: House) -> None:
     with serving(house) as url:
         reply = _exchange(url, "GET / HTTP/1.1\r\nContent-Length: \u00b2\r\n\r\n".encode("latin-1"))
     assert reply.startswith(b"HTTP/1.1 400 ")
+
+
+def test_an_index_of_an_older_rendering_is_said_so_and_rewritten(
+    tmp_path: Path, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    from wheelhouse.index import RENDERING
+
+    house = House.open(tmp_path / "house", create=True)
+    add_paths(house, store, [build_wheel(tmp_path / "d", "lib", "1.0")])
+    state = house.root / "simple" / ".manifest-sha256"
+    words = state.read_text().split()
+    words[0] = words[0].replace(f"r{RENDERING}-", f"r{RENDERING - 1}-", 1)
+    state.write_text(" ".join(words) + "\n")
+    with serving(house.root) as url:
+        assert _get(url, "/simple/lib/")[0] == 200
+    assert "was rendered by an older wheelhouse: rewritten" in caplog.text
+    assert "interrupted" not in caplog.text
+    assert House.open(house.root).index_is_current()

@@ -1337,6 +1337,11 @@ class House:
         """True when the index was written from the manifest as it is now."""
         return self._index_state()[:1] == [self._state_of(self.read_manifest())]
 
+    def index_rendered_before(self) -> bool:
+        """True when the index was rendered by an older wheelhouse (its pages differ)."""
+        state = self._index_state()[:1]
+        return bool(state) and not state[0].startswith(f"r{RENDERING}-")
+
     def _digest(self, manifest: Manifest) -> str:
         # The sha256 of a manifest's rendering, remembered from when it was read
         # or written (rendering 50,000 entries again costs more than the index work).

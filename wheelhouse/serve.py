@@ -839,15 +839,16 @@ def _open_house(path: Path | str) -> House:
         raise HouseError(f"{house.root} has no index", hint=f"run 'wheelhouse index {path}'")
     if not house.index_is_current():
         # A change killed between the manifest and the index: the index would
-        # show another house. Rewritten here if the house is writable.
+        # show another house. Or an older wheelhouse rendered its pages.
+        # Rewritten here if the house is writable.
+        why = ("was rendered by an older wheelhouse" if house.index_rendered_before()
+               else "does not match its manifest (a change was interrupted)")
         try:
             house.reindex()
-            log.warning("the index of %s did not match its manifest (a change was "
-                        "interrupted): rewritten", house.root)
+            log.warning("the index of %s %s: rewritten", house.root, why)
         except (OSError, WheelhouseError) as e:
-            log.warning("the index of %s does not match its manifest (a change was "
-                        "interrupted), and cannot be rewritten here (%s): run "
-                        "'wheelhouse index %s' where it can", house.root, e, house.root)
+            log.warning("the index of %s %s, and cannot be rewritten here (%s): run "
+                        "'wheelhouse index %s' where it can", house.root, why, e, house.root)
     return house
 
 
