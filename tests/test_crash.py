@@ -112,3 +112,40 @@ def test_ctrl_c_during_add_never_leaves_an_index_that_shows_another_house(
             house = House.open(house_root)
             assert house.index_is_current()
             assert [p for p in house.verify() if p.problem != "not in the manifest"] == []
+
+
+def test_a_remove_killed_after_its_manifest_is_finished_by_the_next_writer(
+    tmp_path: Path,
+) -> None:
+    # kill -9 between remove's new manifest and its unlinks: the files stay in
+    # files/ (pip's --find-links files/ would still see them) until the next
+    # command that takes the house's lock, which finds the dead writer's mark.
+    from wheelhouse.add import add_paths
+
+    store = Store.open(tmp_path / "store")
+    house = House.open(tmp_path / "house", create=True)
+    add_paths(house, store, [build_wheel(tmp_path / "d", "keep", "1.0"),
+                             build_wheel(tmp_path / "d", "gone", "1.0")])
+    code = (
+        "import os, signal, sys\n"
+        "from wheelhouse.house import House\n"
+        "House.unlink_file = lambda self, entry: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "House.open(sys.argv[1]).remove('gone')\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", code, str(house.root)], check=False,
+                            env=isolated_env())
+    assert killed.returncode == -signal.SIGKILL
+    assert (house.files_dir / "gone-1.0-py3-none-any.whl").exists()
+    assert [p.path for p in House.open(house.root).verify()] == [
+        "files/gone-1.0-py3-none-any.whl", "files/gone-1.0-py3-none-any.whl.metadata"]
+
+    done = wheelhouse("index", str(house.root), env=isolated_env())
+
+    assert "2 file(s) in files/ that its manifest does not name" in done.stderr
+    assert sorted(p.name for p in house.files_dir.iterdir()) == [
+        "keep-1.0-py3-none-any.whl", "keep-1.0-py3-none-any.whl.metadata"]
+    assert House.open(house.root).verify() == []
+    # Without a dead writer's mark, a file someone put in files/ is left alone.
+    (house.files_dir / "mine.txt").write_text("mine")
+    wheelhouse("index", str(house.root), env=isolated_env())
+    assert (house.files_dir / "mine.txt").read_text() == "mine"

@@ -1265,6 +1265,6 @@ def _write_house(house_root: Path, store: Store, manifest: Manifest,
             gone = [e for e in old.files if e.filename not in keep]
             for entry in gone:
                 house.unlink_file(entry)
-            # And what an import killed after its manifest was written left.
-            strays = house.remove_strays(new)
-    return len(gone) + strays
+    # (What an import killed after its manifest left, the next lock-holder
+    # removes: see House.lock.)
+    return len(gone)

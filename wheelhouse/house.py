@@ -1357,9 +1357,10 @@ class House:
         Temp files are debris of a writer that died (only the lock holder
         writes). The holder marks the house (``.wheelhouse.writing``) until it
         lets go: the mark found on entry means the last writer died, and then
-        ``files/`` and ``simple/`` are searched for its temp files (listing the
-        ``files/`` of a 50,000-file house takes 50 ms, so only then). The
-        house's top directory is cleaned every time.
+        ``files/`` and ``simple/`` are searched for its temp files, and
+        ``files/`` for files the manifest does not name (listing the ``files/``
+        of a 50,000-file house takes 50 ms, so only then). The house's top
+        directory is cleaned every time.
         """
         import filelock  # only commands that change a house need it
 
@@ -1371,7 +1372,17 @@ class House:
             raise LockTimeoutError(str(path), timeout) from e
         mark = self.root / _WRITING_NAME
         try:
-            self._clean_debris(everywhere=os.path.lexists(mark))
+            died = os.path.lexists(mark)
+            self._clean_debris(everywhere=died)
+            if died:
+                # And the files it linked before its manifest (add), or was to
+                # remove after it (remove, import): files/ holds what the
+                # manifest names.
+                with contextlib.suppress(OSError, WheelhouseError):
+                    if (removed := self.remove_strays(self.read_manifest())):
+                        log.warning("%s: %d file(s) in files/ that its manifest does not "
+                                    "name (left by a change that was killed) removed",
+                                    self.root, removed)
             with contextlib.suppress(OSError):  # a house we cannot write fails later, clearly
                 os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
                                  0o644))
