@@ -452,6 +452,56 @@ def test_a_failing_sdist_build_names_the_package(
     assert info.value.exit_code == 5
 
 
+@pytest.mark.parametrize(("change", "said"), [
+    pytest.param("files['../../evil.pth'] = b'import os'",
+                 "member '../../evil.pth': '..' in the path", id="traversal"),
+    pytest.param("files['extra.py'] = b'X = 1'",
+                 "member 'extra.py' is not in RECORD", id="not-in-record"),
+    pytest.param("record[0] = record[0].split(',')[0] + ',sha256=AAAA,3'",
+                 "RECORD says sha256=AAAA", id="wrong-hash"),
+])
+def test_a_built_wheel_that_fails_its_own_record_never_enters_the_store(
+    tmp_path: Path, store: Store, serve_dir: Callable[[Path], LocalIndex], change: str,
+    said: str,
+) -> None:
+    # A build runs someone's code: its wheel is checked member by member
+    # against RECORD before the store sees it (pip refuses such a wheel at
+    # install; check must not call a house holding it installable).
+    import io
+    import tarfile
+
+    from tests.builders import BACKEND
+
+    anchor = "    record.append(f\"{dist_info}/RECORD,,\")\n"
+    assert anchor in BACKEND
+    backend = BACKEND.replace(anchor, f"    {change}\n" + anchor)
+    if "files[" in change:  # after RECORD is made: the member is not listed
+        backend = BACKEND.replace(
+            "    with zipfile.ZipFile(", f"    {change}\n    with zipfile.ZipFile(")
+    d = tmp_path / "dists"
+    sdist = build_sdist(d, "liar", "1.0")
+    with tarfile.open(sdist) as tf:
+        members = [(m, tf.extractfile(m).read() if m.isfile() else b"")  # type: ignore[union-attr]
+                   for m in tf.getmembers()]
+    with tarfile.open(sdist, "w:gz") as tf:
+        for m, data in members:
+            if m.name.endswith("backend.py"):
+                data = backend.encode()
+                m.size = len(data)
+            tf.addfile(m, io.BytesIO(data))
+    h = House.open(tmp_path / "up", create=True)
+    add_paths(h, Store.open(tmp_path / "upstore"), [d])
+    server = serve_dir(h.root)
+    blobs_before = sorted(store.root.glob("blobs/*/*/*"))
+    with pytest.raises(BuildError) as info:
+        build(["liar"], house=tmp_path / "house", store=store, pip_options=_opts(server))
+    assert "liar 1.0 produced a malformed wheel liar-1.0-py3-none-any.whl" in str(info.value)
+    assert said in str(info.value)
+    assert info.value.exit_code == 5
+    assert sorted(store.root.glob("blobs/*/*/*")) == blobs_before
+    assert not (tmp_path / "house" / "files" / "liar-1.0-py3-none-any.whl").exists()
+
+
 def test_cli_build_json(tmp_path: Path, store: Store, upstream: LocalIndex) -> None:
     proc = wheelhouse("--store", str(store.root), "build", "lib", "-o", str(tmp_path / "h"),
                       "--index-url", f"{upstream.url}/simple/", "--json", env=isolated_env())

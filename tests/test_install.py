@@ -1583,3 +1583,19 @@ def test_a_local_header_name_that_is_not_utf8_is_a_zip_error(tmp_path: Path) -> 
     wb = _WheelBytes(wheel, hashlib.sha256(bytes(data)).hexdigest())
     with pytest.raises(zipfile.BadZipFile, match="not UTF-8"):
         wb.whole_member(wb.zipfile.infolist()[0])
+
+
+def test_a_signed_wheel_installs_with_its_unlisted_signature(tmp_path: Path, store: Store) -> None:
+    # RECORD.jws cannot list itself in RECORD (the wheel spec); pip installs
+    # such a wheel, and so must install. Any other unlisted member is refused.
+    d = tmp_path / "dists"
+    wheel = build_wheel(d, "signed", "1.0", files={"signed.py": b"S = 1\n"})
+    with zipfile.ZipFile(wheel, "a") as zf:
+        zf.writestr("signed-1.0.dist-info/RECORD.jws", b'{"signatures": []}')
+    house = make_house(tmp_path / "house", store, [wheel])
+    venv = new_venv(tmp_path / "v")
+    wheelhouse("install", str(house), "signed", "--python", str(venv.python), env=isolated_env())
+    (site,) = venv.root.glob("lib/python*/site-packages")
+    assert (site / "signed-1.0.dist-info" / "RECORD.jws").read_bytes() == b'{"signatures": []}'
+    assert "signed-1.0.dist-info/RECORD.jws,sha256=" in (
+        site / "signed-1.0.dist-info" / "RECORD").read_text()

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from wheelhouse.dists import check_wheel_contents
 from wheelhouse.errors import (
     BuildError,
     HashMismatchError,
     IntegrityError,
+    InvalidDistributionError,
     NetworkError,
     PipError,
     WheelhouseError,
@@ -271,5 +273,16 @@ def build_wheel(pip: PipRunner, item: Resolved, source: str, dest: Path,
             f"building {item.name} {item.version} produced {wheels[0].name}: "
             "a different project or version"
         )
+    try:
+        # Every member against RECORD, every name inside the install directory:
+        # a build runs someone's code, and what it wrote is checked before it
+        # enters the store (what pip would refuse at install must not get in).
+        check_wheel_contents(wheels[0], fn)
+    except InvalidDistributionError as e:
+        raise BuildError(
+            f"building {item.name} {item.version} produced a malformed wheel "
+            f"{wheels[0].name}: {e.reason}",
+            hint="the project's build wrote a wheel pip would refuse; nothing was stored",
+        ) from e
     pure = all(t.platform == "any" and t.abi == "none" for t in fn.tags)
     return BuiltWheel(wheels[0], origin or source, pure)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
+import stat
 import sys
 import tarfile
 import zipfile
@@ -277,6 +279,97 @@ def _sdist_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes 
         raise
     except _ARCHIVE_ERRORS as e:
         raise InvalidDistributionError(source, f"not a readable archive: {e}") from e
+
+
+#: The install schemes a wheel's ``NAME.data/`` directory may hold.
+SCHEMES = ("purelib", "platlib", "headers", "scripts", "data")
+_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+def member_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why a wheel member must not be installed (its name or kind), or None."""
+    name = info.filename
+    if _BAD_CHARS.search(name):
+        return "a backslash or control character in the name"
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return "absolute path"
+    parts = name.split("/")
+    if any(p in ("..",) for p in parts):
+        return "'..' in the path"
+    kind = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0
+    if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+        return "not a regular file (a link or device)"
+    if len(parts) > 2 and parts[0].endswith(".data") and parts[1] not in SCHEMES:
+        return f"unknown install scheme {parts[1]!r}"
+    return None
+
+
+def check_wheel_contents(path: str | os.PathLike[str], fn: DistFilename) -> None:
+    """Check a wheel whole: every member's name, and its hash and size against RECORD.
+
+    For wheels built here (promise 13: a build's output is checked before it
+    enters the store): every member but RECORD (and its signatures) must be
+    listed in RECORD with a sha256 (or stronger) and size that match, every
+    listed file must be there, and no name may leave the install directory.
+    Raises InvalidDistributionError naming the wheel and the member.
+    """
+    import base64
+    import csv
+
+    source = f"{os.fspath(path)} (built from {fn.name} {fn.version})"
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            seen: set[str] = set()
+            for info in infos:
+                problem = member_problem(info)
+                if problem is None and info.filename in seen:
+                    problem = "the name appears twice in the archive"
+                if problem:
+                    raise InvalidDistributionError(source, f"member {info.filename!r}: {problem}")
+                seen.add(info.filename)
+            records = [i.filename for i in infos if i.filename.endswith(".dist-info/RECORD")
+                       and i.filename.count("/") == 1]
+            if len(records) != 1:
+                raise InvalidDistributionError(source, f"{len(records)} RECORD files")
+            record_name = records[0]
+            text = zf.read(record_name).decode("utf-8")
+            listed: dict[str, tuple[str, str]] = {}
+            for row in csv.reader(io.StringIO(text)):
+                if not row:
+                    continue
+                if len(row) != 3:
+                    raise InvalidDistributionError(source, f"RECORD row {row!r}: not 3 fields")
+                listed[row[0]] = (row[1], row[2])
+            unsigned = {record_name, record_name[: -len("RECORD")] + "RECORD.jws",
+                        record_name[: -len("RECORD")] + "RECORD.p7s"}
+            for info in infos:
+                name = info.filename
+                if name.endswith("/") or name in unsigned:
+                    continue
+                if name not in listed:
+                    raise InvalidDistributionError(source, f"member {name!r} is not in RECORD")
+                digest, size = listed.pop(name)
+                algorithm, _, expected = digest.partition("=")
+                if algorithm not in ("sha256", "sha384", "sha512"):
+                    raise InvalidDistributionError(
+                        source, f"member {name!r}: RECORD gives no sha256 (or stronger) hash")
+                data = zf.read(info)
+                actual = base64.urlsafe_b64encode(
+                    hashlib.new(algorithm, data).digest()).rstrip(b"=").decode()
+                if actual != expected:
+                    raise InvalidDistributionError(
+                        source, f"member {name!r}: {algorithm}={actual}, RECORD says "
+                        f"{algorithm}={expected}")
+                if size and size != str(len(data)):
+                    raise InvalidDistributionError(
+                        source, f"member {name!r}: {len(data)} bytes, RECORD says {size}")
+            missing = [n for n in listed if n not in unsigned and not n.endswith("/")]
+            if missing:
+                raise InvalidDistributionError(
+                    source, f"RECORD lists {missing[0]!r}, which the wheel does not hold")
+    except (zipfile.BadZipFile, UnicodeDecodeError, csv.Error, OSError) as e:
+        raise InvalidDistributionError(source, f"not a readable wheel: {e}") from e
 
 
 def read_dist_info(

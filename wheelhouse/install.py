@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import posixpath
-import re
 import shutil
 import stat
 import struct
@@ -47,7 +46,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 from packaging.utils import NormalizedName, canonicalize_name
 
 from wheelhouse._fs import die_with_parent, write_all
-from wheelhouse.dists import parse_core_metadata
+from wheelhouse.dists import SCHEMES, member_problem, parse_core_metadata
 from wheelhouse.errors import (
     HashMismatchError,
     IntegrityError,
@@ -90,7 +89,6 @@ _LOCK_NAME = ".wheelhouse-install.lock"
 #: How long an install waits for another one into the same environment, in seconds.
 _LOCK_TIMEOUT = 600.0
 _STASH_PREFIX = ".wheelhouse-stash-"
-_SCHEMES = ("purelib", "platlib", "headers", "scripts", "data")
 
 
 class InstallError(WheelhouseError):
@@ -280,7 +278,7 @@ def _check_members(path: Path, zf: zipfile.ZipFile) -> None:
     """
     seen: set[str] = set()
     for info in zf.infolist():
-        problem = _member_problem(info)
+        problem = member_problem(info)
         if problem is None and info.filename in seen:
             problem = "the name appears twice in the archive"
         if problem:
@@ -291,24 +289,6 @@ def _check_members(path: Path, zf: zipfile.ZipFile) -> None:
         seen.add(info.filename)
 
 
-_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
-
-
-def _member_problem(info: zipfile.ZipInfo) -> str | None:
-    name = info.filename
-    if _BAD_CHARS.search(name):
-        return "a backslash or control character in the name"
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        return "absolute path"
-    parts = name.split("/")
-    if any(p in ("..",) for p in parts):
-        return "'..' in the path"
-    kind = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0
-    if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
-        return "not a regular file (a link or device)"
-    if len(parts) > 2 and parts[0].endswith(".data") and parts[1] not in _SCHEMES:
-        return f"unknown install scheme {parts[1]!r}"
-    return None
 
 
 # ---------------------------------------------------------------------------
@@ -874,10 +854,17 @@ def _verifying_source(wheel: _WheelBytes) -> Any:
             rows = parse_record_file(self.read_dist_info("RECORD").splitlines())
             records = {r[0]: r for r in rows}
             record_name = f"{self.dist_info_dir}/RECORD"
+            # RECORD's signatures cannot list themselves (the wheel spec): pip
+            # installs them unlisted, and so does this.
+            signatures = {f"{record_name}.jws", f"{record_name}.p7s"}
             for item in self._zipfile.infolist():
                 if item.filename.endswith("/"):
                     continue
                 row = records.get(item.filename)
+                if row is None and item.filename in signatures:
+                    with self._zipfile.open(item) as signature:  # (CRC-checked)
+                        yield (item.filename, "", ""), io.BytesIO(signature.read()), False
+                    continue
                 if row is None:
                     raise _RecordMismatchError(item.filename, "not listed in RECORD")
                 kind = stat.S_IFMT(item.external_attr >> 16)
@@ -1149,7 +1136,7 @@ def _scheme_of(name: str, data_dir: str, root: str) -> tuple[str, str] | None:
         return None
     if parts[0] != data_dir:
         return root, name
-    if len(parts) < 3 or parts[1] not in _SCHEMES:
+    if len(parts) < 3 or parts[1] not in SCHEMES:
         return None
     return parts[1], "/".join(parts[2:])
 
