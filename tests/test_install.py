@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -1599,3 +1600,45 @@ def test_a_signed_wheel_installs_with_its_unlisted_signature(tmp_path: Path, sto
     assert (site / "signed-1.0.dist-info" / "RECORD.jws").read_bytes() == b'{"signatures": []}'
     assert "signed-1.0.dist-info/RECORD.jws,sha256=" in (
         site / "signed-1.0.dist-info" / "RECORD").read_text()
+
+
+@pytest.mark.parametrize("which", ["site-packages", "bin"])
+def test_an_environment_whose_install_directories_lead_outside_it_is_refused(
+    tmp_path: Path, store: Store, which: str
+) -> None:
+    # Written through the link, the files would land outside the environment,
+    # where the roll-back (which never reaches outside) could not take them back.
+    d = tmp_path / "dists"
+    wheel = build_wheel(d, "tool", "1.0", files={"tool/__init__.py": b"def main(): pass\n"},
+                        console_scripts={"tool": "tool:main"})
+    house = make_house(tmp_path / "house", store, [wheel])
+    venv = new_venv(tmp_path / "v")
+    (inside,) = (venv.root.glob("lib/python*/site-packages") if which == "site-packages"
+                 else [venv.root / "bin"])
+    outside = tmp_path / "outside"
+    shutil.move(str(inside), str(outside))
+    inside.symlink_to(outside)
+    before_outside, before_venv = tree(outside), tree(venv.root)
+    out = wheelhouse("install", str(house), "tool", "--python", str(venv.python),
+                     env=isolated_env(), check=False)
+    assert out.returncode == 3, out.stderr
+    assert f"refusing to install into {inside}" in out.stderr
+    assert "leads outside" in out.stderr
+    assert tree(outside) == before_outside and tree(venv.root) == before_venv
+
+
+@pytest.mark.parametrize("name", ["sub/dir", "../up", "ctl\x1b[31mred", "back\\slash", ".."])
+def test_a_script_name_of_more_than_one_file_name_is_refused(
+    tmp_path: Path, store: Store, name: str
+) -> None:
+    d = tmp_path / "dists"
+    wheel = build_wheel(d, "tool", "1.0", files={"tool/__init__.py": b"def main(): pass\n"},
+                        console_scripts={name: "tool:main"})
+    house = make_house(tmp_path / "house", store, [wheel])
+    venv = new_venv(tmp_path / "v")
+    before = tree(venv.root)
+    out = wheelhouse("install", str(house), "tool", "--python", str(venv.python),
+                     env=isolated_env(), check=False)
+    assert out.returncode == 3, out.stderr
+    assert "refusing the console script" in out.stderr and "\x1b" not in out.stderr
+    assert tree(venv.root) == before

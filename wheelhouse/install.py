@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import posixpath
+import re
 import shutil
 import stat
 import struct
@@ -238,6 +239,28 @@ def _layout(info: InterpreterInfo, prefix: Path | None, target: Path | None) -> 
         scheme["headers"] = info.paths.get("include", str(Path(info.paths["data"]) / "include"))
     sites = tuple(dict.fromkeys((Path(scheme["purelib"]), Path(scheme["platlib"]))))
     return _Layout(scheme, root, sites, info.executable)
+
+
+_BAD_SCRIPT_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def _check_scheme_roots(layout: _Layout) -> None:
+    """Refuse an environment whose site-packages, bin, ... lead outside it (a symbolic link).
+
+    Each directory under them is checked as it is written to; this is the
+    check of the directories themselves. Writing there would put files outside
+    the environment, and the roll-back (which never reaches outside) could not
+    take them back.
+    """
+    real_root = os.path.realpath(layout.root)
+    for key, path in sorted(layout.scheme.items()):
+        real = os.path.realpath(path)
+        if not _within(real, real_root):
+            raise IntegrityError(
+                f"refusing to install into {path} ({key}): it leads outside {layout.root} "
+                f"(to {real}, through a symbolic link)",
+                hint="make it a real directory inside the environment, or install elsewhere",
+            )
 
 
 def find_installed(site_dirs: Iterable[Path]) -> dict[NormalizedName, InstalledDist]:
@@ -1104,6 +1127,12 @@ def _make_destination(layout: _Layout, info: InterpreterInfo, project: str, writ
 
         def write_script(self, name: str, module: str, attr: str,
                          section: Literal["console", "gui"]) -> RecordEntry:
+            if _BAD_SCRIPT_NAME.search(name) or name in (".", ".."):
+                # One plain file name in bin/ (pip refuses control characters;
+                # a "/" would make a path of two parts).
+                raise IntegrityError(
+                    f"refusing the {section} script {name!r}: a script's name is one file "
+                    "name, without '/', '\\' or control characters")
             script_name, data = Script(name, module, attr, section).generate(
                 self.interpreter, self.script_kind)
             with io.BytesIO(data) as stream:
@@ -1668,6 +1697,7 @@ def install(
             "--target, or pass --break-system-packages if you mean it",
         )
     layout = _layout(info, prefix, target)
+    _check_scheme_roots(layout)
     if (prefix is None and target is None
             and os.path.realpath(info.prefix) == os.path.realpath(sys.prefix)):
         log.warning("installing into the environment wheelhouse itself runs from (%s); "
