@@ -755,6 +755,40 @@ def test_ctrl_c_rolls_back_everything(tmp_path: Path, store: Store, when: str) -
     assert tree(venv.root) == before
 
 
+@pytest.mark.parametrize("group", [False, True], ids=["to-the-command", "to-its-group"])
+def test_sigterm_rolls_back_everything(tmp_path: Path, store: Store, group: bool) -> None:
+    # docker stop, a CI timeout: SIGTERM to the command (or, from systemd, to
+    # its whole group): undone as Ctrl-C is, not left for the next run.
+    import signal
+    import time
+
+    d = tmp_path / "dists"
+    wheels = [build_wheel(d, f"big{i}", "1.0", padding=8_000_000) for i in range(8)]
+    wheels.append(build_wheel(d, "top", "1.0", requires_dist=[f"big{i}" for i in range(8)]))
+    house = make_house(tmp_path / "house", store, wheels)
+    venv = new_venv(tmp_path / "v")
+    site = site_packages(venv)
+    before = tree(venv.root)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wheelhouse", "install", str(house), "top",
+         "--python", str(venv.python), "-j", "2", "--no-compile"],
+        env=isolated_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    deadline = time.monotonic() + 60
+    while (not list(site.glob("big*_data.bin")) and proc.poll() is None
+           and time.monotonic() < deadline):
+        time.sleep(0.002)
+    assert proc.poll() is None, "the install finished before it could be stopped"
+    if group:
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert tree(venv.root) == before
+
+
 def test_no_shared_memory_falls_back_to_threads(tmp_path: Path, app_house: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import concurrent.futures
@@ -1328,10 +1362,10 @@ def test_sigkill_of_the_main_process_takes_the_workers_with_it(tmp_path: Path,
             time.sleep(0.0005)
         assert proc.poll() is None, "the install finished before it could be killed"
         kill_leaves_no_workers(proc)
-    # And the next run takes the lock at once and completes the install.
+    # And the next run takes the lock at once, undoes the killed one, and installs.
     out = wheelhouse("install", str(house), "top", "--python", str(venv.python),
                      "--no-compile", env=isolated_env(), timeout=60)
-    assert "completed the interrupted install" in out.stdout + out.stderr
+    assert "was killed midway" in out.stderr and "undone" in out.stderr
     assert venv.installed() == {"top": "1.0", **{f"pkg{i}": "1.0" for i in range(16)}}
     assert not (site / JOURNAL_NAME).exists()
 
@@ -1642,3 +1676,74 @@ def test_a_script_name_of_more_than_one_file_name_is_refused(
     assert out.returncode == 3, out.stderr
     assert "refusing the console script" in out.stderr and "\x1b" not in out.stderr
     assert tree(venv.root) == before
+
+
+def test_an_upgrade_killed_midway_is_undone_by_the_next_run_whatever_it_installs(
+    tmp_path: Path, store: Store
+) -> None:
+    # kill -9 half-way through an upgrade: half-written files of the new
+    # version under their real names, the old version's files moved aside.
+    # The next run, even one that installs something else, puts the old
+    # version back as it was (not: deletes the only copy of it).
+    import time
+
+    d = tmp_path / "dists"
+    old = build_wheel(d, "big", "1.0", files={"big/__init__.py": b"V = 1\n",
+                                              "big/only_in_1.py": b"A = 1\n"})
+    house1 = make_house(tmp_path / "house1", store, [old])
+    new = build_wheel(tmp_path / "d2", "big", "2.0", padding=60_000_000,
+                      files={"big/__init__.py": b"V = 2\n", "big/only_in_2.py": b"B = 2\n"})
+    other = build_wheel(tmp_path / "d2", "other", "1.0")
+    house2 = make_house(tmp_path / "house2", store, [new, other])
+    venv = new_venv(tmp_path / "v")
+    site = site_packages(venv)
+    wheelhouse("install", str(house1), "big", "--python", str(venv.python), "--no-compile",
+               env=isolated_env())
+    before = {p.relative_to(site).as_posix(): p.read_bytes() for p in site.rglob("*")
+              if p.is_file()}
+    argv = [sys.executable, "-m", "wheelhouse", "install", str(house2), "big==2.0",
+            "--python", str(venv.python), "--no-compile", "-j", "1"]
+    proc = subprocess.Popen(argv, env=isolated_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while (not list(site.glob("big_data.bin")) and proc.poll() is None
+           and time.monotonic() < deadline):
+        time.sleep(0.0005)
+    assert proc.poll() is None, "the install finished before it could be killed"
+    proc.kill()
+    proc.wait()
+    assert not (site / "big-1.0.dist-info").exists()  # moved aside by the killed run
+
+    out = wheelhouse("install", str(house2), "other", "--python", str(venv.python),
+                     "--no-compile", env=isolated_env())
+
+    assert "was killed midway" in out.stderr
+    after = {p.relative_to(site).as_posix(): p.read_bytes() for p in site.rglob("*")
+             if p.is_file() and not p.relative_to(site).as_posix().startswith("other")}
+    assert after == before
+    assert venv.installed() == {"big": "1.0", "other": "1.0"}
+    assert [p.name for p in site.iterdir() if p.name.startswith(".wheelhouse")] == []
+
+
+def test_a_rollback_run_again_never_removes_what_it_put_back(tmp_path: Path) -> None:
+    # A rollback killed half-way is finished by the next run, from the same
+    # logs: a file whose original was already put back (its stashed copy is
+    # gone) is the original now, not the file the logs say was created.
+    from wheelhouse import install as install_mod
+
+    root = tmp_path / "env"
+    stash = root / ".wheelhouse-stash-1"
+    stash.mkdir(parents=True)
+    restored, replaced, created = root / "restored.py", root / "replaced.py", root / "new.py"
+    for path, text in ((restored, "original"), (replaced, "old version"), (created, "new")):
+        path.write_text(text)
+    (stash / "w.log").write_text(
+        f"1\tM\t{restored}\t{stash / 'w-1'}\n"   # set aside, and already put back
+        f"2\tW\t{restored}\n"
+        f"3\tW\t{replaced}\n"                   # the replaced version's file, put back
+        f"4\tW\t{created}\n")                   # created, to be removed
+    (stash / "moves.txt").write_text(json.dumps([str(replaced), str(stash / "r" / "0")]) + "\n")
+    install_mod._rollback(stash, root)
+    assert restored.read_text() == "original"
+    assert replaced.read_text() == "old version"
+    assert not created.exists()

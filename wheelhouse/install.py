@@ -14,9 +14,10 @@ The order of work is what makes it safe:
    absolute paths, no ``..``, no links, known schemes) and every member's hash
    and size against the wheel's RECORD before or as it is written. Bytecode is
    compiled with the *target* interpreter as each wheel is written. Any failure
-   (a bad wheel, Ctrl-C) stops the compilers and rolls everything back from the
-   workers' logs. An interrupted run leaves the journal; the next run names
-   what was half-installed and completes it.
+   (a bad wheel, Ctrl-C, SIGTERM) stops the compilers and rolls everything back
+   from the workers' logs and the moves of replaced files. A run killed
+   outright leaves its stash (those logs and moves, on disk): the next run
+   into the environment undoes it the same way before anything else.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ _LOCK_NAME = ".wheelhouse-install.lock"
 #: How long an install waits for another one into the same environment, in seconds.
 _LOCK_TIMEOUT = 600.0
 _STASH_PREFIX = ".wheelhouse-stash-"
+# A stash whose run is over (done, or rolled back): only to be deleted.
+_DONE_PREFIX = ".wheelhouse-done-"
 
 
 class InstallError(WheelhouseError):
@@ -448,15 +451,62 @@ def _move(src: str, dest: str) -> None:
             os.unlink(src)
 
 
-def _stash_dir(path: Path, root: Path, stash: Path) -> list[tuple[str, str]]:
-    """Move the directory *path* (inside *root*) into *stash*; return the move."""
+def _stash_dir(path: Path, root: Path, stash: Path, moves: list[tuple[str, str]]) -> None:
+    """Move the directory *path* (inside *root*) into *stash*, listed in *moves* first."""
     real = os.path.realpath(path)
     if not _within(real, os.path.realpath(root)):
-        return []
+        return
     stash.mkdir(parents=True, exist_ok=True)
     dest = os.path.join(stash, "dir")
+    moves.append((real, dest))
     _move(real, dest)
-    return [(real, dest)]
+
+
+class _Moves(list[tuple[str, str]]):
+    """The moves of replaced files into the stash, each written to its file before it is made.
+
+    In memory for this run's rollback; on disk (``moves.txt`` in the stash)
+    for the next run's, when this one is killed: then the replaced version is
+    put back whole.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                           | getattr(os, "O_CLOEXEC", 0), 0o600)
+
+    def append(self, move: tuple[str, str]) -> None:
+        """Write *move* down (one write: a SIGKILL cannot half it), then keep it."""
+        line = json.dumps(list(move)) + "\n"
+        view = memoryview(line.encode("utf-8"))
+        while view:
+            view = view[os.write(self._fd, view):]
+        super().append(move)
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+_MOVES_NAME = "moves.txt"
+
+
+def _read_moves(stash: Path) -> list[tuple[str, str]]:
+    """The moves a (dead) run wrote down; a last line cut short was not made."""
+    try:
+        lines = (stash / _MOVES_NAME).read_bytes().decode("utf-8").split("\n")
+    except (OSError, UnicodeDecodeError):
+        return []
+    moves = []
+    for line in lines[:-1]:
+        try:
+            original, stashed = json.loads(line)
+        except (ValueError, TypeError):
+            continue
+        moves.append((str(original), str(stashed)))
+    return moves
 
 
 def _unstash(moves: Sequence[tuple[str, str]]) -> None:
@@ -565,7 +615,13 @@ class _Log:
 
 
 def _rollback(stash: Path, root: Path) -> None:
-    """Undo, newest first, every change the workers logged in *stash*."""
+    """Undo, newest first, every change the workers logged in *stash*.
+
+    Run again (a rollback that was itself killed, finished by the next run),
+    it leaves alone a path whose original was already put back: from the
+    workers' own set-aside files or from the replaced version's (its stashed
+    copy is gone, moved back).
+    """
     entries: list[list[Any]] = []
     cancelled: set[tuple[str, int, str]] = set()
     for log in stash.glob("*.log"):
@@ -586,10 +642,16 @@ def _rollback(stash: Path, root: Path) -> None:
             elif len(entry) >= 3:
                 entries.append([*entry, log.name])
     root_real = os.path.realpath(root)
+    put_back = {os.path.abspath(original) for original, stashed in _read_moves(stash)
+                if not os.path.lexists(stashed)}
+    put_back.update(os.path.abspath(str(e[2])) for e in entries
+                    if e[1] == "M" and len(e) == 5 and not os.path.lexists(str(e[3])))
     real_dirs: dict[str, str] = {}
     dirs: list[str] = []
     for entry in sorted(entries, key=lambda e: e[0], reverse=True):
         if entry[1] == "W" and (entry[-1], entry[0], entry[2]) in cancelled:
+            continue
+        if entry[1] == "W" and os.path.abspath(str(entry[2])) in put_back:
             continue
         # Judged where it really is: a directory on its way may have been made a
         # link leading out of the environment since (never removed or written through).
@@ -1474,6 +1536,9 @@ def _start_worker(work: _Work, parent: int) -> None:
     global _WORKER_WORK
     _WORKER_WORK = work
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM (to the whole group) ends a worker at once: its log is on disk,
+    # and the parent rolls back from it (see _sigterm_rolls_back).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # A killed install's workers would otherwise hold the environment's lock
     # and could take wheels already handed to them while the next run writes.
     die_with_parent(parent)
@@ -1560,17 +1625,19 @@ def _error_from(entry: FileEntry, error: tuple[str, str, str]) -> WheelhouseErro
 
 @contextlib.contextmanager
 def _interrupts_held() -> Iterator[None]:
-    """Ignore Ctrl-C in the block (from the main thread; elsewhere, do nothing)."""
+    """Ignore Ctrl-C and SIGTERM in the block (from the main thread; elsewhere, do nothing)."""
     import signal
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT,
+                                                                      signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 @contextlib.contextmanager
@@ -1637,6 +1704,31 @@ def _environment_lock(layout: _Layout, *, dry_run: bool) -> Iterator[None]:
         os.close(fd)  # and with it the lock
 
 
+@contextlib.contextmanager
+def _sigterm_rolls_back() -> Iterator[None]:
+    """SIGTERM (``docker stop``, systemd, a CI timeout) taken as Ctrl-C: rolled back.
+
+    Its default would end the process at once, the environment half-changed
+    until the next run undid it. Only where SIGTERM has its default handler
+    and this is the main thread (signals are delivered there).
+    """
+    import signal
+
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+
+    def terminated(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _journal_path(layout: _Layout) -> Path:
     return Path(layout.scheme["purelib"]) / JOURNAL_NAME
 
@@ -1649,13 +1741,75 @@ def _read_journal(layout: _Layout) -> dict[str, str]:
         return {}
 
 
+def _journal_pid(layout: _Layout) -> int | None:
+    """The process that wrote the journal (None: not said, as older runs did not)."""
+    try:
+        pid = json.loads(_journal_path(layout).read_text(encoding="utf-8")).get("pid")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return pid if type(pid) is int else None
+
+
 def _write_journal(layout: _Layout, installing: dict[str, str]) -> None:
     path = _journal_path(layout)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"version": 1, "installing": installing}, sort_keys=True) + "\n",
-                   encoding="utf-8")
+    tmp.write_text(json.dumps({"version": 1, "installing": installing, "pid": os.getpid()},
+                              sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _discard_stash(stash: Path) -> None:
+    """Delete a stash whose run is over.
+
+    It is renamed first: a kill half-way through the deletion never leaves a
+    stash the next run would take for a run to undo.
+    """
+    done = stash.with_name(_DONE_PREFIX + stash.name[len(_STASH_PREFIX):])
+    shutil.rmtree(done, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.rename(stash, done)
+    shutil.rmtree(done, ignore_errors=True)
+
+
+def _is_dead(pid: str) -> bool:
+    """Whether the run of process *pid* is over (this process's own pid counts: not begun)."""
+    if not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # alive, someone else's
+    return False
+
+
+def _undo_dead_runs(layout: _Layout) -> list[int]:
+    """Undo every install that was killed midway; return their process ids.
+
+    Its workers' logs (every file created, every file set aside) and its
+    moves (the replaced versions' files) are in its stash: what it wrote goes,
+    half-written files too, and what it moved aside comes back. The
+    environment is then as it was before that run.
+    """
+    site = Path(layout.scheme["purelib"])
+    for done in site.glob(f"{_DONE_PREFIX}*"):
+        if _is_dead(done.name[len(_DONE_PREFIX):]):
+            shutil.rmtree(done, ignore_errors=True)
+    undone = []
+    for stash in sorted(site.glob(f"{_STASH_PREFIX}*")):
+        pid = stash.name[len(_STASH_PREFIX):]
+        if not _is_dead(pid) or not stash.is_dir() or stash.is_symlink():
+            continue
+        with _interrupts_held():
+            _rollback(stash, layout.root)
+            _unstash(_read_moves(stash))
+        _discard_stash(stash)
+        undone.append(int(pid))
+    return undone
 
 
 # ---------------------------------------------------------------------------
@@ -1709,8 +1863,17 @@ def install(
         file_digest=read_house_digest(house))
 
     # One install into an environment at a time: a second waits for the first.
-    with _environment_lock(layout, dry_run=dry_run):
+    with _sigterm_rolls_back(), _environment_lock(layout, dry_run=dry_run):
         report = InstallReport(info.executable, dry_run=dry_run)
+        if not dry_run:
+            journal_pid = _journal_pid(layout)
+            undone = _undo_dead_runs(layout)
+            if undone:
+                log.warning("an install into %s was killed midway (process %s): undone, the "
+                            "environment is as it was before it", layout.root,
+                            ", ".join(map(str, undone)))
+            if journal_pid is not None and journal_pid in undone:
+                _journal_path(layout).unlink(missing_ok=True)
         installed = find_installed(layout.site_dirs)
         interrupted = _read_journal(layout)
         requested = {canonicalize_name(r.name) for r, _ in wanted.requirements}
@@ -1750,9 +1913,8 @@ def install(
         pending.update({e.project: e.version for e, _ in todo})
         _write_journal(layout, pending)
         stash = Path(layout.scheme["purelib"]) / f"{_STASH_PREFIX}{os.getpid()}"
-        shutil.rmtree(stash, ignore_errors=True)  # a dead run's, with our pid
-        stash.mkdir(parents=True)
-        moves: list[tuple[str, str]] = []
+        stash.mkdir(parents=True)  # (a dead run's with our pid was undone above)
+        moves = _Moves(stash / _MOVES_NAME)
         results = [_Written() for _ in todo]
         compilers = (_Compilers(info, os.cpu_count() or 2)
                      if compile_bytecode and info.cache_tag else None)
@@ -1772,7 +1934,7 @@ def install(
                 else:
                     # Half-written by an interrupted run of ours (the journal says so):
                     # its files are rewritten below; its metadata goes now.
-                    moves += _stash_dir(have.path, layout.root, stash / "half" / have.path.name)
+                    _stash_dir(have.path, layout.root, stash / "half" / have.path.name, moves)
                 if have.version != entry.version:
                     report.replaced.append((entry.project, have.version, entry.version))
 
@@ -1814,14 +1976,15 @@ def install(
                     compilers.kill()  # no compiler may still write while it is undone
                 _rollback(stash, layout.root)
                 _unstash(moves)
-            shutil.rmtree(stash, ignore_errors=True)
+                moves.close()
+            _discard_stash(stash)
             if not interrupted:
                 _journal_path(layout).unlink(missing_ok=True)
             else:
                 _write_journal(layout, interrupted)
             raise
-        shutil.rmtree(stash, ignore_errors=True)
-        _remove_dead_stashes(layout)
+        moves.close()
+        _discard_stash(stash)
         for entry, _have in todo:
             report.installed.append((entry.project, entry.version, entry.filename))
             pending.pop(entry.project, None)
@@ -1831,24 +1994,6 @@ def install(
             _journal_path(layout).unlink(missing_ok=True)
         report.seconds = time.monotonic() - started
         return report
-
-
-def _remove_dead_stashes(layout: _Layout) -> None:
-    """Remove what killed runs set aside.
-
-    Their changes were completed by this run: the journal named them.
-    """
-    site = Path(layout.scheme["purelib"])
-    for d in site.glob(f"{_STASH_PREFIX}*"):
-        pid = d.name[len(_STASH_PREFIX):]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(d, ignore_errors=True)
-        except OSError:
-            pass  # alive, someone else's: leave it
 
 
 def _check_writable(layout: _Layout) -> None:
