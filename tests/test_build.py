@@ -599,6 +599,28 @@ def test_a_lock_names_the_sources_given_not_those_of_this_machines_pip_configura
                for line in text.splitlines()), text
 
 
+def test_a_lock_never_holds_a_password_written_into_an_index_url(
+    tmp_path: Path, upstream: LocalIndex, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A lock is committed: credentials typed into a URL (not as ${VAR}) stay out,
+    # and never stand in the lock's file even for a moment (pip-tools writes a
+    # scratch copy).
+    from wheelhouse.lock import lock
+
+    host = upstream.url.removeprefix("http://")
+    source = tmp_path / "requirements.in"
+    source.write_text(f"--extra-index-url http://me:s3cretpw@{host}/simple/\nlib\n")
+    out = tmp_path / "requirements.txt"
+    lock([source], output=out,
+         pip_options=["--index-url", f"http://user:0therpw@{host}/simple/"])
+    text = out.read_text()
+    assert "lib==2.0" in text and "s3cretpw" not in text and "0therpw" not in text
+    assert f"--index-url http://{host}/simple/" in text
+    assert f"--extra-index-url http://{host}/simple/" in text
+    assert "credentials in --index-url were left out of the lock" in caplog.text
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
 def test_lock_of_an_unknown_name_says_so_without_a_traceback(
     tmp_path: Path, upstream: LocalIndex
 ) -> None:

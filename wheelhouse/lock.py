@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import urllib.parse
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = ["LockResult", "lock"]
+
+log = logging.getLogger(__name__)
 
 _TAIL = 25
 
@@ -68,16 +72,26 @@ def lock(
         raise InvalidInputError("nothing to lock", hint="name a requirements.in file")
     scan = scan_requirement_files(paths + [Path(c) for c in constraint_files])  # file:line errors
     out = Path(output)
+    # pip-tools writes a scratch copy (it may hold what must not reach the lock: a
+    # password in an index URL); the lock itself is written once, atomically.
+    # It starts from the lock as it is: pip-tools keeps its pins unless --upgrade.
+    scratch = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    if out.is_file():
+        shutil.copyfile(out, scratch)
     argv = [sys.executable, "-m", "piptools", "compile", "--generate-hashes", "--allow-unsafe",
-            "--strip-extras", "--quiet", "--no-header", "--output-file", str(out)]
+            "--strip-extras", "--quiet", "--no-header", "--output-file", str(scratch)]
     if upgrade:
         argv.append("--upgrade")
     for c in constraint_files:
         argv += ["-c", str(c)]
     argv += list(pip_options)
     argv += [str(p) for p in paths]
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False,
-                          stdin=subprocess.DEVNULL)
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False,
+                              stdin=subprocess.DEVNULL)
+        text = scratch.read_text(encoding="utf-8") if proc.returncode == 0 else ""
+    finally:
+        scratch.unlink(missing_ok=True)
     if proc.returncode != 0:
         lines = [line for line in _without_tracebacks(proc.stderr.strip().splitlines())
                  if line.strip()]
@@ -88,11 +102,9 @@ def lock(
                                "(pip config list shows what pip uses)")
         raise ResolutionError(what, hint="check the names and versions above and the index "
                               "pip-tools used")
-    text = out.read_text(encoding="utf-8")
     kept = _only_named_sources(text, [*pip_options, *scan.index_options, *scan.find_links],
                                trusted=scan.trusted_hosts)
-    if kept != text:
-        write_atomic(out, kept.encode())
+    write_atomic(out, kept.encode())
     pins = sum(1 for line in kept.splitlines()
                if "==" in line and not line.startswith((" ", "#", "-")))
     return LockResult(out, pins)
@@ -137,7 +149,16 @@ def _only_named_sources(text: str, named: Sequence[str], *, trusted: Sequence[st
         url = urllib.parse.urlsplit(value)
         if url.hostname:
             hosts.update({url.hostname, url.netloc.rpartition("@")[2]})
-        out.append(line.replace(value, written) if "${" in written else line)
+        if "${" in written:
+            out.append(line.replace(value, written))
+        elif "@" in url.netloc:
+            # Credentials written into the URL: never into a lock people commit.
+            bare = url._replace(netloc=url.netloc.rpartition("@")[2]).geturl()
+            log.warning("the credentials in %s were left out of the lock (%s): give them as "
+                        "${VARIABLE} in the URL, or in a .netrc or keyring", option, bare)
+            out.append(line.replace(value, bare))
+        else:
+            out.append(line)
     for at, value, line in trust_lines:
         if value in hosts:
             out[at] = line
