@@ -502,6 +502,38 @@ def test_a_built_wheel_that_fails_its_own_record_never_enters_the_store(
     assert not (tmp_path / "house" / "files" / "liar-1.0-py3-none-any.whl").exists()
 
 
+def test_a_build_failing_with_a_long_traceback_is_still_a_build_failure(
+    tmp_path: Path, store: Store, serve_dir: Callable[[Path], LocalIndex]
+) -> None:
+    # pip's words that say "a build failed" come before the traceback: a long
+    # one pushed them out of the tail kept for the message, and the failure
+    # was called a resolution failure (exit 1, "check the names").
+    import io
+    import tarfile
+
+    d = tmp_path / "dists"
+    sdist = build_sdist(d, "deep", "1.0")
+    with tarfile.open(sdist) as tf:
+        members = [(m, tf.extractfile(m).read() if m.isfile() else b"")  # type: ignore[union-attr]
+                   for m in tf.getmembers()]
+    with tarfile.open(sdist, "w:gz") as tf:
+        for m, data in members:
+            if m.name.endswith("backend.py"):
+                data += (b"\ndef _down(n):\n    if n:\n        return _down(n - 1)\n"
+                         b"    raise RuntimeError('no compiler')\n"
+                         b"\ndef get_requires_for_build_wheel(config_settings=None):\n"
+                         b"    return _down(60)\n")
+                m.size = len(data)
+            tf.addfile(m, io.BytesIO(data))
+    h = House.open(tmp_path / "up", create=True)
+    add_paths(h, Store.open(tmp_path / "upstore"), [d])
+    server = serve_dir(h.root)
+    with pytest.raises(BuildError) as info:
+        build(["deep"], house=tmp_path / "house", store=store, pip_options=_opts(server))
+    assert info.value.exit_code == 5
+    assert "build failed" in str(info.value)
+
+
 def test_cli_build_json(tmp_path: Path, store: Store, upstream: LocalIndex) -> None:
     proc = wheelhouse("--store", str(store.root), "build", "lib", "-o", str(tmp_path / "h"),
                       "--index-url", f"{upstream.url}/simple/", "--json", env=isolated_env())

@@ -368,5 +368,5 @@ class SubprocessPip:
         proc = _run_letting_pip_clean_up(argv, env=env, cwd=cwd)
         if proc.returncode != 0:
             tail = "\n".join(proc.stderr.strip().splitlines()[-_TAIL_LINES:])
-            raise PipError(shown, proc.returncode, tail)
+            raise PipError(shown, proc.returncode, tail, proc.stderr)
         return PipResult(shown, proc.stdout, proc.stderr)

@@ -203,7 +203,7 @@ def download_files(
             pip(args)
         except PipError as e:
             names = ", ".join(f"{r.name} {r.version}" for r in chunk)
-            if "DO NOT MATCH THE HASHES" in e.stderr_tail:
+            if "DO NOT MATCH THE HASHES" in e.stderr:
                 raise IntegrityError(
                     f"a downloaded file does not match its hash; nothing entered the store:\n"
                     f"{e.stderr_tail}",

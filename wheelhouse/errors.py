@@ -185,13 +185,17 @@ class PipError(WheelhouseError):
 
     exit_code = 5
 
-    def __init__(self, argv: list[str], returncode: int, stderr_tail: str) -> None:
+    def __init__(self, argv: list[str], returncode: int, stderr_tail: str,
+                 stderr: str | None = None) -> None:
         #: The command that was run.
         self.argv = argv
         #: Its exit status.
         self.returncode = returncode
         #: The last lines it wrote to stderr.
         self.stderr_tail = stderr_tail
+        #: All it wrote to stderr (to look for what kind of failure it was: a
+        #: long traceback pushes pip's own words out of the tail).
+        self.stderr = stderr if stderr is not None else stderr_tail
         super().__init__(
             f"pip failed with exit code {returncode}: {' '.join(argv)}\n{stderr_tail}".rstrip()
         )

@@ -134,7 +134,7 @@ def resolve_target(
         try:
             result = pip(args)
         except PipError as e:
-            if "DO NOT MATCH THE HASHES" in e.stderr_tail:
+            if "DO NOT MATCH THE HASHES" in e.stderr:
                 # pip downloaded a file to read its metadata (the index offers no
                 # PEP 658 metadata) and its bytes are not the ones a hash names.
                 raise IntegrityError(
@@ -143,8 +143,8 @@ def resolve_target(
                     hint="either a --hash in your requirements is out of date, or the index "
                     "or a proxy served different bytes; do not trust them until you know which",
                 ) from e
-            if "metadata-generation-failed" in e.stderr_tail or (
-                "subprocess-exited-with-error" in e.stderr_tail
+            if "metadata-generation-failed" in e.stderr or (
+                "subprocess-exited-with-error" in e.stderr
             ):
                 # pip ran a package's build code to learn its metadata, and it failed.
                 raise BuildError(
