@@ -209,6 +209,21 @@ def test_offline_says_what_changed_and_remembers_several_resolutions(
     assert "the requirements given on the command line differ" in info.value.message
 
 
+def test_offline_names_the_files_the_store_lost(
+    tmp_path: Path, store: Store, upstream: LocalIndex
+) -> None:
+    house = tmp_path / "house"
+    first = build(["app"], house=house, store=store, pip_options=_opts(upstream))
+    lost = next(e for e in first.targets["host"] if e.project == "lib")
+    blob = store.blob_path(lost.sha256)
+    blob.chmod(0o644)
+    blob.unlink()
+    with pytest.raises(InvalidInputError) as info:
+        build(["app"], house=house, store=store, pip_options=_opts(upstream), offline=True)
+    assert f"{lost.filename} (sha256={lost.sha256}, for host)" in info.value.message
+    assert "the store no longer has 1 of the files it chose" in info.value.message
+
+
 def test_isolated_reads_no_pip_configuration_file(
     tmp_path: Path, store: Store, upstream: LocalIndex, monkeypatch: pytest.MonkeyPatch
 ) -> None:

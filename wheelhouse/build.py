@@ -236,7 +236,7 @@ def build(
         return result
     _validate_inputs(req_files + con_files, requirements)
     if offline:
-        why = ("the files it chose are no longer all in the store" if cached is not None
+        why = (_missing_from_store(store, cached) if cached is not None
                else _what_changed(house_obj, inputs))
         raise InvalidInputError(
             f"--offline: this house has no earlier resolution of these inputs whose files "
@@ -767,6 +767,15 @@ def _read_cache(house: House) -> list[dict[str, Any]]:
         return []
     entries = data.get("entries")
     return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def _missing_from_store(store: Store, cached: list[dict[str, Any]]) -> str:
+    """Which files of the last resolution the store lacks, and for which targets."""
+    gone = [e for e in cached if not store.has(e["sha256"])]
+    shown = "; ".join(f"{e['filename']} (sha256={e['sha256']}, for "
+                      f"{', '.join(e.get('targets') or ['?'])})" for e in gone[:5])
+    more = f"; and {len(gone) - 5} more" if len(gone) > 5 else ""
+    return f"the store no longer has {len(gone)} of the files it chose: {shown}{more}"
 
 
 def _load_cache(house: House, key: str) -> list[dict[str, Any]] | None:
