@@ -380,6 +380,16 @@ def test_a_target_nothing_serves_names_package_and_target(
                       "--platform", "win_amd64", "--allow-missing", env=isolated_env())
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith("MISSING ")]
     assert line.startswith("MISSING cp312-win_amd64: pip could not resolve") and "native" in line
+    # A house built for two targets, one of which got nothing: check (with no
+    # target named) checks both, and fails, as the build said.
+    arm = Target.parse(python_version="3.12", platform=AARCH64, implementation="cp")
+    build(["app"], house=tmp_path / "h4", store=store, targets=[arm, target],
+          pip_options=_opts(upstream), allow_missing=True)
+    out = wheelhouse("check", str(tmp_path / "h4"), "app", "--no-pip", env=isolated_env(),
+                     check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert any(x.startswith("cp312-win_amd64") and "MISSING" in x for x in out.stdout.splitlines())
+    assert any(x.startswith(str(arm)) and " OK " in x for x in out.stdout.splitlines())
 
 
 @pytest.mark.parametrize(

@@ -917,9 +917,11 @@ def check_command(
                 targets.append(Target.parse(python_version=version, platform=platform,
                                             implementation=implementation, abi=abi))
     else:
-        # The targets the house was built for (this interpreter if it records none).
+        # The targets the house was built for (this interpreter if it records none):
+        # those its files serve, and those its last build was asked for, which
+        # may have got no file at all (--allow-missing).
         recorded = sorted({t for e in House.open(house_path).read_manifest().files
-                           for t in e.targets})
+                           for t in e.targets} | _reported_targets(house_path))
         targets = [None if name == "host" else Target.from_name(name) for name in recorded]
     result = check(house_path, wanted, targets=targets, requirement_files=requirement_files,
                    constraint_files=constraint_files, requirements=requirements,
@@ -944,6 +946,18 @@ def check_command(
                       "this is a bug in wheelhouse: please report it")
     if not result.ok:
         raise click.exceptions.Exit(1)
+
+
+def _reported_targets(house_path: Path) -> set[str]:
+    """The targets the house's last build report names (none if it has no report)."""
+    from wheelhouse.build import REPORT_NAME
+
+    try:
+        report = json.loads((house_path / REPORT_NAME).read_bytes())
+        names = [*report.get("targets", {}), *report.get("missing", {})]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return set()
+    return {n for n in names if isinstance(n, str) and n}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
