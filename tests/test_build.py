@@ -1243,3 +1243,25 @@ def test_an_index_whose_pep658_metadata_is_not_the_wheels_is_refused(
     assert new_sha in message and old_sha in message
     assert not (tmp_path / "house").exists()
     assert list(store.iter_blobs()) == []
+
+
+def test_requirement_file_options_are_read_as_pip_reads_them(tmp_path: Path) -> None:
+    # optparse's ways, which pip accepts: a short option's value right after
+    # it, a unique prefix of a long option.
+    from wheelhouse.errors import InvalidInputError
+    from wheelhouse.requirements import scan_requirement_files
+
+    (tmp_path / "other.txt").write_text("lib\n")
+    (tmp_path / "links").mkdir()
+    main = tmp_path / "requirements.txt"
+    main.write_text("-rother.txt\n-f./links\n--find=./links2\n"
+                    "--extra=http://127.0.0.1:9/simple/\n--trusted host.example\napp\n")
+    scan = scan_requirement_files([main])
+    assert scan.requirements == ["lib", "app"]
+    assert "./links" in scan.find_links and "./links2" in scan.find_links
+    assert scan.index_options == ["--extra-index-url", "http://127.0.0.1:9/simple/"]
+    assert scan.trusted_hosts == ["host.example"]
+    # An ambiguous prefix is no option at all (pip: "ambiguous option").
+    main.write_text("--no\napp\n")
+    with pytest.raises(InvalidInputError, match="requirements.txt:1.*unknown option --no"):
+        scan_requirement_files([main])

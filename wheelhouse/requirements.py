@@ -35,6 +35,10 @@ _WITH_VALUE = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links",
                "--config-settings", "--global-option", "--hash"}
 _FLAGS = {"--no-index", "--pre", "--prefer-binary", "--require-hashes"}
 _EDITABLE = {"-e", "--editable"}
+#: Short options that take a value, which may be written right after them ("-rfile").
+_SHORT_WITH_VALUE = {"-r", "-c", "-i", "-f", "-e"}
+#: Every long option of a requirements file (a unique prefix names one, as in pip).
+_LONG = sorted(o for o in (*_NESTED, *_WITH_VALUE, *_FLAGS, *_EDITABLE) if o.startswith("--"))
 _HASH = re.compile(r"(sha256|sha384|sha512):[0-9a-fA-F]+\Z")
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 
@@ -236,6 +240,13 @@ def scan_requirement_files(
             words += option_words
             first = words[0]
             name, eq, value = first.partition("=")
+            if first[:2] in _SHORT_WITH_VALUE and len(first) > 2:
+                # As optparse reads it (pip's parser): "-rother.txt" is "-r other.txt".
+                name, eq, value = first[:2], "=", first[2:]
+            elif name.startswith("--") and name not in _LONG:
+                # A unique prefix of a long option, as optparse takes it ("--find").
+                matches = [o for o in _LONG if o.startswith(name)]
+                name = matches[0] if len(matches) == 1 else name
             option = name if first.startswith("-") else None
             # An option's value: "--opt=VALUE" or "--opt VALUE".
             argument = value if eq else (words[1] if len(words) > 1 else "")
