@@ -1263,5 +1263,5 @@ def test_requirement_file_options_are_read_as_pip_reads_them(tmp_path: Path) -> 
     assert scan.trusted_hosts == ["host.example"]
     # An ambiguous prefix is no option at all (pip: "ambiguous option").
     main.write_text("--no\napp\n")
-    with pytest.raises(InvalidInputError, match="requirements.txt:1.*unknown option --no"):
+    with pytest.raises(InvalidInputError, match=r"requirements\.txt:1.*unknown option --no"):
         scan_requirement_files([main])
