@@ -309,7 +309,7 @@ def _check_members(path: Path, zf: zipfile.ZipFile) -> None:
             problem = "the name appears twice in the archive"
         if problem:
             raise IntegrityError(
-                f"{path.name}: refusing member {info.filename!r}: {problem}",
+                f"refusing member {info.filename!r}: {problem}",
                 hint="the wheel is malformed or malicious; remove it from the house",
             )
         seen.add(info.filename)
