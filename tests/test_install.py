@@ -1747,3 +1747,103 @@ def test_a_rollback_run_again_never_removes_what_it_put_back(tmp_path: Path) -> 
     assert restored.read_text() == "original"
     assert replaced.read_text() == "old version"
     assert not created.exists()
+
+
+def _killed_upgrade(tmp_path: Path, store: Store) -> tuple[Path, Venv, Path, int]:
+    """foo 1.0 installed, then an upgrade to 2.0 SIGKILLed once its wheel is written."""
+    d = tmp_path / "dists"
+    wheels = [build_wheel(d, "foo", "1.0", files={"foo.py": b'__version__ = "1.0"\n'}),
+              build_wheel(d, "foo", "2.0", files={"foo.py": b'__version__ = "2.0"\n'}),
+              build_wheel(d, "bar", "1.0")]
+    house = make_house(tmp_path / "house", store, wheels)
+    venv = new_venv(tmp_path / "v")
+    wheelhouse("install", str(house), "foo==1.0", "--python", str(venv.python), "--no-compile",
+               env=isolated_env())
+    code = (
+        "import os, signal, sys\n"
+        "import wheelhouse.install as m\n"
+        "real = m._run_jobs\n"
+        "m._run_jobs = lambda *a, **k: (real(*a, **k), os.kill(os.getpid(), signal.SIGKILL))\n"
+        "from wheelhouse.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    killed = subprocess.run([sys.executable, "-c", code, "install", str(house), "foo==2.0",
+                             "--python", str(venv.python), "--no-compile"],
+                            env=isolated_env(), capture_output=True, check=False)
+    assert killed.returncode == -9
+    site = site_packages(venv)
+    (stash,) = site.glob(".wheelhouse-stash-*")
+    assert (site / "foo.py").read_text() == '__version__ = "2.0"\n'
+    return house, venv, site, int(stash.name.rsplit("-", 1)[1])
+
+
+def test_a_killed_run_whose_process_id_is_taken_again_is_undone_all_the_same(
+    tmp_path: Path, store: Store
+) -> None:
+    # Under the environment's lock no other install runs: a stash is a dead
+    # run's whatever process has its id now (here: this test's own).
+    house, venv, site, pid = _killed_upgrade(tmp_path, store)
+    dry = wheelhouse("install", str(house), "bar", "--python", str(venv.python), "--dry-run",
+                     env=isolated_env())
+    assert "killed midway: the install itself will undo it first" in dry.stderr
+    assert (site / "foo.py").read_text() == '__version__ = "2.0"\n'  # a dry run changes nothing
+    # Every process id taken by a live process again.
+    code = ("import sys\nimport wheelhouse.install as m\nm._is_dead = lambda pid: False\n"
+            "from wheelhouse.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    out = run([sys.executable, "-c", code, "install", str(house), "bar", "--python",
+               str(venv.python), "--no-compile"])
+    assert f"(process {pid}): undone" in out.stderr
+    assert (site / "foo.py").read_text() == '__version__ = "1.0"\n'
+    assert venv.installed() == {"foo": "1.0", "bar": "1.0"}
+    # And an install of foo 2.0 afterwards is a plain one.
+    wheelhouse("install", str(house), "foo==2.0", "--python", str(venv.python), "--no-compile",
+               env=isolated_env())
+    assert venv.installed() == {"foo": "2.0", "bar": "1.0"}
+
+
+def test_a_killed_run_in_an_environment_copied_since_is_left_alone(
+    tmp_path: Path, store: Store
+) -> None:
+    # Its logs name the original environment: undoing it from the copy would
+    # write there.
+    house, venv, site, _pid = _killed_upgrade(tmp_path, store)
+    copy = tmp_path / "copy"
+    shutil.copytree(venv.root, copy, symlinks=True)
+    original = tree(venv.root)
+    out = wheelhouse("install", str(house), "bar", "--python", str(copy / "bin" / "python"),
+                     "--no-compile", env=isolated_env())
+    assert "holds an install killed midway elsewhere" in out.stderr
+    assert tree(venv.root) == original
+    assert list((copy / site.relative_to(venv.root)).glob(".wheelhouse-stash-*"))
+
+
+def test_a_sigterm_while_a_killed_run_is_undone_waits_for_the_undo(
+    tmp_path: Path, store: Store
+) -> None:
+    import signal
+    import time
+
+    house, venv, site, _pid = _killed_upgrade(tmp_path, store)
+    code = (
+        "import sys, time\n"
+        "import wheelhouse.install as m\n"
+        "real = m._rollback\n"
+        "def slow(*a, **k):\n"
+        "    print('undoing', flush=True)\n"
+        "    time.sleep(1.5)\n"
+        "    return real(*a, **k)\n"
+        "m._rollback = slow\n"
+        "from wheelhouse.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, "install", str(house), "bar",
+                             "--python", str(venv.python), "--no-compile"],
+                            env=isolated_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "undoing"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert (site / "foo.py").read_text() == '__version__ = "1.0"\n'  # the undo finished
+    assert "bar" not in venv.installed()  # and nothing else began
+    assert list(site.glob(".wheelhouse-stash-*")) == []

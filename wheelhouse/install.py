@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 
 from packaging.utils import NormalizedName, canonicalize_name
 
-from wheelhouse._fs import die_with_parent, write_all
+from wheelhouse._fs import die_with_parent, interrupts_deferred, write_all
 from wheelhouse.dists import SCHEMES, member_problem, parse_core_metadata
 from wheelhouse.errors import (
     HashMismatchError,
@@ -1641,8 +1641,8 @@ def _interrupts_held() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _environment_lock(layout: _Layout, *, dry_run: bool) -> Iterator[None]:
-    """Hold the target environment's install lock (nothing for a dry run).
+def _environment_lock(layout: _Layout, *, dry_run: bool) -> Iterator[bool]:
+    """Hold the target environment's install lock (nothing for a dry run); yield if held.
 
     Two installs into one environment at once would each take the other's
     files for a half-finished install of their own. On POSIX the lock is an
@@ -1650,7 +1650,7 @@ def _environment_lock(layout: _Layout, *, dry_run: bool) -> Iterator[None]:
     behind; elsewhere a lock file beside the journal.
     """
     if dry_run:
-        yield
+        yield False
         return
     timeout = _LOCK_TIMEOUT
     where = Path(layout.scheme["purelib"])
@@ -1672,7 +1672,7 @@ def _environment_lock(layout: _Layout, *, dry_run: bool) -> Iterator[None]:
         except filelock.Timeout as e:
             raise LockTimeoutError(str(where / _LOCK_NAME), timeout) from e
         try:
-            yield
+            yield True
         finally:
             lock.release()
         return
@@ -1680,6 +1680,7 @@ def _environment_lock(layout: _Layout, *, dry_run: bool) -> Iterator[None]:
     import fcntl
 
     fd = os.open(where, os.O_RDONLY)  # read-only: a read-only environment locks too
+    held = True
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -1698,8 +1699,9 @@ def _environment_lock(layout: _Layout, *, dry_run: bool) -> Iterator[None]:
                 # byte-range lock, which needs a file open for writing).
                 log.warning("cannot lock %s (%s): two installs into it at once would "
                             "collide", where, e.strerror or e)
+                held = False
                 break
-        yield
+        yield held
     finally:
         os.close(fd)  # and with it the lock
 
@@ -1787,26 +1789,76 @@ def _is_dead(pid: str) -> bool:
     return False
 
 
-def _undo_dead_runs(layout: _Layout) -> list[int]:
+def _stashes(layout: _Layout) -> list[Path]:
+    """The stashes in the environment (of runs in progress, or killed)."""
+    site = Path(layout.scheme["purelib"])
+    return [p for p in sorted(site.glob(f"{_STASH_PREFIX}*"))
+            if p.name[len(_STASH_PREFIX):].isdigit() and p.is_dir() and not p.is_symlink()]
+
+
+def _logged_paths(stash: Path) -> Iterator[tuple[str, bool]]:
+    """Every path a stash's logs and moves name, and whether it is in the stash itself."""
+    for original, stashed in _read_moves(stash):
+        yield original, False
+        yield stashed, True
+    for log_file in stash.glob("*.log"):
+        try:
+            lines = log_file.read_bytes().decode("utf-8", "surrogateescape").split("\n")
+        except OSError:
+            continue
+        for line in lines[:-1]:
+            try:
+                entry = json.loads(line) if line.startswith("[") else line.split("\t")
+            except ValueError:
+                continue
+            if len(entry) >= 3 and entry[1] in ("W", "M"):
+                yield str(entry[2]), False
+            if len(entry) >= 4 and entry[1] == "M":
+                yield str(entry[3]), True
+
+
+def _stash_belongs_to(stash: Path, root: Path) -> bool:
+    """Whether every path the stash names is in this environment, and every copy in it.
+
+    The logs hold absolute paths: in an environment copied or moved since,
+    they name the other one, which must never be written to.
+    """
+    real_root = os.path.realpath(root)
+    real_stash = os.path.realpath(stash)
+    for path, stashed in _logged_paths(stash):
+        parent = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+        if not _within(parent, real_stash if stashed else real_root):
+            return False
+    return True
+
+
+def _undo_dead_runs(layout: _Layout, *, locked: bool) -> list[int]:
     """Undo every install that was killed midway; return their process ids.
 
     Its workers' logs (every file created, every file set aside) and its
     moves (the replaced versions' files) are in its stash: what it wrote goes,
     half-written files too, and what it moved aside comes back. The
-    environment is then as it was before that run.
+    environment is then as it was before that run. With the environment's
+    lock *locked*, no other install runs: every stash is a dead run's, whatever
+    process now has its id. A stash whose logs name another environment (this
+    one was copied or moved since) is left alone, and said.
     """
     site = Path(layout.scheme["purelib"])
     for done in site.glob(f"{_DONE_PREFIX}*"):
-        if _is_dead(done.name[len(_DONE_PREFIX):]):
+        if locked or _is_dead(done.name[len(_DONE_PREFIX):]):
             shutil.rmtree(done, ignore_errors=True)
     undone = []
-    for stash in sorted(site.glob(f"{_STASH_PREFIX}*")):
+    for stash in _stashes(layout):
         pid = stash.name[len(_STASH_PREFIX):]
-        if not _is_dead(pid) or not stash.is_dir() or stash.is_symlink():
+        if not (locked or _is_dead(pid)):
             continue
-        with _interrupts_held():
-            _rollback(stash, layout.root)
-            _unstash(_read_moves(stash))
+        if not _stash_belongs_to(stash, layout.root):
+            log.warning("%s holds an install killed midway elsewhere (its files name "
+                        "another environment: this one was copied or moved since): left "
+                        "alone; remove it once you know that environment is right", stash)
+            continue
+        _rollback(stash, layout.root)
+        _unstash(_read_moves(stash))
         _discard_stash(stash)
         undone.append(int(pid))
     return undone
@@ -1863,11 +1915,18 @@ def install(
         file_digest=read_house_digest(house))
 
     # One install into an environment at a time: a second waits for the first.
-    with _sigterm_rolls_back(), _environment_lock(layout, dry_run=dry_run):
+    with _sigterm_rolls_back(), _environment_lock(layout, dry_run=dry_run) as locked:
         report = InstallReport(info.executable, dry_run=dry_run)
-        if not dry_run:
+        if dry_run:
+            if _stashes(layout):
+                log.warning("an install into %s was killed midway: the install itself "
+                            "will undo it first", layout.root)
+        else:
             journal_pid = _journal_pid(layout)
-            undone = _undo_dead_runs(layout)
+            # (Held an interrupt waits: an undo cut short would be run again, but
+            # the install that follows must not start at all.)
+            with interrupts_deferred():
+                undone = _undo_dead_runs(layout, locked=locked)
             if undone:
                 log.warning("an install into %s was killed midway (process %s): undone, the "
                             "environment is as it was before it", layout.root,
@@ -1974,16 +2033,24 @@ def install(
             with _interrupts_held():  # a second Ctrl-C must not cut the rollback short
                 if compilers is not None:
                     compilers.kill()  # no compiler may still write while it is undone
-                _rollback(stash, layout.root)
-                _unstash(moves)
-                moves.close()
-            _discard_stash(stash)
-            if not interrupted:
-                _journal_path(layout).unlink(missing_ok=True)
-            else:
-                _write_journal(layout, interrupted)
+                try:
+                    _rollback(stash, layout.root)
+                    _unstash(moves)
+                finally:
+                    moves.close()
+                # The journal before the stash: killed in between, the next run
+                # finds the stash (and undoes nothing twice), never a journal
+                # naming wheels this run took back.
+                if not interrupted:
+                    _journal_path(layout).unlink(missing_ok=True)
+                else:
+                    _write_journal(layout, interrupted)
+                _discard_stash(stash)
             raise
         moves.close()
+        # Done: the stash goes first (killed after it, the next run finds a
+        # journal naming wheels that are all there, and installs them again;
+        # killed before, it would undo a finished install).
         _discard_stash(stash)
         for entry, _have in todo:
             report.installed.append((entry.project, entry.version, entry.filename))
