@@ -874,9 +874,10 @@ class Store:
 
         A damaged blob is moved to ``quarantine/`` (with a warning naming both
         hashes), so it is never linked; the caller stores good bytes again.
-        *known_good* names a file the caller has just hashed: when it is the
-        blob itself (the same inode), the blob is not read again. (A house's
-        file linked to the blob is not one: edited in place, both changed.)
+        *known_good* names a file the caller has just hashed, or a house's file
+        it accepts as it is: when it is the blob itself (the same inode), the
+        blob is not read again. (A house's file linked to the blob is no proof
+        of its bytes: edited in place, both changed.)
         """
         path = self._blob_file(sha256)
         if known_good is not None:
