@@ -224,6 +224,15 @@ def test_offline_names_the_files_the_store_lost(
     assert "the store no longer has 1 of the files it chose" in info.value.message
 
 
+def test_offline_and_refresh_together_are_refused(
+    tmp_path: Path, store: Store, upstream: LocalIndex
+) -> None:
+    build(["app"], house=tmp_path / "house", store=store, pip_options=_opts(upstream))
+    with pytest.raises(InvalidInputError, match="--offline and --refresh"):
+        build(["app"], house=tmp_path / "house", store=store, pip_options=_opts(upstream),
+              offline=True, refresh=True)
+
+
 def test_isolated_reads_no_pip_configuration_file(
     tmp_path: Path, store: Store, upstream: LocalIndex, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -676,6 +685,17 @@ def test_a_lock_never_holds_a_password_written_into_an_index_url(
     assert f"--extra-index-url http://{host}/simple/" in text
     assert "credentials in --index-url were left out of the lock" in caplog.text
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    # A scratch copy a killed run left goes with the next run; a lock that is
+    # a symbolic link is written where it points.
+    (tmp_path / ".requirements.txt.4242.tmp").write_text("me:s3cretpw")
+    lock([source], output=out, pip_options=["--index-url", f"http://{host}/simple/"])
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    (tmp_path / "locks").mkdir()
+    (tmp_path / "locks" / "real.txt").write_text("# placeholder\n")
+    out.unlink()
+    out.symlink_to(tmp_path / "locks" / "real.txt")
+    lock([source], output=out, pip_options=["--index-url", f"http://{host}/simple/"])
+    assert out.is_symlink() and "lib==2.0" in (tmp_path / "locks" / "real.txt").read_text()
 
 
 def test_lock_of_an_unknown_name_says_so_without_a_traceback(
@@ -1255,7 +1275,8 @@ def test_requirement_file_options_are_read_as_pip_reads_them(tmp_path: Path) -> 
     (tmp_path / "links").mkdir()
     main = tmp_path / "requirements.txt"
     main.write_text("-rother.txt\n-f./links\n--find=./links2\n"
-                    "--extra=http://127.0.0.1:9/simple/\n--trusted host.example\napp\n")
+                    "--extra=http://127.0.0.1:9/simple/\n--trusted host.example\n"
+                    "app -Ckey=value\n")
     scan = scan_requirement_files([main])
     assert scan.requirements == ["lib", "app"]
     assert "./links" in scan.find_links and "./links2" in scan.find_links
@@ -1265,3 +1286,16 @@ def test_requirement_file_options_are_read_as_pip_reads_them(tmp_path: Path) -> 
     main.write_text("--no\napp\n")
     with pytest.raises(InvalidInputError, match=r"requirements\.txt:1.*unknown option --no"):
         scan_requirement_files([main])
+
+
+def test_a_wheel_whose_member_cannot_be_read_is_an_invalid_distribution(tmp_path: Path) -> None:
+    from tests.builders import damage_member
+    from wheelhouse.dists import check_wheel_contents
+    from wheelhouse.errors import InvalidDistributionError
+    from wheelhouse.filenames import parse_filename
+
+    wheel = build_wheel(tmp_path, "dmg", "1.0", files={"dmg.py": b"X = 1\n" * 500})
+    check_wheel_contents(wheel, parse_filename(wheel.name))
+    damage_member(wheel, "dmg.py", how="data")
+    with pytest.raises(InvalidDistributionError, match="not a readable wheel"):
+        check_wheel_contents(wheel, parse_filename(wheel.name))

@@ -707,3 +707,18 @@ def test_an_index_of_an_older_rendering_is_said_so_and_rewritten(
     assert "was rendered by an older wheelhouse: rewritten" in caplog.text
     assert "interrupted" not in caplog.text
     assert House.open(house.root).index_is_current()
+
+
+def test_an_error_answer_says_close_once_and_long_numbers_are_no_trouble(house: House) -> None:
+    with serving(house) as url:
+        reply = _exchange(url, b"FOO / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 501 ")
+        head = reply.split(b"\r\n\r\n", 1)[0].lower()
+        assert head.count(b"\r\nconnection:") == 1 and b"connection: close" in head
+        # Numbers longer than Python reads by default (4,300 digits): no error.
+        reply = _exchange(url, b"GET / HTTP/1.1\r\nContent-Length: " + b"9" * 5000
+                          + b"\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 400 ")
+        status, _, body = _get(url, "/files/lib-1.0-py3-none-any.whl",
+                               headers={"Range": "bytes=" + "1" * 5000 + "-"})
+        assert status == 200 and body == house.file_path("lib-1.0-py3-none-any.whl").read_bytes()

@@ -235,6 +235,9 @@ def build(
         _write_outputs(house_obj, result, names)
         return result
     _validate_inputs(req_files + con_files, requirements)
+    if offline and refresh:
+        raise InvalidInputError("--offline and --refresh cannot be used together",
+                                hint="--refresh resolves again, which needs the indexes")
     if offline:
         why = (_missing_from_store(store, cached) if cached is not None
                else _what_changed(house_obj, inputs))

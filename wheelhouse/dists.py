@@ -354,21 +354,28 @@ def check_wheel_contents(path: str | os.PathLike[str], fn: DistFilename) -> None
                 if algorithm not in ("sha256", "sha384", "sha512"):
                     raise InvalidDistributionError(
                         source, f"member {name!r}: RECORD gives no sha256 (or stronger) hash")
-                data = zf.read(info)
-                actual = base64.urlsafe_b64encode(
-                    hashlib.new(algorithm, data).digest()).rstrip(b"=").decode()
+                h = hashlib.new(algorithm)
+                length = 0
+                with zf.open(info) as member:
+                    while chunk := member.read(1 << 20):
+                        h.update(chunk)
+                        length += len(chunk)
+                actual = base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
                 if actual != expected:
                     raise InvalidDistributionError(
                         source, f"member {name!r}: {algorithm}={actual}, RECORD says "
                         f"{algorithm}={expected}")
-                if size and size != str(len(data)):
+                if size and size != str(length):
                     raise InvalidDistributionError(
-                        source, f"member {name!r}: {len(data)} bytes, RECORD says {size}")
+                        source, f"member {name!r}: {length} bytes, RECORD says {size}")
             missing = [n for n in listed if n not in unsigned and not n.endswith("/")]
             if missing:
                 raise InvalidDistributionError(
                     source, f"RECORD lists {missing[0]!r}, which the wheel does not hold")
-    except (zipfile.BadZipFile, UnicodeDecodeError, csv.Error, OSError) as e:
+    except (zipfile.BadZipFile, UnicodeDecodeError, csv.Error, OSError, zlib.error,
+            NotImplementedError, RuntimeError, EOFError) as e:
+        # (zipfile's ways of saying a member cannot be read: damaged deflate
+        # data, a compression it lacks, an encrypted member.)
         raise InvalidDistributionError(source, f"not a readable wheel: {e}") from e
 
 

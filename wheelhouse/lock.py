@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,11 +72,18 @@ def lock(
     if not paths:
         raise InvalidInputError("nothing to lock", hint="name a requirements.in file")
     scan = scan_requirement_files(paths + [Path(c) for c in constraint_files])  # file:line errors
-    out = Path(output)
+    # (A lock that is a symbolic link is written where it points.)
+    out = Path(os.path.realpath(output))
     # pip-tools writes a scratch copy (it may hold what must not reach the lock: a
-    # password in an index URL); the lock itself is written once, atomically.
-    # It starts from the lock as it is: pip-tools keeps its pins unless --upgrade.
-    scratch = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    # password in an index URL), readable by the user alone and left by no run
+    # (one killed before it removed its own is removed by the next); the lock
+    # itself is written once, atomically. It starts from the lock as it is:
+    # pip-tools keeps its pins unless --upgrade.
+    for stale in out.parent.glob(f".{out.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    fd, scratch_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    scratch = Path(scratch_name)
     if out.is_file():
         shutil.copyfile(out, scratch)
     argv = [sys.executable, "-m", "piptools", "compile", "--generate-hashes", "--allow-unsafe",

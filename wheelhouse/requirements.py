@@ -32,11 +32,11 @@ _NESTED = {"-r": "requirement", "--requirement": "requirement",
            "-c": "constraint", "--constraint": "constraint"}
 _WITH_VALUE = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links",
                "--trusted-host", "--only-binary", "--no-binary", "--use-feature",
-               "--config-settings", "--global-option", "--hash"}
+               "--config-settings", "-C", "--global-option", "--hash"}
 _FLAGS = {"--no-index", "--pre", "--prefer-binary", "--require-hashes"}
 _EDITABLE = {"-e", "--editable"}
 #: Short options that take a value, which may be written right after them ("-rfile").
-_SHORT_WITH_VALUE = {"-r", "-c", "-i", "-f", "-e"}
+_SHORT_WITH_VALUE = {"-r", "-c", "-i", "-f", "-e", "-C"}
 #: Every long option of a requirements file (a unique prefix names one, as in pip).
 _LONG = sorted(o for o in (*_NESTED, *_WITH_VALUE, *_FLAGS, *_EDITABLE) if o.startswith("--"))
 _HASH = re.compile(r"(sha256|sha384|sha512):[0-9a-fA-F]+\Z")

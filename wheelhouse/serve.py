@@ -148,7 +148,7 @@ def parse_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
     wanted: list[tuple[int, int]] = []
     for part in spec.split(","):
         part = part.strip()
-        m = re.fullmatch(r"([0-9]*)-([0-9]*)", part)
+        m = re.fullmatch(r"([0-9]{0,18})-([0-9]{0,18})", part)  # (longer: no file is that big)
         if m is None or (not m.group(1) and not m.group(2)):
             return []
         if m.group(1):
@@ -459,7 +459,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif "keep-alive" in connection:
             self.close_connection = False
         length = headers.get("content-length")
-        if length is not None and not (length.isascii() and length.isdigit()):
+        if length is not None and not (length.isascii() and length.isdigit()
+                                       and len(length) <= 18):
             self.send_error(HTTPStatus.BAD_REQUEST, "Bad Content-Length")
             return False
         if "transfer-encoding" in headers or (length is not None and int(length) != 0):
@@ -476,6 +477,12 @@ class _Handler(BaseHTTPRequestHandler):
                 and self.request_version == "HTTP/1.1"):
             return self.handle_expect_100()
         return True
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """http.server's error response, on a connection that closes after it."""
+        self.close_connection = True  # (before the status line: no "keep-alive" header)
+        super().send_error(code, message, explain)
 
     def send_response(self, code: int, message: str | None = None) -> None:
         """The status line, Server and Date (formatted once a second)."""
