@@ -1299,3 +1299,27 @@ def test_a_wheel_whose_member_cannot_be_read_is_an_invalid_distribution(tmp_path
     damage_member(wheel, "dmg.py", how="data")
     with pytest.raises(InvalidDistributionError, match="not a readable wheel"):
         check_wheel_contents(wheel, parse_filename(wheel.name))
+
+
+def test_two_indexes_offering_one_file_name_with_different_bytes_are_said(
+    tmp_path: Path, store: Store, serve_dir: Callable[[Path], LocalIndex],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # pip takes one of the two without a word; the build says they disagree.
+    servers = []
+    for n, padding in enumerate((0, 10)):
+        d = tmp_path / f"dists{n}"
+        build_wheel(d, "twice", "1.0", padding=padding)
+        h = House.open(tmp_path / f"up{n}", create=True)
+        add_paths(h, Store.open(tmp_path / f"upstore{n}"), [d])
+        servers.append(serve_dir(h.root))
+    first, second = servers
+    result = build(["twice"], house=tmp_path / "house", store=store,
+                   pip_options=[*_opts(first), "--extra-index-url", f"{second.url}/simple/"])
+    (entry,) = result.targets["host"]
+    assert "twice-1.0-py3-none-any.whl: the indexes disagree about its bytes" in caplog.text
+    assert f"pip took sha256={entry.sha256}" in caplog.text
+    # One index alone: nothing said.
+    caplog.clear()
+    build(["twice"], house=tmp_path / "house2", store=store, pip_options=_opts(first))
+    assert "disagree" not in caplog.text

@@ -283,6 +283,34 @@ def _raise_if_offline(error: ResolutionError, indexes: list[str], isolated: bool
         ) from error
 
 
+def _warn_if_sources_disagree(items: Sequence[Resolved],
+                              pages: Mapping[str, PageFacts]) -> None:
+    """Say when two index pages pip read offer one file name with different bytes.
+
+    pip takes one of them without a word. A file name names one file: two
+    sources that disagree mean one of them (a mirror, a proxy, a private
+    index shadowing a public name) serves something else.
+    """
+    offered: dict[str, dict[str, list[str]]] = {}
+    for url, facts in pages.items():
+        for filename, (sha, _facts) in facts.items():
+            offered.setdefault(filename, {}).setdefault(sha.lower(), []).append(url)
+    said: set[str] = set()
+    for item in items:
+        shas = offered.get(item.filename)
+        if not item.sha256 or not shas or item.filename in said:
+            continue
+        others = {sha: urls for sha, urls in shas.items() if sha != item.sha256.lower()}
+        if not others:
+            continue
+        said.add(item.filename)
+        other_sha, other_urls = min(others.items())
+        log.warning("%s: the indexes disagree about its bytes: pip took sha256=%s (%s); %s "
+                    "offers sha256=%s. A file name names one file: find out which source "
+                    "is wrong before you trust either", item.filename, item.sha256,
+                    _redact(item.url), _redact(other_urls[0]), other_sha)
+
+
 def _redact(url: str) -> str:
     """*url* without a password."""
     parts = urllib.parse.urlsplit(url)
@@ -648,6 +676,7 @@ def _build_cold(
             say=say))
     for kept in foreign_kept:
         kept.discard_unused()
+    _warn_if_sources_disagree([i for items in resolutions.values() for i in items], kept_pages)
 
     # 3. Everything into the store and the house, each file tagged with its targets.
     incoming: dict[str, Incoming] = {}
