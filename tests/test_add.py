@@ -957,3 +957,52 @@ def test_a_directory_deeper_than_the_recursion_limit_is_walked(tmp_path: Path) -
             os.rmdir(tmp_path.joinpath(*["d"] * level))  # noqa: PTH106
 
     assert found == [tmp_path / "a-1.0.tar.gz", deepest / "x-1.0.tar.gz"]
+
+
+def test_a_blob_record_that_lies_is_not_believed(tmp_path: Path, store: Store) -> None:
+    # A record is a cache of what a blob holds, named by nothing: what a new
+    # house publishes about a reused blob is read from the blob itself.
+    d = tmp_path / "d"
+    alpha = build_wheel(d, "alpha", "1.0")
+    build_wheel(d, "beta", "1.0", requires_python=">=3.8")
+    add_paths(House.open(tmp_path / "first", create=True), store, [d])
+    entries = House.open(tmp_path / "first").read_manifest().by_filename()
+    a, b = entries[alpha.name], entries["beta-1.0-py3-none-any.whl"]
+    record = store.meta_path(a.sha256)
+    raw = json.loads(record.read_bytes())
+    raw.update(metadata_sha256=b.metadata_sha256, requires_python=">=3.99", size=1)
+    record.write_text(json.dumps(raw))
+
+    new = House.open(tmp_path / "second", create=True)
+    add_paths(new, store, [alpha])
+
+    entry = new.read_manifest().by_filename()[alpha.name]
+    assert (entry.metadata_sha256, entry.requires_python, entry.size) == (
+        a.metadata_sha256, a.requires_python, a.size)
+    with zipfile.ZipFile(alpha) as zf:
+        inner = zf.read("alpha-1.0.dist-info/METADATA")
+    assert new.file_path(alpha.name + ".metadata").read_bytes() == inner
+    assert json.loads(record.read_bytes())["metadata_sha256"] == a.metadata_sha256
+    assert new.verify() == []
+
+
+def test_a_blob_replaced_by_a_symbolic_link_is_never_linked_into_a_house(
+    tmp_path: Path, store: Store
+) -> None:
+    wheel = build_wheel(tmp_path / "d", "sym", "1.0")
+    add_paths(House.open(tmp_path / "first", create=True), store, [wheel])
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    blob = store.blob_path(sha)
+    outside = tmp_path / "outside.whl"
+    shutil.copyfile(blob, outside)  # the right bytes, outside the store
+    shutil.rmtree(tmp_path / "first")
+    blob.unlink()
+    blob.symlink_to(outside)
+
+    new = House.open(tmp_path / "second", create=True)
+    add_paths(new, store, [wheel])
+
+    assert not new.file_path(wheel.name).is_symlink()
+    assert new.verify() == []
+    assert not blob.is_symlink() and blob.is_file()
+    assert list((store.root / "quarantine").iterdir())

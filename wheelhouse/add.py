@@ -221,7 +221,7 @@ def _prepare(
         raise InvalidInputError(f"cannot read {path}: {e.strerror or e}") from e
     if item.expected_sha256 is not None and sha != item.expected_sha256:
         raise HashMismatchError(origin, item.expected_sha256, sha)
-    prepared = _prepare_known(store, item, path, fn, origin, sha, size, durable=durable,
+    prepared = _prepare_known(store, item, path, fn, origin, sha, size, data, durable=durable,
                               unnamed=unnamed)
     if prepared is not None:
         return prepared
@@ -250,21 +250,31 @@ def _file_uri(text: str) -> str:
 
 def _prepare_known(
     store: Store, item: Incoming, path: str, fn: DistFilename, origin: str, sha: Sha256,
-    size: int, *, durable: bool, unnamed: bool,
+    size: int, data: bytes | None, *, durable: bool, unnamed: bool,
 ) -> _Prepared | None:
     # Known bytes are linked without being copied again: the blob is hashed
     # first (unless *path*, just hashed, is the blob itself), so a damaged one
     # is set aside and never linked; the incoming file then takes its place.
     if store.has(sha) and store.intact(sha, known_good=path):
+        # The record is a cache of the blob's facts, not a proof of them
+        # (nothing names it by its hash): what the house will publish about
+        # the file (its METADATA's digest, Requires-Python, size) is read
+        # again from the very bytes just hashed, and a record that disagrees
+        # is written again. (A metadata blob gc took while the wheel's blob
+        # was still linked from a house being deleted is stored again too.)
+        if data is not None:
+            info = read_dist_info(data, fn, source=path)
+        else:
+            with store.open_blob(sha) as f:
+                info = read_dist_info(f, fn, source=path)
         meta = store.read_meta(sha)
-        if (meta is not None and meta.filename == fn.filename
-                and (meta.metadata_sha256 is None or store.has(meta.metadata_sha256))):
+        metadata_sha = (Sha256(hashlib.sha256(info.metadata).hexdigest())
+                        if info.metadata is not None and fn.kind == "wheel" else None)
+        if (meta is not None and meta.filename == fn.filename and meta.size == size
+                and meta.metadata_sha256 == metadata_sha
+                and meta.requires_python == info.requires_python
+                and (metadata_sha is None or store.has(metadata_sha))):
             return _Prepared(_entry(fn, meta, origin, item), True, [], None)
-        # (A metadata blob gc took while the wheel's blob was still linked
-        # from a house being deleted is extracted and stored again below.)
-        # Known bytes under a new name (or no record yet): check them against it.
-        with store.open_blob(sha) as f:
-            info = read_dist_info(f, fn, source=path)
         meta, temps = _make_meta(store, fn, sha, size, info.requires_python, info.metadata,
                                  durable=durable, unnamed=unnamed)
         return _Prepared(_entry(fn, meta, origin, item), True, temps, meta)

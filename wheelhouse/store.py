@@ -382,10 +382,10 @@ class Store:
         return f"{self._root}/meta/sha256/{sha[:2]}/{sha}.json"
 
     def has(self, sha256: str) -> bool:
-        """Is this blob in the store? (A stat, not a download.)."""
+        """Is this blob in the store? (A stat, not a download; a symbolic link is no blob.)."""
         path = self._blob_file(sha256)
         try:
-            st = os.stat(path)  # noqa: PTH116
+            st = os.lstat(path)
         except (OSError, ValueError):
             return False
         return stat.S_ISREG(st.st_mode)
@@ -601,9 +601,11 @@ class Store:
         if isinstance(tmp, int):
             try:
                 try:
-                    name_unnamed(tmp, final)  # False: the blob is there already
+                    named = name_unnamed(tmp, final)  # False: the blob is there already
                 except FileNotFoundError:
                     os.makedirs(fan, exist_ok=True)  # noqa: PTH103
+                    named = name_unnamed(tmp, final)
+                if not named and self._set_aside_if_no_blob(final, sha256):
                     name_unnamed(tmp, final)
             except OSError as e:
                 raise StoreError(
@@ -622,6 +624,8 @@ class Store:
                 if not os.path.exists(tmp):  # noqa: PTH110
                     raise
                 os.makedirs(fan, exist_ok=True)  # noqa: PTH103
+                done = rename_noreplace(tmp, final)
+            if not done and self._set_aside_if_no_blob(final, sha256):
                 done = rename_noreplace(tmp, final)
         except OSError as e:
             raise StoreError(
@@ -695,7 +699,10 @@ class Store:
             log.warning("ignoring %s", e)
             return None
         if meta.sha256 != sha256:
-            raise StoreError(f"{path}: record is for sha256={meta.sha256}, not {sha256}")
+            # Derived data, rebuilt from the blob: taken as missing (and written again).
+            log.warning("ignoring %s: the record is for sha256=%s, not %s", path, meta.sha256,
+                        sha256)
+            return None
         return meta
 
     def write_meta(self, meta: BlobMeta) -> None:
@@ -880,9 +887,17 @@ class Store:
         of its bytes: edited in place, both changed.)
         """
         path = self._blob_file(sha256)
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                self._set_aside_if_no_blob(path, sha256)  # (a link, a directory: no blob)
+                return False
+        except FileNotFoundError:
+            return False
+        except OSError:
+            pass  # judged by reading it, below
         if known_good is not None:
             with contextlib.suppress(OSError):
-                if os.path.samestat(os.stat(known_good), os.stat(path)):  # noqa: PTH116
+                if os.path.samestat(os.stat(known_good), os.lstat(path)):  # noqa: PTH116
                     return True
         try:
             actual: str | None = sha256_file(path)[0]
@@ -902,6 +917,25 @@ class Store:
         log.warning("the store's blob %s was damaged (its bytes hash to sha256=%s): moved to %s",
                     sha256, actual, bad.quarantined_to)
         return False
+
+    def _set_aside_if_no_blob(self, path: str, sha256: str) -> bool:
+        """Move what stands under a blob's name aside if it is no regular file; say if it was.
+
+        (A symbolic link or a directory there would otherwise be kept as "the
+        blob is there already", and linked into houses as it is.)
+        """
+        try:
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                return False
+        except FileNotFoundError:
+            return True
+        try:
+            bad = self._quarantine(BadBlob(sha256, None, Path(path)))
+        except FileNotFoundError:
+            return True
+        log.warning("the store's blob %s was not a regular file: moved to %s", sha256,
+                    bad.quarantined_to)
+        return True
 
     def _quarantine(self, bad: BadBlob) -> BadBlob:
         qdir = self.root / "quarantine"
