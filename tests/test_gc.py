@@ -338,3 +338,42 @@ def test_gc_racing_build_in_another_process_loses_nothing(
         assert built.verify() == []
         assert all(store.has(s) for s in blobs_of(built))
         shutil.rmtree(house)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "no-path", "a-list"])
+def test_an_unreadable_house_record_stops_gc_and_the_next_add_writes_it_again(
+    tmp_path: Path, store: Store, damage: str
+) -> None:
+    # gc cannot know which blobs the house of an unreadable record needs: it
+    # must not guess (as for an unreadable manifest). The house's next add
+    # writes the record again.
+    wheel = build_wheel(tmp_path / "d", "kept", "1.0")
+    house = add_house(tmp_path / "house", store, wheel)
+    (record,) = (store.root / "houses").glob("*.json")
+    record.write_text({"truncated": '{"format": 1, "pa', "no-path": '{"format": 1}',
+                       "a-list": "[]"}[damage])
+    blobs = sorted(p.name for p in (store.root / "blobs").rglob("*") if p.is_file())
+    with pytest.raises(StoreError, match="cannot read the house record"):
+        gc(store)
+    assert sorted(p.name for p in (store.root / "blobs").rglob("*") if p.is_file()) == blobs
+    add_paths(House.open(house.root), store, [build_wheel(tmp_path / "d", "more", "1.0")])
+    assert json.loads(record.read_text())["path"] == str(house.root)
+    assert gc(store).removed == ()
+
+
+def test_verify_never_takes_a_blob_gone_meanwhile_for_a_damaged_one(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A blob gc (or another verify --quarantine) removed between the listing
+    # and the hashing is not damage; verify waits for a running gc anyway.
+    wheel = build_wheel(tmp_path / "d", "gone", "1.0")
+    add_house(tmp_path / "house", store, wheel)
+    real = Store.iter_blobs
+
+    def and_a_vanished_one(self: Store) -> object:
+        yield from real(self)
+        yield "ab" * 32, self.root / "blobs" / "sha256" / "ab" / ("ab" * 32)
+
+    monkeypatch.setattr(Store, "iter_blobs", and_a_vanished_one)
+    report = store.verify(quarantine=True)
+    assert report.ok and report.bad == ()

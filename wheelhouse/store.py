@@ -10,6 +10,7 @@ import json.encoder
 import logging
 import os
 import re
+import shutil
 import stat
 import sys
 import tempfile
@@ -813,8 +814,20 @@ class Store:
         """
         path = house_root.absolute()
         record = self.houses_dir / f"{hashlib.sha256(os.fsencode(path)).hexdigest()}.json"
-        if record.exists():
-            return
+        if record.is_file() and not record.is_symlink():
+            try:
+                raw = json.loads(record.read_bytes())
+                if isinstance(raw, dict) and raw.get("path") == str(path):
+                    return
+            except (OSError, ValueError):
+                pass
+        # Missing, or unreadable (written again below: never left so, or gc
+        # would not know the house).
+        with contextlib.suppress(OSError):
+            if record.is_dir() and not record.is_symlink():
+                shutil.rmtree(record)
+            else:
+                record.unlink(missing_ok=True)
         data = json.dumps({"format": STORE_FORMAT, "path": str(path)}, sort_keys=True)
         try:
             self.houses_dir.mkdir(exist_ok=True)
@@ -829,10 +842,11 @@ class Store:
                 f"cannot register the house {path} in {self.root}: {_describe_oserror(e)}"
             ) from e
 
-    def registered_houses(self) -> list[tuple[Path, Path]]:
+    def registered_houses(self, *, strict: bool = False) -> list[tuple[Path, Path]]:
         """``(house path, record path)`` of every registered house, sorted by house path.
 
-        A record that cannot be read is skipped with a warning.
+        A record that cannot be read is skipped with a warning; with *strict*
+        (for gc, which must not guess which blobs a house needs), it is an error.
         """
         found = []
         try:
@@ -846,7 +860,14 @@ class Store:
                     raise FormatVersionError("house record", str(record), raw.get("format"),
                                              STORE_FORMAT)
                 found.append((Path(str(raw["path"])), record))
-            except (OSError, ValueError, KeyError, AttributeError) as e:
+            except (OSError, ValueError, KeyError, AttributeError, TypeError) as e:
+                if strict:
+                    raise StoreError(
+                        f"cannot read the house record {record} ({e}): which house it names, "
+                        "and so which blobs that house uses, is unknown",
+                        hint="the next add, build or import into that house writes it again; "
+                        "or remove the record if the house is gone, and run gc again",
+                    ) from e
                 log.warning("ignoring unreadable house record %s (%s)", record, e)
         return sorted(found)
 
@@ -854,16 +875,33 @@ class Store:
         """Drop a house's registration record (the house itself is not touched)."""
         record.unlink(missing_ok=True)
 
-    def verify(self, *, quarantine: bool = False, jobs: int | None = None) -> StoreVerifyReport:
-        """Re-hash every blob; report (and optionally quarantine) any that do not match."""
+    def verify(self, *, quarantine: bool = False, jobs: int | None = None,
+               timeout: float = 600.0) -> StoreVerifyReport:
+        """Re-hash every blob; report (and optionally quarantine) any that do not match.
+
+        Under the store's use lock (shared): gc, which removes blobs, waits,
+        and a blob it removed is not taken for a damaged one.
+        """
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(self.in_use(timeout=timeout))
+            except OSError as e:  # a store on read-only media: nothing removes blobs there
+                log.debug("verifying without the store's lock (%s)", e)
+            return self._verify(quarantine=quarantine, jobs=jobs)
+
+    def _verify(self, *, quarantine: bool, jobs: int | None) -> StoreVerifyReport:
         blobs = list(self.iter_blobs())
 
         def check(item: tuple[str, Path]) -> BadBlob | None:
             name, path = item
+            if not os.path.lexists(path):
+                return None  # gone meanwhile (another process quarantined it)
             if path.is_symlink() or not path.is_file():
                 return BadBlob(name, None, path)
             try:
                 actual, _ = sha256_file(path)
+            except FileNotFoundError:
+                return None
             except OSError:
                 return BadBlob(name, None, path)
             return None if actual == name else BadBlob(name, actual, path)
@@ -873,7 +911,13 @@ class Store:
         with ThreadPoolExecutor(max_workers=jobs or min(8, (os.cpu_count() or 1) + 2)) as pool:
             results = [r for r in pool.map(check, blobs) if r is not None]
         if quarantine:
-            results = [self._quarantine(bad) for bad in results]
+            moved = []
+            for bad in results:
+                try:
+                    moved.append(self._quarantine(bad))
+                except FileNotFoundError:
+                    continue  # set aside by another process meanwhile
+            results = moved
         return StoreVerifyReport(len(blobs), tuple(results))
 
     def intact(self, sha256: str, *, known_good: Path | str | None = None) -> bool:

@@ -185,8 +185,12 @@ def _read_houses(store: Store) -> tuple[dict[Path, Manifest], list[tuple[Path, P
     """
     live: dict[Path, Manifest] = {}
     gone: list[tuple[Path, Path]] = []
-    for path, record in store.registered_houses():
-        if not (path / MANIFEST_NAME).is_file() and not (path / MANIFEST_NAME).is_symlink():
+    for path, record in store.registered_houses(strict=True):
+        manifest = path / MANIFEST_NAME
+        if not manifest.is_file() and not manifest.is_symlink():
+            # Gone, or being deleted (its manifest first, its files after). (A
+            # house whose manifest someone removed by hand keeps its files: hard
+            # links or copies of its own; only the store's copies may go.)
             gone.append((path, record))
             continue
         try:
@@ -206,8 +210,8 @@ def _read_houses(store: Store) -> tuple[dict[Path, Manifest], list[tuple[Path, P
 def _scan_blobs(store: Store, referenced: set[str]) -> list[BlobUse]:
     blobs = []
     for name, path in store.iter_blobs():
-        if not _HEX64.match(name):
-            continue  # not ours to judge: `verify` reports it
+        if not _HEX64.match(name) or path.parent.name != name[:2]:
+            continue  # not ours to judge (nor where gc would remove it from): `verify`
         try:
             st = path.lstat()
         except OSError:
