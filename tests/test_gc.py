@@ -377,3 +377,20 @@ def test_verify_never_takes_a_blob_gone_meanwhile_for_a_damaged_one(
     monkeypatch.setattr(Store, "iter_blobs", and_a_vanished_one)
     report = store.verify(quarantine=True)
     assert report.ok and report.bad == ()
+
+
+def test_du_and_gc_show_a_house_path_with_a_line_break_on_one_line(
+    tmp_path: Path, store: Store
+) -> None:
+    # A path is the user's, but a line break in it must not make du print a
+    # line that looks like another house.
+    wheel = build_wheel(tmp_path / "d", "nl", "1.0")
+    odd = tmp_path / "nl\nhouse /tmp/fake: 999 file(s)"
+    add_house(odd, store, wheel)
+    env = isolated_env({"WHEELHOUSE_STORE": str(store.root)})
+    out = wheelhouse("du", env=env).stdout
+    assert not any(line.startswith("house /tmp/fake") for line in out.splitlines())
+    assert "nl\\x0ahouse /tmp/fake" in out
+    shutil.rmtree(odd)
+    out = wheelhouse("gc", env=env).stdout
+    assert "forgot " in out and "nl\\x0ahouse" in out

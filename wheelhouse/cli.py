@@ -32,6 +32,11 @@ def clean(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+def _one_line(value: object) -> str:
+    """A value (a path) to show inside a line: its line breaks escaped too."""
+    return str(value).replace("\n", "\\x0a")
+
+
 def _echo(text: str = "", *, err: bool = False) -> None:
     click.echo(clean(text), err=err)
 
@@ -393,7 +398,7 @@ def gc_command(obj: Context, dry_run: bool, max_size: int | None, older_than: fl
             _echo(f"{verb} {b.sha256}  {_size(b.size):>9}  last used {used} ({why}){what}")
     if not obj.quiet:
         for p in result.forgotten:
-            _echo(f"{'would forget' if dry_run else 'forgot'} {p} (no longer a house)")
+            _echo(f"{'would forget' if dry_run else 'forgot'} {_one_line(p)} (no longer a house)")
         linked = result.freed - result.disk_freed
         still = f" ({_size(linked)} of it still hard-linked by houses)" if linked else ""
         _echo(f"store {store.root}: {verb} {len(result.removed)} blob(s), "
@@ -444,9 +449,9 @@ def du_command(obj: Context, as_json: bool) -> None:
           f"{_size(usage.unreferenced_size)}")
     for h in usage.houses:
         extra = f", {h.not_in_store} blob(s) not in the store" if h.not_in_store else ""
-        _echo(f"house {h.path}: {h.files} file(s), {_size(h.size)}{extra}")
+        _echo(f"house {_one_line(h.path)}: {h.files} file(s), {_size(h.size)}{extra}")
     for p in usage.gone:
-        _echo(f"gone  {p} (gc forgets it)")
+        _echo(f"gone  {_one_line(p)} (gc forgets it)")
 
 
 @cli.command(name="build")
