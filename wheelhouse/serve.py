@@ -966,7 +966,15 @@ def run_command(house: Path | str, command: Sequence[str], *, host: str = "127.0
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, forward)
         try:
-            code = proc.wait()
+            # Waited for in short steps: a signal the kernel gives to another
+            # thread (the server's) is handled only when this one runs Python
+            # again, and a plain wait() would sit until the command ends.
+            while True:
+                try:
+                    code = proc.wait(timeout=0.1)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
