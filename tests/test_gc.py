@@ -394,3 +394,17 @@ def test_du_and_gc_show_a_house_path_with_a_line_break_on_one_line(
     shutil.rmtree(odd)
     out = wheelhouse("gc", env=env).stdout
     assert "forgot " in out and "nl\\x0ahouse" in out
+
+
+def test_gc_removes_records_of_blobs_that_are_gone(tmp_path: Path, store: Store) -> None:
+    # A gc killed between removing a blob and its record left the record for good.
+    wheel = build_wheel(tmp_path / "d", "kept", "1.0")
+    house = add_house(tmp_path / "house", store, wheel)
+    (entry,) = house.read_manifest().files
+    orphan = store.meta_path("ab" * 32)
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(store.meta_path(entry.sha256).read_bytes())
+    gc(store)
+    assert not orphan.exists()
+    assert store.meta_path(entry.sha256).is_file()
+    assert gc(store, dry_run=True).removed == ()

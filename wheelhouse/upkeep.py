@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -305,6 +306,7 @@ def gc(
                 store.forget_house(record)
             for blob in remove:
                 _remove_blob(store, blob.sha256)
+            _remove_orphan_records(store)
             store.clean_tmp()
     return GcResult(
         removed=tuple(remove),
@@ -316,6 +318,25 @@ def gc(
         forgotten=tuple(p for p, _ in gone),
         dry_run=dry_run,
     )
+
+
+def _remove_orphan_records(store: Store) -> None:
+    """Remove the records of blobs that are gone (a gc killed between the two removals).
+
+    Under the exclusive use lock: no writer is between publishing a blob and
+    writing its record.
+    """
+    meta = store.root / "meta" / "sha256"
+    try:
+        fans = [d for d in meta.iterdir() if d.is_dir() and not d.is_symlink()]
+    except OSError:
+        return
+    for fan in fans:
+        with contextlib.suppress(OSError):
+            for record in fan.iterdir():
+                name = record.name.removesuffix(".json")
+                if record.name.endswith(".json") and _HEX64.match(name) and not store.has(name):
+                    record.unlink(missing_ok=True)
 
 
 def _remove_blob(store: Store, sha256: str) -> None:
