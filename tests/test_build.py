@@ -459,27 +459,36 @@ def test_hash_mismatch_enters_nothing(tmp_path: Path, store: Store, upstream: Lo
     assert not (tmp_path / "house").exists()  # no empty house left behind
 
 
-def test_a_failing_sdist_build_names_the_package(
-    tmp_path: Path, store: Store, serve_dir: Callable[[Path], LocalIndex]
-) -> None:
-    d = tmp_path / "dists"
-    sdist = build_sdist(d, "broken", "1.0")
-    # Replace the backend with one that fails.
+def _serve_sdist_with_backend(tmp_path: Path, name: str, backend: Callable[[bytes], bytes],
+                              serve_dir: Callable[[Path], LocalIndex]) -> LocalIndex:
+    """An index serving one sdist *name* 1.0 whose in-tree backend.py is *backend* of the
+    usual one (a build that fails, or writes a wheel that lies)."""
     import io
     import tarfile
 
+    d = tmp_path / "dists"
+    sdist = build_sdist(d, name, "1.0")
     with tarfile.open(sdist) as tf:
         members = [(m, tf.extractfile(m).read() if m.isfile() else b"")  # type: ignore[union-attr]
                    for m in tf.getmembers()]
     with tarfile.open(sdist, "w:gz") as tf:
         for m, data in members:
             if m.name.endswith("backend.py"):
-                data += b"\ndef build_wheel(*a, **k):\n    raise SystemExit('boom: no compiler')\n"
+                data = backend(data)
                 m.size = len(data)
             tf.addfile(m, io.BytesIO(data))
     h = House.open(tmp_path / "up", create=True)
     add_paths(h, Store.open(tmp_path / "upstore"), [d])
-    server = serve_dir(h.root)
+    return serve_dir(h.root)
+
+
+def test_a_failing_sdist_build_names_the_package(
+    tmp_path: Path, store: Store, serve_dir: Callable[[Path], LocalIndex]
+) -> None:
+    # The backend replaced with one that fails.
+    server = _serve_sdist_with_backend(
+        tmp_path, "broken", lambda data: data + b"\ndef build_wheel(*a, **k):\n"
+        b"    raise SystemExit('boom: no compiler')\n", serve_dir)
     with pytest.raises(BuildError) as info:
         build(["broken"], house=tmp_path / "house", store=store, pip_options=_opts(server))
     assert "broken" in str(info.value) and "boom: no compiler" in str(info.value)
@@ -501,9 +510,6 @@ def test_a_built_wheel_that_fails_its_own_record_never_enters_the_store(
     # A build runs someone's code: its wheel is checked member by member
     # against RECORD before the store sees it (pip refuses such a wheel at
     # install; check must not call a house holding it installable).
-    import io
-    import tarfile
-
     from tests.builders import BACKEND
 
     anchor = "    record.append(f\"{dist_info}/RECORD,,\")\n"
@@ -512,20 +518,7 @@ def test_a_built_wheel_that_fails_its_own_record_never_enters_the_store(
     if "files[" in change:  # after RECORD is made: the member is not listed
         backend = BACKEND.replace(
             "    with zipfile.ZipFile(", f"    {change}\n    with zipfile.ZipFile(")
-    d = tmp_path / "dists"
-    sdist = build_sdist(d, "liar", "1.0")
-    with tarfile.open(sdist) as tf:
-        members = [(m, tf.extractfile(m).read() if m.isfile() else b"")  # type: ignore[union-attr]
-                   for m in tf.getmembers()]
-    with tarfile.open(sdist, "w:gz") as tf:
-        for m, data in members:
-            if m.name.endswith("backend.py"):
-                data = backend.encode()
-                m.size = len(data)
-            tf.addfile(m, io.BytesIO(data))
-    h = House.open(tmp_path / "up", create=True)
-    add_paths(h, Store.open(tmp_path / "upstore"), [d])
-    server = serve_dir(h.root)
+    server = _serve_sdist_with_backend(tmp_path, "liar", lambda _: backend.encode(), serve_dir)
     blobs_before = sorted(store.root.glob("blobs/*/*/*"))
     with pytest.raises(BuildError) as info:
         build(["liar"], house=tmp_path / "house", store=store, pip_options=_opts(server))
@@ -542,26 +535,11 @@ def test_a_build_failing_with_a_long_traceback_is_still_a_build_failure(
     # pip's words that say "a build failed" come before the traceback: a long
     # one pushed them out of the tail kept for the message, and the failure
     # was called a resolution failure (exit 1, "check the names").
-    import io
-    import tarfile
-
-    d = tmp_path / "dists"
-    sdist = build_sdist(d, "deep", "1.0")
-    with tarfile.open(sdist) as tf:
-        members = [(m, tf.extractfile(m).read() if m.isfile() else b"")  # type: ignore[union-attr]
-                   for m in tf.getmembers()]
-    with tarfile.open(sdist, "w:gz") as tf:
-        for m, data in members:
-            if m.name.endswith("backend.py"):
-                data += (b"\ndef _down(n):\n    if n:\n        return _down(n - 1)\n"
-                         b"    raise RuntimeError('no compiler')\n"
-                         b"\ndef get_requires_for_build_wheel(config_settings=None):\n"
-                         b"    return _down(60)\n")
-                m.size = len(data)
-            tf.addfile(m, io.BytesIO(data))
-    h = House.open(tmp_path / "up", create=True)
-    add_paths(h, Store.open(tmp_path / "upstore"), [d])
-    server = serve_dir(h.root)
+    server = _serve_sdist_with_backend(
+        tmp_path, "deep", lambda data: data + b"\ndef _down(n):\n    if n:\n"
+        b"        return _down(n - 1)\n    raise RuntimeError('no compiler')\n"
+        b"\ndef get_requires_for_build_wheel(config_settings=None):\n    return _down(60)\n",
+        serve_dir)
     with pytest.raises(BuildError) as info:
         build(["deep"], house=tmp_path / "house", store=store, pip_options=_opts(server))
     assert info.value.exit_code == 5
