@@ -614,6 +614,27 @@ class _Log:
         return self._stash
 
 
+def _log_entries(stash: Path) -> Iterator[tuple[str, list[Any]]]:
+    """Each entry the workers logged in *stash*: (the log's name, [stamp, kind, ...]).
+
+    A last line cut short by a crash was not done, and is left out.
+    """
+    for log in stash.glob("*.log"):
+        try:
+            text = log.read_bytes().decode("utf-8", "surrogateescape")
+        except OSError:
+            continue
+        for line in text.split("\n")[:-1]:
+            try:
+                entry: list[Any] = (json.loads(line) if line.startswith("[")
+                                    else line.split("\t"))
+                entry[0] = int(entry[0])
+            except (ValueError, IndexError, TypeError):
+                continue
+            if len(entry) >= 2:
+                yield log.name, entry
+
+
 def _rollback(stash: Path, root: Path) -> None:
     """Undo, newest first, every change the workers logged in *stash*.
 
@@ -624,23 +645,12 @@ def _rollback(stash: Path, root: Path) -> None:
     """
     entries: list[list[Any]] = []
     cancelled: set[tuple[str, int, str]] = set()
-    for log in stash.glob("*.log"):
-        try:
-            text = log.read_bytes().decode("utf-8", "surrogateescape")
-        except OSError:
-            continue
-        lines = text.split("\n")
-        for line in lines[:-1]:  # the last is empty, or cut short by a crash: not done
-            try:
-                entry: list[Any] = (json.loads(line) if line.startswith("[")
-                                    else line.split("\t"))
-                entry[0] = int(entry[0])
-            except (ValueError, IndexError):
-                continue
-            if entry[1] == "X" and len(entry) == 4:
-                cancelled.add((log.name, int(entry[2]), str(entry[3])))
-            elif len(entry) >= 3:
-                entries.append([*entry, log.name])
+    for log_name, entry in _log_entries(stash):
+        if entry[1] == "X" and len(entry) == 4:
+            with contextlib.suppress(ValueError):
+                cancelled.add((log_name, int(entry[2]), str(entry[3])))
+        elif len(entry) >= 3:
+            entries.append([*entry, log_name])
     root_real = os.path.realpath(root)
     put_back = {os.path.abspath(original) for original, stashed in _read_moves(stash)
                 if not os.path.lexists(stashed)}
@@ -1801,20 +1811,11 @@ def _logged_paths(stash: Path) -> Iterator[tuple[str, bool]]:
     for original, stashed in _read_moves(stash):
         yield original, False
         yield stashed, True
-    for log_file in stash.glob("*.log"):
-        try:
-            lines = log_file.read_bytes().decode("utf-8", "surrogateescape").split("\n")
-        except OSError:
-            continue
-        for line in lines[:-1]:
-            try:
-                entry = json.loads(line) if line.startswith("[") else line.split("\t")
-            except ValueError:
-                continue
-            if len(entry) >= 3 and entry[1] in ("W", "M"):
-                yield str(entry[2]), False
-            if len(entry) >= 4 and entry[1] == "M":
-                yield str(entry[3]), True
+    for _log_name, entry in _log_entries(stash):
+        if len(entry) >= 3 and entry[1] in ("W", "M"):
+            yield str(entry[2]), False
+        if len(entry) >= 4 and entry[1] == "M":
+            yield str(entry[3]), True
 
 
 def _stash_belongs_to(stash: Path, root: Path) -> bool:
