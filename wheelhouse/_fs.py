@@ -469,6 +469,20 @@ def gc_paused() -> Iterator[None]:
         gc.enable()
 
 
+def open_files_limit() -> int | None:
+    """The process's limit on open file descriptors (soft); None if it cannot be known.
+
+    Unlimited reads as :data:`sys.maxsize`.
+    """
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return sys.maxsize if soft == resource.RLIM_INFINITY else soft
+
+
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
     """Let Ctrl-C and SIGTERM wait until the block is done, then take effect.

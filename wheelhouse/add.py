@@ -19,6 +19,7 @@ from wheelhouse._fs import (
     die_with_parent,
     gc_paused,
     interrupts_deferred,
+    open_files_limit,
     read_small,
     remove_quietly,
 )
@@ -510,15 +511,8 @@ def _batch_size() -> int:
     At most _UNNAMED_BATCH, and a quarter of what the descriptor limit
     leaves, whatever else is open.
     """
-    try:
-        import resource
-
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    except (ImportError, OSError, ValueError):
-        return 16
-    if soft == resource.RLIM_INFINITY:
-        return _UNNAMED_BATCH
-    return max(1, min(_UNNAMED_BATCH, (soft - 64) // 4))
+    soft = open_files_limit()
+    return 16 if soft is None else max(1, min(_UNNAMED_BATCH, (soft - 64) // 4))
 
 
 def _prepare_all(

@@ -1138,7 +1138,7 @@ def import_bundle(
                                         hint=_NOT_THE_BUNDLE)
             # Refusals that need no store change: before any blob is published.
             _refuse_name_reuse(current, manifest)
-            _refuse_symlinked_files_dir(house_root)
+            House(house_root).check_files_dir()
             # Base files the store lacks come from the house, checked like the rest.
             for name, sha in from_house.items():
                 with (house_root / name).open("rb") as f:
@@ -1175,15 +1175,6 @@ def _refuse_name_reuse(current: Manifest | None, manifest: Manifest) -> None:
             hint="this bundle comes from a house where the same file name has other bytes "
             "(rebuilt from source at the same version?): import it into another house, "
             "or remove the file first with 'wheelhouse remove HOUSE FILE'",
-        )
-
-
-def _refuse_symlinked_files_dir(house_root: Path) -> None:
-    files = house_root / FILES_DIR
-    if files.is_symlink():
-        raise HouseError(
-            f"{files} is a symbolic link; wheelhouse writes only inside the house",
-            hint="replace it with a real directory",
         )
 
 

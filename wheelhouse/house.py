@@ -1445,7 +1445,7 @@ class House:
         helper links entries from the end, when there are many; its result is
         returned.
         """
-        self._check_files_dir()
+        self.check_files_dir()
         if self._registered != store.root:
             store.register_house(self.root)
             self._registered = store.root
@@ -1481,7 +1481,8 @@ class House:
             except OSError:
                 self.link_from_store(store, entry)
 
-    def _check_files_dir(self) -> None:
+    def check_files_dir(self) -> None:
+        """Refuse a ``files/`` that is a symbolic link (wheelhouse writes only inside the house)."""
         if self.files_dir.is_symlink():
             raise HouseError(
                 f"{self.files_dir} is a symbolic link; wheelhouse writes only inside the house",
@@ -1495,7 +1496,7 @@ class House:
         return path
 
     def _link_blob(self, store: Store, sha256: Sha256, dest: Path) -> None:
-        self._check_files_dir()
+        self.check_files_dir()
         blob = store.blob_path(sha256)
         try:
             # The common case: a new name. link() creates it whole or not at all.
@@ -1546,7 +1547,7 @@ class House:
 
     def unlink_file(self, entry: FileEntry) -> None:
         """Remove a file (and its metadata file) from ``files/``."""
-        self._check_files_dir()
+        self.check_files_dir()
         self.file_path(entry.filename).unlink(missing_ok=True)
         self.file_path(entry.filename + METADATA_SUFFIX).unlink(missing_ok=True)
 
@@ -1558,7 +1559,7 @@ class House:
         pip's ``--find-links files/`` would still see. Temp entries and
         directories are left to the lock's clean-up.
         """
-        self._check_files_dir()
+        self.check_files_dir()
         try:
             names = os.listdir(self.files_dir)  # noqa: PTH208
         except FileNotFoundError:
@@ -1912,7 +1913,7 @@ class House:
     def _reindex(self, manifest: Manifest, head: _HeadStart | None) -> IndexStats:
         # A metadata file found missing is written again into files/: never
         # through a symlink, out of the house.
-        self._check_files_dir()
+        self.check_files_dir()
         if self._not_canonical is manifest:
             # Edited by hand (reordered, reformatted): written back in its
             # own shape first, the same entries.
@@ -1958,7 +1959,7 @@ class House:
 
         Their blobs stay in the store (``gc`` reclaims them).
         """
-        self._check_files_dir()
+        self.check_files_dir()
         with self.lock():
             manifest = self.read_manifest()
             chosen = select_files(manifest, selector)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from packaging.utils import canonicalize_name
 
+from wheelhouse._fs import open_files_limit
 from wheelhouse.errors import HouseError, InvalidInputError, NetworkError, WheelhouseError
 from wheelhouse.filenames import is_safe_component
 from wheelhouse.house import FILES_DIR, METADATA_SUFFIX, House
@@ -66,15 +67,8 @@ _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset
 
 def _max_connections() -> int:
     """:data:`_MAX_CONNECTIONS`, or fewer: two descriptors each must fit the process's limit."""
-    try:
-        import resource
-
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    except (ImportError, OSError, ValueError):
-        return 64
-    if soft == resource.RLIM_INFINITY:
-        return _MAX_CONNECTIONS
-    return min(_MAX_CONNECTIONS, max(8, (soft - 64) // 2))
+    soft = open_files_limit()
+    return 64 if soft is None else min(_MAX_CONNECTIONS, max(8, (soft - 64) // 2))
 
 
 _CONTROLS = str.maketrans({c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))})
