@@ -294,8 +294,10 @@ def find_installed(site_dirs: Iterable[Path]) -> dict[NormalizedName, InstalledD
 # Checking wheels before anything is written
 
 
-def _check_members(path: Path, zf: zipfile.ZipFile) -> None:
-    """Verify a wheel's member names; raise IntegrityError naming it.
+def _check_members(zf: zipfile.ZipFile) -> None:
+    """Verify a wheel's member names; raise IntegrityError naming the member.
+
+    (The caller's error names the wheel.)
 
     The wheel's sha256 was checked against the manifest as it was read
     (:class:`_WheelBytes`). Each member's hash and size are checked against
@@ -1311,7 +1313,7 @@ def _install_one(path: Path, sha256: str, project: str, layout: _Layout, info: I
     try:
         wheel = _WheelBytes(path, sha256)
         try:
-            _check_members(path, wheel.zipfile)
+            _check_members(wheel.zipfile)
             _install_wheel(_verifying_source(wheel), destination, metadata)
         finally:
             wheel.close()
