@@ -27,13 +27,12 @@ from wheelhouse.dists import read_dist_info
 from wheelhouse.errors import (
     HashMismatchError,
     HelperProcessError,
-    HouseError,
     IntegrityError,
     InvalidInputError,
     WheelhouseError,
 )
 from wheelhouse.filenames import DistFilename, parse_filename
-from wheelhouse.house import FileEntry, House
+from wheelhouse.house import FileEntry, House, refuse_other_bytes
 from wheelhouse.store import (
     BlobMeta,
     Sha256,
@@ -724,19 +723,13 @@ def _ingest(
                     current[found.filename] = found
         else:
             current = manifest.by_filename()
-        conflicts = [
-            f"{name}: the house has sha256={current[name].sha256}, the new file sha256={e.sha256}"
-            for name, e in sorted(incoming.items())
-            if name in current and current[name].sha256 != e.sha256
-        ]
-        if conflicts:
-            raise HouseError(
-                "a house never reuses a file name for different bytes:\n  "
-                + "\n  ".join(conflicts),
-                hint="a project rebuilt from source at the same version gives other bytes: "
-                "give it a new version, or remove the old file first with "
-                "'wheelhouse remove HOUSE FILE'; or use another house",
-            )
+        refuse_other_bytes(
+            current, incoming.values(), theirs="the new file",
+            heading="a house never reuses a file name for different bytes",
+            hint="a project rebuilt from source at the same version gives other bytes: "
+            "give it a new version, or remove the old file first with "
+            "'wheelhouse remove HOUSE FILE'; or use another house",
+        )
         added = [e for name, e in sorted(incoming.items()) if name not in current]
         unchanged = [current[name] for name in sorted(incoming) if name in current]
         # Files already there may gain targets (a build for one more platform)

@@ -65,6 +65,7 @@ from wheelhouse.house import (
     House,
     Manifest,
     left_by_creation,
+    refuse_other_bytes,
 )
 from wheelhouse.store import Sha256, Store, parse_sha256
 
@@ -1161,21 +1162,13 @@ def _refuse_name_reuse(current: Manifest | None, manifest: Manifest) -> None:
     """A house never takes other bytes under a file name it has (as ``add`` refuses it)."""
     if current is None:
         return
-    have = current.by_filename()
-    conflicts = [
-        f"{e.filename}: the house has sha256={have[e.filename].sha256}, "
-        f"the bundle's sha256={e.sha256}"
-        for e in manifest.files
-        if e.filename in have and have[e.filename].sha256 != e.sha256
-    ]
-    if conflicts:
-        raise HouseError(
-            "a house never reuses a file name for different bytes; nothing was imported:\n  "
-            + "\n  ".join(conflicts),
-            hint="this bundle comes from a house where the same file name has other bytes "
-            "(rebuilt from source at the same version?): import it into another house, "
-            "or remove the file first with 'wheelhouse remove HOUSE FILE'",
-        )
+    refuse_other_bytes(
+        current.by_filename(), manifest.files, theirs="the bundle's",
+        heading="a house never reuses a file name for different bytes; nothing was imported",
+        hint="this bundle comes from a house where the same file name has other bytes "
+        "(rebuilt from source at the same version?): import it into another house, "
+        "or remove the file first with 'wheelhouse remove HOUSE FILE'",
+    )
 
 
 def _current_manifest(house_root: Path) -> Manifest | None:

@@ -67,7 +67,7 @@ from wheelhouse.index import (
 from wheelhouse.store import Sha256, Store, parse_sha256, sha256_file
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 __all__ = [
     "FILES_DIR",
@@ -2070,6 +2070,23 @@ def _remove_if_still_empty(root: Path, *, keep_dir: bool) -> None:
                 remove()
     except (WheelhouseError, OSError):
         pass  # when in doubt, leave it
+
+
+def refuse_other_bytes(have: Mapping[str, FileEntry], incoming: Iterable[FileEntry], *,
+                       theirs: str, heading: str, hint: str) -> None:
+    """Raise HouseError if an *incoming* entry gives a file name *have* holds other bytes.
+
+    A house never reuses a file name for different bytes (promise 6). The
+    message lists each conflict, *theirs* naming where the new bytes come
+    from ("the new file", "the bundle's"), after *heading*.
+    """
+    conflicts = [
+        f"{e.filename}: the house has sha256={have[e.filename].sha256}, {theirs} sha256={e.sha256}"
+        for e in sorted(incoming, key=lambda e: e.filename)
+        if e.filename in have and have[e.filename].sha256 != e.sha256
+    ]
+    if conflicts:
+        raise HouseError(f"{heading}:\n  " + "\n  ".join(conflicts), hint=hint)
 
 
 def left_by_creation(path: Path) -> bool:
