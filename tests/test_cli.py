@@ -243,6 +243,41 @@ run()
     assert (tmp_path / "handler").read_text() == "ran"
 
 
+@pytest.mark.parametrize("mode", ["plain", "thread"])
+def test_a_ctrl_c_while_the_process_exits_ends_it_without_a_traceback(
+        tmp_path: Path, mode: str) -> None:
+    # The command is done; a Ctrl-C that lands while the exit handlers run (as
+    # logging's flush does) or while a thread is waited for ends the process as
+    # SIGINT's default action does. CI saw "Exception ignored in atexit
+    # callback ... KeyboardInterrupt" with a traceback before.
+    import signal
+    import subprocess
+    import sys
+
+    code = """
+import atexit, os, signal, sys, threading, time
+atexit.register(lambda: os.kill(os.getpid(), signal.SIGINT))
+if sys.argv[1] == "thread":
+    def late():
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+    threading.Thread(target=late).start()
+sys.argv[1:2] = []
+from wheelhouse.cli import run
+run()
+"""
+    house = tmp_path / "house"
+    wheel = build_wheel(tmp_path / "d", "demo", "1.0")
+    wheelhouse("--store", str(tmp_path / "store"), "add", str(wheel), "-o", str(house),
+               env=isolated_env())
+    out = subprocess.run([sys.executable, "-c", code, mode, "ls", str(house)],
+                         env=isolated_env(), capture_output=True, text=True, check=False,
+                         timeout=60)
+    assert "Traceback" not in out.stderr and "KeyboardInterrupt" not in out.stderr
+    assert out.returncode == -signal.SIGINT, out.stderr
+    assert "demo-1.0-py3-none-any.whl" in out.stdout  # the command's output is all there
+
+
 @pytest.mark.parametrize("redirect", [
     pytest.param(">&-", id="stdout"),
     pytest.param("2>&-", id="stderr"),

@@ -994,7 +994,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script entry point."""
-    _exit(main())
+    import signal
+
+    try:
+        code = main()
+    except KeyboardInterrupt:  # in the instant between the command's end and here
+        code = 130
+    # The command's work is done. A Ctrl-C from here on (while the exit
+    # handlers flush logging, or other threads are waited for) ends the process
+    # as the default action does: killed by SIGINT, no traceback from a handler.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _exit(code)
 
 
 def _exit(code: int) -> None:
