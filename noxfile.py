@@ -22,7 +22,7 @@ def _group(name: str) -> list[str]:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (no internet needed; real pip and uv against local houses)."""
-    session.install("pip>=25", *_group("test"))
+    session.install("pip>=26.3", *_group("test"))
     session.install("-e", ".")
     session.run("pytest", "-m", "not network", *session.posargs)
 
@@ -30,7 +30,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def network(session: nox.Session) -> None:
     """Run the opt-in tests that reach the public package registry."""
-    session.install("pip>=25", *_group("test"))
+    session.install("pip>=26.3", *_group("test"))
     session.install("-e", ".")
     session.run("pytest", "-m", "network", *session.posargs)
 

@@ -1266,6 +1266,50 @@ def test_requirement_file_options_are_read_as_pip_reads_them(tmp_path: Path) -> 
         scan_requirement_files([main])
 
 
+def test_pip_26_3_requirement_file_options_build_check_and_install(
+        tmp_path: Path, store: Store, serve_dir: Callable[[Path], LocalIndex],
+        venv: Venv) -> None:
+    # pip 26.3's --all-releases / --only-final / --no-require-hashes /
+    # --pypi-url in a requirements file: build hands the file to pip, and
+    # check and install read the switches as pip does (they were "unknown
+    # option" before).
+    d = tmp_path / "dists"
+    h = House.open(tmp_path / "upstream", create=True)
+    add_paths(h, store, [build_wheel(d, "lib", "1.0"), build_wheel(d, "lib", "2.0b1"),
+                         build_wheel(d, "other", "1.0"), build_wheel(d, "other", "2.0b1")])
+    index = serve_dir(h.root)
+    req = tmp_path / "requirements.txt"
+    req.write_text(f"--pypi-url {index.url}/simple/\n--pre\n--only-final other\n"
+                   "--no-require-hashes\nlib\nother\n")
+    house = tmp_path / "house"
+    result = build(requirement_files=[req], house=house, store=store)
+    assert sorted(e.filename for e in result.targets["host"]) == [
+        "lib-2.0b1-py3-none-any.whl", "other-1.0-py3-none-any.whl"]
+    _check_then_install(house, req, venv, {"lib": "2.0b1", "other": "1.0"})
+
+
+def test_pip_26_3_requirement_file_options_are_read_and_checked(tmp_path: Path) -> None:
+    from wheelhouse.errors import InvalidInputError
+    from wheelhouse.requirements import scan_requirement_files
+
+    main = tmp_path / "requirements.txt"
+    main.write_text("--pypi-url=http://127.0.0.1:9/simple/\n--all-releases lib,other\n"
+                    "--pre\n--only-final=:all:\n--no-require-hashes\napp\n")
+    scan = scan_requirement_files([main])
+    assert scan.requirements == ["app"]
+    assert scan.index_options == ["--index-url", "http://127.0.0.1:9/simple/"]
+    assert scan.release_control == [("all_releases", "lib,other"), ("pre", ""),
+                                    ("only_final", ":all:")]
+    assert scan.no_require_hashes
+    main.write_text("app\n--only-final\n")
+    with pytest.raises(InvalidInputError,
+                       match=r"requirements\.txt:2: --only-final needs a value"):
+        scan_requirement_files([main])
+    main.write_text("--require-hashes\n--no-require-hashes\napp\n")
+    with pytest.raises(InvalidInputError, match="mutually exclusive"):
+        scan_requirement_files([main])
+
+
 def test_a_wheel_whose_member_cannot_be_read_is_an_invalid_distribution(tmp_path: Path) -> None:
     from tests.builders import damage_member
     from wheelhouse.dists import check_wheel_contents

@@ -331,3 +331,90 @@ def test_an_invalid_requires_python_is_ignored_as_pip_ignores_it(
     (t,) = result["targets"]
     assert t["chosen"] == {"odd": "1.0"}
     assert t["pip"]["ok"] is True and t["disagreement"] is None
+
+
+@pytest.fixture
+def pre_house(tmp_path: Path, store: Store) -> Path:
+    d = tmp_path / "dists"
+    root = tmp_path / "pre"
+    h = House.open(root, create=True)
+    add_paths(h, store, [build_wheel(d, "lib", "1.0"), build_wheel(d, "lib", "2.0b1"),
+                         build_wheel(d, "other", "1.0"), build_wheel(d, "other", "2.0b1"),
+                         build_wheel(d, "beta", "3.0rc1")])
+    return root
+
+
+@pytest.mark.parametrize(
+    ("lines", "cli", "chosen"),
+    [
+        pytest.param("--all-releases lib\nlib\nother\n", (), {"lib": "2.0b1", "other": "1.0"},
+                     id="all-releases-one"),
+        pytest.param("--all-releases=lib,other\nlib\nother\n", (),
+                     {"lib": "2.0b1", "other": "2.0b1"}, id="all-releases-two"),
+        pytest.param("--pre\n--only-final other\nlib\nother\n", (),
+                     {"lib": "2.0b1", "other": "1.0"}, id="pre-then-only-final"),
+        pytest.param("--only-final lib\n--pre\nlib\nother\n", (),
+                     {"lib": "1.0", "other": "2.0b1"}, id="only-final-survives-pre"),
+        pytest.param("--all-releases :all:\n--only-final lib\nlib\nother\n", (),
+                     {"lib": "1.0", "other": "2.0b1"}, id="all-then-one-final"),
+        pytest.param("--only-final lib\n--all-releases :all:\nlib\nother\n", (),
+                     {"lib": "2.0b1", "other": "2.0b1"}, id="all-clears-only-final"),
+        pytest.param("--all-releases :all:,:none:\nlib\nother\n", (),
+                     {"lib": "1.0", "other": "1.0"}, id="none-empties"),
+        pytest.param("--only-final lib\nlib\nother\n", ("--pre",),
+                     {"lib": "1.0", "other": "2.0b1"}, id="command-line-pre"),
+        # Only a pre-release fits: pip's default takes it; --only-final never does.
+        pytest.param("beta\n", (), {"beta": "3.0rc1"}, id="default-takes-lone-pre"),
+        pytest.param("--only-final beta\nbeta\n", (), None, id="only-final-refuses-lone-pre"),
+        pytest.param("--only-final :all:\nlib>=2.0b1\n", (), None,
+                     id="only-final-beats-a-specifier"),
+        pytest.param("--pypi-url http://127.0.0.1:9/simple\nlib\n", (), {"lib": "1.0"},
+                     id="pypi-url"),
+    ],
+)
+def test_pip_26_3_release_switches_in_requirement_files_pip_agrees(
+        tmp_path: Path, pre_house: Path, lines: str, cli: tuple[str, ...],
+        chosen: dict[str, str] | None) -> None:
+    # pip 26.3's --all-releases / --only-final, in a requirements file, as pip
+    # applies them (order matters; --pre is --all-releases :all: that keeps
+    # the --only-final names). check resolves them itself and asks pip: both agree.
+    req = tmp_path / "req.txt"
+    req.write_text(lines)
+    result = check_json(pre_house, "-r", str(req), *cli, "--python-version", "3.12",
+                        "--platform", "win_amd64", ok=chosen is not None)
+    (t,) = result["targets"]
+    assert t["disagreement"] is None
+    if chosen is None:
+        (unmet,) = t["unmet"]
+        assert "--only-final excludes them" in unmet["reason"], unmet
+        assert t["pip"]["ok"] is False
+    else:
+        assert t["chosen"] == t["pip"]["chosen"] == chosen
+
+
+def test_no_require_hashes_checks_a_hashed_line_without_hash_checking_mode(
+        tmp_path: Path, pre_house: Path) -> None:
+    # --no-require-hashes (pip 26.3): an unhashed, unpinned line is fine, and
+    # the hashed line is still checked against the house's file.
+    good = hashlib.sha256((pre_house / "files" / "lib-1.0-py3-none-any.whl").read_bytes())
+    req = tmp_path / "req.txt"
+    req.write_text(f"--no-require-hashes\nlib==1.0 --hash=sha256:{good.hexdigest()}\nother\n")
+    result = check_json(pre_house, "-r", str(req), "--python-version", "3.12",
+                        "--platform", "win_amd64", ok=True)
+    (t,) = result["targets"]
+    assert t["chosen"] == t["pip"]["chosen"] == {"lib": "1.0", "other": "1.0"}
+    req.write_text(f"--no-require-hashes\nlib==1.0 --hash=sha256:{'0' * 64}\nother\n")
+    result = check_json(pre_house, "-r", str(req), "--python-version", "3.12",
+                        "--platform", "win_amd64", ok=False)
+    (t,) = result["targets"]
+    (unmet,) = t["unmet"]
+    assert "hash mismatch for lib-1.0-py3-none-any.whl" in unmet["reason"]
+    assert good.hexdigest() in unmet["reason"]
+    # pip's dry run does not check the hash outside hash-checking mode (its real
+    # install does, on download): said so, not reported as a wheelhouse bug.
+    assert t["pip"]["ok"] is True and t["disagreement"] is None
+    assert "a real 'pip install' refuses" in t["pip_note"]
+    # Without it, the same file is hash-checking mode: "other" is refused.
+    req.write_text(f"lib==1.0 --hash=sha256:{good.hexdigest()}\nother\n")
+    out = wheelhouse("check", str(pre_house), "-r", str(req), env=isolated_env(), check=False)
+    assert out.returncode == 1 and "not pinned with ==" in out.stderr

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 from packaging.markers import default_environment
 from packaging.tags import Tag
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from wheelhouse.dists import scan_headers
@@ -353,3 +354,49 @@ def test_a_path_reads_as_the_version_the_last_build_locked(tmp_path: Path) -> No
     (mapped,) = map_built_paths([RequirementLine("/src/mine", (), "r.txt:1")], files, locked)
     assert mapped.text == "mine==1.5"
     assert locked_versions(tmp_path / "no-house") == {}
+
+
+# -- pip 26.3's --all-releases / --only-final --------------------------------
+
+_SWITCHES = [("pre", ""), ("all_releases", ":all:"), ("only_final", ":all:"),
+             ("all_releases", "Lib"), ("only_final", "lib"), ("all_releases", "other,lib"),
+             ("only_final", ":none:"), ("all_releases", ":none:"),
+             ("only_final", ":all:,:none:,other"), ("all_releases", "lib,:all:")]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_release_switches_add_up_as_pips_own_release_control(seed: int) -> None:
+    # The real pip's ReleaseControl (and its file parser's way with --pre) is
+    # the reference: every project's answer is the same after the same switches.
+    import random
+
+    from pip._internal.models.release_control import ReleaseControl as PipReleaseControl
+
+    from wheelhouse.resolver import ReleaseControl
+
+    rng = random.Random(seed)
+    switches = [rng.choice(_SWITCHES) for _ in range(rng.randint(1, 5))]
+    ours, theirs = ReleaseControl(), PipReleaseControl()
+    for kind, value in switches:
+        ours.apply(kind, value)
+        if kind == "pre":  # as pip's req_file handles a --pre line
+            theirs.all_releases.add(":all:")
+        elif kind == "all_releases":
+            theirs.handle_mutual_excludes(value, theirs.all_releases, theirs.only_final, kind)
+        else:
+            theirs.handle_mutual_excludes(value, theirs.only_final, theirs.all_releases, kind)
+    for name in map(canonicalize_name, ("lib", "other", "third")):
+        pips_answer = theirs.allows_prereleases(name)  # type: ignore[arg-type]  # vendored type
+        assert ours.allows_prereleases(name) == pips_answer, switches
+
+
+def test_only_final_refuses_a_prerelease_even_when_nothing_else_fits() -> None:
+    house = FakeHouse()
+    house.add("lib", "2.0b1")
+    assert house.resolve("lib") == {"lib": "lib-2.0b1-py3-none-any.whl"}  # pip's default
+    wanted = WantedSet.from_lines([RequirementLine("lib", (), "req.txt:2")],
+                                  release_switches=[("only_final", "lib")])
+    with pytest.raises(UnsatisfiableError) as info:
+        resolve_in_house(house.entries, wanted, ENV, house.read_metadata)
+    assert unmet_reasons(info.value) == {
+        "lib": "only pre-releases fit (2.0b1), and --only-final excludes them"}

@@ -213,6 +213,14 @@ def check(
             if target is not None and verdict.disagreement:
                 verdict.pip_note = _pip_marker_limitation(
                     files, wanted, env, read_metadata, file_digest, verdict.pip_chosen)
+            if (verdict.disagreement and not wanted.require_hashes
+                    and verdict.pip_chosen is not None and verdict.unmet
+                    and all(u.reason.startswith("hash mismatch for ") for u in verdict.unmet)):
+                # Outside hash-checking mode (--no-require-hashes), pip checks a
+                # line's --hash when it downloads the file, which a dry run never does.
+                verdict.pip_note = ("pip's dry run checks a --hash only in hash-checking mode; "
+                                    "a real 'pip install' refuses these files when it "
+                                    "downloads them")
         out.append(verdict)
     return CheckResult(out)
 
@@ -341,15 +349,22 @@ def _ask_pip(
     with tempfile.TemporaryDirectory(prefix="wheelhouse-check-") as tmp:
         report = Path(tmp) / "report.json"
         req_file, constraint_file = Path(tmp) / "requirements.txt", Path(tmp) / "constraints.txt"
-        req_file.write_bytes(render_requirements(lines))
+        # The pre-release switches as the user's files gave them, in their
+        # order, so pip applies them as it would have (as file lines, pip takes
+        # --pre together with --all-releases / --only-final).
+        switches = wanted.release_switches or [("pre", "")] * wanted.pre
+        req_file.write_bytes(b"".join(
+            (b"--pre\n" if kind == "pre"
+             else f"--{kind.replace('_', '-')} {value}\n".encode())
+            for kind, value in switches) + render_requirements(lines))
         args = ["install", "--dry-run", "--ignore-installed", "--quiet",
                 "--index-url", (house.root / SIMPLE_DIR).as_uri() + "/",
                 "--report", str(report), "-r", str(req_file)]
         if constraints:
             constraint_file.write_bytes(render_requirements(constraints))
             args += ["-c", str(constraint_file)]
-        if wanted.pre:
-            args.append("--pre")
+        if wanted.no_require_hashes:
+            args.append("--no-require-hashes")
         if wanted.require_hashes:
             args.append("--require-hashes")
         if target is not None:

@@ -800,8 +800,10 @@ def _wanted(house_path: Path, requirements: tuple[str, ...],
         # Paths and URLs build accepted: the files the house built from them.
         house = House.open(house_path)
         lines = map_built_paths(lines, house.read_manifest().files, locked_versions(house.root))
-    wanted = WantedSet.from_lines(lines[:len(scan.lines)], pre=pre or scan.pre,
-                                  require_hashes=scan.require_hashes)
+    wanted = WantedSet.from_lines(lines[:len(scan.lines)], pre=pre,
+                                  require_hashes=scan.require_hashes,
+                                  no_require_hashes=scan.no_require_hashes,
+                                  release_switches=scan.release_control)
     for line in lines[len(scan.lines):]:
         wanted.add(line.text)
     if not wanted.requirements:

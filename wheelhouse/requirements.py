@@ -30,10 +30,13 @@ __all__ = [
 # whether the value names another requirements file to read.
 _NESTED = {"-r": "requirement", "--requirement": "requirement",
            "-c": "constraint", "--constraint": "constraint"}
-_WITH_VALUE = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links",
+_WITH_VALUE = {"-i", "--index-url", "--pypi-url", "--extra-index-url", "-f", "--find-links",
                "--trusted-host", "--only-binary", "--no-binary", "--use-feature",
+               "--all-releases", "--only-final",
                "--config-settings", "-C", "--global-option", "--hash"}
-_FLAGS = {"--no-index", "--pre", "--prefer-binary", "--require-hashes"}
+_FLAGS = {"--no-index", "--pre", "--prefer-binary", "--require-hashes", "--no-require-hashes"}
+#: pip 26.3's per-project pre-release switches, by the name of the set each adds to.
+_RELEASE_OPTIONS = {"--all-releases": "all_releases", "--only-final": "only_final"}
 _EDITABLE = {"-e", "--editable"}
 #: Short options that take a value, which may be written right after them ("-rfile").
 _SHORT_WITH_VALUE = {"-r", "-c", "-i", "-f", "-e", "-C"}
@@ -90,6 +93,13 @@ class RequirementsScan:
     pre: bool = False
     #: True when a file says ``--require-hashes``.
     require_hashes: bool = False
+    #: True when a file says ``--no-require-hashes`` (pip: a ``--hash`` on a
+    #: line checks that requirement's files, without hash-checking mode).
+    no_require_hashes: bool = False
+    #: The files' pre-release switches, in the order pip applies them:
+    #: ``("pre", "")`` for ``--pre``, ``("all_releases", VALUE)`` for
+    #: ``--all-releases VALUE``, ``("only_final", VALUE)`` for ``--only-final VALUE``.
+    release_control: list[tuple[str, str]] = field(default_factory=list)
     #: Index options the files give (``--index-url U``, ``--extra-index-url U``, ``--no-index``).
     index_options: list[str] = field(default_factory=list)
     #: ``--find-links`` locations the files give, as written, and a relative
@@ -266,8 +276,19 @@ def scan_requirement_files(
                 continue
             if option is not None:
                 scan.pre |= option == "--pre"
-                if option in ("-i", "--index-url", "--extra-index-url"):
-                    scan.index_options += [option, argument]
+                if option == "--pre":
+                    scan.release_control.append(("pre", ""))
+                elif option in _RELEASE_OPTIONS:
+                    if not argument or argument.startswith("-"):
+                        problems.append(str(RequirementProblem(
+                            str(path), number, line,
+                            f"{option} needs a value: :all:, :none: or project names "
+                            "with commas between them")))
+                        continue
+                    scan.release_control.append((_RELEASE_OPTIONS[option], argument))
+                if option in ("-i", "--index-url", "--pypi-url", "--extra-index-url"):
+                    scan.index_options += [
+                        "--index-url" if option == "--pypi-url" else option, argument]
                 elif option == "--no-index":
                     scan.index_options.append(option)
                 elif option in ("-f", "--find-links"):
@@ -277,6 +298,7 @@ def scan_requirement_files(
                 elif option == "--trusted-host":
                     scan.trusted_hosts.append(argument)
                 scan.require_hashes |= option == "--require-hashes"
+                scan.no_require_hashes |= option == "--no-require-hashes"
                 if option in _WITH_VALUE or option in _FLAGS:
                     continue
                 problems.append(str(RequirementProblem(str(path), number, line,
@@ -307,6 +329,9 @@ def scan_requirement_files(
         read(p, None)
     for p in constraints:
         read(p, None, True)
+    if scan.require_hashes and scan.no_require_hashes:
+        problems.append("--require-hashes and --no-require-hashes are mutually exclusive "
+                        f"(in {', '.join(str(f) for f in scan.files)})")
     if problems:
         only_missing = all(p.startswith("no such requirements file") for p in problems)
         raise InvalidInputError(

@@ -153,6 +153,56 @@ def _describe_platform(tag: str) -> tuple[str, str, str, str]:
 
 
 @dataclass(slots=True)
+class ReleaseControl:
+    """Which projects may take pre-releases: pip 26.3's ``--all-releases`` / ``--only-final``.
+
+    Each switch is applied in order, as pip's ``ReleaseControl`` applies it: a
+    value is ``:all:``, ``:none:`` or project names with commas between them;
+    naming a project in one set takes it out of the other; ``:all:`` empties
+    both sets first; ``--pre`` adds ``:all:`` to the first set and leaves the
+    other as it is.
+    """
+
+    all_releases: set[str] = field(default_factory=set)
+    only_final: set[str] = field(default_factory=set)
+
+    def apply(self, kind: str, value: str = "") -> None:
+        """Apply one switch: *kind* is ``pre``, ``all_releases`` or ``only_final``."""
+        if kind == "pre":
+            self.all_releases.add(":all:")
+            return
+        target, other = ((self.all_releases, self.only_final) if kind == "all_releases"
+                         else (self.only_final, self.all_releases))
+        names = value.split(",")
+        while ":all:" in names:
+            other.clear()
+            target.clear()
+            target.add(":all:")
+            del names[:names.index(":all:") + 1]
+            if ":none:" not in names:
+                return
+        for name in names:
+            if name == ":none:":
+                target.clear()
+                continue
+            canonical = canonicalize_name(name)
+            other.discard(canonical)
+            target.add(canonical)
+
+    def allows_prereleases(self, name: NormalizedName) -> bool | None:
+        """True: pre-releases allowed; False: final releases only; None: pip's default rule."""
+        if name in self.all_releases:
+            return True
+        if name in self.only_final:
+            return False
+        if ":all:" in self.all_releases:
+            return True
+        if ":all:" in self.only_final:
+            return False
+        return None
+
+
+@dataclass(slots=True)
 class WantedSet:
     """Requirements, constraints and hash pins, as read from files or a command line."""
 
@@ -167,13 +217,29 @@ class WantedSet:
     pre: bool = False
     #: True when every file must match a ``--hash`` (pip's hash-checking mode).
     require_hashes: bool = False
+    #: True with ``--no-require-hashes``: a ``--hash`` checks its own
+    #: requirement's files only, and turns no hash-checking mode on.
+    no_require_hashes: bool = False
+    #: The pre-release switches, in the order given (``--pre`` first when it
+    #: came from the command line): ``(kind, value)`` as ``ReleaseControl.apply`` takes.
+    release_switches: list[tuple[str, str]] = field(default_factory=list)
+    #: What the switches (and ``pre``) add up to.
+    release: ReleaseControl = field(default_factory=ReleaseControl)
 
     @classmethod
     def from_lines(
-        cls, lines: Iterable[RequirementLine], *, pre: bool = False, require_hashes: bool = False
+        cls, lines: Iterable[RequirementLine], *, pre: bool = False, require_hashes: bool = False,
+        no_require_hashes: bool = False, release_switches: Sequence[tuple[str, str]] = (),
     ) -> WantedSet:
-        """Build from requirement-file lines; raises InvalidInputError naming file:line."""
-        wanted = cls(pre=pre, require_hashes=require_hashes)
+        """Build from requirement-file lines; raises InvalidInputError naming file:line.
+
+        *release_switches* are a scan's ``release_control``; *pre* is the command
+        line's ``--pre``, applied before them (as pip applies its own).
+        """
+        wanted = cls(pre=pre, require_hashes=require_hashes, no_require_hashes=no_require_hashes)
+        wanted.release_switches = [("pre", "")] * pre + list(release_switches)
+        for kind, value in wanted.release_switches:
+            wanted.release.apply(kind, value)
         problems: list[str] = []
         for line in lines:
             try:
@@ -198,7 +264,7 @@ class WantedSet:
                 continue
             wanted.requirements.append((req, line.where))
             if line.hashes:
-                wanted.require_hashes = True
+                wanted.require_hashes |= not no_require_hashes
                 digests = wanted.hashes.setdefault(canonicalize_name(req.name), {})
                 for h in line.hashes:
                     algorithm, _, value = h.partition(":")
@@ -666,7 +732,18 @@ class _Provider(AbstractProvider):  # type: ignore[type-arg]
         # Pre-releases before yanks: a yanked final release still hides pre-releases,
         # as pip filters the versions by the specifier before it looks at yanks.
         hidden_pre = False
-        if not (self.wanted.pre or any(spec.prereleases for spec in specs)):
+        allow_pre = (self.wanted.release.allows_prereleases(name) if self.wanted.release_switches
+                     else (True if self.wanted.pre else None))
+        if allow_pre is False:
+            # --only-final: no pre-release, even one a specifier names, even
+            # when nothing else is left (pip's filter with prereleases=False).
+            finals = [(v, e) for v, e in out if not v.is_prerelease]
+            if out and not finals:
+                shown = ", ".join(sorted({str(v) for v, _ in out}))
+                self.why_none[name] = (f"only pre-releases fit ({shown}), and --only-final "
+                                       "excludes them")
+            out = finals
+        elif not (allow_pre or any(spec.prereleases for spec in specs)):
             finals = [(v, e) for v, e in out if not v.is_prerelease]
             if finals:
                 hidden_pre = len(finals) < len(out)
@@ -684,7 +761,9 @@ class _Provider(AbstractProvider):  # type: ignore[type-arg]
                     + ("; pre-releases are not considered without --pre" if hidden_pre
                        else ""))
             out = kept
-        if self.wanted.require_hashes and out:
+        if out and (self.wanted.require_hashes or name in self.wanted.hashes):
+            # Hash-checking mode checks every project; without it (as with
+            # --no-require-hashes) a --hash still checks its own project's files.
             problems = {e.filename: self.hash_problem(name, e) for _, e in out}
             kept = [(v, e) for v, e in out if problems[e.filename] is None]
             if not kept:
