@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -544,6 +545,48 @@ def test_a_build_failing_with_a_long_traceback_is_still_a_build_failure(
         build(["deep"], house=tmp_path / "house", store=store, pip_options=_opts(server))
     assert info.value.exit_code == 5
     assert "build failed" in str(info.value)
+
+
+def test_a_killed_builds_scratch_directory_is_removed_by_the_next_build(
+    tmp_path: Path, store: Store, serve_dir: Callable[[Path], LocalIndex],
+    upstream: LocalIndex,
+) -> None:
+    # kill -9 (the OOM killer, a CI timeout) while pip builds an sdist: the
+    # build's scratch directory (its downloads) stays in the temp dir. The next
+    # build removes it; a build still running keeps its own.
+    import signal
+    import subprocess
+    import time
+
+    started = tmp_path / "backend-started"
+    server = _serve_sdist_with_backend(
+        tmp_path, "slow", lambda data: data + (
+            "\nimport pathlib as _p, time as _t\n"
+            "def build_wheel(*a, **k):\n"
+            f"    _p.Path({str(started)!r}).touch()\n"
+            "    _t.sleep(60)\n").encode(), serve_dir)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = isolated_env({"TMPDIR": str(scratch), "WHEELHOUSE_STORE": str(store.root)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wheelhouse", "build", "slow", "-o", str(tmp_path / "h1"),
+         "--index-url", f"{server.url}/simple/"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), "the sdist build never started"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        left = [p.name for p in scratch.iterdir() if p.name.startswith("wheelhouse-build-")]
+        assert len(left) == 1  # what the kill left
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # pip, and the backend it runs
+    wheelhouse("build", "lib", "-o", str(tmp_path / "h2"), "--index-url",
+               f"{upstream.url}/simple/", env=env)
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("wheelhouse-")] == []
 
 
 def test_cli_build_json(tmp_path: Path, store: Store, upstream: LocalIndex) -> None:

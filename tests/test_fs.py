@@ -261,3 +261,54 @@ def test_naming_an_unnamed_file_this_process_did_not_open_is_refused(
     finally:
         os.close(fd)
     assert not (tmp_path / "blob").exists()
+
+
+def test_a_killed_runs_scratch_directory_is_removed_by_the_next_and_a_live_ones_is_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+    import subprocess
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from wheelhouse._fs import scratch_dir, sweep_dead_scratch
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code = ("import sys, tempfile, time; tempfile.tempdir = sys.argv[1]\n"
+            "from wheelhouse._fs import scratch_dir\n"
+            "with scratch_dir('wheelhouse-build-') as d:\n"
+            "    (d / 'download.part').write_bytes(b'x' * 1000)\n"
+            "    print(d, flush=True); time.sleep(60)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        killed, live = (Path(p.stdout.readline().strip()) for p in procs)  # type: ignore[union-attr]
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait()
+        assert (killed / "download.part").exists()  # what a kill -9 leaves
+        # Not ours: a symlink to a directory, and a directory of a killed run
+        # of another tool whose name merely starts alike.
+        target = tmp_path / "elsewhere"
+        target.mkdir()
+        (target / "keep").write_text("x")
+        (tmp_path / "wheelhouse-build-link").symlink_to(target)
+        fresh_unlocked = tmp_path / "wheelhouse-build-justmade"
+        fresh_unlocked.mkdir()  # created a moment ago, not locked yet: may be starting
+        old_unlocked = tmp_path / "wheelhouse-build-old"
+        old_unlocked.mkdir()
+        os.utime(old_unlocked, (time.time() - 7200, time.time() - 7200))
+
+        with scratch_dir("wheelhouse-build-") as mine:
+            assert mine.is_dir()
+            assert not killed.exists() and not old_unlocked.exists()
+            assert (live / "download.part").exists() and fresh_unlocked.is_dir()
+            assert (target / "keep").exists()
+        assert not mine.exists()
+        assert sweep_dead_scratch("wheelhouse-build-") == 0  # nothing else is dead
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+            p.stdout.close()  # type: ignore[union-attr]
+    assert sweep_dead_scratch("wheelhouse-build-") == 1  # the live one, now killed
+    assert not live.exists()

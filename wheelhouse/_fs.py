@@ -27,6 +27,8 @@ __all__ = [
     "read_small",
     "remove_quietly",
     "rename_noreplace",
+    "scratch_dir",
+    "sweep_dead_scratch",
     "sync_files",
     "write_all",
     "write_atomic",
@@ -525,3 +527,84 @@ def interrupts_deferred() -> Iterator[None]:
                 raised = raised or e
         if raised is not None:
             raise raised
+
+
+#: Inside a scratch directory: the file its process holds flocked while it lives.
+_ALIVE = ".wheelhouse-alive"
+#: A scratch directory without that file (killed between its creation and the
+#: lock) is debris once it is this old.
+_UNLOCKED_SCRATCH_SECONDS = 3600
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A private temp directory, removed at the end, and by the next run if this one is killed.
+
+    The directory holds a file flocked for as long as this process lives (the
+    kernel drops the lock when the process dies, however it dies), so
+    :func:`sweep_dead_scratch` can tell a killed run's directory from a live
+    one without trusting process ids, which are reused.
+    """
+    import fcntl
+    import shutil
+
+    sweep_dead_scratch(prefix)
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    fd = -1
+    try:
+        fd = os.open(path / _ALIVE, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        if fd >= 0:
+            os.close(fd)
+
+
+def sweep_dead_scratch(prefix: str) -> int:
+    """Remove this user's *prefix* directories in the temp dir whose process is gone.
+
+    Returns how many went. A directory is taken only when its lock file can be
+    locked (its owner died), or, with no lock file at all, when it is over an
+    hour old. Never follows a symlink; anything it cannot read is left.
+    """
+    import fcntl
+    import shutil
+    import stat
+    import time
+
+    base = tempfile.gettempdir()
+    removed = 0
+    try:
+        entries = [e for e in os.scandir(base) if e.name.startswith(prefix)]
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            continue
+        try:
+            fd = os.open(os.path.join(entry.path, _ALIVE),  # noqa: PTH118
+                         os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if time.time() - st.st_mtime < _UNLOCKED_SCRATCH_SECONDS:
+                continue
+            fd = -1
+        except OSError:
+            continue
+        try:
+            if fd >= 0:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # its process lives
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += not os.path.lexists(entry.path)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+    return removed

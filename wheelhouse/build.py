@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -16,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from wheelhouse._fs import write_atomic
+from wheelhouse._fs import scratch_dir, write_atomic
 from wheelhouse._pip import PipRunner, SubprocessPip
 from wheelhouse.errors import (
     IntegrityError,
@@ -248,8 +247,7 @@ def build(
             "then --offline works",
         )
 
-    with tempfile.TemporaryDirectory(prefix="wheelhouse-build-") as tmp_name:
-        tmp = Path(tmp_name)
+    with scratch_dir("wheelhouse-build-") as tmp:
         def upstream() -> list[str]:
             from wheelhouse.upstream import index_urls
 

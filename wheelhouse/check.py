@@ -21,11 +21,11 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wheelhouse._fs import scratch_dir
 from wheelhouse.errors import (
     IntegrityError,
     InvalidInputError,
@@ -346,7 +346,7 @@ def _ask_pip(
                             house.read_manifest().files, locked_versions(house.root))
     lines = [ln for ln in every if not ln.constraint]
     constraints = [ln for ln in every if ln.constraint]
-    with tempfile.TemporaryDirectory(prefix="wheelhouse-check-") as tmp:
+    with scratch_dir("wheelhouse-check-") as tmp:
         report = Path(tmp) / "report.json"
         req_file, constraint_file = Path(tmp) / "requirements.txt", Path(tmp) / "constraints.txt"
         # The pre-release switches as the user's files gave them, in their

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
+from wheelhouse._fs import scratch_dir
 from wheelhouse.errors import (
     BuildError,
     IntegrityError,
@@ -121,7 +121,7 @@ def resolve_target(
 
     if keep is not None and isinstance(pip, SubprocessPip):
         pip = pip.keeping(keep)
-    with tempfile.TemporaryDirectory(prefix="wheelhouse-resolve-") as tmp:
+    with scratch_dir("wheelhouse-resolve-") as tmp:
         report = Path(tmp) / "report.json"
         args = ["install", "--dry-run", "--ignore-installed", "--quiet", "--report",
                 str(report), *pip_options]
