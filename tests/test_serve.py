@@ -722,3 +722,55 @@ def test_an_error_answer_says_close_once_and_long_numbers_are_no_trouble(house: 
         status, _, body = _get(url, "/files/lib-1.0-py3-none-any.whl",
                                headers={"Range": "bytes=" + "1" * 5000 + "-"})
         assert status == 200 and body == house.file_path("lib-1.0-py3-none-any.whl").read_bytes()
+
+
+def test_at_the_cap_a_new_client_takes_the_place_of_the_longest_idle_connection(
+    house: House, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Idle keep-alive connections (or sockets opened and left silent) held
+    # every place for the whole head deadline, and new clients got 503. Now a
+    # new client closes the one that has waited longest for a request head; a
+    # connection in the middle of a request is never closed for it.
+    from wheelhouse import serve
+
+    monkeypatch.setattr(serve, "_MAX_CONNECTIONS", 3)
+    with serving(house) as url:
+        host, port = url.removeprefix("http://").split(":")
+        # One client in the middle of a download it reads slowly.
+        busy = socket.socket()
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        busy.settimeout(10)
+        busy.connect((host, int(port)))
+        busy.sendall(b"GET /files/big_thing-1.0-py3-none-any.whl HTTP/1.1\r\nHost: x\r\n"
+                     b"Connection: close\r\n\r\n")
+        reply = busy.recv(1024)
+        idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(2)]
+        time.sleep(0.2)
+        # Nothing has waited a second yet: a new client is still turned away.
+        assert _exchange(url, b"GET /simple/ HTTP/1.1\r\nHost: x\r\n\r\n").startswith(
+            b"HTTP/1.1 503 ")
+        time.sleep(1.2)
+        # Two new clients that keep their connections: each takes the place of
+        # the connection that has waited longest (the first idle one, then the
+        # second), not of the other new client, which has not waited a second.
+        clients = [http.client.HTTPConnection(host, int(port), timeout=10) for _ in range(2)]
+        for client in clients:
+            client.request("GET", "/simple/")
+            response = client.getresponse()
+            assert response.status == 200 and b"big-thing" in response.read()
+        for s in idle:
+            assert s.recv(1024) == b""
+            s.close()
+        for client in clients:  # still open, both
+            client.request("GET", "/simple/lib/")
+            response = client.getresponse()
+            assert response.status == 200 and b"lib-1.0" in response.read()
+            client.close()
+        # The busy one finishes its download.
+        while chunk := busy.recv(65536):
+            reply += chunk
+        busy.close()
+        size = (house.files_dir / "big_thing-1.0-py3-none-any.whl").stat().st_size
+        assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(
+            (house.files_dir / "big_thing-1.0-py3-none-any.whl").read_bytes()[-1000:])
+        assert len(reply) > size

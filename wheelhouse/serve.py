@@ -60,6 +60,12 @@ _TIMEOUT = 30.0
 _HEAD_DEADLINE = 30.0
 # Connections served at once, at most (a thread each); more are answered 503.
 _MAX_CONNECTIONS = 512
+# At that cap, a new connection takes the place of the one that has waited
+# longest for a request head (an idle keep-alive connection, or one that
+# connected and said nothing), once it has waited this long ...
+_EVICT_AFTER = 1.0
+# ... while no more than this many such evicted connections are still closing.
+_EVICT_SLACK = 16
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
          b"Content-Length: 25\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
          b"too many connections now\n")
@@ -193,8 +199,8 @@ class HouseServer(ThreadingHTTPServer):
         self.max_connections = _max_connections()
         self._active = 0
         self._active_lock = threading.Lock()
-        # Connections reading a request head: socket -> when to cut it off.
-        self._deadlines: dict[socket.socket, float] = {}
+        # Connections waiting for a request head: socket -> since when (monotonic).
+        self._waiting: dict[socket.socket, float] = {}
         self._closing = threading.Event()
         self._reaper: threading.Thread | None = None
         self._by_name: tuple[Manifest, dict[str, FileEntry]] | None = None
@@ -237,6 +243,8 @@ class HouseServer(ThreadingHTTPServer):
         """Serve a new connection in a thread, or answer 503 when too many are open."""
         with self._active_lock:
             full = self._active >= self.max_connections
+            if full and self._active < self.max_connections + _EVICT_SLACK:
+                full = not self._evict_longest_waiting()
             if not full:
                 self._active += 1
         if full:
@@ -275,9 +283,27 @@ class HouseServer(ThreadingHTTPServer):
                 time.sleep(0.1)
             raise
 
+    def _evict_longest_waiting(self) -> bool:
+        """Close the connection waiting longest for a request head, if it waited long enough.
+
+        So that idle connections (a client's keep-alive pool, or sockets opened
+        and left silent) cannot keep a new client out for the whole head
+        deadline. A connection in the middle of a request is never chosen.
+        Called under ``_active_lock``; the closed one's thread frees its place
+        when it sees the end.
+        """
+        limit = time.monotonic() - _EVICT_AFTER
+        oldest = min(list(self._waiting.items()), key=lambda item: item[1], default=None)
+        if oldest is None or oldest[1] > limit or self._waiting.pop(oldest[0], None) is None:
+            return False
+        log.debug("%d connections open: an idle one is closed for a new one", self._active)
+        with contextlib.suppress(OSError):
+            oldest[0].shutdown(socket.SHUT_RDWR)  # its reader sees the end
+        return True
+
     def watch(self, conn: socket.socket) -> None:
         """Cut *conn* off if its request head is not in within the deadline."""
-        self._deadlines[conn] = time.monotonic() + _HEAD_DEADLINE
+        self._waiting[conn] = time.monotonic()
         if self._reaper is None:
             with self._active_lock:
                 if self._reaper is None:
@@ -287,13 +313,13 @@ class HouseServer(ThreadingHTTPServer):
 
     def unwatch(self, conn: socket.socket) -> None:
         """The request head of *conn* is in (or the connection is done)."""
-        self._deadlines.pop(conn, None)
+        self._waiting.pop(conn, None)
 
     def _reap(self) -> None:
         while not self._closing.wait(min(1.0, _HEAD_DEADLINE / 4)):
-            now = time.monotonic()
-            for conn, deadline in list(self._deadlines.items()):
-                if deadline < now and self._deadlines.pop(conn, None) is not None:
+            cutoff = time.monotonic() - _HEAD_DEADLINE
+            for conn, since in list(self._waiting.items()):
+                if since < cutoff and self._waiting.pop(conn, None) is not None:
                     with contextlib.suppress(OSError):
                         conn.shutdown(socket.SHUT_RDWR)  # its reader sees the end
 
