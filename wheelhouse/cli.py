@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from wheelhouse import __version__
-from wheelhouse.errors import InvalidInputError, WheelhouseError
+from wheelhouse.errors import InvalidInputError, Terminated, WheelhouseError
 from wheelhouse.house import FileEntry, House, removed_if_new_and_failed
 from wheelhouse.store import Store, parse_sha256
 
@@ -980,10 +980,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as e:
         e.show()
         return e.exit_code
-    except click.exceptions.Abort:  # click's form of Ctrl-C
-        _echo("interrupted", err=True)
-        return 130
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt) as e:  # Abort: click's form of Ctrl-C
+        if isinstance(e, Terminated) or isinstance(e.__cause__, Terminated):
+            # SIGTERM, rolled back as a Ctrl-C is: 128 + 15, as a shell shows it.
+            _echo("terminated (SIGTERM)", err=True)
+            return 143
         _echo("interrupted", err=True)
         return 130
     except OSError as e:

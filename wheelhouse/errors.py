@@ -27,6 +27,10 @@ class WheelhouseError(Exception):
         return self.message
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, where a command takes it as a Ctrl-C (to roll back); exit code 143."""
+
+
 class InvalidInputError(WheelhouseError, ValueError):
     """The user handed us something we cannot accept (bad name, bad file, bad option)."""
 

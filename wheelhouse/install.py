@@ -55,6 +55,7 @@ from wheelhouse.errors import (
     InvalidDistributionError,
     InvalidInputError,
     LockTimeoutError,
+    Terminated,
     WheelhouseError,
 )
 from wheelhouse.house import METADATA_SUFFIX, FileEntry, House
@@ -1734,7 +1735,7 @@ def _sigterm_rolls_back() -> Iterator[None]:
         return
 
     def terminated(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt("SIGTERM")
+        raise Terminated("SIGTERM")
 
     signal.signal(signal.SIGTERM, terminated)
     try:
