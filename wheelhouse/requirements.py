@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import re
 import shlex
 import sys
@@ -11,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wheelhouse.errors import InvalidInputError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -26,24 +30,17 @@ __all__ = [
     "split_direct_requirement",
 ]
 
-# Options a requirements file may hold (pip's). Those that take a value, and
-# whether the value names another requirements file to read.
-_NESTED = {"-r": "requirement", "--requirement": "requirement",
-           "-c": "constraint", "--constraint": "constraint"}
-_WITH_VALUE = {"-i", "--index-url", "--pypi-url", "--extra-index-url", "-f", "--find-links",
-               "--trusted-host", "--only-binary", "--no-binary", "--use-feature",
-               "--all-releases", "--only-final",
-               "--config-settings", "-C", "--global-option", "--hash"}
-_FLAGS = {"--no-index", "--pre", "--prefer-binary", "--require-hashes", "--no-require-hashes"}
-#: pip 26.3's per-project pre-release switches, by the name of the set each adds to.
-_RELEASE_OPTIONS = {"--all-releases": "all_releases", "--only-final": "only_final"}
-_EDITABLE = {"-e", "--editable"}
-#: Short options that take a value, which may be written right after them ("-rfile").
-_SHORT_WITH_VALUE = {"-r", "-c", "-i", "-f", "-e", "-C"}
-#: Every long option of a requirements file (a unique prefix names one, as in pip).
-_LONG = sorted(o for o in (*_NESTED, *_WITH_VALUE, *_FLAGS, *_EDITABLE) if o.startswith("--"))
+#: pip's ``${NAME}`` in a requirements file: upper-case letters, digits and "_".
+_ENV_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
+#: pip's comment: a "#" at the start of a line or after whitespace.
+_PIP_COMMENT = re.compile(r"(^|\s+)#.*$")
+#: pip's PEP 263 coding line (in the first two lines, when they start with "#").
+_CODING = re.compile(rb"coding[:=]\s*([-\w.]+)")
+#: Byte-order marks pip honours, longest first where one is the other's prefix.
+_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\x00\x00\xfe\xff", "utf-32-be"),
+         (b"\xff\xfe\x00\x00", "utf-32-le"), (b"\xfe\xff", "utf-16-be"),
+         (b"\xff\xfe", "utf-16-le"))
 _HASH = re.compile(r"(sha256|sha384|sha512):[0-9a-fA-F]+\Z")
-_COMMENT = re.compile(r"(^|\s+)#.*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,32 +105,157 @@ class RequirementsScan:
     #: ``--trusted-host`` values the files give.
     trusted_hosts: list[str] = field(default_factory=list)
 
+    #: ``${NAME}`` values pip expands in requirement lines and nested file
+    #: names (not in index URLs): they change what is asked for.
+    variables: dict[str, str] = field(default_factory=dict)
+
     def digest(self) -> str:
-        """sha256 over every file's path and bytes: the same inputs, the same digest."""
+        """sha256 over every file's path and bytes, and the variables that change a line."""
         h = hashlib.sha256()
         for path in self.files:
             h.update(str(path).encode() + b"\0")
             h.update(path.read_bytes() + b"\0")
+        for name, value in sorted(self.variables.items()):
+            h.update(f"${{{name}}}={value}".encode() + b"\0")
         return h.hexdigest()
 
 
+def _decode(data: bytes, path: Path) -> str:
+    """A requirements file's text, decoded as pip decodes it.
+
+    A byte-order mark (UTF-8, UTF-16, UTF-32: what Windows PowerShell writes
+    for ``pip freeze > requirements.txt``); else a PEP 263 coding line in the
+    first two lines; else UTF-8; else the locale's encoding, with a warning.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom):].decode(encoding)
+    for line in data.split(b"\n")[:2]:
+        if line[:1] == b"#" and (m := _CODING.search(line)):
+            try:
+                return data.decode(m.group(1).decode("ascii"))
+            except LookupError as e:
+                raise UnicodeError(f"unknown encoding in its coding line: {e}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        import locale
+
+        fallback = locale.getpreferredencoding(False) or sys.getdefaultencoding()
+        log.warning(
+            "%s is not UTF-8: read as %s, as pip reads it (say which with a line "
+            "'# -*- coding: ... -*-' at the top)", path, fallback)
+        return data.decode(fallback)
+
+
 def _logical_lines(text: str) -> list[tuple[int, str]]:
+    r"""The logical lines pip reads: continuations joined, comments and blank lines gone.
+
+    As pip's ``join_lines`` and ``ignore_comments``: a line ending in "\" is
+    joined to the next with nothing between (unless it is a comment line);
+    comments go after the joining, so a comment that ends in "\" takes the
+    next line with it; each line keeps the number of its first physical line.
+    """
+    joined: list[tuple[int, str]] = []
+    parts: list[str] = []
+    first = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        is_comment = _PIP_COMMENT.match(line) is not None
+        if not line.endswith("\\") or is_comment:
+            if is_comment:
+                line = " " + line
+            if parts:
+                parts.append(line)
+                joined.append((first, "".join(parts)))
+                parts = []
+            else:
+                joined.append((number, line))
+        else:
+            if not parts:
+                first = number
+            parts.append(line.strip("\\"))
+    if parts:
+        joined.append((first, "".join(parts)))
     out: list[tuple[int, str]] = []
-    buffer, start = "", 0
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = _COMMENT.sub("", raw)
-        if not buffer:
-            start = number
-        if line.endswith("\\"):
-            buffer += line[:-1] + " "
-            continue
-        buffer += line
-        if buffer.strip():
-            out.append((start, buffer))
-        buffer = ""
-    if buffer.strip():
-        out.append((start, buffer))
+    for number, line in joined:
+        line = _PIP_COMMENT.sub("", line).strip()
+        if line:
+            out.append((number, line))
     return out
+
+
+def _expand_variables(line: str, used: dict[str, str]) -> str:
+    """``${NAME}`` replaced from the environment, as pip does (an unset or empty one stays)."""
+    import os
+
+    def value(m: re.Match[str]) -> str:
+        got = os.environ.get(m.group(1))
+        if not got:
+            return m.group(0)
+        used[m.group(1)] = got
+        return got
+
+    return _ENV_VAR.sub(value, line)
+
+
+def _values(opts: Any, name: str) -> list[Any]:
+    """An appended option's values on a line (none: an empty list)."""
+    return list(getattr(opts, name, None) or [])
+
+
+class _OptionError(Exception):
+    """optparse's complaint about a line's options (pip's words)."""
+
+
+def _line_parser() -> Any:
+    """An optparse parser for one line, with the options pip's parser has (26.3).
+
+    optparse is what pip uses, so its ways come with it: several options on a
+    line, "--opt=VALUE" and "--opt VALUE", "-rFILE", unique prefixes of long
+    options, and its errors (unknown, ambiguous, missing value).
+    ``--global-option`` (gone in pip 25.3) is still taken, for older pips.
+    Lists default to None (optparse's defaults are shared between parses):
+    read them through :func:`_values`.
+    """
+    import optparse
+
+    class Parser(optparse.OptionParser):
+        def exit(self, status: int = 0, msg: str | None = None) -> Any:
+            raise _OptionError((msg or "").strip())
+
+        def error(self, msg: str) -> Any:
+            raise _OptionError(msg)
+
+    def release(option: Any, _opt: str, value: str, parser: Any) -> None:
+        if value.startswith("-"):
+            raise _OptionError("--all-releases / --only-final option requires 1 argument.")
+        parser.values.release = [*(getattr(parser.values, "release", None) or []),
+                                 (option.dest, value)]
+
+    parser = Parser(add_help_option=False)
+    add = parser.add_option
+    add("-i", "--index-url", "--pypi-url", dest="index_url")
+    add("--extra-index-url", dest="extra_index_urls", action="append")
+    add("--no-index", action="store_true", default=False)
+    add("-c", "--constraint", dest="constraints", action="append")
+    add("-r", "--requirement", dest="requirements", action="append")
+    add("-e", "--editable", dest="editables", action="append")
+    add("-f", "--find-links", dest="find_links", action="append")
+    add("--no-binary", action="append")
+    add("--only-binary", action="append")
+    add("--prefer-binary", action="store_true", default=False)
+    add("--require-hashes", action="store_true", default=False)
+    add("--no-require-hashes", action="store_true", default=False)
+    add("--pre", action="store_true", default=False)
+    add("--all-releases", dest="all_releases", action="callback", callback=release,
+        type="str")
+    add("--only-final", dest="only_final", action="callback", callback=release, type="str")
+    add("--trusted-host", dest="trusted_hosts", action="append")
+    add("--use-feature", dest="features", action="append")
+    add("--hash", dest="hashes", action="append")
+    add("-C", "--config-settings", dest="config_settings", action="append")
+    add("--global-option", dest="global_options", action="append")
+    return parser
 
 
 def looks_like_path_or_url(text: str) -> bool:
@@ -219,116 +341,125 @@ def scan_requirement_files(
 
     scan = RequirementsScan()
     problems: list[str] = []
-    seen: set[tuple[Path, bool]] = set()
 
-    def read(path: Path, via: str | None, constraint: bool = False) -> None:
-        resolved = path.resolve()
-        if (resolved, constraint) in seen:
+    parser = _line_parser()
+    variables = scan.variables
+
+    def read(path: Path, via: str | None, constraint: bool = False,
+             including: tuple[str, ...] = ()) -> None:
+        # As pip: a file is read each time it is named (its --pre again, too),
+        # but one that names itself, directly or not, is an error.
+        import os
+
+        key = os.path.normpath(os.path.abspath(path))  # noqa: PTH100
+        if key in including or len(including) > 64:
+            problems.append(f"{via}: {path} recursively references itself"
+                            + (f" (through {', '.join(including[1:])})" if including[1:] else ""))
             return
-        seen.add((resolved, constraint))
         try:
-            text = path.read_text(encoding="utf-8-sig")  # a BOM, as pip allows
+            text = _decode(path.read_bytes(), path)
         except FileNotFoundError:
             problems.append(f"{via + ': ' if via else ''}no such requirements file: {str(path)!r}")
             return
-        except (OSError, UnicodeDecodeError) as e:
+        except (OSError, UnicodeError) as e:
             problems.append(f"cannot read requirements file {str(path)!r}: {e}")
             return
         scan.files.append(path)
-        for number, line in _logical_lines(text):
+        for number, written in _logical_lines(text):
             where = f"{path}:{number}"
-            # As pip does: the requirement runs up to the first word that
-            # starts with "-"; the rest are options (and may be quoted).
-            tokens = line.split()
-            cut = next((i for i, t in enumerate(tokens) if t.startswith("-")), len(tokens))
-            try:
-                option_words = shlex.split(" ".join(tokens[cut:]), posix=True)
-            except ValueError as e:
-                problems.append(str(RequirementProblem(str(path), number, line, str(e))))
-                continue
-            words = [" ".join(tokens[:cut])] if cut else []
-            words += option_words
-            first = words[0]
-            name, eq, value = first.partition("=")
-            if first[:2] in _SHORT_WITH_VALUE and len(first) > 2:
-                # As optparse reads it (pip's parser): "-rother.txt" is "-r other.txt".
-                name, eq, value = first[:2], "=", first[2:]
-            elif name.startswith("--") and name not in _LONG:
-                # A unique prefix of a long option, as optparse takes it ("--find").
-                matches = [o for o in _LONG if o.startswith(name)]
-                name = matches[0] if len(matches) == 1 else name
-            option = name if first.startswith("-") else None
-            # An option's value: "--opt=VALUE" or "--opt VALUE".
-            argument = value if eq else (words[1] if len(words) > 1 else "")
-            if option in _EDITABLE:
-                problems.append(str(RequirementProblem(
-                    str(path), number, line,
-                    "editable requirements have no wheel to keep; list the project's path "
-                    "without -e")))
-                continue
-            if option in _NESTED:
-                if not argument:
-                    problems.append(str(RequirementProblem(str(path), number, line,
-                                                           f"{option} needs a file name")))
-                    continue
-                read(path.parent / argument, where,
-                     constraint or _NESTED[option] == "constraint")
-                continue
-            if option is not None:
-                scan.pre |= option == "--pre"
-                if option == "--pre":
-                    scan.release_control.append(("pre", ""))
-                elif option in _RELEASE_OPTIONS:
-                    if not argument or argument.startswith("-"):
-                        problems.append(str(RequirementProblem(
-                            str(path), number, line,
-                            f"{option} needs a value: :all:, :none: or project names "
-                            "with commas between them")))
-                        continue
-                    scan.release_control.append((_RELEASE_OPTIONS[option], argument))
-                if option in ("-i", "--index-url", "--pypi-url", "--extra-index-url"):
-                    scan.index_options += [
-                        "--index-url" if option == "--pypi-url" else option, argument]
-                elif option == "--no-index":
-                    scan.index_options.append(option)
-                elif option in ("-f", "--find-links"):
-                    scan.find_links.append(argument)
-                    if "://" not in argument and (path.parent / argument).exists():
-                        scan.find_links.append(str(path.parent / argument))
-                elif option == "--trusted-host":
-                    scan.trusted_hosts.append(argument)
-                scan.require_hashes |= option == "--require-hashes"
-                scan.no_require_hashes |= option == "--no-require-hashes"
-                if option in _WITH_VALUE or option in _FLAGS:
-                    continue
-                problems.append(str(RequirementProblem(str(path), number, line,
-                                                       f"unknown option {option}")))
-                continue
-            requirement, hashes = words[0], _hashes(words[1:])
-            for h in hashes:
-                if not _HASH.match(h):
-                    problems.append(str(RequirementProblem(
-                        str(path), number, line, f"invalid --hash {h!r} (use sha256:<hex>)")))
-            scan.hashes |= bool(hashes)
-            if not requirement:
-                problems.append(str(RequirementProblem(str(path), number, line,
-                                                       "no requirement before the options")))
-                continue
-            scan.requirements.append(requirement)
-            scan.lines.append(RequirementLine(requirement, tuple(hashes), where, constraint))
-            if not validate or looks_like_path_or_url(requirement) or "${" in requirement:
-                continue
-            try:
-                Requirement(requirement)
-            except InvalidRequirement as e:
-                reason = str(e).splitlines()[0]
-                problems.append(str(RequirementProblem(str(path), number, line,
-                                                       f"invalid requirement ({reason})")))
+            used: dict[str, str] = {}
+            line = _expand_variables(written, used)
 
-    for p in paths:
-        read(p, None)
+            def problem(reason: str, written: str = written, number: int = number) -> None:
+                # The line as written: an expanded ${TOKEN} never reaches a message.
+                problems.append(str(RequirementProblem(str(path), number, written, reason)))
+
+            # As pip does: the requirement runs up to the first word (between
+            # single spaces) that starts with "-"; the rest are options (shlex).
+            tokens = line.split(" ")
+            cut = next((i for i, t in enumerate(tokens) if t.startswith("-")), len(tokens))
+            requirement = " ".join(tokens[:cut])
+            try:
+                opts, _ = parser.parse_args(shlex.split(" ".join(tokens[cut:])),
+                                            parser.get_default_values())
+            except ValueError as e:  # shlex: an unclosed quote
+                problem(f"cannot split the options: {e}")
+                continue
+            except _OptionError as e:
+                problem(str(e))
+                continue
+            # --all-releases / --only-final act wherever they are, as in pip
+            # (its callbacks change the one shared setting even on a requirement line).
+            scan.release_control += _values(opts, "release")
+            if requirement:
+                variables.update(used)
+                bad = [h for h in _values(opts, "hashes") if not _HASH.match(h)]
+                for h in bad:
+                    problem(f"invalid --hash {h!r} (use sha256:<hex>)")
+                hashes = [h.lower() if h in bad else h for h in _values(opts, "hashes")]
+                scan.hashes |= bool(hashes)
+                scan.requirements.append(requirement)
+                scan.lines.append(RequirementLine(requirement, tuple(hashes), where, constraint))
+                if not validate or looks_like_path_or_url(requirement) or "${" in requirement:
+                    continue
+                try:
+                    Requirement(requirement)
+                except InvalidRequirement as e:
+                    problem(f"invalid requirement ({str(e).splitlines()[0]})")
+                continue
+            if _values(opts, "editables"):
+                problem("editable requirements have no wheel to keep; list the project's "
+                        "path without -e")
+                continue
+            nested_reqs, nested_cons = _values(opts, "requirements"), _values(opts, "constraints")
+            if nested_reqs or nested_cons:
+                variables.update(used)
+                # pip takes the first -r (else the first -c) of a line; what a
+                # nested -r holds is required, even inside a constraints file.
+                nested = nested_reqs[0] if nested_reqs else nested_cons[0]
+                target = _nested_path(path, nested)
+                if isinstance(target, str):
+                    problem(target)
+                    continue
+                read(target, where, not nested_reqs, (*including, key))
+                continue
+            # An option line, read as pip's handle_option_line reads it. Index
+            # and find-links locations are kept as written: a ${TOKEN} in them
+            # stays a variable in what is kept of them (a lock people commit).
+            as_written = opts
+            if used:
+                with contextlib.suppress(ValueError, _OptionError):
+                    as_written, _ = parser.parse_args(
+                        shlex.split(written.lstrip()), parser.get_default_values())
+            if opts.no_index:
+                scan.index_options.append("--no-index")
+            if opts.index_url:
+                scan.index_options += ["--index-url", as_written.index_url or opts.index_url]
+            extras, extras_written = (_values(opts, "extra_index_urls"),
+                                      _values(as_written, "extra_index_urls"))
+            for i, url in enumerate(extras):
+                scan.index_options += ["--extra-index-url", (extras_written + extras)[i]
+                                       if len(extras_written) == len(extras) else url]
+            if links := _values(opts, "find_links"):  # pip takes the first of a line
+                value = links[0]
+                scan.find_links.append((_values(as_written, "find_links") or [value])[0])
+                if "://" not in value and (path.parent / value).exists():
+                    scan.find_links.append(str(path.parent / value))
+            scan.trusted_hosts += _values(opts, "trusted_hosts")
+            if opts.pre:
+                scan.pre = True
+                scan.release_control.append(("pre", ""))
+            scan.require_hashes |= opts.require_hashes
+            scan.no_require_hashes |= opts.no_require_hashes
+            if _values(opts, "hashes"):
+                log.warning("%s has --hash but no requirement: ignored (as pip ignores it)",
+                            where)
+
+    # pip reads the -c files first (their --pre and --only-final come first).
     for p in constraints:
         read(p, None, True)
+    for p in paths:
+        read(p, None)
     if scan.require_hashes and scan.no_require_hashes:
         problems.append("--require-hashes and --no-require-hashes are mutually exclusive "
                         f"(in {', '.join(str(f) for f in scan.files)})")
@@ -342,14 +473,25 @@ def scan_requirement_files(
     return scan
 
 
-def _hashes(words: list[str]) -> list[str]:
-    hashes: list[str] = []
-    for i, word in enumerate(words):
-        if word.startswith("--hash="):
-            hashes.append(word.split("=", 1)[1])
-        elif word == "--hash" and i + 1 < len(words):
-            hashes.append(words[i + 1])
-    return hashes
+def _nested_path(parent: Path, nested: str) -> Path | str:
+    """Where a ``-r``/``-c`` of *parent* points, as pip finds it; or why it cannot be read.
+
+    A relative path is taken from the parent's directory and normalised as
+    pip normalises it (``..`` by name, not through a symlink); a ``file:`` URL
+    names a local file; other URLs would need the network.
+    """
+    import os
+    import urllib.parse
+    import urllib.request
+
+    scheme = urllib.parse.urlsplit(nested).scheme.lower()
+    if scheme == "file":
+        return Path(urllib.request.url2pathname(urllib.parse.urlsplit(nested).path))
+    if scheme in ("http", "https"):
+        return (f"a requirements file named by URL ({nested}) is not read: wheelhouse reads "
+                "them from disk; download it next to this one and name its path")
+    # (os.path: pip's abspath + join, which resolve ".." by name, not by the disk.)
+    return Path(os.path.normpath(os.path.join(os.path.abspath(parent.parent), nested)))  # noqa: PTH100, PTH118
 
 
 def requirements_from_pyproject(

@@ -24,6 +24,7 @@ import json
 import logging
 import netrc
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -102,27 +103,31 @@ def _pip_config_for(_environment: tuple[tuple[str, str], ...]) -> dict[str, str]
 
 def index_urls(pip_options: Sequence[str], file_options: Sequence[str] = (), *,
                isolated: bool = False) -> list[str]:
-    """The indexes pip reads, in its order: command line, requirement files, config, PyPI."""
+    """The indexes pip reads, in its order.
+
+    First the command line, the ``PIP_*`` variables and the configuration
+    (an index URL, else PyPI, then the extra ones). Then the requirement
+    files' lines, in order, as pip's ``handle_option_line`` applies them:
+    ``--no-index`` empties the list for good, an ``--index-url`` replaces the
+    whole list (the last one wins), an ``--extra-index-url`` is added. A
+    ``${VARIABLE}`` in a file's URL is expanded, as pip expands it.
+    """
     primary: str | None = None
     extra: list[str] = []
     no_index = False
-    for options in (pip_options, file_options):
-        it = iter(options)
-        for word in it:
-            name, eq, value = word.partition("=")
-            if name in ("-i", "--index-url"):
-                primary = primary or (value if eq else next(it, ""))
-            elif name == "--extra-index-url":
-                extra.append(value if eq else next(it, ""))
-            elif name == "--no-index":
-                no_index = True
-    if no_index:
-        return []
-    if not isolated:
+    it = iter(pip_options)
+    for word in it:
+        name, eq, value = word.partition("=")
+        if name in ("-i", "--index-url"):
+            primary = primary or (value if eq else next(it, ""))
+        elif name == "--extra-index-url":
+            extra.append(value if eq else next(it, ""))
+        elif name == "--no-index":
+            no_index = True
+    if not isolated and not no_index:
         env = os.environ
         config = _pip_config(isolated)
-        if env.get("PIP_NO_INDEX", "").lower() in ("1", "true", "yes", "on"):
-            return []
+        no_index = env.get("PIP_NO_INDEX", "").lower() in ("1", "true", "yes", "on")
         primary = (primary or env.get("PIP_INDEX_URL")
                    or config.get("global.index-url") or config.get("install.index-url")
                    or config.get("download.index-url"))
@@ -130,8 +135,22 @@ def index_urls(pip_options: Sequence[str], file_options: Sequence[str] = (), *,
         for key in ("global.extra-index-url", "install.extra-index-url",
                     "download.extra-index-url"):
             extra += _split(config.get(key, ""))
-    urls = [primary or PYPI, *extra]
+    urls = [] if no_index else [primary or PYPI, *extra]
+    it = iter(file_options)
+    for word in it:
+        if word == "--no-index":
+            no_index, urls = True, []
+        elif word in ("--index-url", "--extra-index-url"):
+            url = _expand(next(it, ""))
+            if not no_index and url:
+                urls = [*urls, url] if word == "--extra-index-url" else [url]
     return list(dict.fromkeys(u if u.endswith("/") else u + "/" for u in urls if u))
+
+
+def _expand(value: str) -> str:
+    """``${NAME}`` replaced from the environment, as pip does in requirement files."""
+    return re.sub(r"\$\{([A-Z0-9_]+)\}", lambda m: os.environ.get(m.group(1)) or m.group(0),
+                  value)
 
 
 class _Anchors(html.parser.HTMLParser):
