@@ -635,6 +635,26 @@ def test_interpreter_answers_are_cached_and_venvs_described_without_asking(
     assert asked == [str(link), str(wrapper), str(wrapper)]
 
 
+def test_an_interpreter_this_packaging_does_not_support_answers_with_its_own_pips(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # packaging 26.4 needs Python 3.10: on a 3.8 or 3.9 interpreter the probe
+    # could not import it, and 'install --python .venv38/bin/python' failed.
+    # It answers with the packaging its own pip vendors instead (stood in for
+    # here by a packaging that cannot be imported).
+    from wheelhouse import interpreter
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    broken = tmp_path / "newer" / "packaging"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("from typing import NotThereYet\n")
+    (broken / "tags.py").write_text("")
+    real = interpreter._info(interpreter._ask(sys.executable, None))
+    monkeypatch.setattr(interpreter, "_packaging_root", lambda: str(broken.parent))
+    answer = interpreter._info(interpreter._ask(sys.executable, None))
+    assert answer.tags[:20] == real.tags[:20] and answer.markers == real.markers
+    assert answer.version == real.version
+
+
 def test_a_venv_answer_never_describes_its_base(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from wheelhouse import interpreter

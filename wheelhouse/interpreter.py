@@ -27,11 +27,23 @@ __all__ = ["InterpreterInfo", "default_interpreter", "query_interpreter"]
 #: Version of the cached answers' layout; a different one is asked afresh.
 _CACHE_FORMAT = 2
 
-# Runs inside the target interpreter: standard library plus packaging only.
+# Runs inside the target interpreter: standard library plus packaging only
+# (this wheelhouse's; on a Python it does not support, the interpreter's own pip's).
 _QUERY = r"""
 import json, os, sys, sysconfig
 sys.path.insert(0, sys.argv[1])
-from packaging import markers, tags
+try:
+    from packaging import markers, tags
+except Exception:
+    # This wheelhouse's packaging does not run on this (older) Python: the
+    # one its own pip uses does, and answers as that pip would.
+    del sys.path[0]
+    for name in [m for m in sys.modules if m.split(".")[0] == "packaging"]:
+        del sys.modules[name]
+    try:
+        from pip._vendor.packaging import markers, tags
+    except ImportError:
+        from packaging import markers, tags
 prefix = sys.argv[2] or None
 if prefix:
     try:
