@@ -315,3 +315,36 @@ def test_a_record_is_written_as_json_dumps_would_write_it(meta: BlobMeta) -> Non
     expected = json.dumps(data, sort_keys=True, separators=(",", ":")).encode() + b"\n"
     assert meta.to_json() == expected
     assert BlobMeta.from_json(meta.to_json(), source="x") == meta
+
+
+def test_a_writer_gets_the_store_while_gc_runs_back_to_back(store: Store) -> None:
+    # gc run in a loop (a cron job, a script) took the use lock again within
+    # microseconds of leaving it, and a writer, polling, almost never got in:
+    # a build waited out its 600 s. A waiting writer now goes first.
+    import subprocess
+    import sys
+    import time
+
+    loop = ("import sys, time\n"
+            "from wheelhouse.store import Store\n"
+            "store = Store.open(sys.argv[1])\n"
+            "print('looping', flush=True)\n"
+            "end = time.monotonic() + 30\n"
+            "while time.monotonic() < end:\n"
+            "    with store.exclusive_use():\n"
+            "        time.sleep(0.03)\n")
+    proc = subprocess.Popen([sys.executable, "-c", loop, str(store.root)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "looping"
+        time.sleep(0.2)
+        waits = []
+        for _ in range(5):
+            started = time.monotonic()
+            with store.in_use(timeout=20):
+                waits.append(time.monotonic() - started)
+            time.sleep(0.05)
+        assert max(waits) < 1.0, waits  # one gc pass at most, not the whole loop
+    finally:
+        proc.kill()
+        proc.communicate()

@@ -1027,24 +1027,36 @@ class _UseLocks:
             self._release(path)
 
     def _acquire(self, path: Path, *, shared: bool, timeout: float) -> None:
+        # Writers (shared) go before gc (exclusive): a writer that has to wait
+        # holds "<lock>.waiting" shared meanwhile, and gc does not take the
+        # lock while anyone holds that. Without it, gc run back to back (a
+        # cron loop, a test) left a writer's polls almost no gap to land in.
         deadline = time.monotonic() + timeout
-        while True:
-            with self._mutex:
-                held = self._held.get(path)
-                if held is not None:
-                    fd, held_shared, count = held
-                    if held_shared == shared or not held_shared:
-                        # Same kind, or exclusive already covers shared.
-                        self._held[path] = (fd, held_shared, count + 1)
-                        return
-                else:
-                    new_fd = _lock_file(path, shared=shared)
-                    if new_fd is not None:
-                        self._held[path] = (new_fd, shared, 1)
-                        return
-            if time.monotonic() >= deadline:
-                raise LockTimeoutError(str(path), timeout)
-            time.sleep(0.05)
+        waiting = path.with_name(path.name + ".waiting")
+        wait_fd: int | None = None
+        try:
+            while True:
+                with self._mutex:
+                    held = self._held.get(path)
+                    if held is not None:
+                        fd, held_shared, count = held
+                        if held_shared == shared or not held_shared:
+                            # Same kind, or exclusive already covers shared.
+                            self._held[path] = (fd, held_shared, count + 1)
+                            return
+                    elif shared or _lock_free(waiting):
+                        new_fd = _lock_file(path, shared=shared)
+                        if new_fd is not None:
+                            self._held[path] = (new_fd, shared, 1)
+                            return
+                if shared and wait_fd is None:
+                    wait_fd = _lock_file(waiting, shared=True)
+                if time.monotonic() >= deadline:
+                    raise LockTimeoutError(str(path), timeout)
+                time.sleep(0.05)
+        finally:
+            if wait_fd is not None:
+                os.close(wait_fd)
 
     def _release(self, path: Path) -> None:
         with self._mutex:
@@ -1057,6 +1069,15 @@ class _UseLocks:
 
 
 _USE_LOCKS = _UseLocks()
+
+
+def _lock_free(path: Path) -> bool:
+    """True when nobody holds a lock on *path* (tested by taking it for an instant)."""
+    fd = _lock_file(path, shared=False)
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
 
 
 def _lock_file(path: Path, *, shared: bool) -> int | None:
