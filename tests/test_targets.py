@@ -208,3 +208,51 @@ def test_parse_python_version(text: str, expected: tuple[int, int]) -> None:
 def test_manylinux_below_the_architecture_floor_is_refused() -> None:
     with pytest.raises(InvalidTargetError, match=r"2\.17"):
         expand_platform("manylinux_2_12_aarch64")
+
+
+@pytest.mark.parametrize("tags_module", ["packaging", "pip-vendored"])
+def test_a_pure_only_target_accepts_no_platform_of_this_machine(
+        tags_module: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # packaging before 26.4 (pip's vendored copy too) reads an empty platform
+    # list as "this machine's platforms": a cp312-any target took
+    # cp312-cp312-linux_x86_64 wheels.
+    from wheelhouse import targets
+
+    if tags_module == "pip-vendored":
+        from pip._vendor.packaging import tags as vendored
+
+        monkeypatch.setattr(targets, "ptags", vendored)
+    target = Target.parse(python_version="3.12", platform="any")
+    platforms = {t.platform for t in target.tags()}
+    assert platforms == {"any"}
+    assert "py3-none-any" in {str(t) for t in target.tags()}
+
+
+def test_check_and_build_of_a_pure_only_target_never_take_a_binary_wheel(
+        tmp_path: Path) -> None:
+    # The house offers 1.0 pure and 2.0 for this machine only: the pure target
+    # takes 1.0, and pip (asked with --platform any, not this machine's) agrees.
+    import json
+
+    from wheelhouse.add import add_paths
+    from wheelhouse.house import House
+    from wheelhouse.store import Store
+
+    host = str(next(iter(ptags.sys_tags())))
+    d = tmp_path / "d"
+    house = House.open(tmp_path / "house", create=True)
+    add_paths(house, Store.open(tmp_path / "store"), [
+        build_wheel(d, "demo", "1.0"), build_wheel(d, "demo", "2.0", tag=host)])
+    out = run([sys.executable, "-m", "wheelhouse", "--store", str(tmp_path / "store"), "check",
+               str(house.root), "demo", "--python-version",
+               f"{sys.version_info[0]}.{sys.version_info[1]}", "--platform", "any", "--json"],
+              env=isolated_env())
+    (verdict,) = json.loads(out.stdout)["targets"]
+    assert verdict["chosen"] == verdict["pip"]["chosen"] == {"demo": "1.0"}
+    built = tmp_path / "built"
+    run([sys.executable, "-m", "wheelhouse", "--store", str(tmp_path / "store"), "build", "demo",
+         "--python-version", f"{sys.version_info[0]}.{sys.version_info[1]}", "--platform", "any",
+         "--no-index", "--find-links", str(house.files_dir), "-o", str(built)],
+        env=isolated_env())
+    assert [e.filename for e in House.open(built).read_manifest().files] == [
+        "demo-1.0-py3-none-any.whl"]

@@ -96,7 +96,8 @@ def target_pip_options(target: Target) -> list[str]:
             "--implementation", target.implementation]
     for abi in target.abis:
         args += ["--abi", abi]
-    for platform in target.platform_tags():
+    # A pure-only target: "any" (without --platform pip takes this machine's).
+    for platform in target.platform_tags() or ["any"]:
         args += ["--platform", platform]
     return args
 

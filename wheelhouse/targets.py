@@ -255,7 +255,9 @@ class Target:
 
     def iter_tags(self) -> Iterator[ptags.Tag]:
         """Every tag this target accepts, most preferred first (as pip orders them)."""
-        platforms = self.platform_tags()
+        # A pure-only target names the platform "any": an empty list is "this
+        # machine's platforms" to packaging before 26.4 (and to pip).
+        platforms = self.platform_tags() or ["any"]
         if self.implementation == "cp":
             abis = list(self.abis) or [self.interpreter]
             yield from ptags.cpython_tags(self.python_version, abis, platforms)
