@@ -1845,3 +1845,43 @@ def test_a_sigterm_while_a_killed_run_is_undone_waits_for_the_undo(
     assert (site / "foo.py").read_text() == '__version__ = "1.0"\n'  # the undo finished
     assert "bar" not in venv.installed()  # and nothing else began
     assert list(site.glob(".wheelhouse-stash-*")) == []
+
+
+def _installed_by_pip_and_by_us(tmp_path: Path, house: Path, req: str) -> tuple[str, str]:
+    """The demo.py that pip installs from *house* (its index) and the one wheelhouse installs."""
+    theirs = new_venv(tmp_path / "pip-venv", with_pip=True)
+    (tmp_path / "req.txt").write_text(req)
+    run([str(theirs.python), "-m", "pip", "install", "-q", "--no-cache-dir", "--index-url",
+         (house / "simple").as_uri() + "/", "-r", str(tmp_path / "req.txt")],
+        env=isolated_env())
+    ours = new_venv(tmp_path / "our-venv")
+    wheelhouse("install", str(house), "-r", str(tmp_path / "req.txt"), "--python",
+               str(ours.python), "--no-compile", env=isolated_env())
+    return ((site_packages(theirs) / "demo.py").read_text(),
+            (site_packages(ours) / "demo.py").read_text())
+
+
+def test_of_one_versions_wheels_the_highest_build_tag_is_installed_as_pip_installs_it(
+        tmp_path: Path, store: Store) -> None:
+    d = tmp_path / "d"
+    wheels = [build_wheel(d, "demo", "1.0", build_tag=b, files={"demo.py": f"BUILD = {b}\n".encode()})
+              for b in ("2", "10", "1")]
+    wheels.append(build_wheel(d, "demo", "1.0", files={"demo.py": b"BUILD = None\n"}))
+    house = make_house(tmp_path / "house", store, wheels)
+    pip_got, ours = _installed_by_pip_and_by_us(tmp_path, house, "demo\n")
+    assert pip_got == ours == "BUILD = 10\n"
+
+
+def test_a_hash_pin_chooses_among_a_versions_wheels_as_pip_does(
+        tmp_path: Path, store: Store) -> None:
+    # The pin names the pure wheel; a better-tagged wheel of the same version
+    # is in the house too. pip installs the pinned one; wheelhouse refused
+    # ("hash mismatch" for the better-tagged wheel).
+    d = tmp_path / "d"
+    pure = build_wheel(d, "demo", "1.0", files={"demo.py": b"KIND = 'pure'\n"})
+    native = build_wheel(d, "demo", "1.0", tag=HOST_TAG, files={"demo.py": b"KIND = 'native'\n"})
+    house = make_house(tmp_path / "house", store, [pure, native])
+    digest = hashlib.sha256(pure.read_bytes()).hexdigest()
+    pip_got, ours = _installed_by_pip_and_by_us(
+        tmp_path, house, f"demo==1.0 --hash=sha256:{digest}\n")
+    assert pip_got == ours == "KIND = 'pure'\n"

@@ -521,17 +521,20 @@ class _House:
         self._requires: dict[str, list[Requirement]] = {}
         self._versions: dict[str, list[tuple[Version, FileEntry]]] = {}
 
-    def best_wheels(self, name: str) -> list[tuple[Version, FileEntry]]:
+    def best_wheels(self, name: str, allowed: Callable[[FileEntry], bool] | None = None,
+                    ) -> list[tuple[Version, FileEntry]]:
         """Per version, the best wheel this environment takes (newest version first).
 
         Files whose Requires-Python excludes the environment are left out. Of a
-        version's files, one not yanked is preferred to a better-tagged yanked one:
-        pip takes a yanked file only when nothing else fits (PEP 592).
+        version's files, pip's order decides: one *allowed* (its hash is among
+        the pins) first, then one not yanked (pip takes a yanked file only when
+        nothing else fits, PEP 592), then the best tag, then the highest build
+        tag (``name-1.0-2-py3-none-any.whl`` over ``-1-``).
         """
-        cached = self._versions.get(name)
+        cached = self._versions.get(name) if allowed is None else None
         if cached is not None:
             return cached
-        best: dict[Version, tuple[tuple[bool, int], FileEntry]] = {}
+        best: dict[Version, tuple[tuple[bool, bool, int], tuple[Any, ...], FileEntry]] = {}
         for entry in self.by_project.get(name, ()):
             if entry.kind != "wheel":
                 continue
@@ -541,11 +544,15 @@ class _House:
             version = _version(entry.version)
             if version is None:
                 continue
-            key = (entry.yanked is not None, rank)
-            if version not in best or key < best[version][0]:
-                best[version] = (key, entry)
-        out = sorted(((v, e) for v, (_r, e) in best.items()), key=lambda t: t[0], reverse=True)
-        self._versions[name] = out
+            key = (allowed is not None and not allowed(entry), entry.yanked is not None, rank)
+            build = _build_tag(entry.filename)
+            if version not in best or (key, _negated(build)) < (best[version][0],
+                                                                 _negated(best[version][1])):
+                best[version] = (key, build, entry)
+        out = sorted(((v, e) for v, (_k, _b, e) in best.items()), key=lambda t: t[0],
+                     reverse=True)
+        if allowed is None:
+            self._versions[name] = out
         return out
 
     def wheel_rank(self, entry: FileEntry) -> int | None:
@@ -727,7 +734,10 @@ class _Provider(AbstractProvider):  # type: ignore[type-arg]
         """
         specs = [r.specifier for r in reqs]
         specs += [s for s, _ in self.wanted.constraints.get(name, ())]
-        out = [(version, entry) for version, entry in self.house.best_wheels(name)
+        # Hash pins choose among a version's files first, as in pip.
+        pinned = self.wanted.require_hashes or name in self.wanted.hashes
+        out = [(version, entry) for version, entry in self.house.best_wheels(
+                   name, (lambda e: self.hash_problem(name, e) is None) if pinned else None)
                if all(spec.contains(version, prereleases=True) for spec in specs)]
         # Pre-releases before yanks: a yanked final release still hides pre-releases,
         # as pip filters the versions by the specifier before it looks at yanks.
@@ -793,6 +803,25 @@ class _Provider(AbstractProvider):  # type: ignore[type-arg]
                                for d in sorted(allowed.get(a, ())))
         return (f"hash mismatch for {entry.filename}: expected {expected}, got "
                 f"{' and '.join(got)} (the --hash values do not match the house's file)")
+
+
+def _build_tag(filename: str) -> tuple[Any, ...]:
+    """A wheel's build tag as pip compares them: ``(2, "")`` for ``-2-``; none: ``()``."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    try:
+        return tuple(parse_wheel_filename(filename)[2])
+    except InvalidWheelFilename:
+        return ()
+
+
+def _negated(build: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A sort key under which a higher build tag comes first (an absent one last)."""
+    if not build:
+        return (1,)
+    number, rest = build
+    # (1 after the characters: of "ab" and "abc", pip's higher is "abc".)
+    return (0, -number, (*(-ord(c) for c in rest), 1))
 
 
 def _is_pinned(specs: Iterable[SpecifierSet]) -> bool:
