@@ -418,3 +418,39 @@ def test_no_require_hashes_checks_a_hashed_line_without_hash_checking_mode(
     req.write_text(f"lib==1.0 --hash=sha256:{good.hexdigest()}\nother\n")
     out = wheelhouse("check", str(pre_house), "-r", str(req), env=isolated_env(), check=False)
     assert out.returncode == 1 and "not pinned with ==" in out.stderr
+
+
+@pytest.mark.parametrize(("python_version", "requires_python", "chosen"), [
+    pytest.param("3.8.5", ">=3.8.1", "2.0", id="micro-meets-a-micro-floor"),
+    pytest.param("3.8", ">=3.8.1", "1.0", id="no-micro-is-x.y.0"),
+    pytest.param("3.8.5", "<=3.8", "1.0", id="micro-above-a-minor-ceiling"),
+    pytest.param("3.8", "===3.8.0", "2.0", id="arbitrary-equality-padded"),
+    pytest.param("3.8", "===3.8", "1.0", id="arbitrary-equality-unpadded"),
+])
+def test_a_micro_python_version_decides_requires_python_as_in_pip(
+        tmp_path: Path, store: Store, python_version: str, requires_python: str,
+        chosen: str) -> None:
+    # "--python-version 3.8.5" was cut to 3.8 (so 3.8.0), for us and for the
+    # pip we asked: both agreed, and both were wrong for a 3.8.5 machine.
+    d = tmp_path / "d"
+    root = tmp_path / "house"
+    add_paths(House.open(root, create=True), store, [
+        build_wheel(d, "demo", "1.0"),
+        build_wheel(d, "demo", "2.0", requires_python=requires_python)])
+    result = check_json(root, "demo", "--python-version", python_version,
+                        "--platform", "manylinux_2_28_x86_64", ok=True)
+    (t,) = result["targets"]
+    assert t["chosen"] == t["pip"]["chosen"] == {"demo": chosen}
+
+
+def test_a_micro_python_version_sets_python_full_version_for_markers(
+        tmp_path: Path, store: Store) -> None:
+    d = tmp_path / "d"
+    root = tmp_path / "house"
+    add_paths(House.open(root, create=True), store, [
+        build_wheel(d, "app", "1.0", requires_dist=["new; python_full_version >= '3.10.1'"]),
+        build_wheel(d, "new", "1.0")])
+    for version, wanted in (("3.10.13", {"app": "1.0", "new": "1.0"}), ("3.10", {"app": "1.0"})):
+        result = check_json(root, "app", "--python-version", version, "--no-pip",
+                            "--platform", "manylinux_2_28_x86_64", ok=True)
+        assert result["targets"][0]["chosen"] == wanted, version

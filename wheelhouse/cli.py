@@ -462,8 +462,9 @@ def du_command(obj: Context, as_json: bool) -> None:
 @click.option("-c", "--constraint", "constraint_files", multiple=True,
               type=click.Path(path_type=Path, dir_okay=False), help="A constraints file.")
 @house_option
-@click.option("--python-version", "python_versions", multiple=True, metavar="X.Y",
-              help="Target Python version (repeatable).")
+@click.option("--python-version", "python_versions", multiple=True, metavar="X.Y[.Z]",
+              help="Target Python version (repeatable); X.Y is X.Y.0 for Requires-Python "
+              "and markers, as in pip.")
 @click.option("--platform", "platforms", multiple=True, metavar="TAG",
               help="Target platform tag or uv platform name (repeatable); every "
               "combination with --python-version is a target.")
@@ -891,8 +892,9 @@ def install_command(
 @cli.command(name="check")
 @click.argument("house_path", metavar="HOUSE", type=click.Path(path_type=Path))
 @_req_options
-@click.option("--python-version", "python_versions", multiple=True, metavar="X.Y",
-              help="Target Python version (repeatable).")
+@click.option("--python-version", "python_versions", multiple=True, metavar="X.Y[.Z]",
+              help="Target Python version (repeatable); X.Y is X.Y.0 for Requires-Python "
+              "and markers, as in pip.")
 @click.option("--platform", "platforms", multiple=True, metavar="TAG",
               help="Target platform tag or uv platform name (repeatable).")
 @click.option("--implementation", metavar="IMPL", help="Target implementation (cp, pp).")

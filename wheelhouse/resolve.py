@@ -92,7 +92,9 @@ def parse_report(data: dict[str, Any]) -> list[Resolved]:
 
 def target_pip_options(target: Target) -> list[str]:
     """The pip options that make it choose files for *target*: wheels only, every tag."""
-    args = ["--only-binary=:all:", "--python-version", "{}.{}".format(*target.python_version),
+    version = ("{}.{}".format(*target.python_version) if target.micro is None
+               else target.full_version)
+    args = ["--only-binary=:all:", "--python-version", version,
             "--implementation", target.implementation]
     for abi in target.abis:
         args += ["--abi", abi]

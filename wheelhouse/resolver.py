@@ -82,9 +82,9 @@ class Environment:
     @classmethod
     def for_target(cls, target: Target) -> Environment:
         """Describe a target given by version and platform (no interpreter to ask)."""
-        major, minor = target.python_version
         markers = _target_markers(target)
-        return cls(str(target), tuple(target.tags()), markers, Version(f"{major}.{minor}"))
+        # pip pads --python-version X.Y to X.Y.0 for Requires-Python (=== too).
+        return cls(str(target), tuple(target.tags()), markers, Version(target.full_version))
 
     def tag_rank(self) -> dict[Tag, int]:
         """Each accepted tag's rank (0 is best)."""
@@ -106,14 +106,14 @@ def _target_markers(target: Target) -> dict[str, str]:
         system, sys_platform, os_name, machine = _describe_platform(platforms[0])
     return {
         "implementation_name": impl_name,
-        "implementation_version": f"{major}.{minor}.0",
+        "implementation_version": target.full_version,
         "os_name": os_name,
         "platform_machine": machine,
         "platform_python_implementation": impl,
         "platform_release": "",
         "platform_system": system,
         "platform_version": "",
-        "python_full_version": f"{major}.{minor}.0",
+        "python_full_version": target.full_version,
         "python_version": f"{major}.{minor}",
         "sys_platform": sys_platform,
     }

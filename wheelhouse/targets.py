@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from packaging import tags as ptags
@@ -63,7 +63,7 @@ UV_PLATFORMS: dict[str, str] = {
 
 
 def parse_python_version(value: str) -> tuple[int, int]:
-    """Parse ``3.12``, ``3.12.1`` or ``312`` into ``(3, 12)``.
+    """Parse ``3.12``, ``3.12.1`` or ``312`` into ``(3, 12)`` (a micro version: Target.micro).
 
     >>> parse_python_version("3.12"), parse_python_version("312")
     ((3, 12), (3, 12))
@@ -175,6 +175,10 @@ class Target:
     abis: tuple[str, ...] = ()
     #: Platform tags, as validated by :func:`parse_platform`; empty means pure only.
     platforms: tuple[str, ...] = ()
+    #: The micro version when one was given (``--python-version 3.8.5``): it
+    #: decides Requires-Python (``>=3.8.1``) and markers (``python_full_version``).
+    #: Not part of the target's name or identity (the tags are the same).
+    micro: int | None = field(default=None, compare=False)
 
     @classmethod
     def host(cls) -> Target:
@@ -185,7 +189,7 @@ class Target:
         if impl == "cp":
             abis = (first.abi,) if first.abi.startswith("cp") else ()
         platforms = tuple(dict.fromkeys(ptags.platform_tags()))
-        return cls(sys.version_info[:2], impl, abis, platforms or ("any",))
+        return cls(sys.version_info[:2], impl, abis, platforms or ("any",), sys.version_info[2])
 
     @classmethod
     def parse(
@@ -216,7 +220,12 @@ class Target:
             abis = host.abis
         # None means this machine's; an empty --platform '' is a mistake, said as such.
         platforms = host.platforms if platform is None else (parse_platform(platform),)
-        return cls(version, impl, abis, platforms)
+        if python_version:
+            given = re.fullmatch(r"\d\.\d{1,2}\.(\d+)", python_version.strip())
+            micro = int(given.group(1)) if given else None
+        else:
+            micro = host.micro
+        return cls(version, impl, abis, platforms, micro)
 
     @classmethod
     def from_name(cls, name: str) -> Target:
@@ -233,6 +242,11 @@ class Target:
         platform = parts[-1]
         return cls((int(m.group(2)), int(m.group(3))), m.group(1), abis,
                    () if platform == "any" else (parse_platform(platform),))
+
+    @property
+    def full_version(self) -> str:
+        """``X.Y.Z`` as pip pads ``--python-version X.Y`` (``3.12`` is ``3.12.0``)."""
+        return f"{self.python_version[0]}.{self.python_version[1]}.{self.micro or 0}"
 
     @property
     def interpreter(self) -> str:
