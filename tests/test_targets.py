@@ -256,3 +256,28 @@ def test_check_and_build_of_a_pure_only_target_never_take_a_binary_wheel(
         env=isolated_env())
     assert [e.filename for e in House.open(built).read_manifest().files] == [
         "demo-1.0-py3-none-any.whl"]
+
+
+def test_a_pypy_target_takes_pypy_wheels_and_pip_agrees(tmp_path: Path) -> None:
+    # PyPy's wheels are tagged pp310-pypy310_pp73-<platform>: a pp target
+    # without --abi took only pure wheels (and pip, asked without --abi, this
+    # machine's CPython ABI).
+    import json
+
+    from wheelhouse.add import add_paths
+    from wheelhouse.house import House
+    from wheelhouse.store import Store
+
+    target = Target.parse(python_version="3.10", platform="manylinux_2_28_x86_64",
+                          implementation="pp")
+    assert str(target.tags()[0]) == "pp310-pypy310_pp73-manylinux_2_28_x86_64"
+    d = tmp_path / "d"
+    house = House.open(tmp_path / "house", create=True)
+    add_paths(house, Store.open(tmp_path / "store"), [
+        build_wheel(d, "demo", "1.0"),
+        build_wheel(d, "demo", "2.0", tag="pp310-pypy310_pp73-manylinux_2_17_x86_64")])
+    out = run([sys.executable, "-m", "wheelhouse", "--store", str(tmp_path / "store"), "check",
+               str(house.root), "demo", "--python-version", "3.10", "--implementation", "pp",
+               "--platform", "manylinux_2_28_x86_64", "--json"], env=isolated_env())
+    (verdict,) = json.loads(out.stdout)["targets"]
+    assert verdict["chosen"] == verdict["pip"]["chosen"] == {"demo": "2.0"}

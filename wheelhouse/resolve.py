@@ -96,7 +96,7 @@ def target_pip_options(target: Target) -> list[str]:
                else target.full_version)
     args = ["--only-binary=:all:", "--python-version", version,
             "--implementation", target.implementation]
-    for abi in target.abis:
+    for abi in target.abis or [a for a in target.abi_tags() if target.implementation == "pp"]:
         args += ["--abi", abi]
     # A pure-only target: "any" (without --platform pip takes this machine's).
     for platform in target.platform_tags() or ["any"]:

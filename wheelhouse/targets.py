@@ -260,6 +260,22 @@ class Target:
         abi = f"-{'+'.join(self.abis)}" if self.abis else ""
         return f"{self.interpreter}{abi}-{named[0] if named else 'any'}"
 
+    def abi_tags(self) -> tuple[str, ...]:
+        """The ABIs given, or the implementation's own: ``cp312``; ``pypy310_pp73`` for PyPy.
+
+        PyPy's wheels are tagged ``pp310-pypy310_pp73-<platform>`` (PyPy 7.3,
+        every PyPy 3 since 2020); without it a PyPy target took pure wheels only
+        (and pip, with no ``--abi``, this machine's CPython ABI).
+        """
+        if self.abis:
+            return self.abis
+        major, minor = self.python_version
+        if self.implementation == "cp":
+            return (self.interpreter,)
+        if self.implementation == "pp":
+            return (f"pypy{major}{minor}_pp73",)
+        return ()
+
     def platform_tags(self) -> list[str]:
         """Every platform tag this target accepts, most specific first."""
         out: dict[str, None] = {}
@@ -273,10 +289,9 @@ class Target:
         # machine's platforms" to packaging before 26.4 (and to pip).
         platforms = self.platform_tags() or ["any"]
         if self.implementation == "cp":
-            abis = list(self.abis) or [self.interpreter]
-            yield from ptags.cpython_tags(self.python_version, abis, platforms)
+            yield from ptags.cpython_tags(self.python_version, list(self.abi_tags()), platforms)
         else:
-            yield from ptags.generic_tags(self.interpreter, list(self.abis), platforms)
+            yield from ptags.generic_tags(self.interpreter, list(self.abi_tags()), platforms)
         yield from ptags.compatible_tags(self.python_version, self.interpreter, platforms)
 
     def tags(self) -> list[ptags.Tag]:
