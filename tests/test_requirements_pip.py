@@ -214,3 +214,24 @@ def test_a_variable_in_a_requirement_changes_the_digest(
     assert scan_requirement_files([req]).digest() != first.digest()
     monkeypatch.setenv("FOO_VERSION", "1.0")
     assert scan_requirement_files([req]).digest() == first.digest()
+
+
+def test_options_are_split_as_shlex_splits_them() -> None:
+    # The quick split (nothing quoted) must give what shlex gives, always.
+    import random
+    import shlex
+
+    from wheelhouse.requirements import _split_options
+
+    rng = random.Random(7)
+    alphabet = ["a", "-", "=", ":", " ", "  ", "\t", "\r", "\n", "\xa0", "\x0b", "#", "'",
+                '"', "\\", "$", "{", "}"]
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        try:
+            expected = shlex.split(text)
+        except ValueError:
+            with pytest.raises(ValueError):
+                _split_options(text)
+            continue
+        assert _split_options(text) == expected, repr(text)

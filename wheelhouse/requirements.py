@@ -203,6 +203,20 @@ def _values(opts: Any, name: str) -> list[Any]:
     return list(getattr(opts, name, None) or [])
 
 
+_SHELL_WHITESPACE = re.compile(r"[ \t\r\n]+")
+
+
+def _split_options(text: str) -> list[str]:
+    """``shlex.split``, as pip splits a line's options; quicker where nothing is quoted.
+
+    (shlex reads a character at a time: four-fifths of reading a 5,000-line
+    lock with hashes went there.)
+    """
+    if "'" in text or '"' in text or "\\" in text:
+        return shlex.split(text)
+    return [word for word in _SHELL_WHITESPACE.split(text) if word]
+
+
 class _OptionError(Exception):
     """optparse's complaint about a line's options (pip's words)."""
 
@@ -380,7 +394,7 @@ def scan_requirement_files(
             cut = next((i for i, t in enumerate(tokens) if t.startswith("-")), len(tokens))
             requirement = " ".join(tokens[:cut])
             try:
-                opts, _ = parser.parse_args(shlex.split(" ".join(tokens[cut:])),
+                opts, _ = parser.parse_args(_split_options(" ".join(tokens[cut:])),
                                             parser.get_default_values())
             except ValueError as e:  # shlex: an unclosed quote
                 problem(f"cannot split the options: {e}")
@@ -430,7 +444,7 @@ def scan_requirement_files(
             if used:
                 with contextlib.suppress(ValueError, _OptionError):
                     as_written, _ = parser.parse_args(
-                        shlex.split(written.lstrip()), parser.get_default_values())
+                        _split_options(written.lstrip()), parser.get_default_values())
             if opts.no_index:
                 scan.index_options.append("--no-index")
             if opts.index_url:
