@@ -235,3 +235,31 @@ def test_options_are_split_as_shlex_splits_them() -> None:
                 _split_options(text)
             continue
         assert _split_options(text) == expected, repr(text)
+
+
+def test_a_token_in_a_requirement_or_nested_url_never_reaches_a_message(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.builders import build_wheel
+    from tests.conftest import isolated_env, wheelhouse
+
+    env = isolated_env({"WH_SECRET_TOKEN": "hunter2",
+                        "WHEELHOUSE_STORE": str(tmp_path / "store")})
+    house = tmp_path / "house"
+    wheelhouse("add", str(build_wheel(tmp_path / "d", "demo", "1.0")), "-o", str(house), env=env)
+    req = tmp_path / "requirements.txt"
+    for text in ("demo @ https://${WH_SECRET_TOKEN}@pkgs.example/demo-1.0-py3-none-any.whl\n",
+                 "-r https://__token__:${WH_SECRET_TOKEN}@pkgs.example/r.txt\n",
+                 "-r http://[oops:${WH_SECRET_TOKEN}/r.txt\n"):
+        req.write_text(text)
+        for command in ("install", "check"):
+            args = ["--target", str(tmp_path / "t"), "--dry-run"] if command == "install" else []
+            out = wheelhouse(command, str(house), "-r", str(req), *args, env=env, check=False)
+            assert out.returncode == 1, out.stderr
+            assert "hunter2" not in out.stderr + out.stdout
+            assert "Traceback" not in out.stderr
+    # An index the build cannot reach is named without its token.
+    req.write_text("--index-url https://${WH_SECRET_TOKEN}@127.0.0.1:9/simple\ndemo\n")
+    out = wheelhouse("build", "-r", str(req), "-o", str(tmp_path / "built"),
+                     env={**env, "PIP_RETRIES": "0", "PIP_TIMEOUT": "2"}, check=False)
+    assert out.returncode != 0
+    assert "hunter2" not in out.stderr + out.stdout and "127.0.0.1:9" in out.stderr

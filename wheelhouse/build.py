@@ -9,7 +9,6 @@ import logging
 import os
 import threading
 import time
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,12 +309,10 @@ def _warn_if_sources_disagree(items: Sequence[Resolved],
 
 
 def _redact(url: str) -> str:
-    """*url* without a password."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    """*url* without its user and password (a token is often given as the user)."""
+    from wheelhouse.requirements import redact_url
+
+    return redact_url(url)
 
 
 def _fetch_facts(files: Sequence[tuple[str, str | None]], upstream: Callable[[], list[str]],

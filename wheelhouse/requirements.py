@@ -24,6 +24,7 @@ __all__ = [
     "RequirementProblem",
     "RequirementsScan",
     "location_key",
+    "redact_url",
     "refuse_requirements_file_as_requirement",
     "requirements_from_pyproject",
     "scan_requirement_files",
@@ -64,7 +65,7 @@ class RequirementProblem:
 class RequirementLine:
     """One requirement (or constraint) as a file states it."""
 
-    #: The requirement as written, without options.
+    #: The requirement, without options (``${NAME}`` expanded, as pip reads it).
     text: str
     #: ``--hash`` values on the line (``sha256:<hex>``).
     hashes: tuple[str, ...]
@@ -72,6 +73,14 @@ class RequirementLine:
     where: str
     #: True when it came from a constraints file (``-c``).
     constraint: bool = False
+    #: The requirement as the file wrote it, when that differs from *text*
+    #: (a ``${TOKEN}`` not expanded): what messages show.
+    written: str = ""
+
+    @property
+    def shown(self) -> str:
+        """The requirement for a message: as written, never an expanded variable's value."""
+        return self.written or self.text
 
 
 @dataclass(slots=True)
@@ -291,8 +300,18 @@ def location_key(text: str) -> str:
     if text.startswith("file:"):
         return os.path.normpath(urllib.parse.unquote(urllib.parse.urlsplit(text).path))
     if "://" in text:
-        return text
+        return redact_url(text, "")
     return os.path.normpath(str(Path(text).expanduser().absolute()))
+
+
+def redact_url(text: str, mask: str = "***") -> str:
+    """*text* with every URL's user and password replaced by *mask* (removed when empty).
+
+    >>> redact_url("foo @ https://user:s3cret@host.example/foo.whl")
+    'foo @ https://***@host.example/foo.whl'
+    """
+    return re.sub(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@",
+                  lambda m: m.group(1) + (mask + "@" if mask else ""), text)
 
 
 # pip's ``_strip_extras``: extras written after a local path (``./project[fast]``).
@@ -413,7 +432,13 @@ def scan_requirement_files(
                 hashes = [h.lower() if h in bad else h for h in _values(opts, "hashes")]
                 scan.hashes |= bool(hashes)
                 scan.requirements.append(requirement)
-                scan.lines.append(RequirementLine(requirement, tuple(hashes), where, constraint))
+                written_req = ""
+                if used:
+                    parts = written.split(" ")
+                    written_req = " ".join(parts[:next(
+                        (i for i, t in enumerate(parts) if t.startswith("-")), len(parts))])
+                scan.lines.append(RequirementLine(requirement, tuple(hashes), where, constraint,
+                                                  written_req))
                 if not validate or looks_like_path_or_url(requirement) or "${" in requirement:
                     continue
                 try:
@@ -433,6 +458,15 @@ def scan_requirement_files(
                 nested = nested_reqs[0] if nested_reqs else nested_cons[0]
                 target = _nested_path(path, nested)
                 if isinstance(target, str):
+                    if used:  # said of the name as written: never a variable's value
+                        with contextlib.suppress(ValueError, _OptionError):
+                            raw, _ = parser.parse_args(_split_options(written.lstrip()),
+                                                       parser.get_default_values())
+                            raw_nested = (_values(raw, "requirements")
+                                          or _values(raw, "constraints"))[0]
+                            said = _nested_path(path, raw_nested)
+                            target = said if isinstance(said, str) else (
+                                "the requirements file it names cannot be read")
                     problem(target)
                     continue
                 read(target, where, not nested_reqs, (*including, key))
@@ -498,12 +532,16 @@ def _nested_path(parent: Path, nested: str) -> Path | str:
     import urllib.parse
     import urllib.request
 
-    scheme = urllib.parse.urlsplit(nested).scheme.lower()
+    try:
+        parts = urllib.parse.urlsplit(nested)
+    except ValueError as e:  # "http://[oops/": an unclosed IPv6 address
+        return f"not a path or URL: {redact_url(nested)!r} ({e})"
+    scheme = parts.scheme.lower()
     if scheme == "file":
-        return Path(urllib.request.url2pathname(urllib.parse.urlsplit(nested).path))
+        return Path(urllib.request.url2pathname(parts.path))
     if scheme in ("http", "https"):
-        return (f"a requirements file named by URL ({nested}) is not read: wheelhouse reads "
-                "them from disk; download it next to this one and name its path")
+        return (f"a requirements file named by URL ({redact_url(nested)}) is not read: "
+                "wheelhouse reads them from disk; download it next to this one and name its path")
     # (os.path: pip's abspath + join, which resolve ".." by name, not by the disk.)
     return Path(os.path.normpath(os.path.join(os.path.abspath(parent.parent), nested)))  # noqa: PTH100, PTH118
 

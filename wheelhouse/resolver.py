@@ -246,18 +246,18 @@ class WantedSet:
                 req = Requirement(line.text)
             except InvalidRequirement:
                 problems.append(
-                    f"{line.where}: {line.text!r} is a path or URL; installing from a house "
+                    f"{line.where}: {line.shown!r} is a path or URL; installing from a house "
                     "takes project names (name, name==1.0, name[extra]>=2)")
                 continue
             if req.url and not line.constraint:
                 problems.append(
-                    f"{line.where}: {line.text!r} names a URL that no file in the house came "
+                    f"{line.where}: {line.shown!r} names a URL that no file in the house came "
                     "from; installing from a house takes project names, and never goes online")
                 continue
             if line.constraint:
                 if req.url or req.extras:
                     problems.append(f"{line.where}: a constraint takes a name and versions "
-                                    f"only: {line.text!r}")
+                                    f"only: {line.shown!r}")
                     continue
                 wanted.constraints.setdefault(canonicalize_name(req.name), []).append(
                     (req.specifier, line.where))

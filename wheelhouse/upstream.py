@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from wheelhouse.errors import HashMismatchError
 from wheelhouse.index import html_carryable
+from wheelhouse.requirements import redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -534,7 +535,7 @@ def fetch_file_facts(
                     data, ctype, final = pages.get(url)
                     page = _parse_page(data, ctype, final)
             except Exception as e:  # noqa: BLE001 - best effort: never fail the build
-                log.debug("cannot read %s: %s", url, e)
+                log.debug("cannot read %s: %s", redact_url(url), e)
                 continue
             for filename, sha in remaining:
                 hit = page.get(filename)
