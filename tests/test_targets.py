@@ -281,3 +281,35 @@ def test_a_pypy_target_takes_pypy_wheels_and_pip_agrees(tmp_path: Path) -> None:
                "--platform", "manylinux_2_28_x86_64", "--json"], env=isolated_env())
     (verdict,) = json.loads(out.stdout)["targets"]
     assert verdict["chosen"] == verdict["pip"]["chosen"] == {"demo": "2.0"}
+
+
+def test_micro_versions_are_targets_of_their_own(tmp_path: Path) -> None:
+    # 2.0 needs Python >= 3.8.5. A build for 3.8.1 takes 1.0; the same house
+    # built again for 3.8.10 is a new resolution (not the last one's), and
+    # 'check' of the house reads the targets back with their micro versions.
+    import json
+
+    from wheelhouse.house import House
+
+    wheels = tmp_path / "wheels"
+    build_wheel(wheels, "mdemo", "1.0")
+    build_wheel(wheels, "mdemo", "2.0", requires_python=">=3.8.5")
+    env = isolated_env({"WHEELHOUSE_STORE": str(tmp_path / "store")})
+    house = tmp_path / "house"
+
+    def build(*versions: str) -> dict[str, list[str]]:
+        args = [a for v in versions for a in ("--python-version", v)]
+        out = run([sys.executable, "-m", "wheelhouse", "build", "mdemo", "-o", str(house),
+                   "--no-index", "-f", str(wheels), "--platform", "any", *args, "--json"],
+                  env=env)
+        return dict(json.loads(out.stdout)["targets"])
+
+    assert build("3.8.1") == {"cp38.1-any": ["mdemo-1.0-py3-none-any.whl"]}
+    assert build("3.8.10") == {"cp38.10-any": ["mdemo-2.0-py3-none-any.whl"]}
+    assert build("3.8.1", "3.8.10") == {"cp38.1-any": ["mdemo-1.0-py3-none-any.whl"],
+                                        "cp38.10-any": ["mdemo-2.0-py3-none-any.whl"]}
+    out = run([sys.executable, "-m", "wheelhouse", "check", str(house), "mdemo", "--json"],
+              env=env)
+    chosen = {t["target"]: t["chosen"] for t in json.loads(out.stdout)["targets"]}
+    assert chosen == {"cp38.1-any": {"mdemo": "1.0"}, "cp38.10-any": {"mdemo": "2.0"}}
+    assert House.open(house).verify() == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from packaging import tags as ptags
@@ -177,8 +177,9 @@ class Target:
     platforms: tuple[str, ...] = ()
     #: The micro version when one was given (``--python-version 3.8.5``): it
     #: decides Requires-Python (``>=3.8.1``) and markers (``python_full_version``).
-    #: Not part of the target's name or identity (the tags are the same).
-    micro: int | None = field(default=None, compare=False)
+    #: Part of the target's name when given (``cp38.10-manylinux_2_28_x86_64``):
+    #: two micro versions may need different files.
+    micro: int | None = None
 
     @classmethod
     def host(cls) -> Target:
@@ -189,7 +190,7 @@ class Target:
         if impl == "cp":
             abis = (first.abi,) if first.abi.startswith("cp") else ()
         platforms = tuple(dict.fromkeys(ptags.platform_tags()))
-        return cls(sys.version_info[:2], impl, abis, platforms or ("any",), sys.version_info[2])
+        return cls(sys.version_info[:2], impl, abis, platforms or ("any",))
 
     @classmethod
     def parse(
@@ -220,12 +221,8 @@ class Target:
             abis = host.abis
         # None means this machine's; an empty --platform '' is a mistake, said as such.
         platforms = host.platforms if platform is None else (parse_platform(platform),)
-        if python_version:
-            given = re.fullmatch(r"\d\.\d{1,2}\.(\d+)", python_version.strip())
-            micro = int(given.group(1)) if given else None
-        else:
-            micro = host.micro
-        return cls(version, impl, abis, platforms, micro)
+        given = re.fullmatch(r"\d\.\d{1,2}\.(\d+)", (python_version or "").strip())
+        return cls(version, impl, abis, platforms, int(given.group(1)) if given else None)
 
     @classmethod
     def from_name(cls, name: str) -> Target:
@@ -235,13 +232,14 @@ class Target:
         'cp312-manylinux_2_28_aarch64'
         """
         parts = name.split("-")
-        m = re.fullmatch(r"([a-z]{2})(\d)(\d+)", parts[0])
+        m = re.fullmatch(r"([a-z]{2})(\d)(\d+)(?:\.(\d+))?", parts[0])
         if len(parts) < 2 or m is None:
             raise InvalidTargetError(f"not a target name: {name!r}")
         abis = tuple(a for a in "-".join(parts[1:-1]).split("+") if a)
         platform = parts[-1]
         return cls((int(m.group(2)), int(m.group(3))), m.group(1), abis,
-                   () if platform == "any" else (parse_platform(platform),))
+                   () if platform == "any" else (parse_platform(platform),),
+                   int(m.group(4)) if m.group(4) is not None else None)
 
     @property
     def full_version(self) -> str:
@@ -258,7 +256,8 @@ class Target:
         # linux_<arch>, which says less than the manylinux tag after it.
         named = [p for p in self.platforms if not p.startswith("linux_")] or list(self.platforms)
         abi = f"-{'+'.join(self.abis)}" if self.abis else ""
-        return f"{self.interpreter}{abi}-{named[0] if named else 'any'}"
+        micro = f".{self.micro}" if self.micro is not None else ""
+        return f"{self.interpreter}{micro}{abi}-{named[0] if named else 'any'}"
 
     def abi_tags(self) -> tuple[str, ...]:
         """The ABIs given, or the implementation's own: ``cp312``; ``pypy310_pp73`` for PyPy.
