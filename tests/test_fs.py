@@ -295,14 +295,20 @@ def test_a_killed_runs_scratch_directory_is_removed_by_the_next_and_a_live_ones_
         fresh_unlocked = tmp_path / "wheelhouse-build-justmade"
         fresh_unlocked.mkdir()  # created a moment ago, not locked yet: may be starting
         old_unlocked = tmp_path / "wheelhouse-build-old"
-        old_unlocked.mkdir()
+        old_unlocked.mkdir()  # killed before its lock: empty, and old
         os.utime(old_unlocked, (time.time() - 7200, time.time() - 7200))
+        # An older wheelhouse's temp dir (no lock file), long running: not ours to take.
+        foreign = tmp_path / "wheelhouse-build-olderversion"
+        foreign.mkdir()
+        (foreign / "download.part").write_bytes(b"x")
+        os.utime(foreign, (time.time() - 7200, time.time() - 7200))
 
         with scratch_dir("wheelhouse-build-") as mine:
             assert mine.is_dir()
             assert not killed.exists() and not old_unlocked.exists()
             assert (live / "download.part").exists() and fresh_unlocked.is_dir()
             assert (target / "keep").exists()
+            assert (foreign / "download.part").exists()
         assert not mine.exists()
         assert sweep_dead_scratch("wheelhouse-build-") == 0  # nothing else is dead
     finally:
@@ -312,3 +318,33 @@ def test_a_killed_runs_scratch_directory_is_removed_by_the_next_and_a_live_ones_
             p.stdout.close()  # type: ignore[union-attr]
     assert sweep_dead_scratch("wheelhouse-build-") == 1  # the live one, now killed
     assert not live.exists()
+
+
+def test_a_scratch_directory_being_made_is_never_swept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Between its lock file's creation and its lock, another run's sweep could
+    # lock the file and take the directory of a live run.
+    import subprocess
+    import tempfile
+    import time
+
+    from wheelhouse._fs import sweep_dead_scratch
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code = ("import fcntl, sys, tempfile, time\n"
+            "tempfile.tempdir = sys.argv[1]\n"
+            "real = fcntl.flock\n"
+            "def slow(fd, op):\n"
+            "    print('locking', flush=True); time.sleep(1.0); return real(fd, op)\n"
+            "fcntl.flock = slow\n"
+            "from wheelhouse._fs import scratch_dir\n"
+            "with scratch_dir('wheelhouse-build-') as d:\n"
+            "    (d / 'download.part').write_bytes(b'x')\n"
+            "    print('used', flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locking"
+    time.sleep(0.2)
+    assert sweep_dead_scratch("wheelhouse-build-") == 0
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and out.strip() == "used", err

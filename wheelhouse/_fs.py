@@ -552,9 +552,12 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix=prefix))
     fd = -1
     try:
-        fd = os.open(path / _ALIVE, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                     | os.O_CLOEXEC, 0o600)
+        # Locked before it takes its name: a sweep that finds the name can
+        # lock it only once this process is gone.
+        fd = os.open(path / (_ALIVE + ".new"), os.O_RDWR | os.O_CREAT | os.O_EXCL
+                     | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
+        (path / (_ALIVE + ".new")).rename(path / _ALIVE)
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
@@ -566,8 +569,10 @@ def sweep_dead_scratch(prefix: str) -> int:
     """Remove this user's *prefix* directories in the temp dir whose process is gone.
 
     Returns how many went. A directory is taken only when its lock file can be
-    locked (its owner died), or, with no lock file at all, when it is over an
-    hour old. Never follows a symlink; anything it cannot read is left.
+    locked (its owner died), or, with no lock file, when it holds nothing else
+    and is over an hour old (killed as it began). A directory of anything else
+    (an older wheelhouse's, another program's) has no lock file and is left.
+    Never follows a symlink; anything it cannot read is left.
     """
     import fcntl
     import shutil
@@ -591,7 +596,12 @@ def sweep_dead_scratch(prefix: str) -> int:
             fd = os.open(os.path.join(entry.path, _ALIVE),  # noqa: PTH118
                          os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
-            if time.time() - st.st_mtime < _UNLOCKED_SCRATCH_SECONDS:
+            try:
+                left = os.listdir(entry.path)  # noqa: PTH208 - names, from a DirEntry
+            except OSError:
+                continue
+            if (left not in ([], [_ALIVE + ".new"])
+                    or time.time() - st.st_mtime < _UNLOCKED_SCRATCH_SECONDS):
                 continue
             fd = -1
         except OSError:
