@@ -1885,3 +1885,21 @@ def test_a_hash_pin_chooses_among_a_versions_wheels_as_pip_does(
     pip_got, ours = _installed_by_pip_and_by_us(
         tmp_path, house, f"demo==1.0 --hash=sha256:{digest}\n")
     assert pip_got == ours == "KIND = 'pure'\n"
+
+
+def test_a_sha512_pin_reads_only_the_pinned_versions_files(tmp_path: Path, store: Store) -> None:
+    # A sha384/sha512 pin is checked by reading the file: only files of the
+    # version the requirement leaves are read (another version's file missing
+    # from the house is none of this install's business).
+    d = tmp_path / "d"
+    pinned = build_wheel(d, "demo", "1.0")
+    house = make_house(tmp_path / "house", store, [
+        pinned, build_wheel(d, "demo", "2.0"), build_wheel(d, "demo", "3.0b1")])
+    for name in ("demo-2.0-py3-none-any.whl", "demo-3.0b1-py3-none-any.whl"):
+        (house / "files" / name).unlink()
+    req = tmp_path / "req.txt"
+    req.write_text(f"demo==1.0 --hash=sha512:{hashlib.sha512(pinned.read_bytes()).hexdigest()}\n")
+    venv = new_venv(tmp_path / "v")
+    wheelhouse("install", str(house), "-r", str(req), "--python", str(venv.python),
+               "--no-compile", env=isolated_env())
+    assert venv.installed() == {"demo": "1.0"}

@@ -735,10 +735,18 @@ class _Provider(AbstractProvider):  # type: ignore[type-arg]
         specs = [r.specifier for r in reqs]
         specs += [s for s, _ in self.wanted.constraints.get(name, ())]
         # Hash pins choose among a version's files first, as in pip.
+        def fits(version: Version | None) -> bool:
+            return version is not None and all(spec.contains(version, prereleases=True)
+                                               for spec in specs)
+
+        def allowed(entry: FileEntry) -> bool:
+            # Only a version the specifiers leave is worth reading (a sha384 or
+            # sha512 pin reads the file): any other is dropped just below.
+            return not fits(_version(entry.version)) or self.hash_problem(name, entry) is None
+
         pinned = self.wanted.require_hashes or name in self.wanted.hashes
         out = [(version, entry) for version, entry in self.house.best_wheels(
-                   name, (lambda e: self.hash_problem(name, e) is None) if pinned else None)
-               if all(spec.contains(version, prereleases=True) for spec in specs)]
+                   name, allowed if pinned else None) if fits(version)]
         # Pre-releases before yanks: a yanked final release still hides pre-releases,
         # as pip filters the versions by the specifier before it looks at yanks.
         hidden_pre = False
