@@ -1389,3 +1389,18 @@ def test_two_indexes_offering_one_file_name_with_different_bytes_are_said(
     caplog.clear()
     build(["twice"], house=tmp_path / "house2", store=store, pip_options=_opts(first))
     assert "disagree" not in caplog.text
+
+
+def test_build_reads_constraint_files_first_as_pip_does(tmp_path: Path, store: Store) -> None:
+    # pip reads -c files before -r files: the requirement file's --index-url,
+    # read last, is the one it uses; the build names that one when nothing
+    # answers (it named the constraint file's).
+    con = tmp_path / "c.txt"
+    con.write_text("--index-url http://127.0.0.1:9/from-constraints/\n")
+    req = tmp_path / "r.txt"
+    req.write_text("--index-url http://127.0.0.1:9/from-requirements/\ndemo\n")
+    out = wheelhouse("--store", str(store.root), "build", "-r", str(req), "-c", str(con),
+                     "-o", str(tmp_path / "house"),
+                     env=isolated_env({"PIP_RETRIES": "0", "PIP_TIMEOUT": "2"}), check=False)
+    assert out.returncode != 0
+    assert "from-requirements" in out.stderr and "from-constraints" not in out.stderr, out.stderr

@@ -205,7 +205,7 @@ def build(
     con_files = [Path(p) for p in constraint_files]
     # A cheap scan for the cache key; lines are validated below before pip runs
     # (a warm rebuild reuses inputs that were valid when they were resolved).
-    scan = scan_requirement_files(req_files + con_files, validate=False)
+    scan = scan_requirement_files(req_files, validate=False, constraints=con_files)
     if not requirements and not req_files:
         raise InvalidInputError("nothing to build", hint="name requirements or pass -r FILE")
 

@@ -71,7 +71,7 @@ def lock(
     paths = [Path(s) for s in sources]
     if not paths:
         raise InvalidInputError("nothing to lock", hint="name a requirements.in file")
-    scan = scan_requirement_files(paths + [Path(c) for c in constraint_files])  # file:line errors
+    scan = scan_requirement_files(paths, constraints=[Path(c) for c in constraint_files])
     # (A lock that is a symbolic link is written where it points.)
     out = Path(os.path.realpath(output))
     # pip-tools writes a scratch copy (it may hold what must not reach the lock: a
