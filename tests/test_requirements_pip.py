@@ -182,6 +182,7 @@ def test_what_pip_refuses_is_refused_naming_file_and_line(tmp_path: Path) -> Non
         ("-r requirements.txt\n", "recursively references itself"),
         ("-r https://example.com/r.txt\n", "a requirements file named by URL"),
         ("foo --hash 'sha256:ab\n", "cannot split the options"),
+        ("foo -C novalue\n", "Arguments to -C must be of the form KEY=VAL"),
     ]:
         req.write_text(text)
         with pytest.raises(InvalidInputError, match=re.escape(said)):

@@ -276,7 +276,14 @@ def _line_parser() -> Any:
     add("--trusted-host", dest="trusted_hosts", action="append")
     add("--use-feature", dest="features", action="append")
     add("--hash", dest="hashes", action="append")
-    add("-C", "--config-settings", dest="config_settings", action="append")
+    def setting(_option: Any, opt: str, value: str, parser: Any) -> None:
+        if "=" not in value:
+            raise _OptionError(f"Arguments to {opt} must be of the form KEY=VAL")
+        parser.values.config_settings = [*(getattr(parser.values, "config_settings", None)
+                                           or []), value]
+
+    add("-C", "--config-settings", dest="config_settings", action="callback",
+        callback=setting, type="str")
     add("--global-option", dest="global_options", action="append")
     return parser
 
