@@ -1006,3 +1006,56 @@ def test_a_blob_replaced_by_a_symbolic_link_is_never_linked_into_a_house(
     assert new.verify() == []
     assert not blob.is_symlink() and blob.is_file()
     assert list((store.root / "quarantine").iterdir())
+
+
+@pytest.mark.parametrize("failure", [
+    pytest.param(KeyboardInterrupt(), id="ctrl-c"),
+    pytest.param(OSError(28, "No space left on device"), id="disk-full"),
+])
+def test_an_add_that_fails_while_linking_leaves_files_as_the_manifest_says(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch,
+        failure: BaseException) -> None:
+    # add links its files into files/ before it writes its manifest. One that
+    # failed there (Ctrl-C, a full disk) left them for good: pip's
+    # --find-links files/ offered wheels the house does not have, and verify
+    # failed, until a command found a dead writer's mark (never, after a
+    # handled failure).
+    for i in range(10):
+        build_wheel(tmp_path / "in", f"p{i}", "1.0")
+    house = House.open(tmp_path / "house", create=True)
+    add_paths(house, store, [build_wheel(tmp_path / "seed", "seed", "1.0")])
+    before = sorted(p.name for p in house.files_dir.iterdir())
+    real_link, calls = os.link, [0]
+
+    def link(*args: object, **kwargs: object) -> None:
+        calls[0] += 1
+        if calls[0] == 7 or (calls[0] > 7 and isinstance(failure, OSError)):  # full stays full
+            raise failure
+        real_link(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "link", link)
+    with pytest.raises(KeyboardInterrupt if isinstance(failure, KeyboardInterrupt)
+                       else HouseError):  # "cannot write ...: No space left on device"
+        add_paths(house, store, [tmp_path / "in"])
+    monkeypatch.setattr(os, "link", real_link)
+    assert calls[0] >= 7
+    assert sorted(p.name for p in house.files_dir.iterdir()) == before
+    assert house.verify() == []
+    assert not (house.root / ".wheelhouse.writing").exists()
+    add_paths(house, store, [tmp_path / "in"])  # and the next add is whole
+    assert len(house.read_manifest().files) == 11 and house.verify() == []
+
+
+def test_a_wheel_name_too_long_for_its_metadata_file_is_refused_up_front(
+        tmp_path: Path, store: Store) -> None:
+    # A 250-character wheel name fits a file system; NAME.whl.metadata does
+    # not. The wheel was linked, then the add failed on the metadata file
+    # with a hint about how wheel names look.
+    name = "p" + "x" * 228
+    wheel = build_wheel(tmp_path / "d", name, "1.0")
+    assert 246 < len(wheel.name) <= 255, len(wheel.name)
+    house = House.open(tmp_path / "house", create=True)
+    with pytest.raises(InvalidInputError, match="longer than 246 characters"):
+        add_paths(house, store, [wheel])
+    assert not house.files_dir.exists() or list(house.files_dir.iterdir()) == []
+    assert list(store.iter_blobs()) == []

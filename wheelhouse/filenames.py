@@ -120,6 +120,11 @@ def parse_filename(filename: str) -> DistFilename:
     """
     validate_component(filename)
     if filename.endswith(".whl"):
+        if len(filename) > _MAX_LEN - len(".metadata"):
+            # Its PEP 658 file (NAME.metadata) must fit in a path component too.
+            raise InvalidFilenameError(
+                filename, f"longer than {_MAX_LEN - len('.metadata')} characters (a wheel's "
+                "name.metadata file must fit the 255 a file name may have)")
         try:
             name, version, build, tags = parse_wheel_filename(filename)
         except InvalidWheelFilename as e:

@@ -1371,6 +1371,7 @@ class House:
         except filelock.Timeout as e:
             raise LockTimeoutError(str(path), timeout) from e
         mark = self.root / _WRITING_NAME
+        finished = True  # (False while the caller's change runs)
         try:
             died = os.path.lexists(mark)
             self._clean_debris(everywhere=died)
@@ -1386,11 +1387,35 @@ class House:
             with contextlib.suppress(OSError):  # a house we cannot write fails later, clearly
                 os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
                                  0o644))
+            finished = False
             yield
+            finished = True
         finally:
-            with contextlib.suppress(OSError):
-                mark.unlink()
-            flock.release()
+            try:
+                # A change that failed or was interrupted (Ctrl-C, a full disk)
+                # may have linked files before its manifest (add), or not yet
+                # removed those it dropped: files/ is made to hold what the
+                # manifest names now, not left for the next writer (pip's
+                # --find-links reads files/ meanwhile). If that fails too, the
+                # mark stays and the next lock-holder does it.
+                if finished or self._undo_strays():
+                    with contextlib.suppress(OSError):
+                        mark.unlink()
+            finally:
+                flock.release()
+
+    def _undo_strays(self) -> bool:
+        """After a change that did not finish: debris and unnamed files out; True when done."""
+        try:
+            self._clean_debris(everywhere=True)
+            if self.manifest_path.exists() and (removed := self.remove_strays(
+                    self.read_manifest())):
+                log.warning("%s: %d file(s) in files/ that its manifest does not name (left by "
+                            "the change that did not finish) removed", self.root, removed)
+        except (OSError, WheelhouseError) as e:
+            log.debug("left for the next change of %s: %s", self.root, e)
+            return False
+        return True
 
     def _clean_debris(self, *, everywhere: bool) -> None:
         places = [self.root]
