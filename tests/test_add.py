@@ -1059,3 +1059,29 @@ def test_a_wheel_name_too_long_for_its_metadata_file_is_refused_up_front(
         add_paths(house, store, [wheel])
     assert not house.files_dir.exists() or list(house.files_dir.iterdir()) == []
     assert list(store.iter_blobs()) == []
+
+
+@pytest.mark.parametrize("how", ["same-wheel-into-a-new-house", "new-wheel-same-metadata"])
+def test_a_damaged_metadata_blob_is_never_linked_into_a_house(
+        tmp_path: Path, store: Store, how: str) -> None:
+    # The wheel's blob was hashed before it was linked again; its METADATA
+    # blob was only looked for. Edited in place (through a house's hard link),
+    # it went into the new house, which then failed verify and pip's check.
+    first = build_wheel(tmp_path / "a", "demo", "1.0")
+    h1 = House.open(tmp_path / "h1", create=True)
+    add_paths(h1, store, [first])
+    entry = h1.read_manifest().files[0]
+    assert entry.metadata_sha256 is not None
+    meta_blob = store.blob_path(entry.metadata_sha256)
+    meta_blob.chmod(0o644)
+    meta_blob.write_bytes(meta_blob.read_bytes() + b"Summary: edited\n")  # same inode
+    second = (first if how == "same-wheel-into-a-new-house"
+              else build_wheel(tmp_path / "b", "demo", "1.0", tag="py2.py3-none-any"))
+    h2 = House.open(tmp_path / "h2", create=True)
+    add_paths(h2, store, [second])
+    assert h2.verify() == []
+    (e2,) = h2.read_manifest().files
+    assert e2.metadata_sha256 == entry.metadata_sha256
+    got = h2.file_path(e2.filename + ".metadata").read_bytes()
+    assert hashlib.sha256(got).hexdigest() == e2.metadata_sha256
+    assert store.intact(entry.metadata_sha256)

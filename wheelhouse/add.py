@@ -273,7 +273,7 @@ def _prepare_known(
         if (meta is not None and meta.filename == fn.filename and meta.size == size
                 and meta.metadata_sha256 == metadata_sha
                 and meta.requires_python == info.requires_python
-                and (metadata_sha is None or store.has(metadata_sha))):
+                and (metadata_sha is None or store.intact(metadata_sha))):
             return _Prepared(_entry(fn, meta, origin, item), True, [], None)
         meta, temps = _make_meta(store, fn, sha, size, info.requires_python, info.metadata,
                                  durable=durable, unnamed=unnamed)
@@ -332,7 +332,9 @@ def _make_meta(
     metadata_sha: Sha256 | None = None
     if metadata is not None and fn.kind == "wheel":
         metadata_sha = Sha256(hashlib.sha256(metadata).hexdigest())
-        if new or not store.has(metadata_sha):
+        # (A damaged METADATA blob is set aside by intact(), or when this one is
+        # published over it, and these bytes take its place.)
+        if new or not store.intact(metadata_sha):
             temps.append((store.stage(metadata, durable=durable, unnamed=unnamed), metadata_sha))
     meta = BlobMeta(
         sha256=sha,

@@ -86,6 +86,8 @@ def adopt_temp_files_for(parent_pid: int) -> None:
     _OWNER_PID = parent_pid
     _TOKEN = os.urandom(4).hex()
 _CHUNK = 1024 * 1024
+#: A blob this small (a METADATA file) found where one is published is hashed then.
+_SMALL_BLOB = 1024 * 1024
 # A temp file whose writer is gone (or older than this) is debris from a crash.
 _STALE_TMP_SECONDS = 24 * 3600
 
@@ -606,7 +608,7 @@ class Store:
                 except FileNotFoundError:
                     os.makedirs(fan, exist_ok=True)  # noqa: PTH103
                     named = name_unnamed(tmp, final)
-                if not named and self._set_aside_if_no_blob(final, sha256):
+                if not named and self._set_aside_if_damaged(final, sha256):
                     name_unnamed(tmp, final)
             except OSError as e:
                 raise StoreError(
@@ -626,7 +628,7 @@ class Store:
                     raise
                 os.makedirs(fan, exist_ok=True)  # noqa: PTH103
                 done = rename_noreplace(tmp, final)
-            if not done and self._set_aside_if_no_blob(final, sha256):
+            if not done and self._set_aside_if_damaged(final, sha256):
                 done = rename_noreplace(tmp, final)
         except OSError as e:
             raise StoreError(
@@ -961,6 +963,23 @@ class Store:
         log.warning("the store's blob %s was damaged (its bytes hash to sha256=%s): moved to %s",
                     sha256, actual, bad.quarantined_to)
         return False
+
+    def _set_aside_if_damaged(self, path: str, sha256: str) -> bool:
+        """Where a blob being published is there already: set it aside if it is no good.
+
+        Not a regular file, or a small one (a METADATA file: hashed at once)
+        whose bytes are not its name's; say if it was set aside, so the good
+        bytes in hand take its place. (A big blob is checked before its bytes
+        are staged at all: see :meth:`intact`.)
+        """
+        if self._set_aside_if_no_blob(path, sha256):
+            return True
+        try:
+            if os.lstat(path).st_size > _SMALL_BLOB:
+                return False
+        except FileNotFoundError:
+            return True
+        return not self.intact(sha256)
 
     def _set_aside_if_no_blob(self, path: str, sha256: str) -> bool:
         """Move what stands under a blob's name aside if it is no regular file; say if it was.
