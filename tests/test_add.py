@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -1085,3 +1086,28 @@ def test_a_damaged_metadata_blob_is_never_linked_into_a_house(
     got = h2.file_path(e2.filename + ".metadata").read_bytes()
     assert hashlib.sha256(got).hexdigest() == e2.metadata_sha256
     assert store.intact(entry.metadata_sha256)
+
+
+@pytest.mark.parametrize(("extra", "said"), [
+    pytest.param("other-1.0.dist-info/METADATA", "more than one .dist-info directory",
+                 id="two-dist-info"),
+    pytest.param("../evil.pth", "'..' in the path", id="parent"),
+    pytest.param("/etc/evil", "absolute path", id="absolute"),
+    pytest.param("demo.py", "the name appears twice", id="duplicate"),
+])
+@pytest.mark.parametrize("padding", [0, 3_000_000], ids=["small", "large"])
+def test_a_wheel_no_installer_would_install_is_refused_at_add(
+        tmp_path: Path, store: Store, extra: str, said: str, padding: int) -> None:
+    # Read from its member list alone (no member is read): small wheels take
+    # the quick reader, large ones zipfile; both refuse.
+    import warnings
+
+    wheel = build_wheel(tmp_path / "d", "demo", "1.0", padding=padding)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile: "Duplicate name"
+        with zipfile.ZipFile(wheel, "a") as zf:
+            zf.writestr(extra, b"x = 1\n")
+    house = House.open(tmp_path / "house", create=True)
+    with pytest.raises(InvalidInputError, match=re.escape(said)):
+        add_paths(house, store, [wheel])
+    assert list(store.iter_blobs()) == []

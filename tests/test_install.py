@@ -339,8 +339,17 @@ def test_either_inflater_installs_the_same_bytes_and_refuses_a_damaged_stream(
 def test_zip_slip_refused(tmp_path: Path, store: Store) -> None:
     d = tmp_path / "dists"
     evil = build_wheel(d, "evil", "1.0")
-    _rewrite_member(evil, "../../../../escaped.py", b"pwned = 1\n", fix_record=True)
     house = make_house(tmp_path / "house", store, [evil])
+    # add refuses such a wheel; a house from elsewhere (an older wheelhouse,
+    # written by hand) may still hold one, its manifest naming its bytes.
+    _rewrite_member(evil, "../../../../escaped.py", b"pwned = 1\n", fix_record=True)
+    target = house / "files" / evil.name
+    target.unlink()  # (a hard link to the store's blob: never written through)
+    shutil.copyfile(evil, target)
+    manifest = json.loads((house / "wheelhouse.json").read_text())
+    (entry,) = manifest["files"]
+    entry.update(sha256=hashlib.sha256(evil.read_bytes()).hexdigest(), size=evil.stat().st_size)
+    (house / "wheelhouse.json").write_text(json.dumps(manifest))
     venv = new_venv(tmp_path / "v")
     before = tree(tmp_path)
     out = wheelhouse("install", str(house), "evil", "--python", str(venv.python),

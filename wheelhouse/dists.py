@@ -21,7 +21,7 @@ from wheelhouse import _zipread
 from wheelhouse.errors import InvalidDistributionError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Sequence
 
     from packaging.metadata import RawMetadata
     from packaging.utils import NormalizedName
@@ -224,6 +224,8 @@ def _wheel_metadata_fast(data: bytes, fn: DistFilename) -> bytes | None:
     found = _zipread.members(data)
     if found is None:
         return None
+    if layout_problem([m[0] for m in found], [m[1] for m in found]) is not None:
+        return None  # (zipfile's reader below names it)
     own = [m for m in found if _is_own_metadata(m[0], fn)]
     if len(own) != 1:
         return None
@@ -237,6 +239,9 @@ def _wheel_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes:
     try:
         with zipfile.ZipFile(fileobj) as zf:
             infos = zf.infolist()
+            if (problem := layout_problem([i.filename for i in infos],
+                                          [i.flag_bits for i in infos])) is not None:
+                raise InvalidDistributionError(source, problem)
             own = [info for info in infos if _is_own_metadata(info.filename, fn)]
             if len(own) != 1:
                 found = ", ".join(
@@ -288,19 +293,51 @@ _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 
 def member_problem(info: zipfile.ZipInfo) -> str | None:
     """Why a wheel member must not be installed (its name or kind), or None."""
-    name = info.filename
+    kind = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0
+    if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+        return "not a regular file (a link or device)"
+    return name_problem(info.filename)
+
+
+def name_problem(name: str) -> str | None:
+    """Why a wheel member's name must not be installed (it leaves the install directory), or None."""
     if _BAD_CHARS.search(name):
         return "a backslash or control character in the name"
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         return "absolute path"
     parts = name.split("/")
-    if any(p in ("..",) for p in parts):
+    if ".." in parts:
         return "'..' in the path"
-    kind = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0
-    if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
-        return "not a regular file (a link or device)"
     if len(parts) > 2 and parts[0].endswith(".data") and parts[1] not in SCHEMES:
         return f"unknown install scheme {parts[1]!r}"
+    return None
+
+
+def layout_problem(names: Sequence[str], flags: Sequence[int]) -> str | None:
+    """Why no installer would install a wheel with these members, from the list alone; or None.
+
+    A member name that leaves the install directory, a name twice, more than
+    one top-level ``.dist-info`` directory (pip: "multiple .dist-info
+    directories"), an encrypted member. (The members' bytes are checked by
+    the installer, against RECORD.)
+    """
+    seen: set[str] = set()
+    dist_infos: set[str] = set()
+    for name, flag in zip(names, flags, strict=True):
+        problem = name_problem(name)
+        if problem is None and name in seen:
+            problem = "the name appears twice in the archive"
+        if problem is None and flag & 0x1:
+            problem = "it is encrypted"
+        if problem is not None:
+            return f"member {name!r}: {problem} (no installer would install this wheel)"
+        seen.add(name)
+        top = name.split("/", 1)[0]
+        if top.endswith(".dist-info") and "/" in name:
+            dist_infos.add(top)
+    if len(dist_infos) > 1:
+        return (f"more than one .dist-info directory: {', '.join(sorted(dist_infos))} "
+                "(no installer would install this wheel)")
     return None
 
 
