@@ -1111,3 +1111,24 @@ def test_a_wheel_no_installer_would_install_is_refused_at_add(
     with pytest.raises(InvalidInputError, match=re.escape(said)):
         add_paths(house, store, [wheel])
     assert list(store.iter_blobs()) == []
+
+
+def test_a_directory_add_cannot_list_is_an_error_not_skipped(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # os.walk skips a directory it cannot list: the wheels in it were missing
+    # from the house, and add said "1 added". (As root, permissions do not
+    # stop a listing: the refusal is simulated.)
+    build_wheel(tmp_path / "in", "visible", "1.0")
+    build_wheel(tmp_path / "in" / "sub", "wanted", "1.0")
+    real = os.scandir
+
+    def scandir(path: str) -> object:
+        if str(path).endswith("/sub"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    house = House.open(tmp_path / "house", create=True)
+    with pytest.raises(InvalidInputError, match=r"cannot list the directory .*sub.*Permission"):
+        add_paths(house, store, [tmp_path / "in"])
+    assert list(store.iter_blobs()) == []

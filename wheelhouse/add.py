@@ -83,7 +83,8 @@ def collect_dist_paths(paths: Iterable[Path]) -> list[Path]:
     return [Path(p) for p in _collect(paths)]
 
 
-def _walk(top: str, found: list[str], missing: list[str], odd: list[str]) -> None:
+def _walk(top: str, found: list[str], missing: list[str], odd: list[str],
+          unreadable: list[str]) -> None:
     """The wheels and sdists under *top*, sorted, as ``os.walk`` would find them.
 
     What is a regular file is told by the directory entry's type where the
@@ -98,8 +99,11 @@ def _walk(top: str, found: list[str], missing: list[str], odd: list[str]) -> Non
         try:
             with os.scandir(directory) as it:
                 entries = sorted(it, key=lambda e: e.name)
-        except OSError:
-            continue  # as os.walk: a directory that cannot be listed is skipped
+        except OSError as e:
+            # Not skipped, as os.walk would: the files in it would be missing
+            # from the house without a word.
+            unreadable.append(f"{directory!r} ({e.strerror or e})")
+            continue
         subdirs = []
         for entry in entries:
             name = entry.name
@@ -129,9 +133,10 @@ def _collect(paths: Iterable[Path]) -> list[str]:
     found: list[str] = []
     missing: list[str] = []
     odd: list[str] = []  # a FIFO, a device, a socket: reading one could block or never end
+    unreadable: list[str] = []
     for path in paths:
         if path.is_dir():
-            _walk(str(path), found, missing, odd)
+            _walk(str(path), found, missing, odd, unreadable)
         elif path.is_file():
             found.append(str(path))
         elif path.exists():
@@ -147,6 +152,11 @@ def _collect(paths: Iterable[Path]) -> list[str]:
         raise InvalidInputError(
             "no such file or directory: " + ", ".join(repr(m) for m in missing)
         )
+    if unreadable:
+        raise InvalidInputError(
+            "cannot list the director" + ("y " if len(unreadable) == 1 else "ies ")
+            + ", ".join(unreadable),
+            hint="make it readable, or name the files or directories to add one by one")
     return found
 
 
