@@ -1132,3 +1132,16 @@ def test_a_directory_add_cannot_list_is_an_error_not_skipped(
     with pytest.raises(InvalidInputError, match=r"cannot list the directory .*sub.*Permission"):
         add_paths(house, store, [tmp_path / "in"])
     assert list(store.iter_blobs()) == []
+
+
+@pytest.mark.parametrize("blank", [" ", "\t", "\u00a0", "\x0b", "\u3000"])
+def test_a_name_with_trailing_blanks_in_metadata_is_not_the_files_project(
+        tmp_path: Path, store: Store, blank: str) -> None:
+    # pip does not find "demo" in a wheel whose METADATA says "Name: demo ";
+    # the quick header reader stripped the value (any Unicode blank), and the
+    # wheel was indexed as demo. Both readers now read the value as it is.
+    metadata = metadata_text("demo", "1.0").replace("Name: demo", f"Name: demo{blank}")
+    wheel = build_wheel(tmp_path / "d", "demo", "1.0", metadata=metadata)
+    house = House.open(tmp_path / "house", create=True)
+    with pytest.raises(InvalidInputError, match="file name says project 'demo' but its metadata"):
+        add_paths(house, store, [wheel])

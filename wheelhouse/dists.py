@@ -179,8 +179,10 @@ def _scan_headers(text: str) -> tuple[str | None, str | None, str | None] | None
     if found is None or any(len(v) > 1 for v in found.values()):
         return None
     name, version, requires_python = (found[f] for f in _WANTED)
-    return (name[0].strip() if name else None, version[0].strip() if version else None,
-            requires_python[0].strip() if requires_python else None)
+    # As packaging's parser gives them (the email parser's values): not
+    # stripped. "Name: demo " is not project demo to pip, nor to us.
+    return (name[0] if name else None, version[0] if version else None,
+            requires_python[0] if requires_python else None)
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:

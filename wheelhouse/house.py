@@ -1408,8 +1408,14 @@ class House:
         """After a change that did not finish: debris and unnamed files out; True when done."""
         try:
             self._clean_debris(everywhere=True)
-            if self.manifest_path.exists() and (removed := self.remove_strays(
-                    self.read_manifest())):
+            manifest = self.read_manifest() if self.manifest_path.exists() else None
+        except (OSError, WheelhouseError) as e:
+            # No manifest to go by (unreadable: the error the change failed
+            # on, most likely): nothing can be told a stray, now or later.
+            log.debug("%s: no readable manifest to clean files/ by: %s", self.root, e)
+            return True
+        try:
+            if manifest is not None and (removed := self.remove_strays(manifest)):
                 log.warning("%s: %d file(s) in files/ that its manifest does not name (left by "
                             "the change that did not finish) removed", self.root, removed)
         except (OSError, WheelhouseError) as e:
