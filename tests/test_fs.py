@@ -176,6 +176,7 @@ def test_read_small_reads_a_file_that_grew_since_its_size_was_taken(
     class Smaller:
         def __init__(self, st: os.stat_result) -> None:
             self.st_size = 10  # what it held when its size was taken
+            self.st_mode = st.st_mode
 
     monkeypatch.setattr(os, "fstat", lambda fd: Smaller(real_fstat(fd)))
     assert read_small(str(path), 200_000) == b"a" * 100_000
@@ -348,3 +349,27 @@ def test_a_scratch_directory_being_made_is_never_swept(
     assert sweep_dead_scratch("wheelhouse-build-") == 0
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and out.strip() == "used", err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
+def test_only_a_regular_file_is_read(tmp_path: Path, kind: str) -> None:
+    # A FIFO or a link to /dev/zero put where a wheel was (after add walked
+    # the directory) hung the open, or was read without end.
+    import time
+
+    from wheelhouse._fs import open_regular
+    from wheelhouse.store import sha256_file
+
+    path = tmp_path / "demo-1.0-py3-none-any.whl"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+    started = time.monotonic()
+    for read in (lambda: read_small(str(path), 1 << 20), lambda: sha256_file(path),
+                 lambda: os.close(open_regular(path))):
+        with pytest.raises(OSError, match="not a regular file"):
+            read()
+    assert time.monotonic() - started < 2

@@ -6,6 +6,7 @@ import io
 import json
 import multiprocessing
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -348,3 +349,26 @@ def test_a_writer_gets_the_store_while_gc_runs_back_to_back(store: Store) -> Non
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_an_unreadable_blob_record_is_written_again(store: Store, tmp_path: Path) -> None:
+    # A directory where a blob's record should be: add stopped with a bare
+    # "[Errno 21] Is a directory". A record is a cache: it is written again.
+    from tests.builders import build_wheel
+    from wheelhouse.add import add_paths
+    from wheelhouse.house import House
+
+    wheel = build_wheel(tmp_path / "d", "demo", "1.0")
+    add_paths(House.open(tmp_path / "h1", create=True), store, [wheel])
+    (entry,) = House.open(tmp_path / "h1").read_manifest().files
+    record = store.meta_path(entry.sha256)
+    record.unlink()
+    record.mkdir()
+    assert store.read_meta(entry.sha256) is None
+    shutil.rmtree(record)
+    record.mkdir()
+    (record / "x").write_text("x")
+    h2 = House.open(tmp_path / "h2", create=True)
+    add_paths(h2, store, [wheel])  # the record cannot be written there: said, not fatal
+    assert h2.verify() == []
+    assert [p.name for p in store.tmp_dir.iterdir()] == []

@@ -23,6 +23,7 @@ __all__ = [
     "fsync_dir",
     "interrupts_deferred",
     "name_unnamed",
+    "open_regular",
     "open_unnamed",
     "read_small",
     "remove_quietly",
@@ -378,11 +379,35 @@ def flushing(path: str | Path, *, every: float = 0.05) -> Iterator[None]:
         raise OSError(errors[0], os.strerror(errors[0]), str(path))
 
 
-def read_small(path: str, limit: int) -> bytes | None:
-    """Read a whole file if it is at most *limit* bytes (else None), with few syscalls."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+def open_regular(path: str | os.PathLike[str]) -> int:
+    """Open a regular file for reading; raise OSError for anything else (a FIFO, a device).
+
+    Non-blocking open, so that a FIFO put where a file was (between a
+    directory walk and the read) does not hang the open, and a device
+    (``/dev/zero``) is never read without end.
+    """
+    return _open_regular(path)[0]
+
+
+def _open_regular(path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
     try:
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def read_small(path: str, limit: int) -> bytes | None:
+    """Read a whole regular file if it is at most *limit* bytes (else None), with few syscalls."""
+    fd, st = _open_regular(path)
+    try:
+        size = st.st_size
         if size > limit:
             return None
         # One byte more than its size: exactly its size back is the whole

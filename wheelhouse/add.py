@@ -20,6 +20,7 @@ from wheelhouse._fs import (
     gc_paused,
     interrupts_deferred,
     open_files_limit,
+    open_regular,
     read_small,
     remove_quietly,
 )
@@ -29,6 +30,7 @@ from wheelhouse.errors import (
     HelperProcessError,
     IntegrityError,
     InvalidInputError,
+    StoreError,
     WheelhouseError,
 )
 from wheelhouse.filenames import DistFilename, parse_filename
@@ -300,7 +302,7 @@ def _prepare_new(
         info = read_dist_info(data, fn, source=path)
         tmp = store.stage(data, durable=durable, unnamed=unnamed)  # the bytes just hashed
     else:
-        with open(path, "rb") as src:  # noqa: PTH123
+        with os.fdopen(open_regular(path), "rb") as src:
             tmp_path, tmp_sha, size = store.write_temp(src, durable=durable)
         tmp = str(tmp_path)
         try:
@@ -366,7 +368,10 @@ def _finish(store: Store, prepared: Sequence[_Prepared], *, flush_names: bool = 
     store.publish_many(items, flush_names=flush_names)
     for p in prepared:
         if p.meta is not None:
-            store.write_meta(p.meta)
+            try:
+                store.write_meta(p.meta)
+            except StoreError as e:  # a cache of the blob's facts: the blob is what counts
+                log.warning("%s (read again from the blob when next needed)", e)
 
 
 def store_distribution(store: Store, path: Path) -> tuple[FileEntry, bool]:

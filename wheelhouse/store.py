@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, NewType, overload
 from wheelhouse._fs import (
     fsync_dir,
     name_unnamed,
+    open_regular,
     open_unnamed,
     read_small,
     remove_quietly,
@@ -114,7 +115,7 @@ def sha256_file(path: Path | str) -> tuple[Sha256, int]:
         return Sha256(hashlib.sha256(data).hexdigest()), len(data)
     h = hashlib.sha256()
     size = 0
-    with open(path, "rb") as f:  # noqa: PTH123
+    with os.fdopen(open_regular(path), "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
             size += len(chunk)
@@ -692,6 +693,12 @@ class Store:
             data = read_small(path, _READ_WHOLE)
         except FileNotFoundError:
             return None
+        except OSError as e:
+            # A record is a cache of the blob's facts: one that cannot be
+            # read (a directory there, a FIFO, no permission) is written again.
+            log.warning("unreadable blob metadata %s (%s): it is written again", path,
+                        _describe_oserror(e))
+            return None
         try:
             if data is None:
                 raise StoreError(f"{path}: unreadable blob metadata (too large)")
@@ -728,16 +735,18 @@ class Store:
                     os.fchmod(fd, 0o644)
                 finally:
                     os.close(fd)
-                os.replace(tmp, path)  # noqa: PTH105
+                try:
+                    os.replace(tmp, path)  # noqa: PTH105
+                except OSError:
+                    remove_quietly(tmp)
+                    raise
                 return
             try:
                 write_all(fd, data)
             finally:
                 os.close(fd)
         except OSError as e:
-            raise StoreError(
-                f"cannot write to the store at {self.root}: {_describe_oserror(e)}"
-            ) from e
+            raise StoreError(f"cannot write the blob record {path}: {_describe_oserror(e)}") from e
 
     # -- upkeep ----------------------------------------------------------
 
