@@ -260,7 +260,8 @@ def _wheel_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes:
     except InvalidDistributionError:
         raise
     except _ARCHIVE_ERRORS as e:
-        raise InvalidDistributionError(source, f"not a readable zip archive: {e}") from e
+        raise InvalidDistributionError(
+            source, f"not a readable zip archive: {str(e) or type(e).__name__}") from e
 
 
 def _sdist_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes | None:
@@ -276,8 +277,11 @@ def _sdist_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes 
         with tarfile.open(fileobj=fileobj, mode="r:gz") as tf:
             for member in tf:
                 if _in_top_dir(member.name, "/PKG-INFO"):
-                    if not member.isfile() or member.size > _MAX_METADATA:
+                    if not member.isfile():
                         raise InvalidDistributionError(source, "PKG-INFO is not a regular file")
+                    if member.size > _MAX_METADATA:
+                        raise InvalidDistributionError(
+                            source, f"PKG-INFO is {member.size} bytes (at most {_MAX_METADATA})")
                     extracted = tf.extractfile(member)
                     assert extracted is not None
                     return extracted.read()
@@ -285,7 +289,8 @@ def _sdist_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes 
     except InvalidDistributionError:
         raise
     except _ARCHIVE_ERRORS as e:
-        raise InvalidDistributionError(source, f"not a readable archive: {e}") from e
+        raise InvalidDistributionError(
+            source, f"not a readable archive: {str(e) or type(e).__name__}") from e
 
 
 #: The install schemes a wheel's ``NAME.data/`` directory may hold.
@@ -484,7 +489,8 @@ def read_build_requires(fileobj: IO[bytes], fn: DistFilename, *, source: str) ->
                             data = extracted.read()
                         break
     except _ARCHIVE_ERRORS as e:
-        raise InvalidDistributionError(source, f"not a readable archive: {e}") from e
+        raise InvalidDistributionError(
+            source, f"not a readable archive: {str(e) or type(e).__name__}") from e
     if data is None:
         return list(DEFAULT_BUILD_REQUIRES)
     try:
