@@ -336,20 +336,29 @@ def test_either_inflater_installs_the_same_bytes_and_refuses_a_damaged_stream(
     assert (site_packages(venv) / "good" / "__init__.py").read_bytes() == body
 
 
+def _put_in_house_as_it_is(house: Path, wheel: Path) -> None:
+    """Put *wheel*'s bytes in the house under its name, the manifest naming them.
+
+    add refuses a wheel no installer would install; a house from elsewhere (an
+    older wheelhouse, one written by hand) may still hold one, and install
+    must refuse it too.
+    """
+    target = house / "files" / wheel.name
+    target.unlink()  # (a hard link to the store's blob: never written through)
+    shutil.copyfile(wheel, target)
+    manifest = json.loads((house / "wheelhouse.json").read_text())
+    (entry,) = [e for e in manifest["files"] if e["filename"] == wheel.name]
+    entry.update(sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(),
+                 size=wheel.stat().st_size)
+    (house / "wheelhouse.json").write_text(json.dumps(manifest))
+
+
 def test_zip_slip_refused(tmp_path: Path, store: Store) -> None:
     d = tmp_path / "dists"
     evil = build_wheel(d, "evil", "1.0")
     house = make_house(tmp_path / "house", store, [evil])
-    # add refuses such a wheel; a house from elsewhere (an older wheelhouse,
-    # written by hand) may still hold one, its manifest naming its bytes.
     _rewrite_member(evil, "../../../../escaped.py", b"pwned = 1\n", fix_record=True)
-    target = house / "files" / evil.name
-    target.unlink()  # (a hard link to the store's blob: never written through)
-    shutil.copyfile(evil, target)
-    manifest = json.loads((house / "wheelhouse.json").read_text())
-    (entry,) = manifest["files"]
-    entry.update(sha256=hashlib.sha256(evil.read_bytes()).hexdigest(), size=evil.stat().st_size)
-    (house / "wheelhouse.json").write_text(json.dumps(manifest))
+    _put_in_house_as_it_is(house, evil)
     venv = new_venv(tmp_path / "v")
     before = tree(tmp_path)
     out = wheelhouse("install", str(house), "evil", "--python", str(venv.python),
@@ -1189,11 +1198,12 @@ def test_a_wheel_with_a_member_named_twice_is_refused(tmp_path: Path, store: Sto
 
     d = tmp_path / "dists"
     wheel = build_wheel(d, "twice", "1.0", files={"twice.py": b"A = 1\n"})
+    house = make_house(tmp_path / "house", store, [wheel])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # zipfile warns of the duplicate name
         with zipfile.ZipFile(wheel, "a") as zf:
             zf.writestr("twice.py", b"A = 1\n")
-    house = make_house(tmp_path / "house", store, [wheel])
+    _put_in_house_as_it_is(house, wheel)
     venv = new_venv(tmp_path / "v")
     before = tree(venv.root)
     out = wheelhouse("install", str(house), "twice", "--python", str(venv.python),
