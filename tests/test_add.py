@@ -1145,3 +1145,34 @@ def test_a_name_with_trailing_blanks_in_metadata_is_not_the_files_project(
     house = House.open(tmp_path / "house", create=True)
     with pytest.raises(InvalidInputError, match="file name says project 'demo' but its metadata"):
         add_paths(house, store, [wheel])
+
+
+def _tgz(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    import io
+    import tarfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_an_sdists_own_pkg_info_is_the_one_read(tmp_path: Path, store: Store) -> None:
+    # PEP 625: demo-1.0.tar.gz holds demo-1.0/PKG-INFO. Another top-level
+    # PKG-INFO before it gave the sdist its Requires-Python; one written
+    # "./demo-1.0/PKG-INFO" (tar czf x ./demo-1.0) was not checked at all.
+    own = metadata_text("demo", "1.0").encode()
+    other = metadata_text("demo", "1.0", requires_python=">=3.99").encode()
+    sdist = _tgz(tmp_path / "a" / "demo-1.0.tar.gz",
+                 [("aaa/PKG-INFO", other), ("demo-1.0/PKG-INFO", own)])
+    house = House.open(tmp_path / "house", create=True)
+    add_paths(house, store, [sdist])
+    (entry,) = house.read_manifest().files
+    assert entry.requires_python is None
+    liar = _tgz(tmp_path / "b" / "demo-2.0.tar.gz",
+                [("./demo-2.0/PKG-INFO", metadata_text("other", "2.0").encode())])
+    with pytest.raises(InvalidInputError, match="its metadata says 'other'"):
+        add_paths(house, store, [liar])

@@ -265,18 +265,26 @@ def _wheel_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes:
 
 
 def _sdist_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes | None:
-    # PEP 625/643: the sdist holds <name>-<version>/PKG-INFO. Older sdists may
-    # name the top directory differently; accept any single top-level PKG-INFO.
+    # PEP 625/643: the sdist holds <name>-<version>/PKG-INFO (the file's own
+    # stem), which is taken when it is there. Older sdists may name the top
+    # directory differently: then the first top-level PKG-INFO. A member
+    # written "./demo-1.0/PKG-INFO" (tar czf x ./dir) is the same one.
+    stem = fn.filename.removesuffix(".zip").removesuffix(".tar.gz")
+    first: bytes | None = None
     try:
         if fn.filename.endswith(".zip"):
             with zipfile.ZipFile(fileobj) as zf:
                 for info in zf.infolist():
-                    if _in_top_dir(info.filename, "/PKG-INFO"):
-                        return _read_member(zf, info)
-                return None
+                    name = info.filename.removeprefix("./")
+                    if _in_top_dir(name, "/PKG-INFO"):
+                        if name == f"{stem}/PKG-INFO":
+                            return _read_member(zf, info)
+                        first = first if first is not None else _read_member(zf, info)
+                return first
         with tarfile.open(fileobj=fileobj, mode="r:gz") as tf:
             for member in tf:
-                if _in_top_dir(member.name, "/PKG-INFO"):
+                name = member.name.removeprefix("./")
+                if _in_top_dir(name, "/PKG-INFO"):
                     if not member.isfile():
                         raise InvalidDistributionError(source, "PKG-INFO is not a regular file")
                     if member.size > _MAX_METADATA:
@@ -284,8 +292,11 @@ def _sdist_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes 
                             source, f"PKG-INFO is {member.size} bytes (at most {_MAX_METADATA})")
                     extracted = tf.extractfile(member)
                     assert extracted is not None
-                    return extracted.read()
-            return None
+                    if name == f"{stem}/PKG-INFO":
+                        return extracted.read()
+                    data = extracted.read()
+                    first = first if first is not None else data
+            return first
     except InvalidDistributionError:
         raise
     except _ARCHIVE_ERRORS as e:
