@@ -1176,3 +1176,19 @@ def test_an_sdists_own_pkg_info_is_the_one_read(tmp_path: Path, store: Store) ->
                 [("./demo-2.0/PKG-INFO", metadata_text("other", "2.0").encode())])
     with pytest.raises(InvalidInputError, match="its metadata says 'other'"):
         add_paths(house, store, [liar])
+
+
+def test_file_names_that_differ_only_in_case_are_refused(tmp_path: Path, store: Store) -> None:
+    # On a case-insensitive file system (a house copied to macOS or Windows)
+    # they are one file; the index offered both for one project and version.
+    lower = build_wheel(tmp_path / "a", "demo", "1.0")
+    upper = build_wheel(tmp_path / "b", "demo", "1.0", files={"demo.py": b"X = 2\n"},
+                        filename="Demo-1.0-py3-none-any.whl")
+    house = House.open(tmp_path / "house", create=True)
+    add_paths(house, store, [lower])
+    with pytest.raises(HouseError, match="the same name but for case"):
+        add_paths(house, store, [upper])
+    other = House.open(tmp_path / "other", create=True)
+    with pytest.raises(HouseError, match=r"the house gets .* the same name but for case"):
+        add_paths(other, store, [lower, upper])
+    assert [e.filename for e in house.read_manifest().files] == [lower.name]

@@ -740,8 +740,13 @@ def _ingest(
                     current[found.filename] = found
         else:
             current = manifest.by_filename()
+        # (A house's names that differ from an incoming one only in case are
+        # among its project's: all of them are in current for a large add.)
+        same_projects = ([] if len(incoming) > _FEW_LOOKUPS else
+                         [f.filename for p in {e.project for e in incoming.values()}
+                          for f in manifest.project_files(p)])
         refuse_other_bytes(
-            current, incoming.values(), theirs="the new file",
+            current, incoming.values(), theirs="the new file", also_named=same_projects,
             heading="a house never reuses a file name for different bytes",
             hint="a project rebuilt from source at the same version gives other bytes: "
             "give it a new version, or remove the old file first with "

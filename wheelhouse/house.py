@@ -2104,18 +2104,32 @@ def _remove_if_still_empty(root: Path, *, keep_dir: bool) -> None:
 
 
 def refuse_other_bytes(have: Mapping[str, FileEntry], incoming: Iterable[FileEntry], *,
-                       theirs: str, heading: str, hint: str) -> None:
+                       theirs: str, heading: str, hint: str,
+                       also_named: Iterable[str] = ()) -> None:
     """Raise HouseError if an *incoming* entry gives a file name *have* holds other bytes.
 
     A house never reuses a file name for different bytes (promise 6). The
     message lists each conflict, *theirs* naming where the new bytes come
-    from ("the new file", "the bundle's"), after *heading*.
+    from ("the new file", "the bundle's"), after *heading*. Nor may a name
+    differ from another only in case: *also_named* are more of the house's
+    names to compare with (those of the incoming files' projects).
     """
+    incoming = sorted(incoming, key=lambda e: e.filename)
     conflicts = [
         f"{e.filename}: the house has sha256={have[e.filename].sha256}, {theirs} sha256={e.sha256}"
-        for e in sorted(incoming, key=lambda e: e.filename)
+        for e in incoming
         if e.filename in have and have[e.filename].sha256 != e.sha256
     ]
+    # Nor two names that differ only in case: on a case-insensitive file
+    # system (macOS, Windows: where a house is copied to) they are one file.
+    by_folded = {name.casefold(): name for name in [*have, *also_named]}
+    arriving = {e.filename for e in incoming}
+    for e in incoming:
+        other = by_folded.setdefault(e.filename.casefold(), e.filename)
+        if other != e.filename:
+            conflicts.append(f"{e.filename}: the house {'gets' if other in arriving else 'has'} "
+                             f"{other}, the same name but for case (one file where case is not "
+                             "told apart: macOS, Windows)")
     if conflicts:
         raise HouseError(f"{heading}:\n  " + "\n  ".join(conflicts), hint=hint)
 
