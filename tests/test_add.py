@@ -1192,3 +1192,23 @@ def test_file_names_that_differ_only_in_case_are_refused(tmp_path: Path, store: 
     with pytest.raises(HouseError, match=r"the house gets .* the same name but for case"):
         add_paths(other, store, [lower, upper])
     assert [e.filename for e in house.read_manifest().files] == [lower.name]
+
+
+def test_a_failed_change_takes_only_the_files_it_put_in_files(
+        tmp_path: Path, store: Store) -> None:
+    # The clean-up after a failed change removes what that change linked, not
+    # a file someone put in files/ by hand earlier (a typo in 'remove' took it).
+    import time
+
+    from tests.conftest import isolated_env, wheelhouse
+
+    house = House.open(tmp_path / "house", create=True)
+    add_paths(house, store, [build_wheel(tmp_path / "in", "demo", "1.0")])
+    mine = build_wheel(tmp_path / "mine", "mine", "2.0")
+    shutil.copyfile(mine, house.files_dir / mine.name)
+    time.sleep(0.2)
+    env = isolated_env({"WHEELHOUSE_STORE": str(store.root)})
+    out = wheelhouse("remove", str(house.root), "demo==9.9", env=env, check=False)
+    assert out.returncode != 0
+    assert (house.files_dir / mine.name).exists()
+    assert not (house.root / ".wheelhouse.writing").exists()

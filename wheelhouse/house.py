@@ -15,6 +15,7 @@ import os
 import re
 import stat
 import tempfile
+import time
 import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -1372,6 +1373,9 @@ class House:
             raise LockTimeoutError(str(path), timeout) from e
         mark = self.root / _WRITING_NAME
         finished = True  # (False while the caller's change runs)
+        # (A little early: file times come from the kernel's coarse clock,
+        # a tick behind time.time().)
+        held_since = time.time() - 0.05
         try:
             died = os.path.lexists(mark)
             self._clean_debris(everywhere=died)
@@ -1398,14 +1402,20 @@ class House:
                 # manifest names now, not left for the next writer (pip's
                 # --find-links reads files/ meanwhile). If that fails too, the
                 # mark stays and the next lock-holder does it.
-                if finished or self._undo_strays():
+                if finished or self._undo_strays(held_since):
                     with contextlib.suppress(OSError):
                         mark.unlink()
             finally:
                 flock.release()
 
-    def _undo_strays(self) -> bool:
-        """After a change that did not finish: debris and unnamed files out; True when done."""
+    def _undo_strays(self, since: float) -> bool:
+        """After a change that did not finish: its debris and new unnamed files out; True when done.
+
+        Only files it linked or made (changed since *since*): a file put in
+        ``files/`` by hand, or one a ``remove`` dropped from the manifest but
+        an index not yet rewritten still links, is not the failed change's to
+        take.
+        """
         try:
             self._clean_debris(everywhere=True)
             manifest = self.read_manifest() if self.manifest_path.exists() else None
@@ -1415,7 +1425,7 @@ class House:
             log.debug("%s: no readable manifest to clean files/ by: %s", self.root, e)
             return True
         try:
-            if manifest is not None and (removed := self.remove_strays(manifest)):
+            if manifest is not None and (removed := self.remove_strays(manifest, since=since)):
                 log.warning("%s: %d file(s) in files/ that its manifest does not name (left by "
                             "the change that did not finish) removed", self.root, removed)
         except (OSError, WheelhouseError) as e:
@@ -1582,13 +1592,14 @@ class House:
         self.file_path(entry.filename).unlink(missing_ok=True)
         self.file_path(entry.filename + METADATA_SUFFIX).unlink(missing_ok=True)
 
-    def remove_strays(self, manifest: Manifest) -> int:
+    def remove_strays(self, manifest: Manifest, *, since: float | None = None) -> int:
         """Remove the files in ``files/`` that *manifest* does not name; return how many.
 
         What a change killed between writing its manifest and removing the
         files it dropped leaves behind (a ``kill -9``: no handler runs), and
         pip's ``--find-links files/`` would still see. Temp entries and
-        directories are left to the lock's clean-up.
+        directories are left to the lock's clean-up. With *since*, only files
+        linked or made from then on (by their inode's change time) are removed.
         """
         self.check_files_dir()
         try:
@@ -1605,7 +1616,11 @@ class House:
             if name in named or name.startswith(".tmp-"):
                 continue
             path = self.files_dir / name
-            if path.is_dir() and not path.is_symlink():
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(st.st_mode) or (since is not None and st.st_ctime < since):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
