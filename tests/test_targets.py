@@ -304,12 +304,48 @@ def test_micro_versions_are_targets_of_their_own(tmp_path: Path) -> None:
                   env=env)
         return dict(json.loads(out.stdout)["targets"])
 
-    assert build("3.8.1") == {"cp38.1-any": ["mdemo-1.0-py3-none-any.whl"]}
-    assert build("3.8.10") == {"cp38.10-any": ["mdemo-2.0-py3-none-any.whl"]}
-    assert build("3.8.1", "3.8.10") == {"cp38.1-any": ["mdemo-1.0-py3-none-any.whl"],
-                                        "cp38.10-any": ["mdemo-2.0-py3-none-any.whl"]}
+    assert build("3.8.1") == {"cp38_1-any": ["mdemo-1.0-py3-none-any.whl"]}
+    assert build("3.8.10") == {"cp38_10-any": ["mdemo-2.0-py3-none-any.whl"]}
+    assert build("3.8.1", "3.8.10") == {"cp38_1-any": ["mdemo-1.0-py3-none-any.whl"],
+                                        "cp38_10-any": ["mdemo-2.0-py3-none-any.whl"]}
     out = run([sys.executable, "-m", "wheelhouse", "check", str(house), "mdemo", "--json"],
               env=env)
     chosen = {t["target"]: t["chosen"] for t in json.loads(out.stdout)["targets"]}
-    assert chosen == {"cp38.1-any": {"mdemo": "1.0"}, "cp38.10-any": {"mdemo": "2.0"}}
+    assert chosen == {"cp38_1-any": {"mdemo": "1.0"}, "cp38_10-any": {"mdemo": "2.0"}}
+    assert House.open(house).verify() == []
+
+
+def test_without_a_python_version_this_interpreters_micro_version_decides(
+        tmp_path: Path) -> None:
+    # pip without --python-version judges Requires-Python by this interpreter's
+    # full version; so does a --platform target (its name has no micro version).
+    import json
+
+    from wheelhouse.house import House
+
+    major, minor, micro = sys.version_info[:3]
+    wheels = tmp_path / "wheels"
+    build_wheel(wheels, "mdemo", "1.0")
+    build_wheel(wheels, "mdemo", "2.0", requires_python=f">={major}.{minor}.{micro}")
+    env = isolated_env({"WHEELHOUSE_STORE": str(tmp_path / "store")})
+    house = tmp_path / "house"
+    out = run([sys.executable, "-m", "wheelhouse", "build", "mdemo", "-o", str(house),
+               "--no-index", "-f", str(wheels), "--platform", "manylinux_2_28_x86_64",
+               "--json"], env=env)
+    ((name, files),) = json.loads(out.stdout)["targets"].items()
+    assert files == ["mdemo-2.0-py3-none-any.whl"]
+    assert name.startswith(f"cp{major}{minor}-") and name.endswith("-manylinux_2_28_x86_64")
+    out = run([sys.executable, "-m", "wheelhouse", "check", str(house), "mdemo", "--json"],
+              env=env)
+    assert json.loads(out.stdout)["targets"][0]["chosen"] == {"mdemo": "2.0"}
+    # A given micro version names the target with "_" (PEP 751: no dot in a
+    # pylock file's name).
+    out = run([sys.executable, "-m", "wheelhouse", "build", "mdemo", "-o", str(house),
+               "--no-index", "-f", str(wheels), "--platform", "any",
+               "--python-version", f"{major}.{minor}.{micro}", "--json"], env=env)
+    assert f"cp{major}{minor}_{micro}-any" in json.loads(out.stdout)["targets"]
+    from packaging.pylock import is_valid_pylock_path
+
+    locks = sorted((house / "locks").glob("pylock.*.toml"))
+    assert locks and all(is_valid_pylock_path(p) for p in locks)
     assert House.open(house).verify() == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from packaging import tags as ptags
@@ -177,9 +177,14 @@ class Target:
     platforms: tuple[str, ...] = ()
     #: The micro version when one was given (``--python-version 3.8.5``): it
     #: decides Requires-Python (``>=3.8.1``) and markers (``python_full_version``).
-    #: Part of the target's name when given (``cp38.10-manylinux_2_28_x86_64``):
-    #: two micro versions may need different files.
+    #: The micro version Requires-Python and markers see: given
+    #: (``--python-version 3.8.10``), or this interpreter's when no version is
+    #: given (as pip without ``--python-version``); None: ``X.Y`` is ``X.Y.0``.
     micro: int | None = None
+    #: True when the micro version was given: it is then part of the target's
+    #: name (``cp38_10-manylinux_2_28_x86_64``; two micro versions may need
+    #: different files).
+    micro_named: bool = field(default=False, compare=False)
 
     @classmethod
     def host(cls) -> Target:
@@ -190,7 +195,7 @@ class Target:
         if impl == "cp":
             abis = (first.abi,) if first.abi.startswith("cp") else ()
         platforms = tuple(dict.fromkeys(ptags.platform_tags()))
-        return cls(sys.version_info[:2], impl, abis, platforms or ("any",))
+        return cls(sys.version_info[:2], impl, abis, platforms or ("any",), sys.version_info[2])
 
     @classmethod
     def parse(
@@ -221,8 +226,12 @@ class Target:
             abis = host.abis
         # None means this machine's; an empty --platform '' is a mistake, said as such.
         platforms = host.platforms if platform is None else (parse_platform(platform),)
-        given = re.fullmatch(r"\d\.\d{1,2}\.(\d+)", (python_version or "").strip())
-        return cls(version, impl, abis, platforms, int(given.group(1)) if given else None)
+        if not python_version:
+            return cls(version, impl, abis, platforms, host.micro)
+        given = re.fullmatch(r"\d\.\d{1,2}\.(\d+)", python_version.strip())
+        if given is None:
+            return cls(version, impl, abis, platforms)
+        return cls(version, impl, abis, platforms, int(given.group(1)), micro_named=True)
 
     @classmethod
     def from_name(cls, name: str) -> Target:
@@ -232,14 +241,19 @@ class Target:
         'cp312-manylinux_2_28_aarch64'
         """
         parts = name.split("-")
-        m = re.fullmatch(r"([a-z]{2})(\d)(\d+)(?:\.(\d+))?", parts[0])
+        m = re.fullmatch(r"([a-z]{2})(\d)(\d+)(?:_(\d+))?", parts[0])
         if len(parts) < 2 or m is None:
             raise InvalidTargetError(f"not a target name: {name!r}")
         abis = tuple(a for a in "-".join(parts[1:-1]).split("+") if a)
         platform = parts[-1]
-        return cls((int(m.group(2)), int(m.group(3))), m.group(1), abis,
-                   () if platform == "any" else (parse_platform(platform),),
-                   int(m.group(4)) if m.group(4) is not None else None)
+        version = (int(m.group(2)), int(m.group(3)))
+        platforms = () if platform == "any" else (parse_platform(platform),)
+        if m.group(4) is not None:
+            return cls(version, m.group(1), abis, platforms, int(m.group(4)), micro_named=True)
+        # No micro version in the name: this interpreter's, if it is the same
+        # X.Y (a house built here without --python-version), else X.Y.0.
+        here = sys.version_info[2] if version == sys.version_info[:2] else None
+        return cls(version, m.group(1), abis, platforms, here)
 
     @property
     def full_version(self) -> str:
@@ -256,7 +270,8 @@ class Target:
         # linux_<arch>, which says less than the manylinux tag after it.
         named = [p for p in self.platforms if not p.startswith("linux_")] or list(self.platforms)
         abi = f"-{'+'.join(self.abis)}" if self.abis else ""
-        micro = f".{self.micro}" if self.micro is not None else ""
+        # ("_": a name may not hold a dot in pylock.<name>.toml, PEP 751.)
+        micro = f"_{self.micro}" if self.micro_named else ""
         return f"{self.interpreter}{micro}{abi}-{named[0] if named else 'any'}"
 
     def abi_tags(self) -> tuple[str, ...]:
