@@ -1093,6 +1093,7 @@ def test_a_damaged_metadata_blob_is_never_linked_into_a_house(
                  id="two-dist-info"),
     pytest.param("../evil.pth", "'..' in the path", id="parent"),
     pytest.param("/etc/evil", "absolute path", id="absolute"),
+    pytest.param("..\\evil.pth", "'..' in the path", id="parent-windows"),
     pytest.param("demo.py", "the name appears twice", id="duplicate"),
 ])
 @pytest.mark.parametrize("padding", [0, 3_000_000], ids=["small", "large"])
@@ -1113,11 +1114,13 @@ def test_a_wheel_no_installer_would_install_is_refused_at_add(
     assert list(store.iter_blobs()) == []
 
 
-def test_a_directory_add_cannot_list_is_an_error_not_skipped(
-        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_directory_add_cannot_list_is_skipped_and_said(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     # os.walk skips a directory it cannot list: the wheels in it were missing
-    # from the house, and add said "1 added". (As root, permissions do not
-    # stop a listing: the refusal is simulated.)
+    # from the house, and add said "1 added" and nothing else. It is still
+    # skipped (a volume's lost+found must not stop 'add /media/usb'), but said.
+    # (As root, permissions do not stop a listing: the refusal is simulated.)
     build_wheel(tmp_path / "in", "visible", "1.0")
     build_wheel(tmp_path / "in" / "sub", "wanted", "1.0")
     real = os.scandir
@@ -1129,9 +1132,10 @@ def test_a_directory_add_cannot_list_is_an_error_not_skipped(
 
     monkeypatch.setattr(os, "scandir", scandir)
     house = House.open(tmp_path / "house", create=True)
-    with pytest.raises(InvalidInputError, match=r"cannot list the directory .*sub.*Permission"):
-        add_paths(house, store, [tmp_path / "in"])
-    assert list(store.iter_blobs()) == []
+    add_paths(house, store, [tmp_path / "in"])
+    assert [e.project for e in house.read_manifest().files] == ["visible"]
+    assert re.search(r"skipped the directory .*/sub.* \(Permission denied\): it cannot be "
+                     r"listed; any wheels in it are not added", caplog.text)
 
 
 @pytest.mark.parametrize("blank", [" ", "\t", "\u00a0", "\x0b", "\u3000"])
@@ -1212,3 +1216,14 @@ def test_a_failed_change_takes_only_the_files_it_put_in_files(
     assert out.returncode != 0
     assert (house.files_dir / mine.name).exists()
     assert not (house.root / ".wheelhouse.writing").exists()
+
+
+@pytest.mark.parametrize("member", ["demo\\sub.py", "a\tb.txt", "a:b.txt"])
+def test_odd_member_names_pip_installs_are_taken_at_add(
+        tmp_path: Path, store: Store, member: str) -> None:
+    # pip installs these; a house serves what pip would install (and
+    # 'wheelhouse install' judges them for itself).
+    wheel = build_wheel(tmp_path / "d", "demo", "1.0", files={"demo.py": b"", member: b"x"})
+    house = House.open(tmp_path / "house", create=True)
+    add_paths(house, store, [wheel])
+    assert house.verify() == []

@@ -102,8 +102,8 @@ def _walk(top: str, found: list[str], missing: list[str], odd: list[str],
             with os.scandir(directory) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
-            # Not skipped, as os.walk would: the files in it would be missing
-            # from the house without a word.
+            # Skipped as os.walk skips it, but said: the files in it would be
+            # missing from the house without a word.
             unreadable.append(f"{directory!r} ({e.strerror or e})")
             continue
         subdirs = []
@@ -154,11 +154,11 @@ def _collect(paths: Iterable[Path]) -> list[str]:
         raise InvalidInputError(
             "no such file or directory: " + ", ".join(repr(m) for m in missing)
         )
-    if unreadable:
-        raise InvalidInputError(
-            "cannot list the director" + ("y " if len(unreadable) == 1 else "ies ")
-            + ", ".join(unreadable),
-            hint="make it readable, or name the files or directories to add one by one")
+    for directory in unreadable:
+        # Said, not fatal: a volume's root holds lost+found, which only root
+        # may list (add /media/usb).
+        log.warning("skipped the directory %s: it cannot be listed; any wheels in it "
+                    "are not added", directory)
     return found
 
 

@@ -331,8 +331,26 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+_DRIVE = re.compile(r"[A-Za-z]:[\\/]")
+
+
+def _escape_problem(name: str) -> str | None:
+    r"""Why a member's name would be written outside the install directory, or None.
+
+    Under either separator ("/", and "\" where Windows reads it so): an
+    absolute path, a drive, a ".." part. (Names pip installs all the same, a
+    backslash or a control character in a file name, are for the installer
+    to judge: ``wheelhouse install`` refuses them.)
+    """
+    if name.startswith(("/", "\\")) or _DRIVE.match(name):
+        return "absolute path"
+    if ".." in re.split(r"[\\/]", name):
+        return "'..' in the path"
+    return None
+
+
 def layout_problem(names: Sequence[str], flags: Sequence[int]) -> str | None:
-    """Why no installer would install a wheel with these members, from the list alone; or None.
+    """Why a wheel with these members must not be served, from the list alone; or None.
 
     A member name that leaves the install directory, a name twice, more than
     one top-level ``.dist-info`` directory (pip: "multiple .dist-info
@@ -342,20 +360,25 @@ def layout_problem(names: Sequence[str], flags: Sequence[int]) -> str | None:
     seen: set[str] = set()
     dist_infos: set[str] = set()
     for name, flag in zip(names, flags, strict=True):
-        problem = name_problem(name)
-        if problem is None and name in seen:
-            problem = "the name appears twice in the archive"
-        if problem is None and flag & 0x1:
-            problem = "it is encrypted"
+        problem = _escape_problem(name)
         if problem is not None:
-            return f"member {name!r}: {problem} (no installer would install this wheel)"
+            problem += " (an installer would write outside its directory)"
+        elif name in seen:
+            # (pip takes one of the two; which one, zip readers disagree on:
+            # what a scanner saw need not be what is installed.)
+            problem = ("the name appears twice in the archive (which one is installed depends "
+                       "on the zip reader)")
+        elif flag & 0x1:
+            problem = "it is encrypted (no installer can read it)"
+        if problem is not None:
+            return f"member {name!r}: {problem}"
         seen.add(name)
         top = name.split("/", 1)[0]
         if top.endswith(".dist-info") and "/" in name:
             dist_infos.add(top)
     if len(dist_infos) > 1:
         return (f"more than one .dist-info directory: {', '.join(sorted(dist_infos))} "
-                "(no installer would install this wheel)")
+                "(pip refuses such a wheel)")
     return None
 
 
