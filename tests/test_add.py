@@ -1190,12 +1190,28 @@ def test_file_names_that_differ_only_in_case_are_refused(tmp_path: Path, store: 
                         filename="Demo-1.0-py3-none-any.whl")
     house = House.open(tmp_path / "house", create=True)
     add_paths(house, store, [lower])
-    with pytest.raises(HouseError, match="the same name but for case"):
+    with pytest.raises(HouseError, match="two file names that differ only in case"):
         add_paths(house, store, [upper])
     other = House.open(tmp_path / "other", create=True)
-    with pytest.raises(HouseError, match=r"the house gets .* the same name but for case"):
+    with pytest.raises(HouseError, match=r"demo-1.0-py3-none-any.whl: the house gets Demo-1"):
         add_paths(other, store, [lower, upper])
     assert [e.filename for e in house.read_manifest().files] == [lower.name]
+
+
+def test_a_house_an_older_wheelhouse_filled_with_a_case_pair_takes_either_again(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import wheelhouse.add as add_module
+
+    lower = build_wheel(tmp_path / "a", "demo", "1.0")
+    upper = build_wheel(tmp_path / "b", "demo", "1.0", files={"demo.py": b"X = 2\n"},
+                        filename="Demo-1.0-py3-none-any.whl")
+    old = House.open(tmp_path / "old", create=True)
+    add_paths(old, store, [lower])
+    with monkeypatch.context() as m:  # as an older wheelhouse did: no case check
+        m.setattr(add_module, "refuse_other_bytes", lambda *a, **k: None)
+        add_paths(old, store, [upper])
+    add_paths(old, store, [upper, lower])  # a rebuild: the same names, the same bytes
+    assert len(old.read_manifest().files) == 2 and old.verify() == []
 
 
 def test_a_failed_change_takes_only_the_files_it_put_in_files(

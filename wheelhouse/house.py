@@ -2125,9 +2125,10 @@ def refuse_other_bytes(have: Mapping[str, FileEntry], incoming: Iterable[FileEnt
 
     A house never reuses a file name for different bytes (promise 6). The
     message lists each conflict, *theirs* naming where the new bytes come
-    from ("the new file", "the bundle's"), after *heading*. Nor may a name
-    differ from another only in case: *also_named* are more of the house's
-    names to compare with (those of the incoming files' projects).
+    from ("the new file", "the bundle's"), after *heading*. Nor does a house
+    take a new name that differs from one it has only in case: *also_named*
+    are more of the house's names to compare with (the incoming files'
+    projects').
     """
     incoming = sorted(incoming, key=lambda e: e.filename)
     conflicts = [
@@ -2135,18 +2136,26 @@ def refuse_other_bytes(have: Mapping[str, FileEntry], incoming: Iterable[FileEnt
         for e in incoming
         if e.filename in have and have[e.filename].sha256 != e.sha256
     ]
-    # Nor two names that differ only in case: on a case-insensitive file
-    # system (macOS, Windows: where a house is copied to) they are one file.
-    by_folded = {name.casefold(): name for name in [*have, *also_named]}
+    if conflicts:
+        raise HouseError(f"{heading}:\n  " + "\n  ".join(conflicts), hint=hint)
+    # On a case-insensitive file system (macOS, Windows: where a house is
+    # copied to) two such names are one file. (A name the house has already
+    # is not new: a house an older wheelhouse filled keeps taking it.)
+    names = {*have, *also_named}
+    by_folded = {name.casefold(): name for name in names}
     arriving = {e.filename for e in incoming}
     for e in incoming:
+        if e.filename in names:
+            continue
         other = by_folded.setdefault(e.filename.casefold(), e.filename)
         if other != e.filename:
             conflicts.append(f"{e.filename}: the house {'gets' if other in arriving else 'has'} "
-                             f"{other}, the same name but for case (one file where case is not "
-                             "told apart: macOS, Windows)")
+                             f"{other}")
     if conflicts:
-        raise HouseError(f"{heading}:\n  " + "\n  ".join(conflicts), hint=hint)
+        raise HouseError(
+            "a house never holds two file names that differ only in case (one file on "
+            "macOS or Windows):\n  " + "\n  ".join(conflicts),
+            hint="rename the file to the spelling the house has, or use another house")
 
 
 def left_by_creation(path: Path) -> bool:
