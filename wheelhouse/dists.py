@@ -342,9 +342,9 @@ def _escape_problem(name: str) -> str | None:
     backslash or a control character in a file name, are for the installer
     to judge: ``wheelhouse install`` refuses them.)
     """
-    if name.startswith(("/", "\\")) or _DRIVE.match(name):
+    if name[:1] in ("/", "\\") or (name[1:2] == ":" and _DRIVE.match(name)):
         return "absolute path"
-    if ".." in re.split(r"[\\/]", name):
+    if ".." in name and ".." in re.split(r"[\\/]", name):
         return "'..' in the path"
     return None
 
@@ -373,9 +373,9 @@ def layout_problem(names: Sequence[str], flags: Sequence[int]) -> str | None:
         if problem is not None:
             return f"member {name!r}: {problem}"
         seen.add(name)
-        top = name.split("/", 1)[0]
-        if top.endswith(".dist-info") and "/" in name:
-            dist_infos.add(top)
+        slash = name.find("/")
+        if slash > 0 and name.endswith(".dist-info", 0, slash):
+            dist_infos.add(name[:slash])
     if len(dist_infos) > 1:
         return (f"more than one .dist-info directory: {', '.join(sorted(dist_infos))} "
                 "(pip refuses such a wheel)")
