@@ -1243,3 +1243,28 @@ def test_odd_member_names_pip_installs_are_taken_at_add(
     house = House.open(tmp_path / "house", create=True)
     add_paths(house, store, [wheel])
     assert house.verify() == []
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_an_interrupted_add_leaves_no_staged_copy_in_the_store(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch, jobs: int) -> None:
+    # A Ctrl-C while large wheels were staged left their whole copies in the
+    # store's tmp/ (a GB and more) until the next run cleaned it.
+    import wheelhouse.add as add_module
+
+    wheels = [build_wheel(tmp_path / "d", f"big{i}", "1.0", padding=9_000_000) for i in range(4)]
+    real, calls = add_module._prepare_one, [0]
+
+    def prepare(*args: object, **kwargs: object) -> object:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(add_module, "_prepare_one", prepare)
+    house = House.open(tmp_path / "house", create=True)
+    with pytest.raises(KeyboardInterrupt):
+        add_paths(house, store, wheels, jobs=jobs)
+    assert calls[0] >= 3
+    assert [p.name for p in store.tmp_dir.iterdir()] == []
+    assert list(store.iter_blobs()) == []

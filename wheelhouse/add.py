@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -565,10 +566,38 @@ def _prepare_all(
             store.flush()  # the names the helpers gave, before any house uses them
             return outcomes
     workers = jobs or min(8, cpus + 2)
+    done: list[_Prepared | _Problem] = []
     if workers == 1:
-        return [_prepare_one(store, p) for p in files]
+        try:
+            for p in files:
+                done.append(_prepare_one(store, p))
+        except BaseException:
+            _discard_staged(done)
+            raise
+        return done
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda p: _prepare_one(store, p), files))
+        futures = [pool.submit(_prepare_one, store, p) for p in files]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            # Interrupted (Ctrl-C), or a thread failed: what the others staged
+            # (a large file copied whole into tmp/) goes now, not with the
+            # next run's clean-up.
+            for f in futures:
+                f.cancel()
+            pool.shutdown(wait=True)
+            _discard_staged([f.result() for f in futures
+                             if f.done() and not f.cancelled() and f.exception() is None])
+            raise
+
+
+def _discard_staged(outcomes: Sequence[_Prepared | _Problem]) -> None:
+    """Drop the temp files *outcomes* staged and did not publish."""
+    for o in outcomes:
+        if isinstance(o, _Prepared):
+            for tmp, _ in o.temps:
+                with contextlib.suppress(OSError):
+                    discard_temp(tmp)
 
 
 def _prepare_forked(
@@ -700,6 +729,23 @@ def _ingest(
     clock = _Clock()
     outcomes = _prepare_all(store, files, jobs=jobs)
     clock.lap("check and stage")
+    try:
+        return _ingest_prepared(house, store, outcomes, clock, progress)
+    except BaseException:
+        # Interrupted before the staged files were published: named temp
+        # files go (an unnamed one may be closed already: left to the kernel).
+        for o in outcomes:
+            if isinstance(o, _Prepared):
+                for tmp, _ in o.temps:
+                    if not isinstance(tmp, int):
+                        remove_quietly(tmp)
+        raise
+
+
+def _ingest_prepared(
+    house: House, store: Store, outcomes: list[_Prepared | _Problem], clock: _Clock,
+    progress: Progress | None,
+) -> AddResult:
     failures = [o for o in outcomes if isinstance(o, _Problem)]
     problems = [f.message for f in failures]
     stored = [o for o in outcomes if not isinstance(o, _Problem)]
