@@ -10,6 +10,7 @@ import platform
 import shutil
 import socket
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -1404,3 +1405,23 @@ def test_build_reads_constraint_files_first_as_pip_does(tmp_path: Path, store: S
                      env=isolated_env({"PIP_RETRIES": "0", "PIP_TIMEOUT": "2"}), check=False)
     assert out.returncode != 0
     assert "from-requirements" in out.stderr and "from-constraints" not in out.stderr, out.stderr
+
+
+def test_a_local_project_touched_but_not_changed_is_not_built_again(
+    tmp_path: Path, store: Store, upstream: LocalIndex
+) -> None:
+    # A CI job's fresh checkout, a 'touch', a Docker COPY: every file has a new
+    # time and the same bytes. The project was built again, its wheel's zip
+    # times differed, and the house refused the same name with other bytes.
+    project = _local_project(tmp_path)
+    req = tmp_path / "requirements.txt"
+    req.write_text(f"{project}\n")
+    house = tmp_path / "house"
+    build(requirement_files=[req], house=house, store=store, pip_options=_opts(upstream))
+    later = time.time() + 3600
+    for path in project.rglob("*"):
+        os.utime(path, (later, later))
+    again = build(requirement_files=[req], house=house, store=store,
+                  pip_options=_opts(upstream))
+    assert again.from_cache
+    assert [e.filename for e in again.targets["host"]] == ["mine-1.0-py3-none-any.whl"]

@@ -882,8 +882,13 @@ def _local_fingerprints(texts: Sequence[str]) -> dict[str, str]:
     """For each requirement that is a local directory or file: a digest of what is in it.
 
     pip rebuilds a local project every time; the last resolution may be reused
-    only while no file in it changed (names, sizes and modification times).
+    only while no file in it changed: names and contents, not modification
+    times (a fresh checkout in CI, a ``touch``, a Docker ``COPY`` give every
+    file a new time: the project was built again, into a wheel whose zip
+    times differ, and the house refused the same name with other bytes).
     """
+    from wheelhouse.store import sha256_file
+
     out: dict[str, str] = {}
     for text in texts:
         spec = split_direct_requirement(text)[0]  # no extras ("./project[fast]") or marker
@@ -903,14 +908,16 @@ def _local_fingerprints(texts: Sequence[str]) -> dict[str, str]:
                 for name in sorted(names):
                     file = Path(root) / name
                     try:
-                        st = file.stat()
+                        digest = sha256_file(file)[0]
                     except OSError:
-                        continue
+                        continue  # (a socket, a FIFO, unreadable: not a source file)
                     rel = file.relative_to(real).as_posix()
-                    h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+                    h.update(f"{rel}\0{digest}\n".encode())
         elif real.is_file():
-            st = real.stat()
-            h.update(f"{st.st_size}\0{st.st_mtime_ns}".encode())
+            try:
+                h.update(sha256_file(real)[0].encode())
+            except OSError:
+                continue
         else:
             continue
         out[str(real)] = h.hexdigest()
