@@ -409,8 +409,8 @@ def _zstd_module(action: str) -> Any:
             continue
     raise BundleError(
         f"cannot {action} a .tar.zst bundle: no zstd library in this Python",
-        hint="install wheelhouse with its zstd extra (pip install 'pip-wheelhouse[zstd]', "
-        "which adds zstandard), or use Python 3.14+, "
+        hint="install zstandard into wheelhouse's environment (its zstd extra: pip install "
+        "zstandard, or \"$WHEELHOUSE_SRC[zstd]\" from a clone), or use Python 3.14+, "
         "or use a plain .tar or .tar.gz bundle",
     )
 
