@@ -1922,3 +1922,27 @@ def test_a_sha512_pin_reads_only_the_pinned_versions_files(tmp_path: Path, store
     wheelhouse("install", str(house), "-r", str(req), "--python", str(venv.python),
                "--no-compile", env=isolated_env())
     assert venv.installed() == {"demo": "1.0"}
+
+
+def test_the_interpreter_cache_keeps_the_answers_used_last(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each temporary venv (a test suite's, a CI job's) left its answer in the
+    # user's cache for good.
+    from wheelhouse import interpreter
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(interpreter, "_CACHE_KEEP", 3)
+    links = []
+    for i in range(5):
+        link = tmp_path / f"bin{i}" / "python"
+        link.parent.mkdir()
+        link.symlink_to(os.path.realpath(sys.executable))
+        links.append(link)
+    interpreter.query_interpreter(links[0])
+    cache_dir = tmp_path / "cache" / "wheelhouse" / "interpreters"
+    (first,) = cache_dir.glob("*.json")
+    for link in links[1:]:
+        interpreter.query_interpreter(links[0])  # used again: kept
+        interpreter.query_interpreter(link)
+    kept = sorted(cache_dir.glob("*.json"))
+    assert len(kept) == 3 and first in kept

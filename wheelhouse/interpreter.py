@@ -8,6 +8,7 @@ whether it is a virtual environment or an externally managed system Python.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -187,6 +188,8 @@ def query_interpreter(python: str | Path, *, prefix: Path | None = None) -> Inte
             if (cached.get("format") == _CACHE_FORMAT
                     and cached.get("stamp") == json.loads(json.dumps(stamp))):
                 raw = cached["info"]
+                with contextlib.suppress(OSError):
+                    os.utime(cache)  # used now: kept by _prune_cache
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             raw = None
     if raw is None:
@@ -198,6 +201,7 @@ def query_interpreter(python: str | Path, *, prefix: Path | None = None) -> Inte
                 tmp.write_text(json.dumps({"format": _CACHE_FORMAT, "stamp": stamp, "info": raw}),
                                encoding="utf-8")
                 tmp.replace(cache)
+                _prune_cache(cache.parent)
             except OSError:
                 pass
     if venv is not None:
@@ -205,6 +209,28 @@ def query_interpreter(python: str | Path, *, prefix: Path | None = None) -> Inte
         raw = {**raw, "executable": str(Path(exe).absolute()), "prefix": root,
                "paths": {k: v.replace("@ROOT@", root) for k, v in raw["venv_paths"].items()}}
     return _info(raw)
+
+
+#: Interpreter answers kept at most (about 30 KB each): the ones used last stay.
+_CACHE_KEEP = 64
+
+
+def _prune_cache(directory: Path) -> None:
+    """Keep the :data:`_CACHE_KEEP` answers used last (a use touches its file).
+
+    Temporary virtual environments (a test suite's, a CI job's) each left an
+    answer there for good.
+    """
+    try:
+        entries = [(e.stat().st_mtime, e.path) for e in os.scandir(directory)
+                   if e.name.endswith(".json")]
+    except OSError:
+        return
+    if len(entries) <= _CACHE_KEEP:
+        return
+    for _, path in sorted(entries)[: len(entries) - _CACHE_KEEP]:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # noqa: PTH108
 
 
 def _locate(exe: str) -> str:
