@@ -23,6 +23,7 @@ __all__ = [
     "RequirementLine",
     "RequirementProblem",
     "RequirementsScan",
+    "expand_variables",
     "location_key",
     "redact_url",
     "refuse_requirements_file_as_requirement",
@@ -193,15 +194,19 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def _expand_variables(line: str, used: dict[str, str]) -> str:
-    """``${NAME}`` replaced from the environment, as pip does (an unset or empty one stays)."""
+def expand_variables(line: str, used: dict[str, str] | None = None) -> str:
+    """``${NAME}`` replaced from the environment, as pip does (an unset or empty one stays).
+
+    The variables replaced go into *used* (name: value), when given.
+    """
     import os
 
     def value(m: re.Match[str]) -> str:
         got = os.environ.get(m.group(1))
         if not got:
             return m.group(0)
-        used[m.group(1)] = got
+        if used is not None:
+            used[m.group(1)] = got
         return got
 
     return _ENV_VAR.sub(value, line)
@@ -408,7 +413,7 @@ def scan_requirement_files(
         for number, written in _logical_lines(text):
             where = f"{path}:{number}"
             used: dict[str, str] = {}
-            line = _expand_variables(written, used)
+            line = expand_variables(written, used)
 
             def problem(reason: str, written: str = written, number: int = number) -> None:
                 # The line as written: an expanded ${TOKEN} never reaches a message.

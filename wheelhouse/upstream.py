@@ -24,7 +24,6 @@ import json
 import logging
 import netrc
 import os
-import re
 import socket
 import ssl
 import subprocess
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from wheelhouse.errors import HashMismatchError
 from wheelhouse.index import html_carryable
-from wheelhouse.requirements import redact_url
+from wheelhouse.requirements import expand_variables, redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -142,16 +141,10 @@ def index_urls(pip_options: Sequence[str], file_options: Sequence[str] = (), *,
         if word == "--no-index":
             no_index, urls = True, []
         elif word in ("--index-url", "--extra-index-url"):
-            url = _expand(next(it, ""))
+            url = expand_variables(next(it, ""))
             if not no_index and url:
                 urls = [*urls, url] if word == "--extra-index-url" else [url]
     return list(dict.fromkeys(u if u.endswith("/") else u + "/" for u in urls if u))
-
-
-def _expand(value: str) -> str:
-    """``${NAME}`` replaced from the environment, as pip does in requirement files."""
-    return re.sub(r"\$\{([A-Z0-9_]+)\}", lambda m: os.environ.get(m.group(1)) or m.group(0),
-                  value)
 
 
 class _Anchors(html.parser.HTMLParser):
