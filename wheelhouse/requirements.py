@@ -217,6 +217,17 @@ def _values(opts: Any, name: str) -> list[Any]:
     return list(getattr(opts, name, None) or [])
 
 
+def _split_line(line: str) -> tuple[str, str]:
+    """A line's requirement and its options, as pip's ``break_args_options`` cuts it.
+
+    The requirement runs up to the first word (between single spaces) that
+    starts with "-"; the rest are options.
+    """
+    tokens = line.split(" ")
+    cut = next((i for i, t in enumerate(tokens) if t.startswith("-")), len(tokens))
+    return " ".join(tokens[:cut]), " ".join(tokens[cut:])
+
+
 _SHELL_WHITESPACE = re.compile(r"[ \t\r\n]+")
 
 
@@ -419,20 +430,26 @@ def scan_requirement_files(
                 # The line as written: an expanded ${TOKEN} never reaches a message.
                 problems.append(str(RequirementProblem(str(path), number, written, reason)))
 
-            # As pip does: the requirement runs up to the first word (between
-            # single spaces) that starts with "-"; the rest are options (shlex).
-            tokens = line.split(" ")
-            cut = next((i for i, t in enumerate(tokens) if t.startswith("-")), len(tokens))
-            requirement = " ".join(tokens[:cut])
+            def parse(options: str) -> Any:
+                return parser.parse_args(_split_options(options), parser.get_default_values())[0]
+
+            requirement, options = _split_line(line)
             try:
-                opts, _ = parser.parse_args(_split_options(" ".join(tokens[cut:])),
-                                            parser.get_default_values())
+                opts = parse(options)
             except ValueError as e:  # shlex: an unclosed quote
                 problem(f"cannot split the options: {e}")
                 continue
             except _OptionError as e:
                 problem(str(e))
                 continue
+            # The line as written, where a ${NAME} was expanded: what messages
+            # show of it, and what is kept of its index and find-links locations
+            # (a ${TOKEN} stays a variable there: a lock people commit).
+            written_requirement, written_options = _split_line(written)
+            as_written = opts
+            if used:
+                with contextlib.suppress(ValueError, _OptionError):
+                    as_written = parse(written_options)
             # --all-releases / --only-final act wherever they are, as in pip
             # (its callbacks change the one shared setting even on a requirement line).
             scan.release_control += _values(opts, "release")
@@ -444,13 +461,8 @@ def scan_requirement_files(
                 hashes = [h.lower() if h in bad else h for h in _values(opts, "hashes")]
                 scan.hashes |= bool(hashes)
                 scan.requirements.append(requirement)
-                written_req = ""
-                if used:
-                    parts = written.split(" ")
-                    written_req = " ".join(parts[:next(
-                        (i for i, t in enumerate(parts) if t.startswith("-")), len(parts))])
                 scan.lines.append(RequirementLine(requirement, tuple(hashes), where, constraint,
-                                                  written_req))
+                                                  written_requirement if used else ""))
                 if not validate or looks_like_path_or_url(requirement) or "${" in requirement:
                     continue
                 try:
@@ -471,35 +483,25 @@ def scan_requirement_files(
                 target = _nested_path(path, nested)
                 if isinstance(target, str):
                     if used:  # said of the name as written: never a variable's value
-                        with contextlib.suppress(ValueError, _OptionError):
-                            raw, _ = parser.parse_args(_split_options(written.lstrip()),
-                                                       parser.get_default_values())
-                            raw_nested = (_values(raw, "requirements")
-                                          or _values(raw, "constraints"))[0]
-                            said = _nested_path(path, raw_nested)
-                            target = said if isinstance(said, str) else (
-                                "the requirements file it names cannot be read")
+                        said = _nested_path(path, (_values(as_written, "requirements")
+                                                   or _values(as_written, "constraints"))[0])
+                        target = said if isinstance(said, str) else (
+                            "the requirements file it names cannot be read")
                     problem(target)
                     continue
                 read(target, where, not nested_reqs, (*including, key))
                 continue
             # An option line, read as pip's handle_option_line reads it. Index
-            # and find-links locations are kept as written: a ${TOKEN} in them
-            # stays a variable in what is kept of them (a lock people commit).
-            as_written = opts
-            if used:
-                with contextlib.suppress(ValueError, _OptionError):
-                    as_written, _ = parser.parse_args(
-                        _split_options(written.lstrip()), parser.get_default_values())
+            # and find-links locations are kept as written.
             if opts.no_index:
                 scan.index_options.append("--no-index")
             if opts.index_url:
                 scan.index_options += ["--index-url", as_written.index_url or opts.index_url]
-            extras, extras_written = (_values(opts, "extra_index_urls"),
-                                      _values(as_written, "extra_index_urls"))
-            for i, url in enumerate(extras):
-                scan.index_options += ["--extra-index-url", (extras_written + extras)[i]
-                                       if len(extras_written) == len(extras) else url]
+            extras = _values(as_written, "extra_index_urls")
+            if len(extras) != len(_values(opts, "extra_index_urls")):
+                extras = _values(opts, "extra_index_urls")
+            for url in extras:
+                scan.index_options += ["--extra-index-url", url]
             if links := _values(opts, "find_links"):  # pip takes the first of a line
                 value = links[0]
                 scan.find_links.append((_values(as_written, "find_links") or [value])[0])
