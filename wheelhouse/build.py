@@ -26,6 +26,7 @@ from wheelhouse.errors import (
 from wheelhouse.house import FileEntry, House
 from wheelhouse.requirements import (
     location_key,
+    redact_url,
     refuse_requirements_file_as_requirement,
     requirements_from_pyproject,
     scan_requirement_files,
@@ -274,7 +275,7 @@ def _raise_if_offline(error: ResolutionError, indexes: list[str], isolated: bool
     if len(dead) == len(indexes):
         raise NetworkError(
             "pip found nothing because no package index could be reached: "
-            + ", ".join(_redact(u) for u in dead),
+            + ", ".join(redact_url(u) for u in dead),
             hint="check the network, a proxy, and the index pip uses (pip config list); "
             "'wheelhouse build --offline' reuses the last resolution",
         ) from error
@@ -305,14 +306,7 @@ def _warn_if_sources_disagree(items: Sequence[Resolved],
         log.warning("%s: the indexes disagree about its bytes: pip took sha256=%s (%s); %s "
                     "offers sha256=%s. A file name names one file: find out which source "
                     "is wrong before you trust either", item.filename, item.sha256,
-                    _redact(item.url), _redact(other_urls[0]), other_sha)
-
-
-def _redact(url: str) -> str:
-    """*url* without its user and password (a token is often given as the user)."""
-    from wheelhouse.requirements import redact_url
-
-    return redact_url(url)
+                    redact_url(item.url), redact_url(other_urls[0]), other_sha)
 
 
 def _fetch_facts(files: Sequence[tuple[str, str | None]], upstream: Callable[[], list[str]],
@@ -434,7 +428,7 @@ class _Kept:
         if actual != item.sha256:
             raise IntegrityError(
                 f"a downloaded file does not match its hash; nothing entered the store:\n"
-                f"{item.name} {item.version} from {_redact(item.url)}: expected "
+                f"{item.name} {item.version} from {redact_url(item.url)}: expected "
                 f"sha256={item.sha256}, got sha256={actual}",
                 hint="the index or a proxy served different bytes; do not trust them",
             )
