@@ -1377,17 +1377,13 @@ class House:
         # a tick behind time.time().)
         held_since = time.time() - 0.05
         try:
-            died = os.path.lexists(mark)
-            self._clean_debris(everywhere=died)
-            if died:
-                # And the files it linked before its manifest (add), or was to
-                # remove after it (remove, import): files/ holds what the
-                # manifest names.
-                with contextlib.suppress(OSError, WheelhouseError):
-                    if (removed := self.remove_strays(self.read_manifest())):
-                        log.warning("%s: %d file(s) in files/ that its manifest does not "
-                                    "name (left by a change that was killed) removed",
-                                    self.root, removed)
+            if os.path.lexists(mark):
+                # The last writer died: its temp files, and the files it linked
+                # before its manifest (add), or was to remove after it (remove,
+                # import), go: files/ holds what the manifest names.
+                self._undo_strays(None, left_by="a change that was killed")
+            else:
+                self._clean_debris(everywhere=False)
             with contextlib.suppress(OSError):  # a house we cannot write fails later, clearly
                 os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
                                  0o644))
@@ -1402,19 +1398,21 @@ class House:
                 # manifest names now, not left for the next writer (pip's
                 # --find-links reads files/ meanwhile). If that fails too, the
                 # mark stays and the next lock-holder does it.
-                if finished or self._undo_strays(held_since):
+                if finished or self._undo_strays(held_since,
+                                                 left_by="the change that did not finish"):
                     with contextlib.suppress(OSError):
                         mark.unlink()
             finally:
                 flock.release()
 
-    def _undo_strays(self, since: float) -> bool:
-        """After a change that did not finish: its debris and new unnamed files out; True when done.
+    def _undo_strays(self, since: float | None, *, left_by: str) -> bool:
+        """After a change that did not finish: its debris and unnamed files out; True when done.
 
-        Only files it linked or made (changed since *since*): a file put in
-        ``files/`` by hand, or one a ``remove`` dropped from the manifest but
-        an index not yet rewritten still links, is not the failed change's to
-        take.
+        With *since* (a change that failed in this process), only files it
+        linked or made (changed since then): a file put in ``files/`` by hand,
+        or one a ``remove`` dropped from the manifest but an index not yet
+        rewritten still links, is not the failed change's to take. *left_by*
+        says whose they were, in the warning.
         """
         try:
             self._clean_debris(everywhere=True)
@@ -1427,7 +1425,7 @@ class House:
         try:
             if manifest is not None and (removed := self.remove_strays(manifest, since=since)):
                 log.warning("%s: %d file(s) in files/ that its manifest does not name (left by "
-                            "the change that did not finish) removed", self.root, removed)
+                            "%s) removed", self.root, removed, left_by)
         except (OSError, WheelhouseError) as e:
             log.debug("left for the next change of %s: %s", self.root, e)
             return False
