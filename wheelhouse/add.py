@@ -591,13 +591,19 @@ def _prepare_all(
             raise
 
 
-def _discard_staged(outcomes: Sequence[_Prepared | _Problem]) -> None:
-    """Drop the temp files *outcomes* staged and did not publish."""
+def _discard_staged(outcomes: Sequence[_Prepared | _Problem], *,
+                    named_only: bool = False) -> None:
+    """Drop the temp files *outcomes* staged and did not publish.
+
+    *named_only*: unnamed ones are left (publishing may have closed them
+    already; the kernel drops them with their descriptor).
+    """
     for o in outcomes:
         if isinstance(o, _Prepared):
             for tmp, _ in o.temps:
-                with contextlib.suppress(OSError):
-                    discard_temp(tmp)
+                if not (named_only and isinstance(tmp, int)):
+                    with contextlib.suppress(OSError):
+                        discard_temp(tmp)
 
 
 def _prepare_forked(
@@ -732,13 +738,8 @@ def _ingest(
     try:
         return _ingest_prepared(house, store, outcomes, clock, progress)
     except BaseException:
-        # Interrupted before the staged files were published: named temp
-        # files go (an unnamed one may be closed already: left to the kernel).
-        for o in outcomes:
-            if isinstance(o, _Prepared):
-                for tmp, _ in o.temps:
-                    if not isinstance(tmp, int):
-                        remove_quietly(tmp)
+        # Interrupted before the staged files were published: they go.
+        _discard_staged(outcomes, named_only=True)
         raise
 
 
