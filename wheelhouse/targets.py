@@ -175,9 +175,8 @@ class Target:
     abis: tuple[str, ...] = ()
     #: Platform tags, as validated by :func:`parse_platform`; empty means pure only.
     platforms: tuple[str, ...] = ()
-    #: The micro version when one was given (``--python-version 3.8.5``): it
-    #: decides Requires-Python (``>=3.8.1``) and markers (``python_full_version``).
-    #: The micro version Requires-Python and markers see: given
+    #: The micro version Requires-Python (``>=3.8.1``) and markers
+    #: (``python_full_version``) see: given
     #: (``--python-version 3.8.10``), or this interpreter's when no version is
     #: given (as pip without ``--python-version``); None: ``X.Y`` is ``X.Y.0``.
     micro: int | None = None
