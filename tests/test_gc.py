@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import zipfile
 from typing import TYPE_CHECKING
 
 import pytest
@@ -81,6 +82,9 @@ def test_gc_removes_only_blobs_no_house_uses(
     drop.remove("other")
     assert len(store_blobs(store)) == 4
 
+    for sha in store_blobs(store):  # records an older version kept beside its blobs
+        store.meta_path(sha).parent.mkdir(parents=True, exist_ok=True)
+        store.meta_path(sha).write_text("{}")
     dry = gc(store, dry_run=True)
     assert len(dry.removed) == 2 and store_blobs(store) == blobs_of(keep) | {
         b.sha256 for b in dry.removed}
@@ -91,6 +95,7 @@ def test_gc_removes_only_blobs_no_house_uses(
     assert result.kept == 2 and result.freed == sum(b.size for b in result.removed)
     for b in result.removed:
         assert not store.meta_path(b.sha256).exists()
+    assert all(store.meta_path(sha).exists() for sha in blobs_of(keep))
     assert gc(store).removed == ()
     assert keep.verify() == [] and drop.verify() == []
 
@@ -397,14 +402,41 @@ def test_du_and_gc_show_a_house_path_with_a_line_break_on_one_line(
 
 
 def test_gc_removes_records_of_blobs_that_are_gone(tmp_path: Path, store: Store) -> None:
-    # A gc killed between removing a blob and its record left the record for good.
+    # A gc killed between removing a blob and the record an older version
+    # kept beside it left the record for good.
     wheel = build_wheel(tmp_path / "d", "kept", "1.0")
     house = add_house(tmp_path / "house", store, wheel)
     (entry,) = house.read_manifest().files
     orphan = store.meta_path("ab" * 32)
     orphan.parent.mkdir(parents=True, exist_ok=True)
-    orphan.write_bytes(store.meta_path(entry.sha256).read_bytes())
+    orphan.write_text("{}")
+    store.meta_path(entry.sha256).parent.mkdir(parents=True, exist_ok=True)
+    store.meta_path(entry.sha256).write_text("{}")
     gc(store)
     assert not orphan.exists()
     assert store.meta_path(entry.sha256).is_file()
     assert gc(store, dry_run=True).removed == ()
+
+
+def test_a_blob_is_described_by_its_own_member_names(tmp_path: Path) -> None:
+    # What gc --dry-run shows of a blob, which no house names any more.
+    from tests.builders import build_sdist
+    from wheelhouse.dists import describe_blob
+
+    wheel = build_wheel(tmp_path, "Demo_Pkg", "1.0")
+    sdist = build_sdist(tmp_path, "other", "2.0")
+    zipped = tmp_path / "zipped"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("zed-3.0/PKG-INFO", "Metadata-Version: 2.1\nName: zed\nVersion: 3.0\n")
+        zf.writestr("zed-3.0/setup.py", "")
+    bare = tmp_path / "bare"
+    with zipfile.ZipFile(bare, "w") as zf:
+        zf.writestr("x.py", "")
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\x1f\x8b not really gzip")
+    assert describe_blob(wheel) == ("demo-pkg", "1.0", "wheel")
+    assert describe_blob(sdist) == ("other", "2.0", "sdist")
+    assert describe_blob(zipped) == ("zed", "3.0", "sdist")
+    assert describe_blob(bare) is None
+    assert describe_blob(junk) is None
+    assert describe_blob(tmp_path / "missing") is None

@@ -6,7 +6,6 @@ import io
 import json
 import multiprocessing
 import os
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from wheelhouse.errors import FormatVersionError, HashMismatchError, StoreError
-from wheelhouse.store import BlobMeta, Sha256, Store, parse_sha256, sha256_file
+from wheelhouse.store import Store, parse_sha256, sha256_file
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -297,27 +296,6 @@ def test_a_removed_tmp_directory_is_made_again_for_an_unnamed_temp(store: Store)
     assert store.verify().ok
 
 
-@pytest.mark.parametrize("meta", [
-    BlobMeta(sha256=Sha256("a" * 64), size=1400, kind="wheel", name="demo-pkg", version="1.0",
-             filename="demo_pkg-1.0-py2.py3-none-any.whl", tags=("py2-none-any", "py3-none-any"),
-             requires_python=">=3.8", metadata_sha256=Sha256("b" * 64)),
-    BlobMeta(sha256=Sha256("c" * 64), size=0, kind="sdist", name="x", version="2",
-             filename="x-2.tar.gz"),
-    BlobMeta(sha256=Sha256("d" * 64), size=7, kind="wheel", name="q", version="1",
-             filename="q-1-py3-none-any.whl", tags=("py3-none-any",),
-             requires_python='>=3.9,!="3.10" \\ \u00e9\n\u2028\x00'),
-], ids=["wheel", "sdist", "escapes"])
-def test_a_record_is_written_as_json_dumps_would_write_it(meta: BlobMeta) -> None:
-    # Assembled by hand for speed: every field, sorted, compact, escaped.
-    from dataclasses import fields
-
-    data = {f.name: getattr(meta, f.name) for f in fields(BlobMeta)}
-    data["tags"] = list(meta.tags)
-    expected = json.dumps(data, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-    assert meta.to_json() == expected
-    assert BlobMeta.from_json(meta.to_json(), source="x") == meta
-
-
 def test_a_writer_gets_the_store_while_gc_runs_back_to_back(store: Store) -> None:
     # gc run in a loop (a cron job, a script) took the use lock again within
     # microseconds of leaving it, and a writer, polling, almost never got in:
@@ -349,26 +327,3 @@ def test_a_writer_gets_the_store_while_gc_runs_back_to_back(store: Store) -> Non
     finally:
         proc.kill()
         proc.communicate()
-
-
-def test_an_unreadable_blob_record_is_written_again(store: Store, tmp_path: Path) -> None:
-    # A directory where a blob's record should be: add stopped with a bare
-    # "[Errno 21] Is a directory". A record is a cache: it is written again.
-    from tests.builders import build_wheel
-    from wheelhouse.add import add_paths
-    from wheelhouse.house import House
-
-    wheel = build_wheel(tmp_path / "d", "demo", "1.0")
-    add_paths(House.open(tmp_path / "h1", create=True), store, [wheel])
-    (entry,) = House.open(tmp_path / "h1").read_manifest().files
-    record = store.meta_path(entry.sha256)
-    record.unlink()
-    record.mkdir()
-    assert store.read_meta(entry.sha256) is None
-    shutil.rmtree(record)
-    record.mkdir()
-    (record / "x").write_text("x")
-    h2 = House.open(tmp_path / "h2", create=True)
-    add_paths(h2, store, [wheel])  # the record cannot be written there: said, not fatal
-    assert h2.verify() == []
-    assert [p.name for p in store.tmp_dir.iterdir()] == []

@@ -23,7 +23,6 @@ _EXPORTS = {
     "StoreUsage": "wheelhouse.upkeep",
     "disk_usage": "wheelhouse.upkeep",
     "gc": "wheelhouse.upkeep",
-    "BlobMeta": "wheelhouse.store",
     "Store": "wheelhouse.store",
     "DistFilename": "wheelhouse.filenames",
     "parse_filename": "wheelhouse.filenames",
@@ -37,7 +36,6 @@ _EXPORTS = {
 
 __all__ = [
     "AddResult",
-    "BlobMeta",
     "BuildError",
     "BuildResult",
     "BundleBaseError",
@@ -129,6 +127,6 @@ if TYPE_CHECKING:
     )
     from wheelhouse.filenames import DistFilename, parse_filename
     from wheelhouse.house import FileEntry, House, Manifest
-    from wheelhouse.store import BlobMeta, Store
+    from wheelhouse.store import Store
     from wheelhouse.targets import Target, expand_platform
     from wheelhouse.upkeep import GcResult, StoreUsage, disk_usage, gc

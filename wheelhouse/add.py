@@ -31,13 +31,11 @@ from wheelhouse.errors import (
     HelperProcessError,
     IntegrityError,
     InvalidInputError,
-    StoreError,
     WheelhouseError,
 )
 from wheelhouse.filenames import DistFilename, parse_filename
 from wheelhouse.house import FileEntry, House, refuse_other_bytes
 from wheelhouse.store import (
-    BlobMeta,
     Sha256,
     Store,
     adopt_temp_files_for,
@@ -190,7 +188,6 @@ class _Prepared:
     entry: FileEntry
     reused: bool
     temps: list[tuple[str | int, Sha256]]
-    meta: BlobMeta | None
 
 
 # Files up to this size are read once into memory (hash, check and copy from
@@ -269,28 +266,20 @@ def _prepare_known(
     # first (unless *path*, just hashed, is the blob itself), so a damaged one
     # is set aside and never linked; the incoming file then takes its place.
     if store.has(sha) and store.intact(sha, known_good=path):
-        # The record is a cache of the blob's facts, not a proof of them
-        # (nothing names it by its hash): what the house will publish about
-        # the file (its METADATA's digest, Requires-Python, size) is read
-        # again from the very bytes just hashed, and a record that disagrees
-        # is written again. (A metadata blob gc took while the wheel's blob
-        # was still linked from a house being deleted is stored again too.)
+        # What the house will publish about the file (its METADATA's digest,
+        # Requires-Python, size) is read from the very bytes just hashed: the
+        # store keeps no record of a blob's facts to take on trust. (A
+        # metadata blob gc took while the wheel's blob was still linked from a
+        # house being deleted is stored again.)
         if data is not None:
             info = read_dist_info(data, fn, source=path)
         else:
             with store.open_blob(sha) as f:
                 info = read_dist_info(f, fn, source=path)
-        meta = store.read_meta(sha)
-        metadata_sha = (Sha256(hashlib.sha256(info.metadata).hexdigest())
-                        if info.metadata is not None and fn.kind == "wheel" else None)
-        if (meta is not None and meta.filename == fn.filename and meta.size == size
-                and meta.metadata_sha256 == metadata_sha
-                and meta.requires_python == info.requires_python
-                and (metadata_sha is None or store.intact(metadata_sha))):
-            return _Prepared(_entry(fn, meta, origin, item), True, [], None)
-        meta, temps = _make_meta(store, fn, sha, size, info.requires_python, info.metadata,
-                                 durable=durable, unnamed=unnamed)
-        return _Prepared(_entry(fn, meta, origin, item), True, temps, meta)
+        metadata_sha, temps = _stage_metadata(store, fn, info.metadata, durable=durable,
+                                              unnamed=unnamed)
+        return _Prepared(_entry(fn, sha, size, info.requires_python, metadata_sha, origin, item),
+                         True, temps)
     return None
 
 
@@ -316,63 +305,43 @@ def _prepare_new(
             remove_quietly(tmp)
             raise
     try:
-        meta, temps = _make_meta(store, fn, sha, size, info.requires_python, info.metadata,
-                                 durable=durable, new=True, unnamed=unnamed)
+        metadata_sha, temps = _stage_metadata(store, fn, info.metadata, durable=durable,
+                                              new=True, unnamed=unnamed)
     except BaseException:
         discard_temp(tmp)
         raise
-    return _Prepared(_entry(fn, meta, origin, item), False, [(tmp, sha), *temps], meta)
+    return _Prepared(_entry(fn, sha, size, info.requires_python, metadata_sha, origin, item),
+                     False, [(tmp, sha), *temps])
 
 
-def _make_meta(
+def _stage_metadata(
     store: Store,
     fn: DistFilename,
-    sha: Sha256,
-    size: int,
-    requires_python: str | None,
     metadata: bytes | None,
     *,
     durable: bool,
     new: bool = False,
     unnamed: bool = False,
-) -> tuple[BlobMeta, list[tuple[str | int, Sha256]]]:
-    """The blob's record, and the metadata blob staged unless the store has it.
+) -> tuple[Sha256 | None, list[tuple[str | int, Sha256]]]:
+    """A wheel's METADATA digest, and its blob staged unless the store has it intact.
 
     *new*: the wheel's own blob is new, so its METADATA most likely is too;
     it is staged without a look first (publishing drops it if it is there).
     """
-    temps: list[tuple[str | int, Sha256]] = []
-    metadata_sha: Sha256 | None = None
-    if metadata is not None and fn.kind == "wheel":
-        metadata_sha = Sha256(hashlib.sha256(metadata).hexdigest())
-        # (A damaged METADATA blob is set aside by intact(), or when this one is
-        # published over it, and these bytes take its place.)
-        if new or not store.intact(metadata_sha):
-            temps.append((store.stage(metadata, durable=durable, unnamed=unnamed), metadata_sha))
-    meta = BlobMeta(
-        sha256=sha,
-        size=size,
-        kind=fn.kind,
-        name=fn.name,
-        version=str(fn.version),
-        filename=fn.filename,
-        tags=fn.tag_strings,
-        requires_python=requires_python,
-        metadata_sha256=metadata_sha,
-    )
-    return meta, temps
+    if metadata is None or fn.kind != "wheel":
+        return None, []
+    metadata_sha = Sha256(hashlib.sha256(metadata).hexdigest())
+    # (A damaged METADATA blob is set aside by intact(), or when this one is
+    # published over it, and these bytes take its place.)
+    if new or not store.intact(metadata_sha):
+        return metadata_sha, [(store.stage(metadata, durable=durable, unnamed=unnamed),
+                               metadata_sha)]
+    return metadata_sha, []
 
 
 def _finish(store: Store, prepared: Sequence[_Prepared], *, flush_names: bool = True) -> None:
-    """Publish every staged blob (one flush for the batch), then record metadata."""
-    items = [t for p in prepared for t in p.temps]
-    store.publish_many(items, flush_names=flush_names)
-    for p in prepared:
-        if p.meta is not None:
-            try:
-                store.write_meta(p.meta)
-            except StoreError as e:  # a cache of the blob's facts: the blob is what counts
-                log.warning("%s (read again from the blob when next needed)", e)
+    """Publish every staged blob (one flush for the batch)."""
+    store.publish_many([t for p in prepared for t in p.temps], flush_names=flush_names)
 
 
 def store_distribution(store: Store, path: Path) -> tuple[FileEntry, bool]:
@@ -403,16 +372,19 @@ def store_files(store: Store, items: Sequence[Incoming]) -> list[FileEntry]:
     return [p.entry for p in prepared]
 
 
-def _entry(fn: DistFilename, meta: BlobMeta, origin: str, item: Incoming) -> FileEntry:
+def _entry(
+    fn: DistFilename, sha: Sha256, size: int, requires_python: str | None,
+    metadata_sha: Sha256 | None, origin: str, item: Incoming,
+) -> FileEntry:
     return FileEntry(
         filename=fn.filename,
-        sha256=meta.sha256,
-        size=meta.size,
+        sha256=sha,
+        size=size,
         kind=fn.kind,
         project=fn.name,
         version=str(fn.version),
-        requires_python=meta.requires_python,
-        metadata_sha256=meta.metadata_sha256,
+        requires_python=requires_python,
+        metadata_sha256=metadata_sha,
         origin=origin,
         upload_time=item.upload_time,
         yanked=item.yanked,
@@ -490,7 +462,7 @@ def _prepare_chunk(
             outcomes.extend(problem if isinstance(o, _Prepared) else o for o in batch)
             continue
         outcomes.extend(
-            _Prepared(o.entry, o.reused, [], None) if isinstance(o, _Prepared) else o
+            _Prepared(o.entry, o.reused, []) if isinstance(o, _Prepared) else o
             for o in batch
         )
     return outcomes
@@ -504,21 +476,21 @@ _ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(FileEntry))
 
 
 def _pack(outcomes: Sequence[_Prepared | _Problem]) -> list[_Packed | _Problem]:
-    """*outcomes* (published: no temp files, no record left) as plain tuples, for a pipe."""
+    """*outcomes* (published: no temp files left) as plain tuples, for a pipe."""
     fields = operator.attrgetter(*_ENTRY_FIELDS)
     out: list[_Packed | _Problem] = []
     for o in outcomes:
         if isinstance(o, _Problem):
             out.append(o)
         else:
-            assert not o.temps and o.meta is None
+            assert not o.temps
             out.append((*fields(o.entry), o.reused))
     return out
 
 
 def _unpack(packed: Sequence[_Packed | _Problem]) -> list[_Prepared | _Problem]:
     """The outcomes :func:`_pack` packed."""
-    return [o if isinstance(o, _Problem) else _Prepared(FileEntry(*o[:-1]), o[-1], [], None)
+    return [o if isinstance(o, _Problem) else _Prepared(FileEntry(*o[:-1]), o[-1], [])
             for o in packed]
 
 

@@ -373,6 +373,7 @@ def gc_command(obj: Context, dry_run: bool, max_size: int | None, older_than: fl
     a blob one of them is about to link. Trimmed blobs are fetched again when
     next needed; houses keep their own links or copies.
     """
+    from wheelhouse.dists import describe_blob
     from wheelhouse.upkeep import gc
 
     store = obj.store(create=False)
@@ -393,8 +394,9 @@ def gc_command(obj: Context, dry_run: bool, max_size: int | None, older_than: fl
         for b in result.removed:
             why = "trimmed" if b.referenced else "unused"
             used = time.strftime("%Y-%m-%d", time.localtime(b.last_use))
-            meta = store.read_meta(b.sha256) if dry_run else None  # gone once removed
-            what = f"  {meta.name} {meta.version} ({meta.kind})" if meta is not None else ""
+            # (Read from the blob itself: gone once removed.)
+            known = describe_blob(store.blob_path(b.sha256)) if dry_run else None
+            what = f"  {known[0]} {known[1]} ({known[2]})" if known is not None else ""
             _echo(f"{verb} {b.sha256}  {_size(b.size):>9}  last used {used} ({why}){what}")
     if not obj.quiet:
         for p in result.forgotten:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DistInfo",
+    "describe_blob",
     "parse_core_metadata",
     "parse_email",
     "read_build_requires",
@@ -496,6 +497,45 @@ def read_dist_info(
             )
         requires_python = core.requires_python
     return DistInfo(fn, metadata, requires_python)
+
+
+def describe_blob(path: str | os.PathLike[str]) -> tuple[str, str, Kind] | None:
+    """(project, version, kind) of a stored wheel or sdist known only by its bytes; None if unsure.
+
+    For showing a person which blob a line names (``gc --dry-run``), not for
+    trusting: a wheel is named by its ``.dist-info`` directory, an sdist by
+    its top directory (``name-version/``, a PKG-INFO in it), both as written
+    in the archive's member names. No member is read or inflated.
+    """
+    def split(stem: str) -> tuple[str, str] | None:
+        name, sep, version = stem.rpartition("-")
+        return (canonicalize_name(name), version) if sep and name and version else None
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        dist_info = {n.split("/", 1)[0] for n in names
+                     if n.count("/") == 1 and n.endswith(".dist-info/METADATA")}
+        if len(dist_info) == 1:
+            found = split(dist_info.pop().removesuffix(".dist-info"))
+            return None if found is None else (*found, "wheel")
+        tops = {n.split("/", 1)[0] for n in names if n.count("/") == 1
+                and n.endswith("/PKG-INFO")}
+    except zipfile.BadZipFile:
+        try:
+            with tarfile.open(path, "r:*") as tar:
+                first = tar.next()
+        except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError):
+            return None
+        if first is None:
+            return None
+        tops = {first.name.removeprefix("./").split("/", 1)[0]}
+    except (OSError, ValueError, RuntimeError):
+        return None
+    if len(tops) != 1:
+        return None
+    found = split(tops.pop())
+    return None if found is None else (*found, "sdist")
 
 
 def _metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes | None:

@@ -16,9 +16,9 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NewType, overload
+from typing import IO, TYPE_CHECKING, NewType, overload
 
 from wheelhouse._fs import (
     fsync_dir,
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 __all__ = [
     "STORE_FORMAT",
     "BadBlob",
-    "BlobMeta",
     "Sha256",
     "Store",
     "StoreVerifyReport",
@@ -133,72 +132,6 @@ def _describe_oserror(e: OSError) -> str:
     return e.strerror or str(e)
 
 
-@dataclass(frozen=True, slots=True)
-class BlobMeta:
-    """What wheelhouse learned from a distribution blob, kept beside it in the store."""
-
-    #: The blob's sha256.
-    sha256: Sha256
-    #: Its size in bytes.
-    size: int
-    #: ``"wheel"`` or ``"sdist"``.
-    kind: str
-    #: Normalised project name.
-    name: str
-    #: Version string, as parsed from the metadata.
-    version: str
-    #: The file name it was first stored under.
-    filename: str
-    #: Its compatibility tags (wheels), sorted.
-    tags: tuple[str, ...] = ()
-    #: ``Requires-Python``, if the metadata has one.
-    requires_python: str | None = None
-    #: sha256 of the core metadata (also stored as a blob), if the file has metadata.
-    metadata_sha256: Sha256 | None = None
-    #: Format version of this record.
-    format: int = field(default=STORE_FORMAT)
-
-    def to_json(self) -> bytes:
-        """Serialise to stable JSON bytes: compact, keys sorted, one line.
-
-        The bytes ``json.dumps(..., sort_keys=True, separators=(",", ":"))``
-        gives, assembled directly (an ``add`` writes one record per new blob).
-        """
-        q = _quote
-
-        def opt(value: str | None) -> str:
-            return "null" if value is None else q(value)
-
-        return (
-            f'{{"filename":{q(self.filename)},"format":{int(self.format)},'
-            f'"kind":{q(self.kind)},"metadata_sha256":{opt(self.metadata_sha256)},'
-            f'"name":{q(self.name)},"requires_python":{opt(self.requires_python)},'
-            f'"sha256":{q(self.sha256)},"size":{int(self.size)},'
-            f'"tags":[{",".join(map(q, self.tags))}],"version":{q(self.version)}}}\n'
-        ).encode("ascii")
-
-    @classmethod
-    def from_json(cls, data: bytes, *, source: str) -> BlobMeta:
-        """Parse a record written by :meth:`to_json`; refuse an unknown format."""
-        try:
-            raw: dict[str, Any] = json.loads(data)
-            if not isinstance(raw, dict):
-                raise TypeError("not a JSON object")
-            if not is_format(raw.get("format"), STORE_FORMAT):
-                raise FormatVersionError("blob metadata", source, raw.get("format"), STORE_FORMAT)
-            raw["tags"] = tuple(raw.get("tags", ()))
-            meta = cls(**raw)
-            parse_sha256(meta.sha256)
-            if meta.metadata_sha256 is not None:
-                parse_sha256(meta.metadata_sha256)
-            return meta
-        except FormatVersionError:
-            raise
-        except (ValueError, TypeError, AttributeError, RecursionError, StoreError) as e:
-            raise StoreError(f"{source}: unreadable blob metadata ({e})") from e
-
-
-_quote = json.encoder.encode_basestring_ascii
 
 
 def _fill_temp(fd: int, path: str, data: bytes, *, durable: bool) -> str:
@@ -263,7 +196,7 @@ class Store:
 
         wheelhouse-store.json        {"format": 1}
         blobs/sha256/ab/abcdef…      immutable, read-only, named by sha256
-        meta/sha256/ab/abcdef….json  BlobMeta
+        meta/sha256/ab/abcdef….json  records older versions kept (gc removes them)
         tmp/                         temp files of writers in flight
         quarantine/                  blobs verify found corrupt
         locks/                       filelock files for exclusive steps
@@ -343,9 +276,8 @@ class Store:
             for sub in ("tmp", "locks"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
             # All 256 fan-out directories up front: no mkdir on the hot path.
-            for sub in ("blobs/sha256", "meta/sha256"):
-                for i in range(256):
-                    (self.root / sub / f"{i:02x}").mkdir(parents=True, exist_ok=True)
+            for i in range(256):
+                (self.root / "blobs/sha256" / f"{i:02x}").mkdir(parents=True, exist_ok=True)
             payload = json.dumps({"format": STORE_FORMAT}).encode() + b"\n"
             # Publish the marker atomically; a concurrent creator may win the race.
             tmp = self._write_tmp_bytes(payload)
@@ -373,7 +305,11 @@ class Store:
         return Path(self._blob_file(sha256))
 
     def meta_path(self, sha256: str) -> Path:
-        """The path of a blob's metadata record."""
+        """The path of a blob's record, as earlier versions wrote one (gc removes them).
+
+        What a blob holds is read from the blob itself whenever it is needed:
+        nothing names a record by its hash, so it could not be trusted anyway.
+        """
         return Path(self._meta_file(sha256))
 
     # As plain strings, for the paths built once or more per file of an add.
@@ -684,70 +620,6 @@ class Store:
         self.publish(tmp, sha)
         return sha
 
-    # -- metadata records ------------------------------------------------
-
-    def read_meta(self, sha256: str) -> BlobMeta | None:
-        """The metadata record of a blob, or None if there is none yet."""
-        path = self._meta_file(sha256)
-        try:
-            data = read_small(path, _READ_WHOLE)
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            # A record is a cache of the blob's facts: one that cannot be
-            # read (a directory there, a FIFO, no permission) is written again.
-            log.warning("unreadable blob metadata %s (%s): it is written again", path,
-                        _describe_oserror(e))
-            return None
-        try:
-            if data is None:
-                raise StoreError(f"{path}: unreadable blob metadata (too large)")
-            meta = BlobMeta.from_json(data, source=path)
-        except FormatVersionError:
-            raise
-        except StoreError as e:
-            log.warning("ignoring %s", e)
-            return None
-        if meta.sha256 != sha256:
-            # Derived data, rebuilt from the blob: taken as missing (and written again).
-            log.warning("ignoring %s: the record is for sha256=%s, not %s", path, meta.sha256,
-                        sha256)
-            return None
-        return meta
-
-    def write_meta(self, meta: BlobMeta) -> None:
-        """Write a blob's metadata record atomically."""
-        path = self._meta_file(meta.sha256)
-        data = meta.to_json()
-        try:
-            # Derived data, rebuilt from the blob if lost: no fsync needed, and an
-            # unreadable (torn) record is treated as missing (see read_meta) and
-            # replaced atomically below.
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | _O_CLOEXEC, 0o644)
-            except FileNotFoundError:
-                os.makedirs(os.path.dirname(path), exist_ok=True)  # noqa: PTH103, PTH120
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | _O_CLOEXEC, 0o644)
-            except FileExistsError:
-                fd, tmp = self._new_temp()
-                try:
-                    write_all(fd, data)
-                    os.fchmod(fd, 0o644)
-                finally:
-                    os.close(fd)
-                try:
-                    os.replace(tmp, path)  # noqa: PTH105
-                except OSError:
-                    remove_quietly(tmp)
-                    raise
-                return
-            try:
-                write_all(fd, data)
-            finally:
-                os.close(fd)
-        except OSError as e:
-            raise StoreError(f"cannot write the blob record {path}: {_describe_oserror(e)}") from e
-
     # -- upkeep ----------------------------------------------------------
 
     def clean_tmp(self) -> int:
@@ -1014,7 +886,7 @@ class Store:
         qdir.mkdir(parents=True, exist_ok=True)
         dest = qdir / f"{bad.path.name}.{int(time.time())}.{os.getpid()}.{os.urandom(4).hex()}"
         bad.path.replace(dest)
-        # The metadata record described the good bytes; it goes too.
+        # A record an older version wrote described the good bytes; it goes too.
         if _HEX64.match(bad.expected):
             self.meta_path(bad.expected).unlink(missing_ok=True)
         log.warning("quarantined %s to %s", bad.path, dest)
