@@ -9,7 +9,10 @@ Tasks, each on the same synthetic wheels (generated here, never committed):
 
 (a) ingest + full index: ``wheelhouse add DIR`` (hash, copy into the store,
     extract METADATA, link, manifest, HTML+JSON pages) vs ``simple503 -e``
-    (hashes, PEP 658 metadata, HTML pages; in place, no store);
+    (hashes, PEP 658 metadata, HTML pages; in place, no store), and the
+    floor of any store-based add: the file operations alone (``_floor.py``:
+    read, hash, write each wheel and a METADATA-sized file into a store,
+    link both into a house, one flush), with nothing else;
 (b) full re-render from the manifest: ``wheelhouse index`` (HTML + JSON pages
     with hashes, requires-python, metadata, and the find-links page) vs
     ``piprepo build`` and ``dir2pi`` (file names only, no hashes);
@@ -143,6 +146,7 @@ def bench_location(root: Path, sizes: list[int], runs: int, settle_s: float,
     env["PIP_CONFIG_FILE"] = os.devnull
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as an installed package runs
     wh = [sys.executable, "-m", "wheelhouse"]
+    notes: list[str] = []
     for n in sizes:
         if shm and not fits(root, *shm_need(n, runs), f"{n:,} wheels x {runs} runs"):
             continue
@@ -179,6 +183,9 @@ def bench_location(root: Path, sizes: list[int], runs: int, settle_s: float,
             s503 = copy_tree(corpus, rd / "s503", skip=(".complete",))
             secs, mb, _ = timed([tool("simple503"), "-e", str(s503)], env=env)
             record("a", "simple503 -e", secs, mb)
+            secs, mb, _ = timed([sys.executable, str(Path(__file__).parent / "_floor.py"),
+                                 str(inp), str(rd / "floor")], env=env)
+            record("a", "floor: file operations alone", secs, mb)
             settle(settle_s / 4)
 
             # (b) full re-render from the manifest
@@ -232,9 +239,15 @@ def bench_location(root: Path, sizes: list[int], runs: int, settle_s: float,
                     f"{r.summary()} | {max(r.peak_mb):.0f} | {ratio:.2f}x{extra} |"
                 )
         print("\n".join(table[-len(results):]), flush=True)
+        floor = statistics.median(results[("a", "floor: file operations alone")].seconds)
+        peer = statistics.median(results[("a", "simple503 -e")].seconds)
+        notes.append(f"- {n:,} wheels: simple503 / floor = {peer / floor:.2f}x, the most "
+                     "any add that copies into a store could reach against simple503 here")
         if shm:
             for d in [corpus, extra_dir, *root.glob(f"run-{n}-*")]:
                 remove(d)
+    print("\n" + "\n".join(notes), flush=True)
+    table.extend(["", *notes])
     if not shm:
         print(f"(scratch left in {root}; delete it when the disk is idle)", flush=True)
 
