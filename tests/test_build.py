@@ -688,6 +688,24 @@ def test_a_lock_names_the_sources_given_not_those_of_this_machines_pip_configura
                for line in text.splitlines()), text
 
 
+def test_a_lock_keeps_an_index_whose_variable_is_empty_as_pip_read_it(
+    tmp_path: Path, upstream: LocalIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pip leaves a ${NAME} set to "" as written (as an unset one), and pip-tools
+    # writes the URL pip used: the lock keeps that source, as written.
+    from wheelhouse.lock import lock
+
+    monkeypatch.setenv("WH_TEST_EMPTY", "")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    source = tmp_path / "requirements.in"
+    source.write_text("--extra-index-url http://127.0.0.1:9/${WH_TEST_EMPTY}/extra/\nlib\n")
+    out = tmp_path / "requirements.txt"
+    lock([source], output=out, pip_options=_opts(upstream))
+    text = out.read_text()
+    assert "lib==2.0" in text
+    assert "--extra-index-url http://127.0.0.1:9/${WH_TEST_EMPTY}/extra/" in text.splitlines()
+
+
 def test_a_lock_never_holds_a_password_written_into_an_index_url(
     tmp_path: Path, upstream: LocalIndex, caplog: pytest.LogCaptureFixture
 ) -> None:

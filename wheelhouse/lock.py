@@ -21,7 +21,7 @@ from wheelhouse.errors import (
     NetworkError,
     ResolutionError,
 )
-from wheelhouse.requirements import location_key, scan_requirement_files
+from wheelhouse.requirements import expand_variables, location_key, scan_requirement_files
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -137,7 +137,7 @@ def _only_named_sources(text: str, named: Sequence[str], *, trusted: Sequence[st
     for word in named:
         # ("--index-url=URL" on a command line names URL.)
         value = word.split("=", 1)[1] if word.startswith("-") and "=" in word else word
-        as_written.setdefault(location_key(_expand(value)), value)
+        as_written.setdefault(location_key(expand_variables(value)), value)
     out = []
     hosts: set[str] = set(trusted)
     trust_lines: list[tuple[int, str, str]] = []
@@ -171,11 +171,6 @@ def _only_named_sources(text: str, named: Sequence[str], *, trusted: Sequence[st
         if value in hosts:
             out[at] = line
     return "".join(out)
-
-
-def _expand(value: str) -> str:
-    """``${NAME}`` replaced from the environment, as pip does in requirement files."""
-    return re.sub(r"\$\{([A-Z0-9_]+)\}", lambda m: os.environ.get(m.group(1), m.group(0)), value)
 
 
 #: What pip says when it cannot reach an index at all.
