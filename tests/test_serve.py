@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import re
 import shutil
 import signal
 import socket
@@ -364,6 +365,63 @@ def test_print_env(house: House) -> None:
     assert exports["PIP_FIND_LINKS"].endswith("/find-links.html")
     assert exports["UV_DEFAULT_INDEX"] == exports["PIP_INDEX_URL"]
     assert exports["UV_NO_CONFIG"] == "1" and "UV_FIND_LINKS" not in exports
+
+
+def _serve_says(house: House, host: str) -> str:
+    """What ``wheelhouse serve --host HOST --port 0`` prints before it waits (stdout)."""
+    with subprocess.Popen([sys.executable, "-m", "wheelhouse", "serve", str(house.root),
+                           "--host", host, "--port", "0"], env=isolated_env(),
+                          stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not lines or not lines[-1].startswith("Ctrl-C"):  # the last
+            lines.append(proc.stdout.readline())
+            assert lines[-1], f"serve ended early: {lines}"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    return "".join(lines)
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("host", "local"), [
+    pytest.param("0.0.0.0", "127.0.0.1", id="ipv4"),
+    pytest.param("::", "[::1]", id="ipv6",
+                 marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")),
+])
+def test_serve_on_every_interface_says_so_and_gives_a_url_for_this_machine(
+    house: House, host: str, local: str
+) -> None:
+    said = _serve_says(house, host)
+    m = re.search(rf"^serving {re.escape(str(house.root))} on every interface "
+                  rf"\({re.escape(host)}\) at port (\d+)$", said, re.MULTILINE)
+    assert m is not None, said
+    url = f"http://{local}:{m.group(1)}"
+    assert f"  from this machine: {url} (" in said
+    assert f"  pip install --index-url {url}/simple/ PACKAGE\n" in said
+
+
+@pytest.mark.parametrize(("host", "url"), [
+    pytest.param("127.0.0.2", "http://127.0.0.2", id="ipv4"),
+    pytest.param("::1", "http://[::1]", id="ipv6",
+                 marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")),
+])
+def test_serve_on_one_address_gives_that_addresss_url(
+    house: House, host: str, url: str
+) -> None:
+    said = _serve_says(house, host)
+    m = re.search(rf"^serving {re.escape(str(house.root))} at {re.escape(url)}:(\d+)$",
+                  said, re.MULTILINE)
+    assert m is not None, said
+    assert f"  pip install --index-url {url}:{m.group(1)}/simple/ PACKAGE\n" in said
+    assert "every interface" not in said
 
 
 def _exchange(url: str, request: bytes) -> bytes:

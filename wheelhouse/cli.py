@@ -688,7 +688,15 @@ def serve_command(obj: Context, house_path: Path, host: str, port: int, print_en
             click.echo(f"export {key}={_shell_quote(value)}")
         sys.stdout.flush()
     elif not obj.quiet:
-        _echo(f"serving {server.house.root} at {url}")
+        if server.all_interfaces:
+            # The URL is this machine's loopback: true here, not for the others.
+            listen, port = server.server_address[:2]
+            _echo(f"serving {server.house.root} on every interface ({listen!s}) at port {port}")
+            here = url.removeprefix("http://").rpartition(":")[0]
+            _echo(f"  from this machine: {url} (from another, this machine's name or "
+                  f"address instead of {here})")
+        else:
+            _echo(f"serving {server.house.root} at {url}")
         _echo(f"  pip install --index-url {url}/simple/ PACKAGE")
         _echo(f"  pip install --no-index --find-links {url}/find-links.html PACKAGE")
         _echo(f"  uv pip install --default-index {url}/simple/ PACKAGE")

@@ -353,7 +353,11 @@ class HouseServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        """The base URL clients use (``http://127.0.0.1:PORT``)."""
+        """The base URL clients on this machine use (``http://127.0.0.1:PORT``).
+
+        On every interface (0.0.0.0, ::) that is the loopback address: the
+        one address sure to reach the server from here.
+        """
         host, port = self.server_address[:2]
         name = host.decode() if isinstance(host, bytes) else str(host)
         shown = f"[{name}]" if ":" in name else name
