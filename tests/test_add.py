@@ -72,10 +72,26 @@ def test_adding_twice_is_a_no_op_and_reuses_the_store(
     add_paths(house, store, [wheel])
     before = _tree(house.root)
     again = add_paths(house, store, [wheel])
+    # (Counted once, as unchanged: reused counts only the files added.)
     assert (again.added, [e.filename for e in again.unchanged], again.reused) == (
-        (), ["demo-1.0-py3-none-any.whl"], 1
+        (), ["demo-1.0-py3-none-any.whl"], 0
     )
     assert _tree(house.root) == before
+
+
+def test_add_counts_each_file_once_new_from_the_store_or_already_there(
+    tmp_path: Path, store: Store, store_env: dict[str, str], make_wheel: WheelFactory
+) -> None:
+    from tests.conftest import wheelhouse
+
+    there, in_store, new = (make_wheel(name, "1.0") for name in ("there", "instore", "new"))
+    house = tmp_path / "house"
+    add_paths(House.open(house, create=True), store, [there])
+    add_paths(House.open(tmp_path / "other", create=True), store, [in_store])
+    out = wheelhouse("add", str(there), str(in_store), str(new), "-o", str(house),
+                     env=store_env)
+    assert out.stdout == (f"{house}: 2 added (1 copied into the store, 1 reused from it), "
+                          "1 already there\n")
 
 
 def test_add_directory_recursively(tmp_path: Path, store: Store) -> None:

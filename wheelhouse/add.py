@@ -71,7 +71,8 @@ class AddResult:
     added: tuple[FileEntry, ...]
     #: Files the house already had, byte for byte.
     unchanged: tuple[FileEntry, ...]
-    #: Files whose bytes were already in the store (no copy made).
+    #: How many of the files *added* had their bytes in the store already (no copy
+    #: made); the others were copied into it. (Files *unchanged* are not counted.)
     reused: int
 
 
@@ -801,7 +802,9 @@ def _ingest_prepared(
             clock.lap("link and manifest")
             house.commit(new_manifest, previous=manifest, manifest_written=True)
             clock.lap("index")
-    reused = sum(1 for p in stored if p.reused)
-    log.info("added %d file(s), %d unchanged, %d reused from the store",
-             len(added), len(unchanged), reused)
+    # Each file counted once: one the house already had is unchanged, not reused.
+    from_store = {p.entry.filename for p in stored if p.reused}
+    reused = sum(1 for e in added if e.filename in from_store)
+    log.info("added %d file(s) (%d reused from the store), %d unchanged",
+             len(added), reused, len(unchanged))
     return AddResult(tuple(added), tuple(unchanged), reused)

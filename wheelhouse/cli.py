@@ -101,8 +101,9 @@ def add(obj: Context, paths: tuple[Path, ...], house_path: Path, jobs: int | Non
         result = add_paths(house, store, list(paths), jobs=jobs)
     if not obj.quiet:
         _echo(
-            f"{house.root}: {len(result.added)} added, {len(result.unchanged)} already there "
-            f"({result.reused} reused from the store)"
+            f"{house.root}: {len(result.added)} added ({len(result.added) - result.reused} "
+            f"copied into the store, {result.reused} reused from it), "
+            f"{len(result.unchanged)} already there"
         )
 
 
