@@ -123,6 +123,16 @@ def test_host_default_and_requirement_file_errors(tmp_path: Path, house: Path) -
     assert f"{bad}:2" in out.stderr
 
 
+def test_this_interpreter_is_named_host_as_build_names_it(house: Path) -> None:
+    from wheelhouse.targets import Target
+
+    tag = str(Target.host())
+    out = wheelhouse("check", str(house), "lib", env=isolated_env())
+    assert out.stdout == f"host ({tag})  OK       1 distributions\n"
+    (t,) = check_json(house, "lib", ok=True)["targets"]
+    assert (t["target"], t["tag"]) == ("host", tag)
+
+
 def test_default_targets_are_those_the_house_was_built_for(tmp_path: Path, store: Store) -> None:
     from wheelhouse.add import Incoming, ingest
 

@@ -65,7 +65,7 @@ _MIN_PIP = (22, 2)
 class TargetCheck:
     """The verdict for one target."""
 
-    #: The target's name.
+    #: The target's name, as ``build`` gives it: ``host`` for this interpreter.
     target: str
     #: True when the requirements install from the house alone.
     ok: bool
@@ -83,6 +83,13 @@ class TargetCheck:
     pip_note: str | None = None
     #: Why the cross-check with pip was skipped (pip not available), if it was.
     pip_skipped: str | None = None
+    #: The target's tags in short (``cp312-manylinux_2_28_x86_64``), the host's too.
+    tag: str = ""
+
+    @property
+    def label(self) -> str:
+        """The name for messages: ``host (cp312-…)`` for this interpreter, else the name."""
+        return self.target if self.tag in ("", self.target) else f"{self.target} ({self.tag})"
 
     @property
     def disagreement(self) -> str | None:
@@ -106,6 +113,7 @@ class TargetCheck:
         """The verdict as JSON-ready data."""
         return {
             "target": self.target,
+            "tag": self.tag,
             "ok": self.ok,
             "chosen": self.chosen,
             "unmet": [{"requirement": u.requirement, "required_by": u.required_by,
@@ -184,11 +192,17 @@ def check(
                            f"run 'wheelhouse index {house.root}'")
         if pip_skipped:
             log.warning("cross-check with pip skipped (%s)", pip_skipped)
+    from wheelhouse.build import HOST
+    from wheelhouse.targets import Target
+
+    host = Target.host()
     out: list[TargetCheck] = []
     hashed: dict[str, str | None] = {}  # file name -> what is wrong with its bytes
     for target in targets or (None,):
         env = host_environment() if target is None else Environment.for_target(target)
-        verdict = TargetCheck(env.name, ok=False)
+        # Named as build names it (and the manifest records it): this interpreter is "host".
+        name = HOST if target is None or target == host else env.name
+        verdict = TargetCheck(name, ok=False, tag=env.name)
         try:
             resolution = resolve_in_house(files, wanted, env, read_metadata,
                                           file_digest=file_digest)

@@ -950,11 +950,11 @@ def check_command(
         click.echo(json.dumps({"ok": result.ok, "targets": [t.to_json() for t in result.targets]},
                               indent=2, sort_keys=True))
     else:
-        width = max(len(t.target) for t in result.targets)
+        width = max(len(t.label) for t in result.targets)
         for t in result.targets:
             status = "OK" if t.ok else "MISSING"
             detail = f"{len(t.chosen)} distributions" if t.ok else f"{len(t.unmet)} unmet"
-            _echo(f"{t.target:<{width}}  {status:<7}  {detail}")
+            _echo(f"{t.label:<{width}}  {status:<7}  {detail}")
             for u in t.unmet:
                 _echo(f"{'':<{width}}    - {u}")
             if t.pip_note:
