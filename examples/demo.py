@@ -15,6 +15,7 @@ Usage: python examples/demo.py [OUTPUT_DIR]
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,7 @@ HERE = Path(__file__).parent
 
 def step(argv: list[str]) -> None:
     """Print and run one step; stop the demo if it fails."""
-    print(f"\n$ {' '.join(argv)}", flush=True)
+    print(f"\n$ {shlex.join(argv)}", flush=True)  # quoted: it pastes into a shell as is
     subprocess.run(argv, check=True)
 
 
@@ -62,7 +63,8 @@ def main() -> int:
             step([str(python), "-c",
                   "import requests; print('requests', requests.__version__, 'works offline')"])
     print(f"\nThe house is in {house}. Copy it anywhere and install with\n"
-          f"  pip install --no-index --find-links {house / 'files'} -r requirements.txt")
+          f"  pip install --no-index --find-links {shlex.quote(str(house / 'files'))} "
+          "-r requirements.txt")
     return 0
 
 

@@ -303,3 +303,23 @@ def test_the_quick_exit_with_a_standard_stream_closed_from_the_start(
     assert out.returncode == 0, out.stderr
     assert "Traceback" not in out.stderr
     assert marker.exists()  # the exit handlers ran
+
+
+def test_the_demo_prints_each_command_as_a_shell_reads_it(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # (Pasted into a shell, a path with spaces must stay one word.)
+    import importlib.util
+    import shlex
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "examples" / "demo.py"
+    spec = importlib.util.spec_from_file_location("demo", path)
+    assert spec is not None and spec.loader is not None
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    argv = [sys.executable, "-c", "pass", str(tmp_path / "my house"), "a b"]
+    demo.step(argv)
+    (line,) = [x for x in capfd.readouterr().out.splitlines() if x.startswith("$ ")]
+    assert shlex.split(line.removeprefix("$ ")) == argv
