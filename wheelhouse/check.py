@@ -366,7 +366,7 @@ def _ask_pip(
         # The pre-release switches as the user's files gave them, in their
         # order, so pip applies them as it would have (as file lines, pip takes
         # --pre together with --all-releases / --only-final).
-        switches = wanted.release_switches or [("pre", "")] * wanted.pre
+        switches = wanted.release_switches_in_effect
         req_file.write_bytes(b"".join(
             (b"--pre\n" if kind == "pre"
              else f"--{kind.replace('_', '-')} {value}\n".encode())

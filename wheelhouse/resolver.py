@@ -223,8 +223,26 @@ class WantedSet:
     #: The pre-release switches, in the order given (``--pre`` first when it
     #: came from the command line): ``(kind, value)`` as ``ReleaseControl.apply`` takes.
     release_switches: list[tuple[str, str]] = field(default_factory=list)
-    #: What the switches (and ``pre``) add up to.
-    release: ReleaseControl = field(default_factory=ReleaseControl)
+
+    @property
+    def release_switches_in_effect(self) -> list[tuple[str, str]]:
+        """The pre-release switches that decide: those given, else ``--pre`` alone when set.
+
+        (:meth:`from_lines` puts ``--pre`` among the switches; a set made
+        otherwise may have ``pre`` and no switches.)
+
+        >>> WantedSet(pre=True).release_switches_in_effect
+        [('pre', '')]
+        """
+        return self.release_switches or [("pre", "")] * self.pre
+
+    @property
+    def release(self) -> ReleaseControl:
+        """What the switches in effect add up to."""
+        control = ReleaseControl()
+        for kind, value in self.release_switches_in_effect:
+            control.apply(kind, value)
+        return control
 
     @classmethod
     def from_lines(
@@ -238,8 +256,6 @@ class WantedSet:
         """
         wanted = cls(pre=pre, require_hashes=require_hashes, no_require_hashes=no_require_hashes)
         wanted.release_switches = [("pre", "")] * pre + list(release_switches)
-        for kind, value in wanted.release_switches:
-            wanted.release.apply(kind, value)
         problems: list[str] = []
         for line in lines:
             try:
@@ -632,6 +648,8 @@ class _Provider(AbstractProvider):  # type: ignore[type-arg]
     def __init__(self, house: _House, wanted: WantedSet, *, tolerant: bool = False) -> None:
         self.house = house
         self.wanted = wanted
+        #: Which projects may take pre-releases (worked out once, not per lookup).
+        self.release = wanted.release
         self.env = house.env
         #: When set, a project with nothing that fits resolves to a placeholder
         #: (recorded in :attr:`missing`) so that every gap is found in one pass.
@@ -750,8 +768,7 @@ class _Provider(AbstractProvider):  # type: ignore[type-arg]
         # Pre-releases before yanks: a yanked final release still hides pre-releases,
         # as pip filters the versions by the specifier before it looks at yanks.
         hidden_pre = False
-        allow_pre = (self.wanted.release.allows_prereleases(name) if self.wanted.release_switches
-                     else (True if self.wanted.pre else None))
+        allow_pre = self.release.allows_prereleases(name)
         if allow_pre is False:
             # --only-final: no pre-release, even one a specifier names, even
             # when nothing else is left (pip's filter with prereleases=False).
