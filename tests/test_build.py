@@ -706,6 +706,26 @@ def test_a_lock_keeps_an_index_whose_variable_is_empty_as_pip_read_it(
     assert "--extra-index-url http://127.0.0.1:9/${WH_TEST_EMPTY}/extra/" in text.splitlines()
 
 
+def test_a_lock_keeps_a_command_line_index_with_a_dollar_brace_as_given(
+    tmp_path: Path, upstream: LocalIndex
+) -> None:
+    # pip expands ${NAME} in requirement files only, never in a command-line
+    # option: pip used this URL as typed, pip-tools wrote it so, and it stays
+    # in the lock as typed even with WH_TEST_VAR set. The same text in a file
+    # is expanded, and goes back in as written.
+    source = tmp_path / "requirements.in"
+    source.write_text("--extra-index-url http://127.0.0.1:9/${WH_TEST_VAR}/file/\nlib\n")
+    out = tmp_path / "requirements.txt"
+    wheelhouse("lock", "-r", str(source), "-o", str(out),
+               "--index-url", f"{upstream.url}/simple/",
+               "--extra-index-url", "http://127.0.0.1:9/${WH_TEST_VAR}/cli/",
+               env=isolated_env({"WH_TEST_VAR": "expanded", "PIP_RETRIES": "0"}))
+    sources = [line for line in out.read_text().splitlines() if line.startswith("--")]
+    assert sources == [f"--index-url {upstream.url}/simple/",
+                       "--extra-index-url http://127.0.0.1:9/${WH_TEST_VAR}/cli/",
+                       "--extra-index-url http://127.0.0.1:9/${WH_TEST_VAR}/file/"]
+
+
 def test_a_lock_never_holds_a_password_written_into_an_index_url(
     tmp_path: Path, upstream: LocalIndex, caplog: pytest.LogCaptureFixture
 ) -> None:

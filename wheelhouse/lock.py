@@ -110,7 +110,8 @@ def lock(
                                "(pip config list shows what pip uses)")
         raise ResolutionError(what, hint="check the names and versions above and the index "
                               "pip-tools used")
-    kept = _only_named_sources(text, [*pip_options, *scan.index_options, *scan.find_links],
+    kept = _only_named_sources(text, pip_options,
+                               from_files=[*scan.index_options, *scan.find_links],
                                trusted=scan.trusted_hosts)
     write_atomic(out, kept.encode())
     pins = sum(1 for line in kept.splitlines()
@@ -122,22 +123,25 @@ def lock(
 _SOURCE_LINE = re.compile(r"(--index-url|--extra-index-url|--find-links|--trusted-host)\s+(\S+)\s*\Z")
 
 
-def _only_named_sources(text: str, named: Sequence[str], *, trusted: Sequence[str] = ()) -> str:
+def _only_named_sources(text: str, named: Sequence[str], *, from_files: Sequence[str] = (),
+                        trusted: Sequence[str] = ()) -> str:
     """*text* without the index and find-links lines only pip's configuration gave.
 
     pip-tools writes into the lock every source pip used, those of this
     machine's configuration (``pip.conf``, ``PIP_*``) too: local paths and
     private mirrors that mean nothing to whoever installs from a committed
-    lock. Sources named on the command line or in the requirement files stay,
-    as they were written: a ``${TOKEN}`` pip expanded goes back in unexpanded
-    (the secret stays out of the lock). A trusted host stays when it was named
-    or is the host of a source that stays.
+    lock. Sources *named* on the command line or given *from_files* (the
+    requirement files) stay, as they were written: a ``${TOKEN}`` pip expanded
+    in a file goes back in unexpanded (the secret stays out of the lock). pip
+    expands ``${NAME}`` in requirement files only, so a command-line value is
+    matched as typed. A trusted host stays when it was named or is the host of
+    a source that stays.
     """
     as_written: dict[str, str] = {}
-    for word in named:
+    for word, expand in [*((w, False) for w in named), *((w, True) for w in from_files)]:
         # ("--index-url=URL" on a command line names URL.)
         value = word.split("=", 1)[1] if word.startswith("-") and "=" in word else word
-        as_written.setdefault(location_key(expand_variables(value)), value)
+        as_written.setdefault(location_key(expand_variables(value) if expand else value), value)
     out = []
     hosts: set[str] = set(trusted)
     trust_lines: list[tuple[int, str, str]] = []
