@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import re
 import shutil
 import signal
@@ -18,7 +19,7 @@ from tests.builders import build_sdist, build_wheel
 from tests.conftest import Venv, isolated_env, run, wheelhouse
 from wheelhouse.add import add_paths
 from wheelhouse.house import House
-from wheelhouse.serve import negotiate, parse_ranges, serving
+from wheelhouse.serve import base_url, negotiate, parse_ranges, serving
 from wheelhouse.store import Store
 
 UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
@@ -422,6 +423,63 @@ def test_serve_on_one_address_gives_that_addresss_url(
     assert m is not None, said
     assert f"  pip install --index-url {url}:{m.group(1)}/simple/ PACKAGE\n" in said
     assert "every interface" not in said
+
+
+@pytest.mark.parametrize(("host", "zone", "url"), [
+    pytest.param("127.0.0.2", "", "http://127.0.0.2:8080", id="ipv4"),
+    pytest.param("0.0.0.0", "", "http://127.0.0.1:8080", id="ipv4-every-interface"),
+    pytest.param("::1", "", "http://[::1]:8080", id="ipv6"),
+    pytest.param("::", "", "http://[::1]:8080", id="ipv6-every-interface"),
+    # RFC 6874: the zone follows "%25" (a "%" is quoted in a URL).
+    pytest.param("fe80::1", "eth0", "http://[fe80::1%25eth0]:8080", id="zone"),
+    pytest.param("fe80::1%eth0", "", "http://[fe80::1%25eth0]:8080", id="zone-in-host"),
+    pytest.param("fe80::1", "3", "http://[fe80::1%253]:8080", id="zone-index"),
+    pytest.param("fe80::1", "my net", "http://[fe80::1%25my%20net]:8080", id="zone-quoted"),
+])
+def test_base_url_brackets_an_ipv6_host_and_quotes_its_zone(
+    host: str, zone: str, url: str
+) -> None:
+    assert base_url(host, 8080, zone=zone) == url
+
+
+def _link_local_host() -> str | None:
+    """A link-local IPv6 address of this machine with its zone (``fe80::1%eth0``), if bindable."""
+    try:
+        lines = Path("/proc/net/if_inet6").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        # Address (32 hex digits), interface index, prefix length, scope (20: link), flags, name.
+        fields = line.split()
+        if len(fields) != 6 or fields[3] != "20":
+            continue
+        host = f"{ipaddress.IPv6Address(int(fields[0], 16))}%{fields[5]}"
+        try:
+            with socket.socket(socket.AF_INET6) as s:
+                s.bind(socket.getaddrinfo(host, 0, socket.AF_INET6, socket.SOCK_STREAM)[0][4])
+        except OSError:
+            continue
+        return host
+    return None
+
+
+LINK_LOCAL = _link_local_host()
+
+
+@pytest.mark.skipif(LINK_LOCAL is None, reason="no link-local IPv6 address to bind")
+def test_serve_and_run_on_a_link_local_address_give_urls_with_its_zone(house: House) -> None:
+    assert LINK_LOCAL is not None
+    address, _, zone = LINK_LOCAL.partition("%")
+    url = f"http://[{address}%25{zone}]"
+    said = _serve_says(house, LINK_LOCAL)
+    m = re.search(rf"^serving {re.escape(str(house.root))} at {re.escape(url)}:(\d+)$",
+                  said, re.MULTILINE)
+    assert m is not None, said
+    assert f"  pip install --index-url {url}:{m.group(1)}/simple/ PACKAGE\n" in said
+    # run reaches its own server there, and gives the command that URL.
+    done = wheelhouse("run", str(house.root), "--host", LINK_LOCAL, "--", sys.executable, "-c",
+                      "import os; print(os.environ['PIP_INDEX_URL'])", env=isolated_env())
+    assert re.fullmatch(rf"{re.escape(url)}:\d+/simple/", done.stdout.strip()), done.stdout
 
 
 def _exchange(url: str, request: bytes) -> bytes:

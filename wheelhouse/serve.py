@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from wheelhouse.house import FileEntry, Manifest
 
-__all__ = ["HouseServer", "environment_for", "run_command", "serving"]
+__all__ = ["HouseServer", "base_url", "environment_for", "run_command", "serving"]
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,13 @@ class HouseServer(ThreadingHTTPServer):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.address_family = family
         try:
-            super().__init__((host, port), _Handler)
+            address: tuple[Any, ...] = (host, port)
+            if family == socket.AF_INET6:
+                # The full socket address, zone included: bind() given ("fe80::1%eth0",
+                # port) drops the zone (scope id 0), and a link-local address needs it.
+                address = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0,
+                                             socket.AI_NUMERICHOST)[0][4]
+            super().__init__(address, _Handler)
         except OSError as e:
             import errno
 
@@ -353,19 +359,46 @@ class HouseServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        """The base URL clients on this machine use (``http://127.0.0.1:PORT``).
-
-        On every interface (0.0.0.0, ::) that is the loopback address: the
-        one address sure to reach the server from here.
-        """
+        """The base URL clients on this machine use: :func:`base_url` of the bound address."""
         host, port = self.server_address[:2]
         name = host.decode() if isinstance(host, bytes) else str(host)
-        shown = f"[{name}]" if ":" in name else name
-        if shown == "0.0.0.0":
-            shown = "127.0.0.1"
-        elif shown == "[::]":
-            shown = "[::1]"  # (127.0.0.1 only answers where the socket is dual-stack)
-        return f"http://{shown}:{port}"
+        scope = self.server_address[3] if len(self.server_address) > 3 else 0
+        zone = ""
+        if scope:
+            try:
+                zone = socket.if_indextoname(scope)
+            except OSError:
+                zone = str(scope)  # (an interface index is a zone too, RFC 4007)
+        return base_url(name, port, zone=zone)
+
+
+def base_url(host: str, port: int, *, zone: str = "") -> str:
+    """The base URL of a server on *host* and *port*, as a client on this machine writes it.
+
+    An IPv6 address goes in brackets, and its *zone* (the interface of a
+    link-local address: ``fe80::1%eth0``, given here or in *host*) follows
+    ``%25``, RFC 6874's way (a ``%`` in a URL is quoted, and so is any
+    character of the zone a URL does not allow). On every interface
+    (0.0.0.0, ::) the host is the loopback address: the one address sure to
+    reach the server from here.
+
+    >>> base_url("0.0.0.0", 8080)
+    'http://127.0.0.1:8080'
+    >>> base_url("::", 8080)
+    'http://[::1]:8080'
+    >>> base_url("fe80::1", 8080, zone="eth0")
+    'http://[fe80::1%25eth0]:8080'
+    """
+    address, _, written_zone = host.partition("%")
+    zone = zone or written_zone
+    if address == "0.0.0.0":
+        address = "127.0.0.1"
+    elif address == "::":
+        address = "::1"  # (127.0.0.1 only answers where the socket is dual-stack)
+    if ":" in address:
+        zone = "%25" + urllib.parse.quote(zone, safe="") if zone else ""
+        address = f"[{address}{zone}]"
+    return f"http://{address}:{port}"
 
 
 _MAX_LINE = 65536
@@ -949,7 +982,9 @@ def _check_reachable(url: str) -> None:
     """
     host, _, port = url.removeprefix("http://").rpartition(":")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=10):
+        # ("[fe80::1%25eth0]" in a URL is the address "fe80::1%eth0", RFC 6874.)
+        address = urllib.parse.unquote(host.strip("[]"))
+        with socket.create_connection((address, int(port)), timeout=10):
             pass
     except OSError as e:
         down = e.errno in (errno.ENETUNREACH, errno.EADDRNOTAVAIL)
