@@ -1190,6 +1190,49 @@ def test_an_sdists_own_pkg_info_is_the_one_read(tmp_path: Path, store: Store) ->
         add_paths(house, store, [liar])
 
 
+_PKG_INFO = ("demo-1.0/PKG-INFO", metadata_text("demo", "1.0").encode())
+
+
+@pytest.mark.parametrize(("limit", "value", "before", "said"), [
+    # A member that inflates past the limit: its data is never inflated.
+    pytest.param("_MAX_SDIST_UNPACKED", 1024 * 1024, [("demo-1.0/zeros", bytes(8 << 20))],
+                 "in its first 1 MiB unpacked", id="unpacked"),
+    pytest.param("_MAX_SDIST_MEMBERS", 50, [(f"demo-1.0/{i}.py", b"") for i in range(100)],
+                 "in its first 50 members", id="members"),
+    # tarfile reads a pax header (here a long member name) in one read.
+    pytest.param("_MAX_METADATA", 4096, [("demo-1.0/" + "a" * 8000, b"")],
+                 "before a tar header or member of 8192 bytes (at most 4 KiB are read at once)",
+                 id="header"),
+])
+def test_an_sdist_that_unpacks_past_the_limits_before_its_pkg_info_is_refused(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch,
+    limit: str, value: int, before: list[tuple[str, bytes]], said: str,
+) -> None:
+    # PKG-INFO may come last (hatchling, flit_core): a small .tar.gz that
+    # inflates to gigabytes (or millions of members) before it made add read
+    # for minutes. The limits are lowered here so the bombs stay small.
+    import wheelhouse.dists
+
+    monkeypatch.setattr(wheelhouse.dists, limit, value)
+    bomb = _tgz(tmp_path / "bomb" / "demo-1.0.tar.gz", [*before, _PKG_INFO])
+    assert bomb.stat().st_size < 64 * 1024
+    house = House.open(tmp_path / "house", create=True)
+    with pytest.raises(InvalidInputError) as info:
+        add_paths(house, store, [bomb])
+    assert str(info.value) == (
+        f"1 problem(s); nothing was added:\n  {bomb}: not a valid distribution "
+        f"(demo-1.0/PKG-INFO not found {said}, the most wheelhouse reads of an sdist (a real "
+        "one is far smaller, a decompression bomb is not); if this one is real, build a wheel "
+        f"from it (pip wheel --no-deps {bomb}) and add the wheel)")
+    assert house.read_manifest().files == ()
+    assert [p for p in store.root.rglob("*") if p.is_file() and p.parent.name != "locks"
+            and p.name != "wheelhouse-store.json"] == []
+    # The same members after PKG-INFO: it is found first, and nothing more is read.
+    fine = _tgz(tmp_path / "fine" / "demo-1.0.tar.gz", [_PKG_INFO, *before])
+    (entry,) = add_paths(house, store, [fine]).added
+    assert entry.filename == "demo-1.0.tar.gz"
+
+
 def test_file_names_that_differ_only_in_case_are_refused(tmp_path: Path, store: Store) -> None:
     # On a case-insensitive file system (a house copied to macOS or Windows)
     # they are one file; the index offered both for one project and version.

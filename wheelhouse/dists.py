@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import hashlib
 import io
 import os
@@ -12,7 +14,7 @@ import tarfile
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, cast
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -21,7 +23,7 @@ from wheelhouse import _zipread
 from wheelhouse.errors import InvalidDistributionError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Sequence
+    from collections.abc import Collection, Iterator, Sequence
 
     from packaging.metadata import RawMetadata
     from packaging.utils import NormalizedName
@@ -40,6 +42,20 @@ __all__ = [
 
 # A METADATA file larger than this is not metadata; refuse rather than read it.
 _MAX_METADATA = 16 * 1024 * 1024
+
+# How much of a .tar.gz sdist is read looking for its PKG-INFO (or pyproject.toml).
+# PKG-INFO may come last (hatchling and flit_core write it after every other
+# file), so a real sdist may be read through, and a small file that inflates
+# to gigabytes (a gzip bomb) or to millions of members would be too: an 8 MB
+# file made add inflate 8 GiB (17 s), a 12 MB one read 2 million members
+# (30 s, 1 GB of memory). Real sdists stay far below both limits: one within
+# the registry's usual 100 MB upload limit unpacks to around a gigabyte of
+# source at gzip's usual ratios, and the largest hold tens of thousands of
+# members. Past either limit the file is refused, and nothing past the byte
+# limit is ever inflated (the check comes before the seek over a member's
+# data). Each limit costs at most about 8 s on a busy two-core machine.
+_MAX_SDIST_UNPACKED = 4 * 1024**3
+_MAX_SDIST_MEMBERS = 500_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +281,97 @@ def _wheel_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes:
             source, f"not a readable zip archive: {str(e) or type(e).__name__}") from e
 
 
+class _SdistTooLargeError(Exception):
+    """Reading on would pass :data:`_MAX_SDIST_UNPACKED` or :data:`_MAX_SDIST_MEMBERS`."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        #: Which limit, and how large it is.
+        self.what = what
+
+
+class _BoundedStream:
+    """A decompressed stream for :mod:`tarfile` that refuses to go past *limit* bytes.
+
+    tarfile skips a member's data with a seek (which inflates everything up to
+    the new position) and reads a header (pax, GNU long name) in one read: a
+    seek past the limit, or a single read larger than any real header or
+    metadata file, is refused before it inflates anything.
+    """
+
+    def __init__(self, raw: gzip.GzipFile, limit: int) -> None:
+        self._raw = raw
+        self._limit = limit
+
+    def _refuse(self, end: int, size: int = 0) -> None:
+        if end > self._limit:
+            raise _SdistTooLargeError(f"in its first {_size(self._limit)} unpacked")
+        if size > _MAX_METADATA:
+            raise _SdistTooLargeError(f"before a tar header or member of {size} bytes "
+                                      f"(at most {_size(_MAX_METADATA)} are read at once)")
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            raise io.UnsupportedOperation("unbounded read")  # (tarfile always says how much)
+        self._refuse(self._raw.tell() + size, size)
+        return self._raw.read(size)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence != io.SEEK_SET:
+            raise io.UnsupportedOperation("seek relative to the current position or the end")
+        self._refuse(offset)
+        return self._raw.seek(offset)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+
+@contextlib.contextmanager
+def _open_tgz(
+    fileobj: IO[bytes],
+) -> Iterator[tuple[tarfile.TarFile, Iterator[tarfile.TarInfo]]]:
+    """A .tar.gz and its members, read within the sdist limits (:data:`_MAX_SDIST_UNPACKED`).
+
+    Iterating the members raises :class:`_SdistTooLargeError` where reading
+    on would pass a limit.
+    """
+    with gzip.GzipFile(fileobj=fileobj, mode="rb") as gz, tarfile.open(
+        fileobj=cast("IO[bytes]", _BoundedStream(gz, _MAX_SDIST_UNPACKED)), mode="r:"
+    ) as tf:
+
+        def members() -> Iterator[tarfile.TarInfo]:
+            count = 0
+            while (member := tf.next()) is not None:
+                # tarfile keeps every member it reads (the list getmembers()
+                # returns; typeshed leaves it out); none is looked up again here
+                # (only a regular file is extracted), so none is kept: memory
+                # stays flat however many there are.
+                tf.members.clear()  # type: ignore[attr-defined]
+                yield member
+                count += 1
+                if count >= _MAX_SDIST_MEMBERS:
+                    raise _SdistTooLargeError(f"in its first {_MAX_SDIST_MEMBERS} members")
+
+        yield tf, members()
+
+
+def _size(n: int) -> str:
+    """*n* bytes as a person reads it: ``4 GiB``, ``16 MiB``, ``1000 bytes``."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} bytes"
+
+
+def _too_large(source: str, looking_for: str, e: _SdistTooLargeError) -> InvalidDistributionError:
+    import shlex
+
+    return InvalidDistributionError(
+        source, f"{looking_for} not found {e.what}, the most wheelhouse reads of an sdist "
+        "(a real one is far smaller, a decompression bomb is not); if this one is real, "
+        f"build a wheel from it (pip wheel --no-deps {shlex.quote(source)}) and add the wheel")
+
+
 def _sdist_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes | None:
     # PEP 625/643: the sdist holds <name>-<version>/PKG-INFO (the file's own
     # stem), which is taken when it is there. Older sdists may name the top
@@ -274,6 +381,9 @@ def _sdist_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes 
     first: bytes | None = None
     try:
         if fn.filename.endswith(".zip"):
+            # (A zip's member list is its central directory, read as stored:
+            # nothing is inflated but PKG-INFO, no more than its declared size,
+            # which _read_member holds to _MAX_METADATA.)
             with zipfile.ZipFile(fileobj) as zf:
                 for info in zf.infolist():
                     name = info.filename.removeprefix("./")
@@ -282,8 +392,8 @@ def _sdist_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes 
                             return _read_member(zf, info)
                         first = first if first is not None else _read_member(zf, info)
                 return first
-        with tarfile.open(fileobj=fileobj, mode="r:gz") as tf:
-            for member in tf:
+        with _open_tgz(fileobj) as (tf, members):
+            for member in members:
                 name = member.name.removeprefix("./")
                 if _in_top_dir(name, "/PKG-INFO"):
                     if not member.isfile():
@@ -300,6 +410,8 @@ def _sdist_metadata(fileobj: IO[bytes], fn: DistFilename, source: str) -> bytes 
             return first
     except InvalidDistributionError:
         raise
+    except _SdistTooLargeError as e:
+        raise _too_large(source, f"{stem}/PKG-INFO", e) from None
     except _ARCHIVE_ERRORS as e:
         raise InvalidDistributionError(
             source, f"not a readable archive: {str(e) or type(e).__name__}") from e
@@ -564,14 +676,16 @@ def read_build_requires(fileobj: IO[bytes], fn: DistFilename, *, source: str) ->
                         data = _read_member(zf, info)
                         break
         else:
-            with tarfile.open(fileobj=fileobj, mode="r:gz") as tf:
-                for member in tf:
+            with _open_tgz(fileobj) as (tf, members):
+                for member in members:
                     if _in_top_dir(member.name, "/pyproject.toml"):
                         if member.isfile() and member.size <= _MAX_METADATA:
                             extracted = tf.extractfile(member)
                             assert extracted is not None
                             data = extracted.read()
                         break
+    except _SdistTooLargeError as e:
+        raise _too_large(source, "pyproject.toml", e) from None
     except _ARCHIVE_ERRORS as e:
         raise InvalidDistributionError(
             source, f"not a readable archive: {str(e) or type(e).__name__}") from e
