@@ -759,6 +759,28 @@ def test_a_lock_never_holds_a_password_written_into_an_index_url(
     assert out.is_symlink() and "lib==2.0" in (tmp_path / "locks" / "real.txt").read_text()
 
 
+def test_a_lock_never_holds_a_password_beside_a_variable_in_an_index_url(
+    tmp_path: Path, upstream: LocalIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A ${NAME} elsewhere in the URL (its path here) kept the URL as written,
+    # the password typed into it too. Only credentials that are variables stay.
+    from wheelhouse.lock import lock
+
+    monkeypatch.setenv("WH_TEST_PATH", "simple")
+    monkeypatch.setenv("WH_TEST_TOKEN", "t0ken")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    host = upstream.url.removeprefix("http://")
+    source = tmp_path / "requirements.in"
+    source.write_text(f"--index-url http://me:s3cretpw@{host}/${{WH_TEST_PATH}}/\n"
+                      "--extra-index-url http://me:${WH_TEST_TOKEN}@127.0.0.1:9/${WH_TEST_PATH}/\n"
+                      "lib\n")
+    out = tmp_path / "requirements.txt"
+    lock([source], output=out)
+    sources = [line for line in out.read_text().splitlines() if line.startswith("--")]
+    assert sources == [f"--index-url http://{host}/${{WH_TEST_PATH}}/",
+                       "--extra-index-url http://me:${WH_TEST_TOKEN}@127.0.0.1:9/${WH_TEST_PATH}/"]
+
+
 def test_lock_of_an_unknown_name_says_so_without_a_traceback(
     tmp_path: Path, upstream: LocalIndex
 ) -> None:

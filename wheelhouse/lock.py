@@ -119,6 +119,9 @@ def lock(
     return LockResult(out, pins)
 
 
+#: Nothing but ``${NAME}`` references (pip's variables: capitals, digits, "_").
+_VARIABLES = re.compile(r"(?:\$\{[A-Z0-9_]+\})+")
+
 #: The source lines pip-tools writes at the top of a lock, and their option.
 _SOURCE_LINE = re.compile(r"(--index-url|--extra-index-url|--find-links|--trusted-host)\s+(\S+)\s*\Z")
 
@@ -161,16 +164,19 @@ def _only_named_sources(text: str, named: Sequence[str], *, from_files: Sequence
         url = urllib.parse.urlsplit(value)
         if url.hostname:
             hosts.update({url.hostname, url.netloc.rpartition("@")[2]})
-        if "${" in written:
-            out.append(line.replace(value, written))
-        elif "@" in url.netloc:
+        shown = written if "${" in written else value
+        parts = urllib.parse.urlsplit(shown)
+        userinfo, has_userinfo, netloc = parts.netloc.rpartition("@")
+        # The secret is the password, or a lone user name (a token); a ${TOKEN}
+        # elsewhere in the URL does not make one typed into it a variable.
+        if has_userinfo and not _VARIABLES.fullmatch(userinfo.partition(":")[2] or userinfo):
             # Credentials written into the URL: never into a lock people commit.
-            bare = url._replace(netloc=url.netloc.rpartition("@")[2]).geturl()
+            bare = parts._replace(netloc=netloc).geturl()
             log.warning("the credentials in %s were left out of the lock (%s): give them as "
                         "${VARIABLE} in the URL, or in a .netrc or keyring", option, bare)
             out.append(line.replace(value, bare))
         else:
-            out.append(line)
+            out.append(line.replace(value, shown))
     for at, value, line in trust_lines:
         if value in hosts:
             out[at] = line
