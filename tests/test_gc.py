@@ -440,3 +440,71 @@ def test_a_blob_is_described_by_its_own_member_names(tmp_path: Path) -> None:
     assert describe_blob(bare) is None
     assert describe_blob(junk) is None
     assert describe_blob(tmp_path / "missing") is None
+
+
+def _damage(store: Store, sha256: str) -> None:
+    blob = store.blob_path(sha256)
+    blob.chmod(0o644)
+    data = bytearray(blob.read_bytes())
+    data[10] ^= 0xFF
+    blob.write_bytes(bytes(data))  # same inode: as an edit through a house's hard link
+
+
+@pytest.mark.parametrize("step", ["gc", "verify --quarantine", "add into another house"])
+def test_a_directory_where_an_older_version_kept_a_record_is_no_error(
+    tmp_path: Path, store: Store, step: str
+) -> None:
+    # Nothing reads the records any more: one that cannot be removed (a
+    # directory there) stopped gc after its first blob ("cannot remove blob",
+    # though the blob was gone), and verify --quarantine and add with a bare
+    # IsADirectoryError.
+    wheels = [build_wheel(tmp_path / "d", name, "1.0") for name in ("alpha", "beta")]
+    house = add_house(tmp_path / "house", store, *wheels)
+    shas = store_blobs(store)
+    for sha in shas:
+        store.meta_path(sha).mkdir(parents=True)
+    if step == "gc":
+        shutil.rmtree(house.root)
+        assert len(gc(store).removed) == len(shas)
+        assert store_blobs(store) == set()
+        return
+    (entry, _) = house.read_manifest().files
+    _damage(store, entry.sha256)
+    if step == "verify --quarantine":
+        report = store.verify(quarantine=True)
+        assert [b.expected for b in report.bad] == [entry.sha256]
+    else:
+        other = add_house(tmp_path / "other", store, *wheels)
+        assert other.verify() == []
+    assert store.verify().ok
+
+
+def test_gc_never_removes_a_file_outside_the_store_through_a_link(
+    tmp_path: Path, store: Store
+) -> None:
+    # Containment: where an older version kept records, a symbolic link to a
+    # directory of the user's; gc removed the user's <sha>.json through it.
+    wheel = build_wheel(tmp_path / "d", "demo", "1.0")
+    house = add_house(tmp_path / "house", store, wheel)
+    (entry,) = house.read_manifest().files
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    theirs = outside / f"{entry.sha256}.json"
+    theirs.write_text("the user's own file")
+    orphan = outside / f"{'ab' * 32}.json"
+    orphan.write_text("the user's own file")
+    (store.root / "meta" / "sha256").mkdir(parents=True)
+    (store.root / "meta" / "sha256" / entry.sha256[:2]).symlink_to(outside)
+    (store.root / "meta" / "sha256" / "ab").symlink_to(outside)
+    shutil.rmtree(house.root)
+    assert entry.sha256 in {b.sha256 for b in gc(store).removed}
+    assert theirs.read_text() == "the user's own file"
+    assert orphan.read_text() == "the user's own file"
+    # And the whole meta/ a link out of the store:
+    shutil.rmtree(store.root / "meta")
+    (store.root / "meta").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere" / "sha256" / "ab").mkdir(parents=True)
+    mine = tmp_path / "elsewhere" / "sha256" / "ab" / f"{'ab' * 32}.json"
+    mine.write_text("the user's own file")
+    gc(store)
+    assert mine.read_text() == "the user's own file"

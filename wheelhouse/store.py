@@ -321,6 +321,32 @@ class Store:
         sha = parse_sha256(sha256)
         return f"{self._root}/meta/sha256/{sha[:2]}/{sha}.json"
 
+    def forget_record(self, sha256: str) -> None:
+        """Remove the record an earlier version kept of blob *sha256*, if there is one.
+
+        Nothing reads these records any more: removing one is tidying, never a
+        reason to fail (a directory there, say, is left as it is). The way
+        down from the store's root is opened without following a symbolic
+        link, so nothing outside the store is ever removed.
+        """
+        sha = parse_sha256(sha256)
+        flags = os.O_RDONLY | _O_CLOEXEC | getattr(os, "O_DIRECTORY", 0) | getattr(
+            os, "O_NOFOLLOW", 0)
+        fd: int | None = None
+        try:
+            for part in ("meta", "sha256", sha[:2]):
+                sub = os.open(part if fd is not None else f"{self._root}/{part}", flags,
+                              dir_fd=fd)
+                if fd is not None:
+                    os.close(fd)
+                fd = sub
+            os.unlink(f"{sha}.json", dir_fd=fd)
+        except OSError:
+            pass  # none there (a store this version made has no meta/), or not ours to remove
+        finally:
+            if fd is not None:
+                os.close(fd)
+
     def has(self, sha256: str) -> bool:
         """Is this blob in the store? (A stat, not a download; a symbolic link is no blob.)."""
         path = self._blob_file(sha256)
@@ -888,7 +914,7 @@ class Store:
         bad.path.replace(dest)
         # A record an older version wrote described the good bytes; it goes too.
         if _HEX64.match(bad.expected):
-            self.meta_path(bad.expected).unlink(missing_ok=True)
+            self.forget_record(bad.expected)
         log.warning("quarantined %s to %s", bad.path, dest)
         return BadBlob(bad.expected, bad.actual, bad.path, dest)
 

@@ -335,15 +335,16 @@ def _remove_orphan_records(store: Store) -> None:
         with contextlib.suppress(OSError):
             for record in fan.iterdir():
                 name = record.name.removesuffix(".json")
-                if record.name.endswith(".json") and _HEX64.match(name) and not store.has(name):
-                    record.unlink(missing_ok=True)
+                if (record.name.endswith(".json") and _HEX64.match(name)
+                        and fan.name == name[:2] and not store.has(name)):
+                    store.forget_record(name)  # (never through a link out of the store)
 
 
 def _remove_blob(store: Store, sha256: str) -> None:
     try:
         store.blob_path(sha256).unlink(missing_ok=True)
-        store.meta_path(sha256).unlink(missing_ok=True)
     except OSError as e:
         raise StoreError(
             f"cannot remove blob sha256={sha256} from {store.root}: {e.strerror or e}"
         ) from e
+    store.forget_record(sha256)
