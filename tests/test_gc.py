@@ -508,3 +508,91 @@ def test_gc_never_removes_a_file_outside_the_store_through_a_link(
     mine.write_text("the user's own file")
     gc(store)
     assert mine.read_text() == "the user's own file"
+
+
+@pytest.mark.parametrize("member", [
+    pytest.param("x\nwould remove " + "f" * 64 + "  1 KiB  (unused)  evil-1.0.dist-info/METADATA",
+                 id="line-break"),
+    pytest.param("evil\x1b]0;title\x07-1.0.dist-info/METADATA", id="escape"),
+    pytest.param("evil-1.0\u2028x.dist-info/METADATA", id="unicode-line-separator"),
+    pytest.param("evil pkg-1.0.dist-info/METADATA", id="space"),
+    pytest.param("evil-not a version.dist-info/METADATA", id="bad-version"),
+])
+def test_a_blob_is_described_by_a_valid_name_and_version_or_not_at_all(
+    tmp_path: Path, member: str
+) -> None:
+    # gc --dry-run prints what describe_blob gives on a blob's line: a line
+    # break in a member name made a line of its own (clean() keeps \n).
+    import io
+    import tarfile
+
+    from wheelhouse.dists import describe_blob
+
+    wheel = tmp_path / "wheel"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(member, "")
+    sdist = tmp_path / "sdist"
+    with tarfile.open(sdist, "w:gz") as tf:
+        tf.addfile(tarfile.TarInfo(member.replace(".dist-info/METADATA", "/PKG-INFO")),
+                   io.BytesIO(b""))
+    assert (describe_blob(wheel), describe_blob(sdist)) == (None, None)
+
+
+def test_a_blob_is_described_from_a_bounded_part_of_it(tmp_path: Path) -> None:
+    # A gzip'd tar whose first header is a GNU long name of 32 MiB (32 kB
+    # on disk): tarfile's "r:*" inflated and held all of it; a long name of
+    # 8 GiB took 8 GiB.
+    import gzip
+    import tarfile
+    import tracemalloc
+
+    from wheelhouse.dists import describe_blob
+
+    size = 32 * 1024 * 1024
+    head = tarfile.TarInfo("././@LongLink")
+    head.type, head.size = tarfile.GNUTYPE_LONGNAME, size
+    bomb = tmp_path / "bomb"
+    with gzip.open(bomb, "wb") as f:
+        f.write(head.tobuf(format=tarfile.GNU_FORMAT))
+        for _ in range(size // 2**20):
+            f.write(bytes(2**20))
+    tracemalloc.start()
+    try:
+        assert describe_blob(bomb) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20
+    # What setuptools and tarfile write (a float mtime): a pax header first.
+    sdist = tmp_path / "sdist"
+    with tarfile.open(sdist, "w:gz", format=tarfile.PAX_FORMAT) as tf:
+        info = tarfile.TarInfo("Demo_Pkg-1.0/" + "a" * 120 + "/PKG-INFO")
+        info.mtime = 1_700_000_000.5
+        tf.addfile(info)
+    assert describe_blob(sdist) == ("demo-pkg", "1.0", "sdist")
+
+
+def test_describing_a_blob_never_waits_on_a_fifo_nor_follows_a_link(tmp_path: Path) -> None:
+    # gc lists whatever is under a blob's name; describing a FIFO there
+    # waited for a writer for good (gc --dry-run hung), and a symbolic link
+    # was followed out of the store.
+    import threading
+
+    from tests.builders import build_sdist
+    from wheelhouse.dists import describe_blob
+
+    outside = build_sdist(tmp_path / "outside", "other", "2.0")
+    link = tmp_path / "link"
+    link.symlink_to(outside)
+    assert describe_blob(link) is None
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[object] = []
+    reader = threading.Thread(target=lambda: got.append(describe_blob(fifo)), daemon=True)
+    reader.start()
+    reader.join(timeout=5)
+    waited = reader.is_alive()
+    if waited:  # let it go: a writer that closes at once
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=5)
+    assert not waited and got == [None]

@@ -16,7 +16,7 @@ import zlib
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, cast
 
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from wheelhouse import _zipread
@@ -611,21 +611,78 @@ def read_dist_info(
     return DistInfo(fn, metadata, requires_python)
 
 
+#: How much of a gzip'd tar :func:`describe_blob` inflates, at most, to find its
+#: first member's name (a pax or GNU long-name header before it, whatever size
+#: that header claims, counts against it).
+_DESCRIBE_TAR_BYTES = 1024 * 1024
+
+
+class _Bounded:
+    """The first *limit* bytes of *raw*, then end of file: all tarfile's stream mode reads."""
+
+    def __init__(self, raw: gzip.GzipFile, limit: int) -> None:
+        self._raw = raw
+        self._left = limit
+
+    def read(self, size: int = -1) -> bytes:
+        want = self._left if size < 0 else min(size, self._left)
+        data = self._raw.read(want) if want > 0 else b""
+        self._left -= len(data)
+        return data
+
+
 def describe_blob(path: str | os.PathLike[str]) -> tuple[str, str, Kind] | None:
     """(project, version, kind) of a stored wheel or sdist known only by its bytes; None if unsure.
 
     For showing a person which blob a line names (``gc --dry-run``), not for
     trusting: a wheel is named by its ``.dist-info`` directory, an sdist by
-    its top directory (``name-version/``, a PKG-INFO in it), both as written
-    in the archive's member names. No member is read or inflated.
+    its top directory (``name-version/``: a PKG-INFO in it in a zip, the
+    first member of a gzip'd tar), both as written in the archive's member
+    names. No zip member is read; of a tar, no more than its first header
+    (at most ``_DESCRIBE_TAR_BYTES`` inflated). Only a regular file is opened
+    (no link followed, no FIFO waited on), and only a valid project name and
+    version are given (normalised), so what is shown is never more than a
+    name: no line break, no escape sequence from the archive.
     """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            return _describe(f)
+        except _ARCHIVE_ERRORS:
+            return None
+
+
+def _describe(f: IO[bytes]) -> tuple[str, str, Kind] | None:
     def split(stem: str) -> tuple[str, str] | None:
         name, sep, version = stem.rpartition("-")
-        return (canonicalize_name(name), version) if sep and name and version else None
+        if not sep:
+            return None
+        try:
+            return canonicalize_name(name, validate=True), str(Version(version))
+        except (InvalidName, InvalidVersion):
+            return None
 
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(f) as archive:
             names = archive.namelist()
+    except zipfile.BadZipFile:
+        f.seek(0)
+        # Not zipfile's "r:*": an sdist is a gzip'd tar (PEP 625), and tarfile
+        # would read a header's whole claimed size (a long name of 8 GiB).
+        with (gzip.GzipFile(fileobj=f, mode="rb") as gz,
+              tarfile.open(fileobj=cast("IO[bytes]", _Bounded(gz, _DESCRIBE_TAR_BYTES)),
+                           mode="r|") as tar):
+            first = tar.next()
+        if first is None:
+            return None
+        tops = {first.name.removeprefix("./").split("/", 1)[0]}
+    else:
         dist_info = {n.split("/", 1)[0] for n in names
                      if n.count("/") == 1 and n.endswith(".dist-info/METADATA")}
         if len(dist_info) == 1:
@@ -633,17 +690,6 @@ def describe_blob(path: str | os.PathLike[str]) -> tuple[str, str, Kind] | None:
             return None if found is None else (*found, "wheel")
         tops = {n.split("/", 1)[0] for n in names if n.count("/") == 1
                 and n.endswith("/PKG-INFO")}
-    except zipfile.BadZipFile:
-        try:
-            with tarfile.open(path, "r:*") as tar:
-                first = tar.next()
-        except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError):
-            return None
-        if first is None:
-            return None
-        tops = {first.name.removeprefix("./").split("/", 1)[0]}
-    except (OSError, ValueError, RuntimeError):
-        return None
     if len(tops) != 1:
         return None
     found = split(tops.pop())
