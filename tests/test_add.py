@@ -1071,12 +1071,16 @@ def test_a_wheel_name_too_long_for_its_metadata_file_is_refused_up_front(
 
 
 @pytest.mark.parametrize("how", ["same-wheel-into-a-new-house", "new-wheel-same-metadata"])
+@pytest.mark.parametrize("description", [0, 1_200_000], ids=["small", "over-1-MiB"])
 def test_a_damaged_metadata_blob_is_never_linked_into_a_house(
-        tmp_path: Path, store: Store, how: str) -> None:
+        tmp_path: Path, store: Store, how: str, description: int) -> None:
     # The wheel's blob was hashed before it was linked again; its METADATA
     # blob was only looked for. Edited in place (through a house's hard link),
     # it went into the new house, which then failed verify and pip's check.
-    first = build_wheel(tmp_path / "a", "demo", "1.0")
+    # (A new wheel's METADATA of over 1 MiB, a long description, was staged
+    # unlooked-at, and publishing hashes only a smaller blob it finds there.)
+    text = metadata_text("demo", "1.0") + ("\n" + "d" * description if description else "")
+    first = build_wheel(tmp_path / "a", "demo", "1.0", metadata=text)
     h1 = House.open(tmp_path / "h1", create=True)
     add_paths(h1, store, [first])
     entry = h1.read_manifest().files[0]
@@ -1085,7 +1089,8 @@ def test_a_damaged_metadata_blob_is_never_linked_into_a_house(
     meta_blob.chmod(0o644)
     meta_blob.write_bytes(meta_blob.read_bytes() + b"Summary: edited\n")  # same inode
     second = (first if how == "same-wheel-into-a-new-house"
-              else build_wheel(tmp_path / "b", "demo", "1.0", tag="py2.py3-none-any"))
+              else build_wheel(tmp_path / "b", "demo", "1.0", tag="py2.py3-none-any",
+                               metadata=text))
     h2 = House.open(tmp_path / "h2", create=True)
     add_paths(h2, store, [second])
     assert h2.verify() == []

@@ -36,6 +36,7 @@ from wheelhouse.errors import (
 from wheelhouse.filenames import DistFilename, parse_filename
 from wheelhouse.house import FileEntry, House, refuse_other_bytes
 from wheelhouse.store import (
+    SMALL_BLOB,
     Sha256,
     Store,
     adopt_temp_files_for,
@@ -327,14 +328,17 @@ def _stage_metadata(
     """A wheel's METADATA digest, and its blob staged unless the store has it intact.
 
     *new*: the wheel's own blob is new, so its METADATA most likely is too;
-    it is staged without a look first (publishing drops it if it is there).
+    one of at most ``SMALL_BLOB`` bytes is staged without a look first
+    (publishing drops it if it is there, and sets a damaged one aside).
     """
     if metadata is None or fn.kind != "wheel":
         return None, []
     metadata_sha = Sha256(hashlib.sha256(metadata).hexdigest())
     # (A damaged METADATA blob is set aside by intact(), or when this one is
-    # published over it, and these bytes take its place.)
-    if new or not store.intact(metadata_sha):
+    # published over it, and these bytes take its place. Publishing hashes
+    # only a small blob it finds there: a larger METADATA is looked at here
+    # first even for a new wheel, or a damaged one would be kept and linked.)
+    if (new and len(metadata) <= SMALL_BLOB) or not store.intact(metadata_sha):
         return metadata_sha, [(store.stage(metadata, durable=durable, unnamed=unnamed),
                                metadata_sha)]
     return metadata_sha, []

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
 __all__ = [
+    "SMALL_BLOB",
     "STORE_FORMAT",
     "BadBlob",
     "Sha256",
@@ -86,8 +87,9 @@ def adopt_temp_files_for(parent_pid: int) -> None:
     _OWNER_PID = parent_pid
     _TOKEN = os.urandom(4).hex()
 _CHUNK = 1024 * 1024
-#: A blob this small (a METADATA file) found where one is published is hashed then.
-_SMALL_BLOB = 1024 * 1024
+#: A blob this small (a METADATA file) found where one is published is hashed then;
+#: a larger one is taken as it is (its writer checks it first: see Store.intact).
+SMALL_BLOB = 1024 * 1024
 # A temp file whose writer is gone (or older than this) is debris from a crash.
 _STALE_TMP_SECONDS = 24 * 3600
 
@@ -882,7 +884,7 @@ class Store:
         if self._set_aside_if_no_blob(path, sha256):
             return True
         try:
-            if os.lstat(path).st_size > _SMALL_BLOB:
+            if os.lstat(path).st_size > SMALL_BLOB:
                 return False
         except FileNotFoundError:
             return True
