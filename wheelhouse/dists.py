@@ -328,15 +328,18 @@ class _BoundedStream:
 
 @contextlib.contextmanager
 def _open_tgz(
-    fileobj: IO[bytes],
+    fileobj: IO[bytes], *, limit: int | None = None,
 ) -> Iterator[tuple[tarfile.TarFile, Iterator[tarfile.TarInfo]]]:
-    """A .tar.gz and its members, read within the sdist limits (:data:`_MAX_SDIST_UNPACKED`).
+    """A .tar.gz and its members, read within the sdist limits (*limit* bytes inflated).
+
+    *limit* defaults to :data:`_MAX_SDIST_UNPACKED` (read when called).
 
     Iterating the members raises :class:`_SdistTooLargeError` where reading
     on would pass a limit.
     """
     with gzip.GzipFile(fileobj=fileobj, mode="rb") as gz, tarfile.open(
-        fileobj=cast("IO[bytes]", _BoundedStream(gz, _MAX_SDIST_UNPACKED)), mode="r:"
+        fileobj=cast("IO[bytes]", _BoundedStream(
+            gz, _MAX_SDIST_UNPACKED if limit is None else limit)), mode="r:"
     ) as tf:
 
         def members() -> Iterator[tarfile.TarInfo]:
@@ -617,20 +620,6 @@ def read_dist_info(
 _DESCRIBE_TAR_BYTES = 1024 * 1024
 
 
-class _Bounded:
-    """The first *limit* bytes of *raw*, then end of file: all tarfile's stream mode reads."""
-
-    def __init__(self, raw: gzip.GzipFile, limit: int) -> None:
-        self._raw = raw
-        self._left = limit
-
-    def read(self, size: int = -1) -> bytes:
-        want = self._left if size < 0 else min(size, self._left)
-        data = self._raw.read(want) if want > 0 else b""
-        self._left -= len(data)
-        return data
-
-
 def describe_blob(path: str | os.PathLike[str]) -> tuple[str, str, Kind] | None:
     """(project, version, kind) of a stored wheel or sdist known only by its bytes; None if unsure.
 
@@ -675,10 +664,11 @@ def _describe(f: IO[bytes]) -> tuple[str, str, Kind] | None:
         f.seek(0)
         # Not zipfile's "r:*": an sdist is a gzip'd tar (PEP 625), and tarfile
         # would read a header's whole claimed size (a long name of 8 GiB).
-        with (gzip.GzipFile(fileobj=f, mode="rb") as gz,
-              tarfile.open(fileobj=cast("IO[bytes]", _Bounded(gz, _DESCRIBE_TAR_BYTES)),
-                           mode="r|") as tar):
-            first = tar.next()
+        try:
+            with _open_tgz(f, limit=_DESCRIBE_TAR_BYTES) as (_, members):
+                first = next(members, None)
+        except _SdistTooLargeError:
+            return None
         if first is None:
             return None
         tops = {first.name.removeprefix("./").split("/", 1)[0]}
