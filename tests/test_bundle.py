@@ -66,7 +66,7 @@ def house_view(root: Path) -> dict[str, bytes]:
 
 
 def store_state(store: Store) -> dict[str, int]:
-    """The store's blobs, metadata records, registrations and temp files."""
+    """The store's blobs, records an older version kept, registrations and temp files."""
     out = {}
     for sub in ("blobs", "meta", "houses", "tmp"):
         base = store.root / sub

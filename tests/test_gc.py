@@ -95,7 +95,7 @@ def test_gc_removes_only_blobs_no_house_uses(
     assert result.kept == 2 and result.freed == sum(b.size for b in result.removed)
     for b in result.removed:
         assert not store.meta_path(b.sha256).exists()
-    assert all(store.meta_path(sha).exists() for sha in blobs_of(keep))
+    assert not any(store.meta_path(sha).exists() for sha in blobs_of(keep))  # (all go)
     assert gc(store).removed == ()
     assert keep.verify() == [] and drop.verify() == []
 
@@ -401,9 +401,10 @@ def test_du_and_gc_show_a_house_path_with_a_line_break_on_one_line(
     assert "forgot " in out and "nl\\x0ahouse" in out
 
 
-def test_gc_removes_records_of_blobs_that_are_gone(tmp_path: Path, store: Store) -> None:
-    # A gc killed between removing a blob and the record an older version
-    # kept beside it left the record for good.
+def test_gc_removes_every_record_an_older_version_kept(tmp_path: Path, store: Store) -> None:
+    # Nothing reads them any more, and each took a disk block: the records of
+    # blobs that are gone (a gc killed between the two removals) and of blobs
+    # still linked go, and nothing else under meta/.
     wheel = build_wheel(tmp_path / "d", "kept", "1.0")
     house = add_house(tmp_path / "house", store, wheel)
     (entry,) = house.read_manifest().files
@@ -412,10 +413,13 @@ def test_gc_removes_records_of_blobs_that_are_gone(tmp_path: Path, store: Store)
     orphan.write_text("{}")
     store.meta_path(entry.sha256).parent.mkdir(parents=True, exist_ok=True)
     store.meta_path(entry.sha256).write_text("{}")
+    other = orphan.parent / "notes.txt"
+    other.write_text("mine")
     gc(store)
-    assert not orphan.exists()
-    assert store.meta_path(entry.sha256).is_file()
+    assert not orphan.exists() and not store.meta_path(entry.sha256).exists()
+    assert other.read_text() == "mine"
     assert gc(store, dry_run=True).removed == ()
+    assert house.verify() == []
 
 
 def test_a_blob_is_described_by_its_own_member_names(tmp_path: Path) -> None:

@@ -306,7 +306,7 @@ def gc(
                 store.forget_house(record)
             for blob in remove:
                 _remove_blob(store, blob.sha256)
-            _remove_orphan_records(store)
+            _remove_old_records(store)
             store.clean_tmp()
     return GcResult(
         removed=tuple(remove),
@@ -320,11 +320,14 @@ def gc(
     )
 
 
-def _remove_orphan_records(store: Store) -> None:
-    """Remove the records of blobs that are gone (a gc killed between the two removals).
+def _remove_old_records(store: Store) -> None:
+    """Remove every record of a blob that an earlier version kept under ``meta/``.
 
-    Under the exclusive use lock: no writer is between publishing a blob and
-    writing its record.
+    Nothing reads them any more (a blob's facts are read from its bytes), and
+    each took a disk block: a store of 50,000 wheels kept 203 MB of them on
+    ext4. Only names such a version wrote are removed, never through a link
+    out of the store (:meth:`Store.forget_record`). An earlier version still
+    in use writes the records it wants again.
     """
     meta = store.root / "meta" / "sha256"
     try:
@@ -335,9 +338,8 @@ def _remove_orphan_records(store: Store) -> None:
         with contextlib.suppress(OSError):
             for record in fan.iterdir():
                 name = record.name.removesuffix(".json")
-                if (record.name.endswith(".json") and _HEX64.match(name)
-                        and fan.name == name[:2] and not store.has(name)):
-                    store.forget_record(name)  # (never through a link out of the store)
+                if record.name.endswith(".json") and _HEX64.match(name) and fan.name == name[:2]:
+                    store.forget_record(name)
 
 
 def _remove_blob(store: Store, sha256: str) -> None:
