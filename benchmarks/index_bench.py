@@ -242,8 +242,9 @@ def bench_location(root: Path, sizes: list[int], runs: int, settle_s: float,
         print("\n".join(table[-len(results):]), flush=True)
         floor = statistics.median(results[("a", "floor: file operations alone")].seconds)
         peer = statistics.median(results[("a", "simple503 -e")].seconds)
-        notes.append(f"- {n:,} wheels: simple503 / floor = {peer / floor:.2f}x, the most "
-                     "any add that copies into a store could reach against simple503 here")
+        notes.append(f"- {n:,} wheels: simple503 / floor = {peer / floor:.2f}x: about as far "
+                     "as an add built as wheelhouse's (a copy into the store, METADATA a blob "
+                     "of its own, both linked) could get ahead of simple503 here")
         if shm:
             for d in [corpus, extra_dir, *root.glob(f"run-{n}-*")]:
                 remove(d)
