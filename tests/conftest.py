@@ -57,6 +57,12 @@ def pytest_configure(config: pytest.Config) -> None:
     for key in [k for k in os.environ if k.startswith(("PIP_", "UV_", "WHEELHOUSE_"))]:
         del os.environ[key]
     os.environ.update(_ISOLATION)
+    # Started in the background by a shell without job control (`cmd &` in a
+    # script, nohup), the run inherits SIGINT ignored, and Python then leaves
+    # it so: the Ctrl-C tests would see no KeyboardInterrupt, here or in the
+    # processes they start. A terminal's Ctrl-C is what they test.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
