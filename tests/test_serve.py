@@ -346,9 +346,10 @@ def test_a_house_changed_while_serving_is_served_as_it_now_is(tmp_path: Path) ->
         assert status == 200 and b"second-1.0-py3-none-any.whl" in body
 
 
-def test_print_env(house: House) -> None:
+def _print_env_lines(house: House, host: str = "127.0.0.1") -> list[str]:
+    """What ``wheelhouse serve --host HOST --port 0 --print-env`` prints before it waits."""
     with subprocess.Popen([sys.executable, "-m", "wheelhouse", "serve", str(house.root),
-                           "--port", "0", "--print-env"], env=isolated_env(),
+                           "--host", host, "--port", "0", "--print-env"], env=isolated_env(),
                           stdout=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None
         lines: list[str] = []
@@ -357,6 +358,17 @@ def test_print_env(house: House) -> None:
             assert lines[-1], "--print-env ended early"
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
+    return lines
+
+
+def _print_env(house: House, host: str) -> dict[str, str]:
+    """The ``export`` lines of ``serve --print-env``: name -> value as written for a shell."""
+    return dict(line.removeprefix("export ").strip().split("=", 1)
+                for line in _print_env_lines(house, host) if line.startswith("export "))
+
+
+def test_print_env(house: House) -> None:
+    lines = _print_env_lines(house)
     unsets = {line.removeprefix("unset ").strip() for line in lines if line.startswith("unset ")}
     assert {"UV_FIND_LINKS", "UV_CONFIG_FILE", "UV_INDEX", "PIP_EXTRA_INDEX_URL"} <= unsets
     exports = dict(line.removeprefix("export ").strip().split("=", 1) for line in lines
@@ -475,11 +487,84 @@ def test_serve_and_run_on_a_link_local_address_give_urls_with_its_zone(house: Ho
     m = re.search(rf"^serving {re.escape(str(house.root))} at {re.escape(url)}:(\d+)$",
                   said, re.MULTILINE)
     assert m is not None, said
-    assert f"  pip install --index-url {url}:{m.group(1)}/simple/ PACKAGE\n" in said
+    here = f"{url}:{m.group(1)}".removeprefix("http://")
+    assert (f"  pip install --trusted-host '{here}' --index-url {url}:{m.group(1)}/simple/ "
+            "PACKAGE\n") in said
     # run reaches its own server there, and gives the command that URL.
     done = wheelhouse("run", str(house.root), "--host", LINK_LOCAL, "--", sys.executable, "-c",
                       "import os; print(os.environ['PIP_INDEX_URL'])", env=isolated_env())
     assert re.fullmatch(rf"{re.escape(url)}:\d+/simple/", done.stdout.strip()), done.stdout
+
+
+def _non_loopback_ipv4() -> str | None:
+    """An IPv4 address of this machine that is not loopback and can be bound, if there is one."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            # Connecting a UDP socket sends nothing: it only picks the address a
+            # packet to there would leave from (TEST-NET-3, RFC 5737).
+            s.connect(("203.0.113.1", 9))
+            address = str(s.getsockname()[0])
+        with socket.socket() as s:
+            s.bind((address, 0))
+    except OSError:
+        return None
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+NON_LOOPBACK = _non_loopback_ipv4()
+
+
+@pytest.mark.skipif(NON_LOOPBACK is None, reason="this machine has no non-loopback IPv4 "
+                    "address to bind (no default route)")
+def test_run_and_serve_on_a_non_loopback_address_let_pip_use_plain_http(
+    house: House, venv: Venv
+) -> None:
+    assert NON_LOOPBACK is not None
+    # pip ignores a plain-http index on a host that is not loopback unless it is
+    # trusted: run trusts the one it serves on, keeping the user's own.
+    env = isolated_env({"PIP_TRUSTED_HOST": "pypi.example.org"})
+    done = wheelhouse("run", str(house.root), "--host", NON_LOOPBACK, "--", sys.executable,
+                      "-m", "pip", "--python", str(venv.python), "install", "app", env=env)
+    assert venv.installed() == {"app": "1.0", "lib": "1.0"}, done.stdout + done.stderr
+    shown = wheelhouse("run", str(house.root), "--host", NON_LOOPBACK, "--", sys.executable,
+                       "-c", "import os; print(os.environ['PIP_INDEX_URL'], "
+                       "os.environ['PIP_TRUSTED_HOST'])", env=env).stdout.split()
+    m = re.fullmatch(rf"http://({re.escape(NON_LOOPBACK)}:\d+)/simple/", shown[0])
+    assert m is not None, shown
+    assert shown[1:] == ["pypi.example.org", m.group(1)]
+    # uv takes plain http from any host as it is (UV_INSECURE_HOST is about TLS).
+    assert UV is not None
+    venv2 = Venv(venv.root.with_name("venv-uv"))
+    run([UV, "venv", "--quiet", "--python", sys.executable, str(venv2.root)])
+    wheelhouse("run", str(house.root), "--host", NON_LOOPBACK, "--", UV, "pip", "install",
+               "--python", str(venv2.python), "app", env=isolated_env())
+    assert venv2.installed() == {"app": "1.0", "lib": "1.0"}
+    # serve says the same, in its hints and in --print-env (which adds to the
+    # value of the shell that reads it).
+    said = _serve_says(house, NON_LOOPBACK)
+    m = re.search(rf"^serving {re.escape(str(house.root))} at "
+                  rf"http://({re.escape(NON_LOOPBACK)}:\d+)$", said, re.MULTILINE)
+    assert m is not None, said
+    assert (f"  pip install --trusted-host {m.group(1)} --index-url http://{m.group(1)}/simple/ "
+            "PACKAGE\n") in said
+    exports = _print_env(house, NON_LOOPBACK)
+    here = exports["WHEELHOUSE_URL"].removeprefix("http://")
+    sh = shutil.which("sh")
+    assert sh is not None
+    for before, after in [("", here), ("pypi.example.org", f"pypi.example.org {here}")]:
+        script = "\n".join(f"export {k}={v}" for k, v in exports.items())
+        got = run([sh, "-c", f'{script}\nprintf "%s" "$PIP_TRUSTED_HOST"'],
+                  env={"PATH": "/usr/bin:/bin", "PIP_TRUSTED_HOST": before}).stdout
+        assert got == after
+
+
+def test_run_on_loopback_trusts_no_host(house: House) -> None:
+    for host in ("127.0.0.1", "0.0.0.0"):
+        shown = wheelhouse("run", str(house.root), "--host", host, "--", sys.executable, "-c",
+                           "import os; print(os.environ.get('PIP_TRUSTED_HOST'))",
+                           env=isolated_env())
+        assert shown.stdout.strip() == "None"
+    assert "PIP_TRUSTED_HOST" not in _print_env(house, "127.0.0.1")
 
 
 def _exchange(url: str, request: bytes) -> bytes:

@@ -678,7 +678,13 @@ def serve_command(obj: Context, house_path: Path, host: str, port: int, print_en
     import signal
     import threading
 
-    from wheelhouse.serve import DROPPED_ENV, HouseServer, _open_house, environment_for
+    from wheelhouse.serve import (
+        DROPPED_ENV,
+        HouseServer,
+        _open_house,
+        _pip_trusted_host,
+        environment_for,
+    )
 
     server = HouseServer(_open_house(house_path), host, port)
     url = server.url
@@ -686,7 +692,11 @@ def serve_command(obj: Context, house_path: Path, host: str, port: int, print_en
         for key in sorted(DROPPED_ENV):
             click.echo(f"unset {key}")
         for key, value in sorted(environment_for(url, {}).items()):
-            click.echo(f"export {key}={_shell_quote(value)}")
+            if key == "PIP_TRUSTED_HOST":
+                # Added to the value of the shell that reads these lines (space-separated).
+                click.echo(f'export {key}="${{{key}:+${key} }}"{_shell_quote(value)}')
+            else:
+                click.echo(f"export {key}={_shell_quote(value)}")
         sys.stdout.flush()
     elif not obj.quiet:
         if server.all_interfaces:
@@ -698,8 +708,11 @@ def serve_command(obj: Context, house_path: Path, host: str, port: int, print_en
                   f"address instead of {here})")
         else:
             _echo(f"serving {server.house.root} at {url}")
-        _echo(f"  pip install --index-url {url}/simple/ PACKAGE")
-        _echo(f"  pip install --no-index --find-links {url}/find-links.html PACKAGE")
+        trusted = _pip_trusted_host(url)
+        # (pip ignores plain http from a host that is not loopback unless told to trust it.)
+        trust = f"--trusted-host {_shell_quote(trusted)} " if trusted else ""
+        _echo(f"  pip install {trust}--index-url {url}/simple/ PACKAGE")
+        _echo(f"  pip install {trust}--no-index --find-links {url}/find-links.html PACKAGE")
         _echo(f"  uv pip install --default-index {url}/simple/ PACKAGE")
         _echo("Ctrl-C or SIGTERM stops it.")
         sys.stdout.flush()
@@ -727,7 +740,8 @@ def run_cmd(house_path: Path, command: tuple[str, ...], host: str, port: int) ->
     """Serve a house for the length of COMMAND, which installs from it and nothing else.
 
     Sets PIP_NO_INDEX, PIP_FIND_LINKS, PIP_INDEX_URL and uv's UV_NO_INDEX,
-    UV_FIND_LINKS, UV_INDEX_URL, UV_DEFAULT_INDEX, then exits with COMMAND's status:
+    UV_FIND_LINKS, UV_INDEX_URL, UV_DEFAULT_INDEX (and PIP_TRUSTED_HOST when
+    --host is not loopback), then exits with COMMAND's status:
 
         wheelhouse run ./house -- pip install -r requirements.txt
     """

@@ -7,6 +7,7 @@ import errno
 import functools
 import hashlib
 import html
+import ipaddress
 import logging
 import os
 import re
@@ -948,16 +949,48 @@ DROPPED_ENV = ("PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX", "UV_FIND
                "UV_NO_INDEX", "UV_CONFIG_FILE", "UV_TORCH_BACKEND")
 
 
+def _pip_trusted_host(url: str) -> str | None:
+    """The ``host:port`` pip must trust to use plain-http *url*; None on loopback.
+
+    pip ignores a plain-http index or find-links page whose host is not
+    loopback ("not a trusted or secure host") unless ``--trusted-host`` names
+    it; uv takes plain http from any host (its ``UV_INSECURE_HOST`` is about
+    TLS certificates), so it needs nothing.
+
+    >>> _pip_trusted_host("http://192.0.2.7:8080")
+    '192.0.2.7:8080'
+    >>> _pip_trusted_host("http://[2001:db8::7]:8080")
+    '[2001:db8::7]:8080'
+    >>> _pip_trusted_host("http://127.0.0.1:8080") is None
+    True
+    """
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").partition("%")[0]  # (a zone: "fe80::1%25eth0")
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a name: trusted as written
+    return parts.netloc
+
+
 def environment_for(url: str, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment that makes pip and uv install from the house at *url*, and nothing else.
 
     pip reads the find-links page (it honours yanks there) and no index; uv
     reads the house as its one index and no configuration file (which could
     add indexes or find-links): uv honours yanks from an index page, not from
-    a find-links page.
+    a find-links page. On a host that is not loopback, pip is told to trust
+    the server's ``host:port`` (added to any ``PIP_TRUSTED_HOST`` in *base*):
+    it ignores plain http elsewhere.
     """
     env = {k: v for k, v in (os.environ if base is None else base).items()
            if k not in DROPPED_ENV}
+    trusted = _pip_trusted_host(url)
+    if trusted is not None:
+        # pip splits PIP_TRUSTED_HOST on whitespace.
+        hosts = env.get("PIP_TRUSTED_HOST", "").split()
+        env["PIP_TRUSTED_HOST"] = " ".join(hosts if trusted in hosts else [*hosts, trusted])
     env.update({
         "PIP_NO_INDEX": "1",
         "PIP_FIND_LINKS": f"{url}/{FIND_LINKS_PAGE}",
