@@ -478,6 +478,29 @@ def _link_local_host() -> str | None:
 LINK_LOCAL = _link_local_host()
 
 
+@pytest.mark.parametrize("host", [
+    pytest.param("::1", id="loopback",
+                 marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")),
+    pytest.param(LINK_LOCAL, id="link-local-zone",
+                 marks=pytest.mark.skipif(LINK_LOCAL is None,
+                                          reason="no link-local IPv6 address to bind")),
+])
+def test_port_in_use_on_ipv6_names_the_address_in_brackets(
+    house: House, host: str | None
+) -> None:
+    assert host is not None
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(socket.getaddrinfo(host, 0, socket.AF_INET6, socket.SOCK_STREAM)[0][4])
+        s.listen()
+        port = s.getsockname()[1]
+        proc = wheelhouse("serve", str(house.root), "--host", host, "--port", str(port),
+                          env=isolated_env(), check=False)
+    assert proc.returncode == 1
+    # A host:port pair as people write one: "[fe80::1%eth0]:8080", not "fe80::1%eth0:8080".
+    assert proc.stderr.startswith(f"error: cannot listen on [{host}]:{port}: "), proc.stderr
+    assert "choose another --port" in proc.stderr
+
+
 @pytest.mark.skipif(LINK_LOCAL is None, reason="no link-local IPv6 address to bind")
 def test_serve_and_run_on_a_link_local_address_give_urls_with_its_zone(house: House) -> None:
     assert LINK_LOCAL is not None

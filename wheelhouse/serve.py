@@ -225,8 +225,10 @@ class HouseServer(ThreadingHTTPServer):
             import errno
 
             in_use = e.errno in (errno.EADDRINUSE, errno.EACCES)
+            # An IPv6 host in brackets: "[fe80::1%eth0]:8080" reads as host and port.
+            where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
             raise InvalidInputError(
-                f"cannot listen on {host}:{port}: {e.strerror or e}",
+                f"cannot listen on {where}: {e.strerror or e}",
                 hint="choose another --port (0 picks a free one)" if in_use else
                 "--host must be an address of this machine (127.0.0.1, 0.0.0.0, ::1, ...)",
             ) from e
