@@ -739,9 +739,13 @@ def serve_command(obj: Context, house_path: Path, host: str, port: int, print_en
 def run_cmd(house_path: Path, command: tuple[str, ...], host: str, port: int) -> None:
     """Serve a house for the length of COMMAND, which installs from it and nothing else.
 
-    Sets PIP_NO_INDEX, PIP_FIND_LINKS, PIP_INDEX_URL and uv's UV_NO_INDEX,
-    UV_FIND_LINKS, UV_INDEX_URL, UV_DEFAULT_INDEX (and PIP_TRUSTED_HOST when
-    --host is not loopback), then exits with COMMAND's status:
+    Sets PIP_NO_INDEX, PIP_FIND_LINKS (the house's find-links page),
+    PIP_INDEX_URL, an empty PIP_EXTRA_INDEX_URL, uv's UV_DEFAULT_INDEX and
+    UV_INDEX_URL (the house as uv's one index), UV_NO_CONFIG, and
+    PIP_TRUSTED_HOST when --host is not loopback; drops the UV_FIND_LINKS,
+    UV_NO_INDEX, UV_INDEX and UV_EXTRA_INDEX_URL the environment had (uv
+    honours yanks on an index page, not on a find-links page). Then exits
+    with COMMAND's status:
 
         wheelhouse run ./house -- pip install -r requirements.txt
     """
