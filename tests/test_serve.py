@@ -425,6 +425,9 @@ def test_serve_on_every_interface_says_so_and_gives_a_url_for_this_machine(
     pytest.param("127.0.0.2", "http://127.0.0.2", id="ipv4"),
     pytest.param("::1", "http://[::1]", id="ipv6",
                  marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")),
+    # As a URL writes it: brackets taken off, not looked up as a name.
+    pytest.param("[::1]", "http://[::1]", id="ipv6-bracketed",
+                 marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")),
 ])
 def test_serve_on_one_address_gives_that_addresss_url(
     house: House, host: str, url: str

@@ -211,6 +211,8 @@ class HouseServer(ThreadingHTTPServer):
             raise InvalidInputError("--host is empty",
                                     hint="name an address: 127.0.0.1 (the default), or "
                                     "0.0.0.0 to listen on every interface")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]  # an IPv6 address as a URL writes it: "[::1]"
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.address_family = family
         try:
