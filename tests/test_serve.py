@@ -404,10 +404,13 @@ def _ipv6_loopback() -> bool:
     return True
 
 
+_NEEDS_IPV6_LOOPBACK = pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")
+
+
 @pytest.mark.parametrize(("host", "local"), [
     pytest.param("0.0.0.0", "127.0.0.1", id="ipv4"),
     pytest.param("::", "[::1]", id="ipv6",
-                 marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")),
+                 marks=_NEEDS_IPV6_LOOPBACK),
 ])
 def test_serve_on_every_interface_says_so_and_gives_a_url_for_this_machine(
     house: House, host: str, local: str
@@ -424,10 +427,10 @@ def test_serve_on_every_interface_says_so_and_gives_a_url_for_this_machine(
 @pytest.mark.parametrize(("host", "url"), [
     pytest.param("127.0.0.2", "http://127.0.0.2", id="ipv4"),
     pytest.param("::1", "http://[::1]", id="ipv6",
-                 marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")),
+                 marks=_NEEDS_IPV6_LOOPBACK),
     # As a URL writes it: brackets taken off, not looked up as a name.
     pytest.param("[::1]", "http://[::1]", id="ipv6-bracketed",
-                 marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")),
+                 marks=_NEEDS_IPV6_LOOPBACK),
 ])
 def test_serve_on_one_address_gives_that_addresss_url(
     house: House, host: str, url: str
@@ -483,7 +486,7 @@ LINK_LOCAL = _link_local_host()
 
 @pytest.mark.parametrize("host", [
     pytest.param("::1", id="loopback",
-                 marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")),
+                 marks=_NEEDS_IPV6_LOOPBACK),
     pytest.param(LINK_LOCAL, id="link-local-zone",
                  marks=pytest.mark.skipif(LINK_LOCAL is None,
                                           reason="no link-local IPv6 address to bind")),
