@@ -304,9 +304,11 @@ def gc(
             for path, record in gone:
                 log.info("forgetting %s (no longer a house)", path)
                 store.forget_house(record)
-            for blob in remove:
-                _remove_blob(store, blob.sha256)
-            _remove_old_records(store)
+            try:
+                for blob in remove:
+                    _remove_blob(store, blob.sha256)
+            finally:
+                _remove_old_records(store)  # the removed blobs' too, also after a failure
             store.clean_tmp()
     return GcResult(
         removed=tuple(remove),
@@ -349,4 +351,3 @@ def _remove_blob(store: Store, sha256: str) -> None:
         raise StoreError(
             f"cannot remove blob sha256={sha256} from {store.root}: {e.strerror or e}"
         ) from e
-    store.forget_record(sha256)
